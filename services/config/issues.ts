@@ -1,0 +1,82 @@
+/**
+ * Configuration problems with the place they were found, shared by the
+ * monitor.yaml validator and the agent configuration parser.
+ *
+ * @module
+ */
+
+/** One problem in a configuration document. */
+export interface ConfigIssue {
+  /** Dotted key path, e.g. `agents.default.interval` or `plugins[1]`. */
+  path: string;
+  /** What was expected, e.g. `a whole number of seconds from 1 to 86400`. */
+  expected: string;
+  /** What was found, e.g. `"5s" (a string)`. */
+  found: string;
+  /** Source position (1-based) when known. */
+  line?: number;
+  column?: number;
+  /** Optional hint such as `did you mean "interval"?` */
+  hint?: string;
+}
+
+/** Formats an issue as one line: `file:line:col: path: expected X, found Y (hint)`. */
+export function formatIssue(issue: ConfigIssue, file?: string): string {
+  const where = [file, issue.line, issue.column].filter((p) => p !== undefined).join(":");
+  const head = where ? `${where}: ` : "";
+  const hint = issue.hint ? ` (${issue.hint})` : "";
+  return `${head}${
+    issue.path || "(top level)"
+  }: expected ${issue.expected}, found ${issue.found}${hint}`;
+}
+
+/** Describes a value for `found`: `"5s" (a string)`, `3 (a number)`, `nothing`. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (typeof value === "object") return "a mapping";
+  const text = JSON.stringify(value);
+  const shown = text.length > 40 ? text.slice(0, 37) + "..." : text;
+  return `${shown} (a ${typeof value})`;
+}
+
+/** Error carrying every issue found in one document. */
+export class ConfigError extends Error {
+  /**
+   * @param issues the problems, at least one
+   * @param file the file (or store key) the document came from
+   */
+  constructor(readonly issues: ConfigIssue[], readonly file?: string) {
+    super(issues.map((i) => formatIssue(i, file)).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+/** Levenshtein-based suggestion: the closest candidate within distance 2, or undefined. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
