@@ -1,0 +1,47 @@
+/**
+ * Loads `proto/monitoring.proto` for the gRPC adapter. Internal to services/rpc.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+
+/** Absolute path of the protocol file. */
+export const PROTO_PATH: string = new URL("../../proto/monitoring.proto", import.meta.url).pathname;
+
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  oneofs: true,
+};
+
+let cached: grpc.ServiceClientConstructor | undefined;
+
+/** The generated `monitoring.v1.Monitoring` service constructor (loaded once). */
+export function monitoringService(): grpc.ServiceClientConstructor {
+  if (cached) return cached;
+  const definition = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS);
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    monitoring: { v1: { Monitoring: grpc.ServiceClientConstructor } };
+  };
+  cached = loaded.monitoring.v1.Monitoring;
+  return cached;
+}
+
+/**
+ * Removes the oneof bookkeeping (`body`) and unset (null) oneof members so
+ * decoded messages match the optional-field shapes of messages.ts.
+ */
+export function stripOneof<T extends object>(decoded: unknown): T {
+  const out: Record<string, unknown> = {};
+  if (decoded && typeof decoded === "object") {
+    for (const [k, v] of Object.entries(decoded)) {
+      if (k === "body" || v === null || v === undefined) continue;
+      out[k] = v;
+    }
+  }
+  return out as T;
+}

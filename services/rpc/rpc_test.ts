@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import {
+  type AgentMessage,
+  type BrokerMessage,
+  openAgentStream,
+  RpcError,
+  RpcStatus,
+  type ServerStream,
+  startRpcServer,
+} from "./mod.ts";
+
+/** Resolves with the value `fn` waits for, or rejects after `ms`. */
+function within<T>(ms: number, what: string, fn: (done: (v: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    fn((v) => {
+      clearTimeout(timer);
+      resolve(v);
+    });
+  });
+}
+
+Deno.test("rpc: hello, batch and ack round trip over loopback with all fields decoded", async () => {
+  const received: AgentMessage[] = [];
+  let serverSide: ServerStream | undefined;
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    onStream(stream) {
+      serverSide = stream;
+      stream.onMessage((message) => {
+        received.push(message);
+        if (message.hello) {
+          stream.send({ welcome: { broker_version: "t", max_batch_samples: 10 } });
+        }
+        if (message.batch) stream.send({ ack: { seq: message.batch.seq } });
+      });
+    },
+  });
+  const client = openAgentStream({ address: server.address });
+  try {
+    await client.ready();
+    const fromBroker: BrokerMessage[] = [];
+    const gotAck = within<void>(5000, "ack", (done) => {
+      client.onMessage((m) => {
+        fromBroker.push(m);
+        if (m.ack) done();
+      });
+    });
+    client.send({ hello: { agent_id: "a1", hostname: "h", version: "1", token: "" } });
+    client.send({
+      batch: {
+        seq: 7,
+        samples: [{ timestamp: 1.5, metrics: { "cpu": 12.5, "disk read": 1024 } }],
+        alerts: [{ metric: "cpu", value: 95, threshold: 80, state: "firing", timestamp: 2 }],
+      },
+    });
+    await gotAck;
+    assert.deepEqual(fromBroker, [
+      { welcome: { broker_version: "t", max_batch_samples: 10 } },
+      { ack: { seq: 7 } },
+    ]);
+    assert.equal(received.length, 2);
+    assert.deepEqual(received[0], {
+      hello: { agent_id: "a1", hostname: "h", version: "1", token: "" },
+    });
+    assert.deepEqual(received[1].batch?.samples[0].metrics, { "cpu": 12.5, "disk read": 1024 });
+    assert.equal(received[1].batch?.alerts[0].state, "firing");
+    assert.match(serverSide?.peer ?? "", /127\.0\.0\.1/);
+  } finally {
+    client.close();
+    await server.close(1000);
+  }
+});
+
+Deno.test("rpc: a stream failed by the broker reaches the agent with its status; others unaffected", async () => {
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    onStream(stream) {
+      stream.onMessage((message) => {
+        if (message.hello?.agent_id === "bad") {
+          stream.fail(RpcStatus.INVALID_ARGUMENT, "hello.agent_id: bad on purpose");
+        } else if (message.hello) {
+          stream.send({ welcome: { broker_version: "t", max_batch_samples: 1 } });
+        }
+      });
+    },
+  });
+  const bad = openAgentStream({ address: server.address });
+  const good = openAgentStream({ address: server.address });
+  try {
+    const badClosed = within<RpcError | undefined>(5000, "bad close", (done) => bad.onClose(done));
+    const goodWelcome = within<void>(
+      5000,
+      "welcome",
+      (done) => good.onMessage((m) => m.welcome && done()),
+    );
+    bad.send({ hello: { agent_id: "bad", hostname: "h", version: "1", token: "" } });
+    const error = await badClosed;
+    assert.ok(error instanceof RpcError);
+    assert.equal(error.code, RpcStatus.INVALID_ARGUMENT);
+    assert.match(error.details, /hello\.agent_id/);
+    good.send({ hello: { agent_id: "good", hostname: "h", version: "1", token: "" } });
+    await goodWelcome;
+    assert.equal(good.closed, false);
+  } finally {
+    bad.close();
+    good.close();
+    await server.close(1000);
+  }
+});
+
+Deno.test("rpc: an oversized message is refused with RESOURCE_EXHAUSTED", async () => {
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    maxMessageBytes: 1024,
+    onStream(stream) {
+      stream.onMessage(() => {});
+    },
+  });
+  const client = openAgentStream({ address: server.address });
+  try {
+    const closed = within<RpcError | undefined>(5000, "close", (done) => client.onClose(done));
+    const metrics: Record<string, number> = {};
+    for (let i = 0; i < 200; i++) metrics[`metric-${i}`] = i;
+    client.send({ batch: { seq: 1, samples: [{ timestamp: 1, metrics }], alerts: [] } });
+    const error = await closed;
+    assert.ok(error instanceof RpcError);
+    assert.equal(error.code, RpcStatus.RESOURCE_EXHAUSTED);
+  } finally {
+    client.close();
+    await server.close(1000);
+  }
+});
+
+Deno.test({
+  name: "rpc: connecting to a closed port fails with UNAVAILABLE naming the address",
+  // After a refused connection grpc-js keeps unref'd timers of its own (subchannel
+  // BackoffTimeout and the SubchannelPool cleanup interval) that expire by themselves
+  // within seconds and cannot be cancelled from outside; resources are still checked.
+  sanitizeOps: false,
+}, async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const client = openAgentStream({ address: `127.0.0.1:${port}`, connectTimeoutMs: 500 });
+  try {
+    await assert.rejects(client.ready(), (error: unknown) => {
+      assert.ok(error instanceof RpcError);
+      assert.equal(error.code, RpcStatus.UNAVAILABLE);
+      assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+      return true;
+    });
+  } finally {
+    client.close();
+  }
+});
