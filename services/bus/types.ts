@@ -82,6 +82,35 @@ export interface BusSettings {
   retention?: { maxAgeSeconds: number; maxMessages: number };
   /** How long connecting may take before failing with an error naming the endpoint (ms). */
   connectTimeoutMs?: number;
+  /** Consumer-group timing (both backends; defaults suit production). */
+  group?: GroupTiming;
+  /**
+   * How long `publish` keeps retrying across broker failures before it
+   * rejects (ms). Default 30000. kafka only (the embedded backend waits at
+   * most the SQLite busy timeout).
+   */
+  publishTimeoutMs?: number;
+  /**
+   * kafka only: use the idempotent producer (no duplicates from retries).
+   * Needs a cluster that reports a controller; the librdkafka mock cluster
+   * does not, so the default is false.
+   */
+  idempotent?: boolean;
+}
+
+/** Consumer-group timing, see {@linkcode BusSettings.group}. */
+export interface GroupTiming {
+  /**
+   * How long a silent member keeps its partitions (kafka: session timeout,
+   * default 30000; embedded: lease of the (group, topic) row, default 10000).
+   */
+  sessionTimeoutMs?: number;
+  /** How often a member proves it is alive (default 3000). */
+  heartbeatIntervalMs?: number;
+  /** kafka only: how long a rebalance waits for members to rejoin (default 60000). */
+  rebalanceTimeoutMs?: number;
+  /** kafka only: longest wait of an empty fetch (default 1000). */
+  maxWaitMs?: number;
 }
 
 /** Error raised when a backend cannot be reached; the message names the endpoint. */
