@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { busContract, runPublisherProcess } from "../services/bus/contract.ts";
 import { openEmbeddedBus } from "../services/bus/embedded.ts";
-import { type Bus, type BusMessage, type BusSettings, openBus } from "../services/bus/mod.ts";
+import {
+  type Bus,
+  type BusMessage,
+  busPermissionFlags,
+  type BusSettings,
+  openBus,
+} from "../services/bus/mod.ts";
 
 const GROUP_TIMING = { sessionTimeoutMs: 1500, heartbeatIntervalMs: 300 };
 
@@ -21,10 +27,7 @@ function settingsIn(dir: string, extra: Partial<BusSettings> = {}): BusSettings 
   };
 }
 
-function childPermissions(settings: BusSettings): string[] {
-  const dir = settings.path.slice(0, settings.path.lastIndexOf("/"));
-  return [`--allow-read=${dir}`, `--allow-write=${dir}`];
-}
+const childPermissions = busPermissionFlags;
 
 busContract("embedded", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bus-embedded-" });

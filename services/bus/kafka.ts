@@ -87,9 +87,11 @@ function logCreator(): (entry: LogEntry) => void {
     const { message, broker, error } = entry;
     // Expected when the idempotent producer's retries are bounded by publishTimeoutMs.
     if (message.startsWith("Limiting retries for the idempotent producer")) return;
-    const where = broker ? ` (broker ${broker})` : "";
     const why = error && error !== message ? `: ${error}` : "";
-    log.warn(`${namespace}: ${message}${where}${why}`);
+    // Rebalances are routine (members join and leave); kafkajs rejoins on its own.
+    const routine = /group is rebalancing|rejoin/i.test(`${message}${why}`);
+    const where = broker ? ` (broker ${broker})` : "";
+    log.log(routine ? "debug" : "warn", `${namespace}: ${message}${where}${why}`);
   };
 }
 

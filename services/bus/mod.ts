@@ -8,6 +8,12 @@
 import type { Bus, BusSettings } from "./types.ts";
 
 export * from "./types.ts";
+export {
+  busPermissionFlags,
+  type BusPermissions,
+  busPermissions,
+  KAFKA_ENV_VARS,
+} from "./permissions.ts";
 
 /**
  * Opens the backend chosen by `settings.backend`. An unreachable backend
