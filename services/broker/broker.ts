@@ -1,0 +1,508 @@
+/**
+ * The broker: accepts agent streams, publishes their data and alerts to the
+ * bus (acknowledging only afterwards), routes commands from the bus to
+ * agents and their results back, watches heartbeats, keeps statistics and
+ * serves the admin API.
+ *
+ * @module
+ */
+import type { Bus } from "../bus/types.ts";
+import { buildCommand, isPlainObject } from "../common/commands.ts";
+import { errorMessage, getLogger, type Logger } from "../common/log.ts";
+import {
+  type DataMessage,
+  DEFAULT_TOPICS,
+  type ResultMessage,
+  type TopicNames,
+} from "../common/messages.ts";
+import { type RpcServer, RpcStatus, type ServerTlsOptions, startRpcServer } from "../rpc/mod.ts";
+import type { Store } from "../store/types.ts";
+import type { Subscription } from "../bus/types.ts";
+import { type AdminServer, startAdminServer } from "./admin.ts";
+import {
+  type ConfigView,
+  type ConfigWrite,
+  readAgentConfig,
+  writeAgentConfig,
+} from "./config_store.ts";
+import { HealthMonitor } from "./health.ts";
+import { renderMetrics } from "./prometheus.ts";
+import { Registry } from "./registry.ts";
+import { CommandRouter, type RouterEvent } from "./router.ts";
+import { AgentSession, type SessionContext } from "./session.ts";
+import { DataSink } from "./sink.ts";
+import { ScopeStats, type StatsSnapshot } from "./stats.ts";
+import { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
+
+/** Version string the broker reports in Welcome. */
+export const BROKER_VERSION = "1.0.0";
+/** Default gRPC listen address. */
+export const DEFAULT_LISTEN = "127.0.0.1:50052";
+/** Default admin API address. */
+export const DEFAULT_ADMIN = "127.0.0.1:50053";
+/** Default time an agent has to answer a command (ms). */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+
+/** Options of {@linkcode startBroker}. */
+export interface BrokerOptions {
+  /** gRPC `host:port` (port 0 picks a free port). Default `127.0.0.1:50052`. */
+  listen?: string;
+  /** The bus (opened by the caller). */
+  bus: Bus;
+  /** The store (opened by the caller). */
+  store: Store;
+  /** Store key prefix. Default `/monitor`. */
+  prefix?: string;
+  /** Topic names. Default {@linkcode DEFAULT_TOPICS}. */
+  topics?: Partial<TopicNames>;
+  /** Admin HTTP API `host:port` (loopback), or false for none. Default `127.0.0.1:50053`. */
+  admin?: string | false;
+  /** Bearer token the admin API requires, when set. Required for a non-loopback admin address. */
+  adminToken?: string;
+  /** Shared secret agents must present in Hello, when set. */
+  token?: string;
+  /** TLS for the gRPC listener. */
+  tls?: ServerTlsOptions;
+  /** Largest gRPC message (bytes). Default 4 MiB. */
+  maxMessageBytes?: number;
+  /** Limits on batches. */
+  limits?: Partial<MessageLimits>;
+  /** How long an agent has to answer a command (ms). Default 10000. */
+  commandTimeoutMs?: number;
+  /** Consumer group on the commands topic. Default `broker`. */
+  commandsGroup?: string;
+  /** Append every published sample as a JSON line to this file. */
+  sinkPath?: string;
+  /** Close the bus and store on stop. Default false. */
+  closeBackends?: boolean;
+  /** Logger. Default `broker`. */
+  log?: Logger;
+}
+
+/** A connected agent as listed by `list` and `GET /agents`. */
+export interface AgentInfo {
+  agent_id: string;
+  hostname: string;
+  version: string;
+  peer: string;
+  /** Unix seconds. */
+  connected_since: number;
+  /** Unix seconds of the last acknowledged batch, or null. */
+  last_batch: number | null;
+  /** Batches acknowledged on this connection. */
+  batches: number;
+  /** Latest values published for this agent. */
+  latest: Record<string, number> | null;
+}
+
+/** One agent in `health` and `GET /health`. */
+export interface HealthEntry {
+  agent_id: string;
+  /** From heartbeats: alive or dead; `unknown` for a connected agent without heartbeat. */
+  status: "alive" | "dead" | "unknown";
+  /** Last sign of life (heartbeat or batch), Unix seconds, or null. */
+  last_seen: number | null;
+  /** When the current status began (Unix seconds), or null when unknown. */
+  since: number | null;
+  /** Connected to this broker right now. */
+  connected: boolean;
+  hostname?: string;
+}
+
+/** `stats` and `GET /stats`. */
+export interface BrokerStats {
+  uptime_s: number;
+  connected: number;
+  /** Commands waiting for an agent's answer. */
+  pending_commands: number;
+  total: StatsSnapshot;
+  agents: Record<string, StatsSnapshot>;
+}
+
+/** A command to send through the bus (`send`, `POST /send`). */
+export interface SendRequest {
+  /** Agent id or `all`. */
+  target: string;
+  command_type: string;
+  args?: Record<string, unknown>;
+  /** How long to wait for results (ms). Default: the command timeout + 5 s. */
+  timeout_ms?: number;
+}
+
+/** Progress of a `send`, streamed by `POST /send` as JSON lines. */
+export type SendEvent =
+  | { event: "published"; command_id: string; target: string; command_type: string }
+  | { event: "dispatched"; command_id: string; agents: string[] }
+  | { event: "result"; result: ResultMessage }
+  | { event: "summary"; summary: SendSummary };
+
+/** Outcome of a `send`. */
+export interface SendSummary {
+  command_id: string;
+  target: string;
+  command_type: string;
+  /** Agents the broker sent it to; null when routing was not seen within the timeout. */
+  dispatched: string[] | null;
+  /** Every result received, in arrival order. */
+  results: ResultMessage[];
+  /** Agents that answered `ok`. */
+  ok: string[];
+  /** Agents with an `error` result (including not connected / no answer). */
+  errors: string[];
+  /** Dispatched agents without any result when the wait ended. */
+  missing: string[];
+  /** True when the wait ended by the timeout. */
+  timed_out: boolean;
+}
+
+/** A running broker. */
+export interface Broker {
+  /** The gRPC address (`host:port`, real port). */
+  readonly address: string;
+  /** The admin API address, when enabled. */
+  readonly adminAddress: string | undefined;
+  /** Connected agents. */
+  agents(): AgentInfo[];
+  /** Health of every agent seen in heartbeats or connected. */
+  health(): HealthEntry[];
+  /** Statistics. */
+  stats(): BrokerStats;
+  /** An agent's configuration from the store. */
+  getConfig(agentId: string): Promise<ConfigView>;
+  /** Validates and writes an agent's configuration; throws ConfigError when invalid. */
+  putConfig(agentId: string, config: unknown): Promise<ConfigWrite>;
+  /** Publishes a command on the commands topic and collects the results. */
+  send(request: SendRequest, onEvent?: (event: SendEvent) => void): Promise<SendSummary>;
+  /** Prometheus text. */
+  metrics(): string;
+  /** Watches router events (commands dispatched, results published). */
+  onRouterEvent(listener: (event: RouterEvent) => void): () => void;
+  /** Graceful shutdown; idempotent. */
+  stop(reason?: string): Promise<void>;
+}
+
+/** Starts the broker; resolves once it listens and consumes commands. */
+export async function startBroker(options: BrokerOptions): Promise<Broker> {
+  const log = options.log ?? getLogger("broker");
+  const topics: TopicNames = { ...DEFAULT_TOPICS, ...options.topics };
+  const prefix = options.prefix ?? "/monitor";
+  const limits: MessageLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  const { bus, store } = options;
+  const startedAt = Date.now();
+  const total = new ScopeStats(startedAt);
+  const perAgent = new Map<string, ScopeStats>();
+  const agentStats = (id: string) => {
+    let stats = perAgent.get(id);
+    if (!stats) perAgent.set(id, stats = new ScopeStats());
+    return stats;
+  };
+  const latest = new Map<string, { timestamp: number; metrics: Record<string, number> }>();
+  const registry = new Registry<AgentSession>();
+  const sessions = new Set<AgentSession>();
+  let stopping = false;
+
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const undo = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        log.warn(`cleanup failed: ${errorMessage(error)}`);
+      }
+    }
+  };
+
+  try {
+    let sink: DataSink | undefined;
+    if (options.sinkPath) {
+      sink = await DataSink.open(options.sinkPath, log);
+      cleanups.push(() => sink?.close());
+      log.info(`writing received samples to ${options.sinkPath}`);
+    }
+    await bus.ensureTopics([topics.data, topics.commands, topics.results, topics.alerts]);
+
+    const publishResults = async (results: ResultMessage[]) => {
+      await bus.publish(
+        topics.results,
+        results.map((r) => ({ key: r.agent_id, value: JSON.stringify(r) })),
+      );
+    };
+    const router = new CommandRouter({
+      get: (id) => registry.get(id),
+      list: () => registry.list(),
+      publishResults,
+      timeoutMs: commandTimeoutMs,
+      log: log.child("commands"),
+      count(counter, agentId) {
+        total.count(counter);
+        if (agentId && agentId !== "all") agentStats(agentId).count(counter);
+      },
+    });
+    cleanups.push(() => router.close("the broker stopped before the agent answered"));
+
+    const health = await HealthMonitor.start(store, prefix, log.child("health"));
+    cleanups.push(() => health.close());
+
+    const ctx: SessionContext = {
+      bus,
+      topics,
+      limits,
+      token: options.token,
+      brokerVersion: BROKER_VERSION,
+      registry,
+      log,
+      total,
+      agentStats,
+      onPublished(agentId: string, messages: DataMessage[]) {
+        let newest = messages[0];
+        for (const m of messages) if (m.timestamp >= newest.timestamp) newest = m;
+        const previous = latest.get(agentId);
+        if (!previous || newest.timestamp >= previous.timestamp) {
+          latest.set(agentId, { timestamp: newest.timestamp, metrics: newest.metrics });
+        }
+        sink?.write(messages);
+      },
+      onResult(agentId, result) {
+        void router.onResult(agentId, result);
+      },
+    };
+
+    const server: RpcServer = await startRpcServer({
+      listen: options.listen ?? DEFAULT_LISTEN,
+      tls: options.tls,
+      maxMessageBytes: options.maxMessageBytes,
+      onStream(stream) {
+        if (stopping) {
+          stream.fail(RpcStatus.UNAVAILABLE, "the broker is shutting down; reconnect later");
+          return;
+        }
+        const session = new AgentSession(stream, ctx);
+        sessions.add(session);
+        stream.onClose(() => sessions.delete(session));
+      },
+    });
+    cleanups.push(() => server.close(1000));
+
+    const subscription: Subscription = await bus.subscribe({
+      topics: [topics.commands],
+      group: options.commandsGroup ?? "broker",
+      fromBeginning: false,
+      handler: (message) => router.handleBusMessage(message),
+    });
+    cleanups.push(() => subscription.close());
+
+    const agents = (): AgentInfo[] =>
+      registry.list().map((s) => ({
+        agent_id: s.agentId,
+        hostname: s.hostname,
+        version: s.version,
+        peer: s.peer,
+        connected_since: s.connectedAt / 1000,
+        last_batch: s.lastBatchAt === undefined ? null : s.lastBatchAt / 1000,
+        batches: s.batches,
+        latest: latest.get(s.agentId)?.metrics ?? null,
+      }));
+
+    const healthList = (): HealthEntry[] => {
+      const byId = new Map<string, HealthEntry>();
+      for (const h of health.list()) {
+        byId.set(h.agent_id, {
+          agent_id: h.agent_id,
+          status: h.status,
+          last_seen: h.last_seen,
+          since: h.since,
+          connected: false,
+          hostname: h.hostname,
+        });
+      }
+      for (const s of registry.list()) {
+        const entry = byId.get(s.agentId) ?? {
+          agent_id: s.agentId,
+          status: "unknown" as const,
+          last_seen: null,
+          since: null,
+          connected: false,
+          hostname: s.hostname,
+        };
+        entry.connected = true;
+        const lastBatch = s.lastBatchAt === undefined ? undefined : s.lastBatchAt / 1000;
+        if (lastBatch !== undefined && entry.status !== "dead") {
+          entry.last_seen = Math.max(entry.last_seen ?? 0, lastBatch);
+        }
+        byId.set(s.agentId, entry);
+      }
+      return [...byId.values()].sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+    };
+
+    const stats = (): BrokerStats => {
+      const now = Date.now();
+      const agentsOut: Record<string, StatsSnapshot> = {};
+      for (const [id, s] of [...perAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        agentsOut[id] = s.snapshot(now);
+      }
+      return {
+        uptime_s: Math.round((now - startedAt) / 100) / 10,
+        connected: registry.size,
+        pending_commands: router.pendingCount,
+        total: total.snapshot(now),
+        agents: agentsOut,
+      };
+    };
+
+    const send = async (
+      request: SendRequest,
+      onEvent?: (event: SendEvent) => void,
+    ): Promise<SendSummary> => {
+      const args = request.args;
+      if (args !== undefined && !isPlainObject(args)) {
+        throw new TypeError("args: expected a JSON object");
+      }
+      const command = buildCommand(request.target, request.command_type, args);
+      const timeoutMs = request.timeout_ms ?? commandTimeoutMs + 5000;
+      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+        throw new TypeError("timeout_ms: expected a positive number of milliseconds");
+      }
+      const summary: SendSummary = {
+        command_id: command.command_id,
+        target: command.target,
+        command_type: command.command_type,
+        dispatched: null,
+        results: [],
+        ok: [],
+        errors: [],
+        missing: [],
+        timed_out: false,
+      };
+      const emit = (event: SendEvent) => {
+        try {
+          onEvent?.(event);
+        } catch (error) {
+          log.debug(`send listener failed: ${errorMessage(error)}`);
+        }
+      };
+      let finish!: () => void;
+      const done = new Promise<void>((resolve) => finish = resolve);
+      const answered = new Set<string>();
+      const complete = () => {
+        if (summary.dispatched === null) return false;
+        if (summary.dispatched.length === 0) return summary.results.length > 0;
+        return summary.dispatched.every((id) => answered.has(id));
+      };
+      const unsubscribe = router.subscribe((event) => {
+        if (event.type === "dispatched" && event.command_id === command.command_id) {
+          summary.dispatched = event.agents;
+          emit({ event: "dispatched", command_id: command.command_id, agents: event.agents });
+        } else if (event.type === "result" && event.result.command_id === command.command_id) {
+          summary.results.push(event.result);
+          answered.add(event.result.agent_id);
+          (event.result.status === "ok" ? summary.ok : summary.errors).push(event.result.agent_id);
+          emit({ event: "result", result: event.result });
+        } else if (event.type === "rejected" && event.command_id === command.command_id) {
+          summary.dispatched = [];
+        } else return;
+        if (complete()) finish();
+      });
+      const timer = setTimeout(() => {
+        summary.timed_out = true;
+        finish();
+      }, timeoutMs);
+      try {
+        await bus.publish(topics.commands, [{
+          key: command.target,
+          value: JSON.stringify(command),
+        }]);
+        emit({
+          event: "published",
+          command_id: command.command_id,
+          target: command.target,
+          command_type: command.command_type,
+        });
+        await done;
+      } finally {
+        clearTimeout(timer);
+        unsubscribe();
+      }
+      summary.missing = (summary.dispatched ?? []).filter((id) => !answered.has(id));
+      emit({ event: "summary", summary });
+      return summary;
+    };
+
+    let stopped: Promise<void> | undefined;
+    const broker: Broker = {
+      address: server.address,
+      adminAddress: undefined,
+      agents,
+      health: healthList,
+      stats,
+      getConfig: (agentId) => readAgentConfig(store, prefix, agentId),
+      putConfig: async (agentId, config) => {
+        const written = await writeAgentConfig(store, prefix, agentId, config);
+        log.info(`configuration of ${agentId} written to ${written.key}`);
+        return written;
+      },
+      send,
+      metrics: () => {
+        const now = Date.now();
+        const agentsMap = new Map<string, StatsSnapshot>();
+        for (const [id, s] of perAgent) agentsMap.set(id, s.snapshot(now));
+        const alive = new Map<string, boolean>();
+        for (const h of health.list()) alive.set(h.agent_id, h.status === "alive");
+        return renderMetrics({
+          total: total.snapshot(now),
+          agents: agentsMap,
+          latest,
+          connected: new Set(registry.list().map((s) => s.agentId)),
+          alive,
+          uptimeSeconds: (now - startedAt) / 1000,
+        });
+      },
+      onRouterEvent: (listener) => router.subscribe(listener),
+      stop(reason = "the broker is shutting down") {
+        stopped ??= (async () => {
+          stopping = true;
+          log.info(`stopping: ${reason}`);
+          // No new commands; in-flight batches are published and acknowledged first.
+          await subscription.close().catch((error) =>
+            log.warn(`closing the commands subscription: ${errorMessage(error)}`)
+          );
+          await Promise.all([...sessions].map((s) => s.drain()));
+          for (const s of [...sessions]) s.close(reason);
+          await undo();
+          if (options.closeBackends) {
+            await bus.close().catch((e) => log.warn(`closing the bus: ${errorMessage(e)}`));
+            await store.close().catch((e) => log.warn(`closing the store: ${errorMessage(e)}`));
+          }
+          log.info("stopped");
+        })();
+        return stopped;
+      },
+    };
+
+    if (options.admin !== false) {
+      const admin: AdminServer = await startAdminServer({
+        listen: options.admin ?? DEFAULT_ADMIN,
+        token: options.adminToken,
+        broker,
+        log: log.child("admin"),
+      });
+      cleanups.push(() => admin.close());
+      (broker as { adminAddress: string | undefined }).adminAddress = admin.address;
+    }
+    log.info(
+      `listening on ${server.address} (bus ${bus.backend}, store ${store.backend})${
+        broker.adminAddress ? `, admin API on http://${broker.adminAddress}` : ""
+      }`,
+    );
+    return broker;
+  } catch (error) {
+    stopping = true;
+    for (const s of [...sessions]) s.close("the broker failed to start");
+    await undo();
+    if (options.closeBackends) {
+      await bus.close().catch(() => {});
+      await store.close().catch(() => {});
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The broker as a library: {@linkcode startBroker} accepts agent streams,
+ * publishes to the bus, routes commands and serves the admin API. The CLI
+ * is `services/broker/main.ts`.
+ *
+ * ```ts
+ * const broker = await startBroker({ listen: "127.0.0.1:0", admin: "127.0.0.1:0", bus, store });
+ * console.log(broker.address, broker.stats().total.samples);
+ * await broker.stop();
+ * ```
+ *
+ * @module
+ */
+export {
+  type AgentInfo,
+  type Broker,
+  BROKER_VERSION,
+  type BrokerOptions,
+  type BrokerStats,
+  DEFAULT_ADMIN,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  DEFAULT_LISTEN,
+  type HealthEntry,
+  type SendEvent,
+  type SendRequest,
+  type SendSummary,
+  startBroker,
+} from "./broker.ts";
+export { type AdminServer, isLoopbackHost, splitHostPort } from "./admin.ts";
+export type { ConfigView, ConfigWrite } from "./config_store.ts";
+export type { AgentHealth } from "./health.ts";
+export type { RouterEvent } from "./router.ts";
+export type { Counters, StatsSnapshot } from "./stats.ts";
+export { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
+export { sanitizeMetricName } from "./prometheus.ts";

@@ -1,0 +1,377 @@
+/**
+ * Test support for the broker, analysis and console tests: bounded waits, a
+ * bus wrapper that can hold or fail publishes, a topic collector, and an
+ * agent-side client speaking the real gRPC protocol. Not product code.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type {
+  Bus,
+  BusMessage,
+  OutgoingMessage,
+  SubscribeOptions,
+  Subscription,
+} from "../services/bus/types.ts";
+import {
+  type AgentStream,
+  type BrokerMessage,
+  openAgentStream,
+  type RpcError,
+} from "../services/rpc/mod.ts";
+import type {
+  CasResult,
+  KeyValue,
+  Lease,
+  ListResult,
+  Store,
+  Watcher,
+  WatchEvent,
+  WatchOptions,
+} from "../services/store/types.ts";
+
+/** Rejects after `ms` with a message naming what was awaited; clears its timer either way. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Sleeps `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` every 20 ms until it returns a truthy value; fails after `ms`. */
+export async function waitUntil<T>(
+  check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+/** A fresh temporary directory. */
+export function tempDir(prefix = "monitor-test-"): Promise<string> {
+  return Deno.makeTempDir({ prefix });
+}
+
+/** Embedded bus settings for a database in `dir`. */
+export function embeddedPath(dir: string): string {
+  return join(dir, "monitor.db");
+}
+
+/**
+ * Wraps a real bus: publishes can be held (until released) or made to fail,
+ * to check that the broker acknowledges only what the bus accepted.
+ */
+export class GatedBus implements Bus {
+  /** Every publish attempted, by topic. */
+  readonly attempts: Array<{ topic: string; count: number }> = [];
+  #inner: Bus;
+  #gate: Promise<void> | undefined;
+  #failures = 0;
+  #failure = new Error("bus refused the publish (test)");
+
+  /** @param inner the real bus */
+  constructor(inner: Bus) {
+    this.#inner = inner;
+  }
+
+  get backend(): string {
+    return this.#inner.backend;
+  }
+
+  /** Holds every publish until the returned function is called. */
+  hold(): () => void {
+    let release!: () => void;
+    this.#gate = new Promise((resolve) => release = resolve);
+    return () => {
+      this.#gate = undefined;
+      release();
+    };
+  }
+
+  /** Makes the next `count` publishes fail. */
+  failNext(count: number, error?: Error): void {
+    this.#failures = count;
+    if (error) this.#failure = error;
+  }
+
+  async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    this.attempts.push({ topic, count: messages.length });
+    while (this.#gate) await this.#gate;
+    if (this.#failures > 0) {
+      this.#failures--;
+      throw this.#failure;
+    }
+    await this.#inner.publish(topic, messages);
+  }
+
+  subscribe(options: SubscribeOptions): Promise<Subscription> {
+    return this.#inner.subscribe(options);
+  }
+
+  ensureTopics(topics: string[]): Promise<void> {
+    return this.#inner.ensureTopics(topics);
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
+
+/** Messages of one topic collected by a subscription. */
+export interface Collector {
+  readonly messages: BusMessage[];
+  /** Parsed JSON values in arrival order. */
+  values<T = Record<string, unknown>>(): T[];
+  /** Waits until `check` holds over the parsed values. */
+  waitFor<T = Record<string, unknown>>(
+    check: (values: T[]) => boolean,
+    ms: number,
+    what: string,
+  ): Promise<T[]>;
+  close(): Promise<void>;
+}
+
+let groupCounter = 0;
+
+/** Subscribes to `topic` from the beginning with a fresh group and collects every message. */
+export async function collect(bus: Bus, topic: string): Promise<Collector> {
+  const messages: BusMessage[] = [];
+  const subscription = await bus.subscribe({
+    topics: [topic],
+    group: `test-collector-${Date.now()}-${groupCounter++}`,
+    fromBeginning: true,
+    handler(message) {
+      messages.push(message);
+    },
+  });
+  const values = <T>() => messages.map((m) => JSON.parse(m.value) as T);
+  return {
+    messages,
+    values,
+    async waitFor<T>(check: (values: T[]) => boolean, ms: number, what: string) {
+      return await waitUntil(
+        () => {
+          const v = values<T>();
+          return check(v) ? v : undefined;
+        },
+        ms,
+        what,
+      );
+    },
+    close: () => subscription.close(),
+  };
+}
+
+/** An agent-side stream used by tests, recording what the broker sends. */
+export class TestAgent {
+  /** Every broker message received, in order. */
+  readonly received: BrokerMessage[] = [];
+  /** How the stream ended (undefined while open or when ended cleanly). */
+  closeError: RpcError | undefined;
+  /** True once the stream ended. */
+  ended = false;
+  readonly stream: AgentStream;
+  #closed: Promise<RpcError | undefined>;
+
+  /** Opens a stream to `address` (no hello yet). */
+  constructor(address: string, maxMessageBytes?: number) {
+    this.stream = openAgentStream({ address, connectTimeoutMs: 5000, maxMessageBytes });
+    this.stream.onMessage((m) => this.received.push(m));
+    this.#closed = new Promise((resolve) =>
+      this.stream.onClose((error) => {
+        this.ended = true;
+        this.closeError = error;
+        resolve(error);
+      })
+    );
+  }
+
+  /** Opens a stream and says hello. */
+  static async connect(
+    address: string,
+    agentId: string,
+    options: { token?: string; waitWelcome?: boolean; maxMessageBytes?: number } = {},
+  ): Promise<TestAgent> {
+    const agent = new TestAgent(address, options.maxMessageBytes);
+    await agent.stream.ready();
+    agent.stream.send({
+      hello: {
+        agent_id: agentId,
+        hostname: `${agentId}.host`,
+        version: "test",
+        token: options.token ?? "",
+      },
+    });
+    if (options.waitWelcome ?? true) await agent.waitFor((m) => m.welcome !== undefined, "welcome");
+    return agent;
+  }
+
+  /** Sends a batch of samples (and alerts). */
+  batch(
+    seq: number,
+    samples: Array<{ timestamp: number; metrics: Record<string, number> }>,
+    alerts: Array<
+      { metric: string; value: number; threshold: number; state: string; timestamp: number }
+    > = [],
+  ): boolean {
+    return this.stream.send({ batch: { seq, samples, alerts } });
+  }
+
+  /** Waits for a broker message matching `check`. */
+  waitFor(check: (m: BrokerMessage) => boolean, what: string, ms = 10_000): Promise<BrokerMessage> {
+    return waitUntil(() => this.received.find(check), ms, what);
+  }
+
+  /** Acknowledged sequence numbers so far. */
+  acks(): number[] {
+    return this.received.filter((m) => m.ack).map((m) => m.ack!.seq);
+  }
+
+  /** Resolves when the stream ended; the error, if any. */
+  closed(ms = 10_000): Promise<RpcError | undefined> {
+    return within(this.#closed, ms, "the stream to end");
+  }
+
+  /** Closes the stream from the agent's side. */
+  close(): void {
+    this.stream.close();
+  }
+}
+
+/**
+ * A tiny in-memory Store (revisions, prefix watch, leases with TTL) used
+ * until the real backends are available to a test; the e2e tests use the
+ * real ones.
+ */
+export class MemoryStore implements Store {
+  readonly backend = "memory";
+  #data = new Map<string, KeyValue>();
+  #revision = 0;
+  #watchers = new Set<{ prefix: string; onEvent: (e: WatchEvent) => void | Promise<void> }>();
+  #leases = new Map<string, { keys: Set<string>; timer: ReturnType<typeof setTimeout> }>();
+  #leaseCounter = 0;
+
+  get(key: string): Promise<KeyValue | undefined> {
+    const kv = this.#data.get(key);
+    return Promise.resolve(kv ? { ...kv } : undefined);
+  }
+
+  list(prefix: string): Promise<ListResult> {
+    const items = [...this.#data.values()].filter((kv) => kv.key.startsWith(prefix))
+      .sort((a, b) => a.key < b.key ? -1 : 1).map((kv) => ({ ...kv }));
+    return Promise.resolve({ items, revision: this.#revision });
+  }
+
+  put(key: string, value: string, lease?: string): Promise<number> {
+    const revision = ++this.#revision;
+    const old = this.#data.get(key);
+    this.#data.set(key, {
+      key,
+      value,
+      modRevision: revision,
+      createRevision: old?.createRevision ?? revision,
+      lease,
+    });
+    this.#emit({ type: "put", key, value, revision });
+    return Promise.resolve(revision);
+  }
+
+  delete(key: string): Promise<boolean> {
+    if (!this.#data.has(key)) return Promise.resolve(false);
+    this.#data.delete(key);
+    const revision = ++this.#revision;
+    this.#emit({ type: "delete", key, revision });
+    return Promise.resolve(true);
+  }
+
+  async compareAndSet(key: string, value: string, expected: number): Promise<CasResult> {
+    const current = this.#data.get(key)?.modRevision ?? 0;
+    if (current !== expected) return { ok: false, revision: current };
+    return { ok: true, revision: await this.put(key, value) };
+  }
+
+  watch(
+    prefix: string,
+    _options: WatchOptions,
+    onEvent: (event: WatchEvent) => void | Promise<void>,
+  ): Promise<Watcher> {
+    const entry = { prefix, onEvent };
+    this.#watchers.add(entry);
+    return Promise.resolve({
+      close: () => {
+        this.#watchers.delete(entry);
+        return Promise.resolve();
+      },
+    });
+  }
+
+  lease(ttlSeconds: number): Promise<Lease> {
+    const id = String(++this.#leaseCounter);
+    const keys = new Set<string>();
+    const expire = () => {
+      this.#leases.delete(id);
+      for (const key of keys) void this.delete(key);
+    };
+    this.#leases.set(id, { keys, timer: setTimeout(expire, ttlSeconds * 1000) });
+    const put = (key: string, value: string) => this.put(key, value, id);
+    const leases = this.#leases;
+    return Promise.resolve({
+      id,
+      ttl: ttlSeconds,
+      put(key: string, value: string) {
+        keys.add(key);
+        return put(key, value);
+      },
+      revoke() {
+        const lease = leases.get(id);
+        if (lease) clearTimeout(lease.timer);
+        expire();
+        return Promise.resolve();
+      },
+      onLost() {},
+    });
+  }
+
+  /** Lets a lease expire now, as if its owner died (its keys are deleted). */
+  expireLease(id: string): void {
+    const lease = this.#leases.get(id);
+    if (!lease) return;
+    clearTimeout(lease.timer);
+    this.#leases.delete(id);
+    for (const key of lease.keys) void this.delete(key);
+  }
+
+  #emit(event: WatchEvent) {
+    for (const w of [...this.#watchers]) {
+      if (event.key.startsWith(w.prefix)) void w.onEvent(event);
+    }
+  }
+
+  close(): Promise<void> {
+    for (const lease of this.#leases.values()) clearTimeout(lease.timer);
+    this.#leases.clear();
+    this.#watchers.clear();
+    return Promise.resolve();
+  }
+}
