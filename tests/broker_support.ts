@@ -375,3 +375,30 @@ export class MemoryStore implements Store {
     return Promise.resolve();
   }
 }
+
+/** Makes a test agent answer every command with `answer(command)` (or not at all for undefined). */
+export function answerCommands(
+  agent: TestAgent,
+  answer: (command: { command_id: string; command_type: string; args: unknown }) =>
+    | { status: "ok" | "error"; output: unknown }
+    | undefined,
+): void {
+  agent.stream.onMessage((m) => {
+    if (!m.command) return;
+    const args = m.command.args_json ? JSON.parse(m.command.args_json) : {};
+    const reply = answer({
+      command_id: m.command.command_id,
+      command_type: m.command.command_type,
+      args,
+    });
+    if (!reply) return;
+    agent.stream.send({
+      result: {
+        command_id: m.command.command_id,
+        status: reply.status,
+        output_json: JSON.stringify(reply.output),
+        timestamp: Date.now() / 1000,
+      },
+    });
+  });
+}

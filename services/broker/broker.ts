@@ -374,12 +374,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         missing: [],
         timed_out: false,
       };
-      const emit = (event: SendEvent) => {
+      // Events seen before the bus confirmed the publish are held back so that
+      // listeners always see "published" first.
+      let held: SendEvent[] | undefined = [];
+      const deliver = (event: SendEvent) => {
         try {
           onEvent?.(event);
         } catch (error) {
           log.debug(`send listener failed: ${errorMessage(error)}`);
         }
+      };
+      const emit = (event: SendEvent) => {
+        if (held && event.event !== "published") held.push(event);
+        else deliver(event);
       };
       let finish!: () => void;
       const done = new Promise<void>((resolve) => finish = resolve);
@@ -418,6 +425,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           target: command.target,
           command_type: command.command_type,
         });
+        for (const event of held.splice(0)) deliver(event);
+        held = undefined;
         await done;
       } finally {
         clearTimeout(timer);

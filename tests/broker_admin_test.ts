@@ -1,0 +1,179 @@
+/**
+ * The broker's admin HTTP API and heartbeat health, over real HTTP and gRPC.
+ */
+import assert from "node:assert/strict";
+import { answerCommands, MemoryStore, TestAgent, waitUntil } from "./broker_support.ts";
+import { withBroker } from "./broker_fixture.ts";
+
+async function getJson(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url, init);
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test("broker admin: /agents, /stats and /health answer JSON; unknown paths and methods say what was expected", () =>
+  withBroker({}, async ({ broker, adminUrl }) => {
+    const agent = await TestAgent.connect(broker.address, "adm-1");
+    try {
+      agent.batch(1, [{ timestamp: 10, metrics: { cpu: 5 } }]);
+      await agent.waitFor((m) => m.ack?.seq === 1, "ack");
+      const agents = await getJson(`${adminUrl}/agents`);
+      assert.equal(agents.status, 200);
+      const list = agents.body.agents as Array<Record<string, unknown>>;
+      assert.equal(list.length, 1);
+      assert.equal(list[0].agent_id, "adm-1");
+      assert.equal(list[0].hostname, "adm-1.host");
+      assert.deepEqual(list[0].latest, { cpu: 5 });
+      assert.equal(typeof list[0].connected_since, "number");
+
+      const stats = await getJson(`${adminUrl}/stats`);
+      const total = stats.body.total as Record<string, unknown>;
+      assert.equal(total.samples, 1);
+      assert.equal(total.batches, 1);
+      assert.ok((total.publish_latency_ms as { count: number }).count >= 1);
+      assert.ok("adm-1" in (stats.body.agents as object));
+
+      const health = await getJson(`${adminUrl}/health`);
+      const entries = health.body.agents as Array<Record<string, unknown>>;
+      assert.deepEqual(entries.map((e) => [e.agent_id, e.status, e.connected]), [[
+        "adm-1",
+        "unknown",
+        true,
+      ]]);
+
+      const missing = await getJson(`${adminUrl}/nope`);
+      assert.equal(missing.status, 404);
+      assert.match(String(missing.body.error), /expected one of GET \/agents/);
+      const wrongMethod = await getJson(`${adminUrl}/agents`, { method: "DELETE" });
+      assert.equal(wrongMethod.status, 405);
+      assert.match(String(wrongMethod.body.error), /expected GET, found DELETE/);
+      const badSend = await getJson(`${adminUrl}/send`, { method: "POST", body: "{" });
+      assert.equal(badSend.status, 400);
+      assert.match(String(badSend.body.error), /request body: expected JSON/);
+      const badTarget = await getJson(`${adminUrl}/send`, {
+        method: "POST",
+        body: JSON.stringify({ target: "a b", command_type: "status" }),
+      });
+      assert.equal(badTarget.status, 400);
+      assert.match(String(badTarget.body.error), /target: agent id "a b" is not valid/);
+    } finally {
+      agent.close();
+    }
+  }));
+
+Deno.test("broker admin: POST /send streams JSON lines ending with a summary", () =>
+  withBroker({}, async ({ broker, adminUrl }) => {
+    const agent = await TestAgent.connect(broker.address, "adm-send");
+    answerCommands(agent, (c) => ({ status: "ok", output: { ran: c.command_type } }));
+    try {
+      const response = await fetch(`${adminUrl}/send`, {
+        method: "POST",
+        body: JSON.stringify({ target: "adm-send", command_type: "status" }),
+      });
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get("content-type") ?? "", /application\/x-ndjson/);
+      const lines = (await response.text()).trim().split("\n").map((l) => JSON.parse(l));
+      assert.deepEqual(lines.map((l) => l.event), ["published", "dispatched", "result", "summary"]);
+      assert.deepEqual(lines[2].result.output, { ran: "status" });
+      assert.deepEqual(lines[3].summary.ok, ["adm-send"]);
+    } finally {
+      agent.close();
+    }
+  }));
+
+Deno.test("broker admin: a token is required when set", () =>
+  withBroker({ adminToken: "adm1n" }, async ({ adminUrl }) => {
+    const refused = await getJson(`${adminUrl}/stats`);
+    assert.equal(refused.status, 401);
+    assert.match(String(refused.body.error), /Bearer <admin token>/);
+    const ok = await getJson(`${adminUrl}/stats`, { headers: { authorization: "Bearer adm1n" } });
+    assert.equal(ok.status, 200);
+  }));
+
+Deno.test("broker admin: a non-loopback admin address without a token is refused", async () => {
+  await assert.rejects(
+    withBroker({ admin: "0.0.0.0:0" }, () => Promise.resolve()),
+    /admin API listens on loopback only/,
+  );
+});
+
+Deno.test("broker admin: /metrics is Prometheus text with broker counters and each agent's latest values", () =>
+  withBroker({}, async ({ broker, adminUrl }) => {
+    const agent = await TestAgent.connect(broker.address, "prom-1");
+    try {
+      agent.batch(1, [
+        { timestamp: 100, metrics: { cpu: 1, "disk read": 2048 } },
+        { timestamp: 105, metrics: { cpu: 12.5, "disk read": 1024, "net in": 3.25 } },
+      ]);
+      await agent.waitFor((m) => m.ack?.seq === 1, "ack");
+      const response = await fetch(`${adminUrl}/metrics`);
+      assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+      const text = await response.text();
+      const lines = text.trimEnd().split("\n");
+      // Every line is a comment or `name{labels} value` with a valid name.
+      for (const line of lines) {
+        assert.match(
+          line,
+          /^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+|NaN)$/,
+          `not exposition format: ${line}`,
+        );
+      }
+      assert.ok(lines.includes("monitor_broker_samples_total 2"));
+      assert.ok(lines.includes('monitor_broker_samples_total{agent="prom-1"} 2'));
+      assert.ok(lines.includes("monitor_broker_connected_agents 1"));
+      assert.ok(lines.includes('monitor_metric_cpu{agent="prom-1",metric="cpu"} 12.5'));
+      assert.ok(lines.includes('monitor_metric_disk_read{agent="prom-1",metric="disk read"} 1024'));
+      assert.ok(lines.includes('monitor_metric_net_in{agent="prom-1",metric="net in"} 3.25'));
+      assert.ok(lines.includes("# TYPE monitor_metric_disk_read gauge"));
+      assert.ok(lines.includes("# TYPE monitor_broker_samples_total counter"));
+      // One TYPE line per family.
+      const types = lines.filter((l) => l.startsWith("# TYPE ")).map((l) => l.split(" ")[2]);
+      assert.equal(new Set(types).size, types.length);
+    } finally {
+      agent.close();
+    }
+  }));
+
+Deno.test("broker health: heartbeats listed at start and watched; deleted or expired means dead", async () => {
+  const store = new MemoryStore();
+  await store.put(
+    "/monitor/heartbeat/early-1",
+    JSON.stringify({ agent_id: "early-1", hostname: "h1", timestamp: 1000, status: "running" }),
+  );
+  await withBroker({ store }, async ({ broker }) => {
+    const status = (id: string) => broker.health().find((h) => h.agent_id === id);
+    assert.equal(status("early-1")?.status, "alive");
+    assert.equal(status("early-1")?.last_seen, 1000);
+    assert.equal(status("early-1")?.hostname, "h1");
+    const lease = await store.lease(30);
+    await lease.put(
+      "/monitor/heartbeat/late-1",
+      JSON.stringify({
+        agent_id: "late-1",
+        hostname: "h2",
+        timestamp: Date.now() / 1000,
+        status: "running",
+      }),
+    );
+    await waitUntil(() => status("late-1")?.status === "alive", 5000, "late-1 alive");
+    await store.delete("/monitor/heartbeat/early-1");
+    await waitUntil(() => status("early-1")?.status === "dead", 5000, "early-1 dead");
+    assert.equal(status("early-1")?.last_seen, 1000);
+    store.expireLease(lease.id);
+    await waitUntil(
+      () => status("late-1")?.status === "dead",
+      5000,
+      "late-1 dead after its lease expired",
+    );
+    await store.put(
+      "/monitor/heartbeat/early-1",
+      JSON.stringify({ agent_id: "early-1", timestamp: Date.now() / 1000 }),
+    );
+    await waitUntil(() => status("early-1")?.status === "alive", 5000, "early-1 alive again");
+    const metrics = broker.metrics();
+    assert.match(metrics, /monitor_agent_up\{agent="early-1"\} 1/);
+    assert.match(metrics, /monitor_agent_up\{agent="late-1"\} 0/);
+  });
+});
