@@ -50,7 +50,14 @@ busContract("kafka", async () => {
       bus,
       settings,
       openAnother,
-      faults: mock,
+      faults: {
+        brokerCount: mock.brokerCount,
+        brokerDown: (id) => mock.brokerDown(id),
+        brokerUp: (id) => mock.brokerUp(id),
+        leadAll: (topic, id) => {
+          for (let p = 0; p < mock.defaultPartitions; p++) mock.setLeader(topic, p, id);
+        },
+      },
       cleanup: async () => {
         try {
           await Promise.all(buses.map((b) => b.close()));

@@ -81,7 +81,16 @@ export function checkBrokers(brokers: unknown): string[] {
   });
 }
 
-/** Routes kafkajs log entries into the `bus/kafka` logger at warn level. */
+/** Identical kafkajs lines are printed at most once per this period (ms). */
+const LOG_REPEAT_MS = 10000;
+const lastLogged = new Map<string, { at: number; suppressed: number }>();
+
+/**
+ * Routes kafkajs log entries into the `bus/kafka` logger at warn level
+ * (rebalance chatter at debug). During an outage kafkajs logs every retry;
+ * identical lines are repeated at most every {@linkcode LOG_REPEAT_MS} with a
+ * count of the suppressed ones.
+ */
 function logCreator(): (entry: LogEntry) => void {
   return ({ namespace, log: entry }) => {
     const { message, broker, error } = entry;
@@ -91,7 +100,17 @@ function logCreator(): (entry: LogEntry) => void {
     // Rebalances are routine (members join and leave); kafkajs rejoins on its own.
     const routine = /group is rebalancing|rejoin/i.test(`${message}${why}`);
     const where = broker ? ` (broker ${broker})` : "";
-    log.log(routine ? "debug" : "warn", `${namespace}: ${message}${where}${why}`);
+    const line = `${namespace}: ${message}${where}${why}`;
+    const now = Date.now();
+    const last = lastLogged.get(line);
+    if (last && now - last.at < LOG_REPEAT_MS) {
+      last.suppressed++;
+      return;
+    }
+    if (lastLogged.size > 1000) lastLogged.clear();
+    lastLogged.set(line, { at: now, suppressed: 0 });
+    const repeats = last?.suppressed ? ` (repeated ${last.suppressed} more times)` : "";
+    log.log(routine ? "debug" : "warn", `${line}${repeats}`);
   };
 }
 

@@ -35,6 +35,13 @@ export interface KafkaMock {
    * clients, but auto-creates topics with 4 partitions on first use).
    */
   createTopic(name: string, partitions: number, replicationFactor?: number): void;
+  /**
+   * Makes broker `brokerId` the leader of `topic`'s partition `partition`
+   * (clients learn it from a NOT_LEADER error and refresh their metadata).
+   */
+  setLeader(topic: string, partition: number, brokerId: number): void;
+  /** Partitions of an auto-created topic in the mock. */
+  readonly defaultPartitions: number;
   /** Destroys the cluster and closes the library. Idempotent. */
   stop(): void;
 }
@@ -57,6 +64,10 @@ const SYMBOLS = {
   rd_kafka_mock_cluster_destroy: { parameters: ["pointer"], result: "void" },
   rd_kafka_mock_broker_set_down: { parameters: ["pointer", "i32"], result: "i32" },
   rd_kafka_mock_broker_set_up: { parameters: ["pointer", "i32"], result: "i32" },
+  rd_kafka_mock_partition_set_leader: {
+    parameters: ["pointer", "buffer", "i32", "i32"],
+    result: "i32",
+  },
   rd_kafka_mock_topic_create: {
     parameters: ["pointer", "buffer", "i32", "i32"],
     result: "i32",
@@ -186,6 +197,14 @@ function createCluster(lib: Lib, brokerCount: number, logLevel: number): KafkaMo
         `createTopic(${name})`,
       );
     },
+    setLeader(topic, partition, brokerId) {
+      checkBroker(brokerId, "setLeader");
+      check(
+        s.rd_kafka_mock_partition_set_leader(cluster, cString(topic), partition, brokerId),
+        `setLeader(${topic}[${partition}], ${brokerId})`,
+      );
+    },
+    defaultPartitions: 4,
     stop() {
       if (stopped) return;
       stopped = true;
