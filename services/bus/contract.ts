@@ -6,7 +6,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../common/log.ts";
 import { sleep } from "./common.ts";
@@ -25,7 +24,9 @@ import {
 export interface BusFaults {
   /** Broker ids are 1..brokerCount. */
   readonly brokerCount: number;
+  /** Disconnects broker `id` and refuses connections to it. */
   brokerDown(id: number): void;
+  /** Lets broker `id` accept connections again. */
   brokerUp(id: number): void;
   /** Makes broker `id` the leader of every partition of `topic`. */
   leadAll(topic: string, id: number): void;
@@ -667,9 +668,4 @@ export async function runPublisherProcess(
   const { code, stderr } = await child.finish();
   assert.equal(code, 0, `publisher ${name} failed: ${stderr}`);
   assert.ok(child.lines.includes("published"), `publisher ${name} finished: ${stderr}`);
-}
-
-/** Directory of a settings file path (for subprocess permissions). */
-export function stateDirOf(settings: BusSettings): string {
-  return dirname(settings.path);
 }

@@ -52,7 +52,10 @@ import {
 const log = getLogger("bus/embedded");
 
 /** Default retention: one day, and at most this many messages per topic. */
-export const DEFAULT_RETENTION = Object.freeze({ maxAgeSeconds: 86400, maxMessages: 100000 });
+export const DEFAULT_RETENTION: Readonly<Retention> = Object.freeze({
+  maxAgeSeconds: 86400,
+  maxMessages: 100000,
+});
 /** Publishers prune at most this often (ms). */
 export const PRUNE_INTERVAL_MS = 5000;
 /** Consumers commit processed offsets at most this often while busy (ms). */
@@ -93,7 +96,9 @@ CREATE TABLE IF NOT EXISTS bus_group_leases (
 
 /** Retention of the embedded bus, see {@linkcode BusSettings.retention}. */
 export interface Retention {
+  /** Messages accepted longer ago than this are deleted. */
   maxAgeSeconds: number;
+  /** Per topic, only the newest this many messages are kept. */
   maxMessages: number;
 }
 

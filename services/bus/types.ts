@@ -16,8 +16,11 @@ export interface OutgoingMessage {
 
 /** A delivered message. */
 export interface BusMessage {
+  /** Topic the message was published to. */
   topic: string;
+  /** The key it was published with. */
   key: string;
+  /** The payload, UTF-8. */
   value: string;
   /** Partition (embedded backend: always 0). */
   partition: number;
@@ -71,6 +74,7 @@ export interface Bus {
 
 /** Bus connection settings, as in monitor.yaml's `bus:` section. */
 export interface BusSettings {
+  /** Which backend {@linkcode openBus} opens. */
   backend: "embedded" | "kafka";
   /** kafka only: `host:port` list. */
   brokers: string[];
@@ -115,9 +119,19 @@ export interface GroupTiming {
 
 /** Error raised when a backend cannot be reached; the message names the endpoint. */
 export class BusUnavailableError extends Error {
-  /** @param endpoint what was tried, e.g. `kafka at 127.0.0.1:9092` */
-  constructor(readonly endpoint: string, message: string, options?: ErrorOptions) {
+  /** What was tried, e.g. `kafka at 127.0.0.1:9092`. */
+  readonly endpoint: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param endpoint what was tried, e.g. `kafka at 127.0.0.1:9092`
+   * @param message the full message, naming the endpoint
+   * @param options standard error options (`cause`)
+   */
+  constructor(endpoint: string, message: string, options?: ErrorOptions) {
     super(message, options);
+    this.endpoint = endpoint;
     this.name = "BusUnavailableError";
   }
 }
