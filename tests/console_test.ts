@@ -1,0 +1,183 @@
+/**
+ * Consoles driven through streams: line mode (piped input) against a real
+ * broker's admin API, and terminal mode (history across runs, completion,
+ * log lines above the prompt).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { PassThrough, Writable } from "node:stream";
+import { getLogger } from "../services/common/log.ts";
+import {
+  type CommandSpec,
+  parseCommandLine,
+  startAdminConsole,
+  startConsole,
+} from "../services/console/mod.ts";
+import { answerCommands, tempDir, TestAgent, waitUntil, within } from "./broker_support.ts";
+import { withBroker } from "./broker_fixture.ts";
+
+/** A writable that keeps everything written. */
+class Capture extends Writable {
+  text = "";
+  columns = 100;
+  override _write(chunk: unknown, _encoding: string, callback: () => void) {
+    this.text += String(chunk);
+    callback();
+  }
+}
+
+Deno.test("console: command lines split into words; quotes group; rest keeps raw JSON", () => {
+  const line = parseCommandLine(`  send web-1 status {"a": [1, 2], "b": "x y"}  `)!;
+  assert.equal(line.name, "send");
+  assert.deepEqual(line.args.slice(0, 2), ["web-1", "status"]);
+  assert.equal(line.rest(2), `{"a": [1, 2], "b": "x y"}`);
+  assert.deepEqual(parseCommandLine(`config "my agent" '{"x": 1}'`)!.args, [
+    "my agent",
+    `{"x": 1}`,
+  ]);
+  assert.equal(parseCommandLine("   "), undefined);
+});
+
+Deno.test("console: piped commands against the broker admin API; errors say what was expected", () =>
+  withBroker({ commandTimeoutMs: 500 }, async ({ broker, adminUrl }) => {
+    const agent = await TestAgent.connect(broker.address, "con-1");
+    answerCommands(agent, (c) => ({ status: "ok", output: { type: c.command_type, uptime: 42 } }));
+    agent.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 12.5, memory: 40 } }]);
+    await agent.waitFor((m) => m.ack?.seq === 1, "ack");
+    const input = new PassThrough();
+    const output = new Capture();
+    const console = startAdminConsole({ adminUrl, input, output, terminal: false });
+    try {
+      input.end(
+        [
+          "help",
+          "list",
+          "health",
+          "stats",
+          "send all status",
+          'send con-1 status {"verbose": true}',
+          "send ghost-7 status",
+          "send",
+          "send all",
+          "send all status {nope",
+          "lst",
+          "config",
+          "config con-1",
+          "config bad/id {}",
+          "quit",
+          "list",
+        ].join("\n") + "\n",
+      );
+      await within(console.done, 20_000, "the console to finish the piped commands");
+      const text = output.text;
+      assert.match(text, /monitor> help\n/);
+      assert.match(text, /send <agent\|all> <command> \[json args\]/);
+      assert.match(text, /AGENT\s+HOST\s+PEER/);
+      assert.match(text, /con-1\s+con-1\.host/);
+      assert.match(text, /cpu 12\.5%\s+mem 40%/);
+      assert.match(text, /1 agent\(s\) connected/);
+      assert.match(text, /con-1\s+unknown/);
+      assert.match(text, /total\s+1\s+1/);
+      assert.match(text, /con-1  ok  \{"type":"status","uptime":42\}/);
+      assert.match(text, /1 answered; ok: con-1/);
+      assert.match(text, /ghost-7  error  agent ghost-7 is not connected/);
+      assert.match(
+        text,
+        /error: send <agent\|all> <command> \[json args\]: expected an agent id \(or all\) and a command/,
+      );
+      assert.match(text, /error: send <agent\|all> <command> \[json args\]: expected a command/);
+      assert.match(text, /error: json args: expected a JSON object/);
+      assert.match(
+        text,
+        /error: unknown command "lst": expected one of .* \(did you mean "list"\?\)/,
+      );
+      assert.match(text, /error: config <agent> <json>: expected an agent id/);
+      assert.match(text, /con-1 has no configuration/);
+      assert.match(text, /error: configuration of bad\/id not written:\nagent id "bad\/id" is not valid/);
+      // Nothing runs after quit.
+      assert.equal(text.match(/monitor> list\n/g)?.length, 1);
+    } finally {
+      console.close();
+      agent.close();
+    }
+  }));
+
+Deno.test("console: terminal mode keeps history across runs and completes commands", async () => {
+  const dir = await tempDir();
+  const historyFile = join(dir, "history", "test");
+  const ran: string[] = [];
+  const commands: CommandSpec[] = [{
+    name: "stats",
+    usage: "stats",
+    summary: "test",
+    run: () => {
+      ran.push("stats");
+    },
+  }, {
+    name: "send",
+    usage: "send <agent>",
+    summary: "test",
+    complete: (index) => index === 0 ? ["web-1", "web-2", "db-1"] : [],
+    run: (line) => {
+      ran.push(`send ${line.args.join(" ")}`);
+    },
+  }];
+  try {
+    for (const round of [1, 2]) {
+      const input = new PassThrough();
+      const output = new Capture();
+      const console = startConsole({
+        name: "t",
+        commands,
+        input,
+        output,
+        terminal: true,
+        historyFile,
+        captureLogs: false,
+      });
+      if (round === 1) {
+        input.write("stats\r");
+        await waitUntil(() => ran.length === 1, 5000, "stats to run");
+        input.write("sen\t");
+        input.write("d\t");
+        input.write("\r");
+        await waitUntil(() => ran.length === 2, 5000, "completed send to run");
+        assert.equal(ran[1], "send db-1");
+      } else {
+        // Up arrow three times: the previous run's "stats" (before "send db-1" and "quit").
+        input.write("\u001b[A\u001b[A\u001b[A\r");
+        await waitUntil(() => ran.length === 3, 5000, "history entry to run");
+        assert.equal(ran[2], "stats");
+      }
+      input.write("quit\r");
+      await within(console.done, 5000, "quit");
+    }
+    const saved = await Deno.readTextFile(historyFile);
+    assert.deepEqual(saved.trim().split("\n"), ["stats", "send db-1", "quit", "stats", "quit"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("console: log lines are printed above the prompt and the typed text is redrawn", async () => {
+  const input = new PassThrough();
+  const output = new Capture();
+  const console = startConsole({ name: "b", commands: [], input, output, terminal: true });
+  try {
+    input.write("sta");
+    await waitUntil(() => output.text.includes("sta"), 5000, "typed text echoed");
+    const before = output.text.length;
+    getLogger("test").info("agent web-1 connected");
+    const after = output.text.slice(before);
+    // The log line starts on a cleared line and the prompt with "sta" comes back after it.
+    const logAt = after.indexOf("agent web-1 connected");
+    assert.ok(logAt >= 0, "log line printed");
+    assert.match(after.slice(0, logAt), /\u001b\[(0J|1G)/);
+    assert.match(after.slice(logAt), /\n.*b> .*sta/s);
+    console.setStatus(["status line one"]);
+    assert.match(output.text.slice(before), /status line one\n.*b> .*sta/s);
+  } finally {
+    console.close();
+    input.end();
+  }
+});
