@@ -1,0 +1,60 @@
+/**
+ * Helpers for the services' command lines: the common flags (commander),
+ * whether a console runs, the `monitor:ready` line and signal handling.
+ *
+ * @module
+ */
+import type { Command } from "commander";
+import process from "node:process";
+import { errorMessage } from "./log.ts";
+
+/** Adds the common service flags to a commander program. */
+export function addCommonOptions(program: Command): Command {
+  return program
+    .option("--config <file>", "read settings from this monitor.yaml (flags override it)")
+    .option("--store-backend <backend>", "embedded | etcd")
+    .option("--store-endpoints <list>", "etcd endpoints, host:port,host:port")
+    .option("--store-prefix <prefix>", "key prefix in the store (default /monitor)")
+    .option("--bus-backend <backend>", "embedded | kafka")
+    .option("--bus-brokers <list>", "Kafka brokers, host:port,host:port")
+    .option("--state-dir <dir>", "state directory (default .monitor next to monitor.yaml)")
+    .option("--supervised", "run under the supervisor: no console, print monitor:ready when ready")
+    .option("--console", "force a line-mode console even when stdin is not a terminal")
+    .option("--log-level <level>", "debug | info | warn | error", "info");
+}
+
+/** True when stdin and stdout are terminals. */
+export function onTerminal(): boolean {
+  return Boolean(process.stdin.isTTY && process.stdout.isTTY);
+}
+
+/** Prints the one line the supervisor waits for. */
+export function announceReady(): void {
+  process.stdout.write("monitor:ready\n");
+}
+
+/**
+ * Calls `stop` once on SIGINT or SIGTERM (a second signal exits at once).
+ * Returns a function that removes the listeners.
+ */
+export function onShutdownSignal(stop: (signal: string) => void): () => void {
+  let stopping = false;
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  const handlers = signals.map((signal) => {
+    const handler = () => {
+      if (stopping) Deno.exit(130);
+      stopping = true;
+      stop(signal);
+    };
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  });
+  return () => handlers.forEach((remove) => remove());
+}
+
+/** Prints `<service>: error: <message>` on stderr and exits with code 1. */
+export function fatal(service: string, error: unknown): never {
+  const message = errorMessage(error);
+  for (const line of message.split("\n")) console.error(`${service}: error: ${line}`);
+  Deno.exit(1);
+}
