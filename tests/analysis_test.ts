@@ -1,0 +1,198 @@
+/**
+ * The analysis application on the real embedded bus: the live view state
+ * from data and alerts, invalid messages skipped, stats, the periodic
+ * summary, and `send` through a real broker to real gRPC streams.
+ */
+import assert from "node:assert/strict";
+import { openBus } from "../services/bus/mod.ts";
+import {
+  type Analysis,
+  renderView,
+  startAnalysis,
+  startLiveDisplay,
+} from "../services/analysis/mod.ts";
+import { DEFAULT_TOPICS } from "../services/common/messages.ts";
+import { COLOR, PLAIN, stripAnsi } from "../services/console/format.ts";
+import {
+  answerCommands,
+  embeddedPath,
+  tempDir,
+  TestAgent,
+  waitUntil,
+  within,
+} from "./broker_support.ts";
+import { withBroker } from "./broker_fixture.ts";
+import type { Bus } from "../services/bus/types.ts";
+
+async function withAnalysis(fn: (analysis: Analysis, bus: Bus) => Promise<void>) {
+  const dir = await tempDir();
+  const bus = await openBus({ backend: "embedded", brokers: [], path: embeddedPath(dir) });
+  const analysis = await startAnalysis({ bus, group: "analysis-test" });
+  try {
+    await fn(analysis, bus);
+  } finally {
+    await analysis.stop();
+    await bus.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const data = (agent: string, timestamp: number, metrics: Record<string, number>) => ({
+  key: agent,
+  value: JSON.stringify({ agent_id: agent, hostname: `${agent}.host`, timestamp, metrics }),
+});
+
+Deno.test("analysis: latest values per agent, alerts firing then resolved, invalid messages skipped", () =>
+  withAnalysis(async (analysis, bus) => {
+    const now = Date.now() / 1000;
+    await bus.publish(DEFAULT_TOPICS.data, [
+      data("web-1", now - 10, { cpu: 10, memory: 50 }),
+      data("web-1", now, { cpu: 95.5, memory: 51, "disk read": 2048 }),
+      data("db-1", now, { cpu: 3 }),
+      { key: "x", value: "{broken" },
+      {
+        key: "x",
+        value: JSON.stringify({ agent_id: "x", timestamp: now, metrics: { cpu: "high" } }),
+      },
+    ]);
+    await bus.publish(DEFAULT_TOPICS.alerts, [{
+      key: "web-1",
+      value: JSON.stringify({
+        agent_id: "web-1",
+        metric: "cpu",
+        value: 95.5,
+        threshold: 80,
+        state: "firing",
+        timestamp: now,
+      }),
+    }]);
+    await waitUntil(
+      () => analysis.stats().consumed.alerts === 1 && analysis.stats().invalid === 2,
+      10_000,
+      "messages consumed",
+    );
+    const agents = analysis.agents();
+    assert.deepEqual(agents.map((a) => a.agent_id), ["db-1", "web-1"]);
+    const web = agents[1];
+    assert.deepEqual(web.metrics, { cpu: 95.5, memory: 51, "disk read": 2048 });
+    assert.equal(web.samples, 2);
+    assert.deepEqual(Object.keys(web.firing), ["cpu"]);
+    const stats = analysis.stats();
+    assert.equal(stats.consumed.data, 3);
+    assert.equal(stats.alerts_firing, 1);
+    assert.equal(stats.per_agent["web-1"].samples, 2);
+
+    const plain = renderView(analysis.agents(), Date.now(), PLAIN, 200);
+    assert.match(plain[0], /2 agents, 1 alert firing/);
+    assert.match(
+      plain[2],
+      /^web-1 {2}cpu 95\.5% {2}mem 51% {2}rd 2\.0 KiB\/s {2}ALERT cpu 95\.5% > 80%/,
+    );
+    const colored = renderView(analysis.agents(), Date.now(), COLOR, 200);
+    assert.ok(colored[2].includes("\u001b[31mALERT cpu"), "the alert is red");
+    assert.equal(stripAnsi(colored[2]), plain[2]);
+
+    await bus.publish(DEFAULT_TOPICS.alerts, [{
+      key: "web-1",
+      value: JSON.stringify({
+        agent_id: "web-1",
+        metric: "cpu",
+        value: 20,
+        threshold: 80,
+        state: "resolved",
+        timestamp: now + 5,
+      }),
+    }]);
+    await waitUntil(() => analysis.stats().alerts_firing === 0, 10_000, "the alert resolved");
+  }));
+
+Deno.test("analysis: off a terminal the view is a periodic compact summary, one line per agent", () =>
+  withAnalysis(async (analysis, bus) => {
+    const lines: string[] = [];
+    const display = startLiveDisplay({
+      analysis,
+      mode: "summary",
+      write: (l) => lines.push(l),
+      summaryMs: 60_000,
+    });
+    try {
+      const now = Date.now() / 1000;
+      await bus.publish(DEFAULT_TOPICS.data, [
+        data("a-1", now, {
+          cpu: 1,
+          memory: 2,
+          "disk read": 0,
+          "disk write": 0,
+          "net in": 0,
+          "net out": 0,
+        }),
+        data("a-2", now, { cpu: 3 }),
+        data("a-1", now + 1, {
+          cpu: 4,
+          memory: 2,
+          "disk read": 0,
+          "disk write": 0,
+          "net in": 0,
+          "net out": 0,
+        }),
+      ]);
+      await waitUntil(() => analysis.stats().consumed.data === 3, 10_000, "data consumed");
+      display.refresh();
+      assert.equal(lines.length, 3);
+      assert.match(
+        lines[0],
+        /^summary: 2 agent\(s\), 3 sample\(s\) in the last 60 s, 0 alert\(s\) firing$/,
+      );
+      assert.match(
+        lines[1],
+        /^ {2}a-1 {2}cpu 4% {2}mem 2% {2}rd 0 B\/s {2}wr 0 B\/s {2}in 0 B\/s {2}out 0 B\/s/,
+      );
+      assert.match(lines[2], /^ {2}a-2 {2}cpu 3%/);
+      // Nothing new: no summary.
+      display.refresh();
+      assert.equal(lines.length, 3);
+    } finally {
+      display.stop();
+    }
+  }));
+
+Deno.test("analysis: send reaches agents through the broker and summarises who answered", () =>
+  withBroker({ commandTimeoutMs: 500 }, async ({ broker, bus }) => {
+    const analysis = await startAnalysis({
+      bus,
+      group: "analysis-send-test",
+      commandTimeoutMs: 10_000,
+    });
+    const a = await TestAgent.connect(broker.address, "an-1");
+    const b = await TestAgent.connect(broker.address, "an-2");
+    answerCommands(a, (c) => ({ status: "ok", output: { type: c.command_type, args: c.args } }));
+    try {
+      // Both agents send data, so analysis expects both to answer `all`.
+      a.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 1 } }]);
+      b.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 2 } }]);
+      await waitUntil(() => analysis.agents().length === 2, 10_000, "data of both agents");
+      const seen: string[] = [];
+      const all = await within(
+        analysis.send("all", "status", undefined, { onResult: (r) => seen.push(r.agent_id) }),
+        15_000,
+        "send all",
+      );
+      assert.deepEqual(all.expected, ["an-1", "an-2"]);
+      assert.deepEqual(all.ok, ["an-1"]);
+      assert.deepEqual(all.errors, ["an-2"]);
+      assert.deepEqual(all.missing, []);
+      assert.equal(all.timed_out, false);
+      assert.deepEqual(seen.sort(), ["an-1", "an-2"]);
+      const one = await analysis.send("an-1", "status", { deep: true });
+      assert.deepEqual(one.results[0].output, { type: "status", args: { deep: true } });
+      const ghost = await analysis.send("ghost", "status");
+      assert.deepEqual(ghost.errors, ["ghost"]);
+      assert.equal(ghost.results[0].output, "agent ghost is not connected");
+      assert.equal(analysis.stats().commands_sent, 3);
+      await assert.rejects(analysis.send("all", "no way"), /command_type: expected/);
+    } finally {
+      a.close();
+      b.close();
+      await analysis.stop();
+    }
+  }));
