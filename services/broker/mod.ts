@@ -33,3 +33,10 @@ export type { RouterEvent } from "./router.ts";
 export type { Counters, StatsSnapshot } from "./stats.ts";
 export { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 export { sanitizeMetricName } from "./prometheus.ts";
+export {
+  brokerPermissions,
+  GRPC_ENV_VARS,
+  PROTO_FILE,
+  type ServicePermissionInput,
+  type ServicePermissions,
+} from "./permissions.ts";

@@ -110,3 +110,4 @@ export function startAdminConsole(options: AdminConsoleOptions): Console {
     prompter: options.prompter,
   });
 }
+export { CONSOLE_ENV_VARS } from "./permissions.ts";
