@@ -46,7 +46,7 @@ export interface ServicePermissionInput {
 }
 
 /** The protocol file the gRPC adapter loads at start. */
-export const PROTO_FILE: string = fromFileUrl(
+export const PROTO_FILE: string = fileURLToPath(
   new URL("../../proto/monitoring.proto", import.meta.url),
 );
 
