@@ -117,7 +117,8 @@ export function startLiveDisplay(options: LiveDisplayOptions): LiveDisplay {
     height = 0;
   };
   const draw = () => {
-    const width = Math.max(10, ((output as { columns?: number }).columns ?? 120) - 1);
+    const reported = (output as { columns?: number }).columns;
+    const width = (reported && reported >= 20 ? reported : 120) - 1;
     const lines = renderView(analysis.agents(), Date.now(), style).map((l) => truncate(l, width));
     output.write(lines.join("\n") + "\n");
     height = lines.length;

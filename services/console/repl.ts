@@ -218,7 +218,11 @@ export function startConsole(options: ConsoleOptions): Console {
       output.write(text);
     } catch { /* output closed */ }
   };
-  const columns = () => (output as { columns?: number }).columns ?? 120;
+  // A terminal that reports no size (e.g. a pseudo-terminal nobody sized) counts as 120 wide.
+  const columns = () => {
+    const reported = (output as { columns?: number }).columns;
+    return reported && reported >= 20 ? reported : 120;
+  };
 
   /** Erases the status area and the prompt line so text can be printed above them. */
   const clearArea = () => {
