@@ -6,7 +6,7 @@
 
 /**
  * Environment variables the consoles read: terminal type and color support
- * (read by @inquirer/prompts and Deno's node:tty on a terminal), the editor
+ * (read by @inquirer/prompts, commander and node:tty on a terminal), the editor
  * for `config`. Found by running the consoles in a pseudo-terminal with
  * `--no-prompt` until no variable was refused.
  */
@@ -23,6 +23,7 @@ export const CONSOLE_ENV_VARS: readonly string[] = Object.freeze([
   "TEAMCITY_VERSION",
   "INQUIRER_KEYBINDINGS",
   "CLI_WIDTH",
+  "CLICOLOR_FORCE",
   "EDITOR",
   "VISUAL",
 ]);
