@@ -299,3 +299,34 @@ Deno.test("broker: graceful stop publishes and acknowledges in-flight batches, t
       await data.close();
     }
   }));
+
+Deno.test("broker: the optional sink appends every published sample as a JSON line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "monitor-sink-" });
+  const sinkPath = `${dir}/out/result.txt`;
+  try {
+    await withBroker({ sinkPath }, async ({ broker }) => {
+      const agent = await TestAgent.connect(broker.address, "sink-1");
+      try {
+        agent.batch(1, [
+          { timestamp: 1, metrics: { cpu: 1 } },
+          { timestamp: 2, metrics: { cpu: 2, "net in": 5 } },
+        ]);
+        await agent.waitFor((m) => m.ack?.seq === 1, "ack");
+      } finally {
+        agent.close();
+      }
+    });
+    const lines = (await Deno.readTextFile(sinkPath)).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines, [
+      { agent_id: "sink-1", hostname: "sink-1.host", timestamp: 1, metrics: { cpu: 1 } },
+      {
+        agent_id: "sink-1",
+        hostname: "sink-1.host",
+        timestamp: 2,
+        metrics: { cpu: 2, "net in": 5 },
+      },
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

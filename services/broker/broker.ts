@@ -290,7 +290,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       fromBeginning: false,
       handler: (message) => router.handleBusMessage(message),
     });
-    cleanups.push(() => subscription.close());
+    let unsubscribed: Promise<void> | undefined;
+    const unsubscribe = () => unsubscribed ??= subscription.close();
+    cleanups.push(unsubscribe);
 
     const agents = (): AgentInfo[] =>
       registry.list().map((s) => ({
@@ -472,7 +474,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           stopping = true;
           log.info(`stopping: ${reason}`);
           // No new commands; in-flight batches are published and acknowledged first.
-          await subscription.close().catch((error) =>
+          await unsubscribe().catch((error) =>
             log.warn(`closing the commands subscription: ${errorMessage(error)}`)
           );
           await Promise.all([...sessions].map((s) => s.drain()));
