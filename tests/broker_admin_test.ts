@@ -177,3 +177,51 @@ Deno.test("broker health: heartbeats listed at start and watched; deleted or exp
     assert.match(metrics, /monitor_agent_up\{agent="late-1"\} 0/);
   });
 });
+
+Deno.test("broker admin: PUT /config validates with the agent-config validator, then writes the store; GET falls back to the default", () =>
+  withBroker({}, async ({ adminUrl, store }) => {
+    const seed = {
+      interval: 5,
+      metrics: ["cpu", "memory", "disk read", "disk write", "net in", "net out"],
+      plugins: [
+        "plugins.duplicate_filter.DuplicateFilterPlugin",
+        "plugins.threshold_alert.ThresholdAlertPlugin",
+      ],
+      plugin_configs: { ThresholdAlertPlugin: { cpu: 80, memory: 90, disk: 95 } },
+    };
+    const none = await getJson(`${adminUrl}/config/web-1`);
+    assert.deepEqual(none.body, {
+      agent_id: "web-1",
+      key: "/monitor/config/web-1",
+      source: "none",
+      config: null,
+      revision: 0,
+    });
+    const put = await getJson(`${adminUrl}/config/default`, {
+      method: "PUT",
+      body: JSON.stringify(seed),
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    assert.equal(put.body.key, "/monitor/config/default");
+    const stored = await store.get("/monitor/config/default");
+    assert.deepEqual(JSON.parse(stored!.value), seed);
+    const fallback = await getJson(`${adminUrl}/config/web-1`);
+    assert.equal(fallback.body.source, "default");
+    assert.deepEqual(fallback.body.config, seed);
+
+    const bad = await getJson(`${adminUrl}/config/web-1`, {
+      method: "PUT",
+      body: JSON.stringify({ interval: "5s", metrics: ["cpu", "gpu"], intervall: 3 }),
+    });
+    assert.equal(bad.status, 400);
+    const issues = bad.body.issues as Array<{ path: string }>;
+    assert.ok(issues.some((i) => i.path === "interval"), JSON.stringify(issues));
+    assert.ok(issues.some((i) => i.path.startsWith("metrics")), JSON.stringify(issues));
+    assert.match(String(bad.body.error), /^\/monitor\/config\/web-1: /);
+    assert.match(String(bad.body.error), /did you mean "interval"/);
+    assert.equal(await store.get("/monitor/config/web-1"), undefined);
+
+    const badId = await getJson(`${adminUrl}/config/no%20spaces`, { method: "PUT", body: "{}" });
+    assert.equal(badId.status, 400);
+    assert.match(String(badId.body.error), /agent id "no spaces" is not valid/);
+  }));

@@ -4,40 +4,13 @@
  *
  * @module
  */
-import { ConfigError, type ConfigIssue } from "../config/issues.ts";
+import { validateAgentConfig } from "../config/agent_config.ts";
+import type { ConfigIssue } from "../config/issues.ts";
 
-type Validator = (value: unknown, source?: string) => unknown;
-
-let loaded: Promise<Validator> | undefined;
-
-function loadValidator(): Promise<Validator> {
-  loaded ??= (async () => {
-    const path = "../config/agent_config.ts";
-    const module = await import(path) as Record<string, unknown>;
-    const fn = module.validateAgentConfig;
-    if (typeof fn !== "function") {
-      throw new Error("services/config/agent_config.ts does not export validateAgentConfig");
-    }
-    return fn as Validator;
-  })();
-  return loaded;
-}
-
-/** Validates an agent configuration; returns its issues (none when valid). */
-export async function validateAgentConfigValue(
-  value: unknown,
-  source: string,
-): Promise<ConfigIssue[]> {
-  const validate = await loadValidator();
-  try {
-    const outcome = validate(value, source);
-    if (outcome && typeof outcome === "object" && "issues" in outcome) {
-      const issues = (outcome as { issues: unknown }).issues;
-      if (Array.isArray(issues)) return issues as ConfigIssue[];
-    }
-    return [];
-  } catch (error) {
-    if (error instanceof ConfigError) return error.issues;
-    throw error;
-  }
+/**
+ * Validates an agent configuration the way the agent will when it reads it
+ * from the store; returns its issues (none when valid).
+ */
+export function validateAgentConfigValue(value: unknown): ConfigIssue[] {
+  return validateAgentConfig(value, "").issues;
 }

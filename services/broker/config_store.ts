@@ -84,7 +84,7 @@ export async function writeAgentConfig(
   const problem = checkConfigTarget(agentId);
   if (problem) throw new TypeError(problem);
   const key = configKey(prefix, agentId);
-  const issues: ConfigIssue[] = await validateAgentConfigValue(config, key);
+  const issues: ConfigIssue[] = validateAgentConfigValue(config);
   if (issues.length > 0) throw new ConfigError(issues, key);
   const revision = await store.put(key, JSON.stringify(config));
   return { agent_id: agentId, key, revision };
