@@ -82,9 +82,12 @@ export function summaryLine(
   summary: { ok: string[]; errors: string[]; missing: string[]; timed_out: boolean },
   style: Style,
 ): string {
-  const parts = [`${summary.ok.length + summary.errors.length} answered`];
+  // An error result for "all" is the broker saying that no agent was connected.
+  const errors = summary.errors.filter((id) => id !== "all");
+  const parts = [`${summary.ok.length + errors.length} answered`];
   if (summary.ok.length) parts.push(style.green(`ok: ${summary.ok.join(", ")}`));
-  if (summary.errors.length) parts.push(style.red(`error: ${summary.errors.join(", ")}`));
+  if (errors.length) parts.push(style.red(`error: ${errors.join(", ")}`));
+  if (errors.length < summary.errors.length) parts.push(style.yellow("no agent was connected"));
   if (summary.missing.length) parts.push(style.yellow(`no answer: ${summary.missing.join(", ")}`));
   if (summary.timed_out) parts.push("(wait ended by the timeout)");
   return parts.join("; ");
