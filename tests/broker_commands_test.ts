@@ -284,3 +284,33 @@ Deno.test("broker send: publishes a seed-format command and returns every result
       await commands.close();
     }
   }));
+
+Deno.test("broker commands: stopping the broker gives waiting commands an error result and ends sends in progress", () =>
+  withBroker({ commandTimeoutMs: 60_000 }, async ({ broker, bus, adminUrl }) => {
+    const results = await collect(bus, DEFAULT_TOPICS.results);
+    const mute = await TestAgent.connect(broker.address, "stop-mute");
+    try {
+      const response = await fetch(`${adminUrl}/send`, {
+        method: "POST",
+        body: JSON.stringify({ target: "stop-mute", command_type: "status" }),
+      });
+      const body = response.text();
+      await mute.waitFor((m) => m.command !== undefined, "the command on the agent's stream");
+      await within(broker.stop("maintenance"), 10_000, "the broker to stop");
+      const lines = (await within(body, 10_000, "the send answer")).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      const summary = lines[lines.length - 1].summary;
+      assert.deepEqual(summary.errors, ["stop-mute"]);
+      assert.equal(summary.timed_out, false);
+      const [result] = await results.waitFor<ResultMessage>(
+        (v) => v.length >= 1,
+        10_000,
+        "error result",
+      );
+      assert.equal(result.output, "the broker stopped before the agent answered");
+    } finally {
+      mute.close();
+      await results.close();
+    }
+  }));

@@ -368,6 +368,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           );
           await Promise.all([...sessions].map((s) => s.drain()));
           for (const s of [...sessions]) s.close(reason);
+          // Commands still waiting get their error results now, which also ends any
+          // admin `send` in progress, so the admin server can shut down at once.
+          await router.close("the broker stopped before the agent answered");
           await undo();
           if (options.closeBackends) {
             await bus.close().catch((e) => log.warn(`closing the bus: ${errorMessage(e)}`));
