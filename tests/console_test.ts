@@ -93,7 +93,10 @@ Deno.test("console: piped commands against the broker admin API; errors say what
       );
       assert.match(text, /error: config <agent> <json>: expected an agent id/);
       assert.match(text, /con-1 has no configuration/);
-      assert.match(text, /error: configuration of bad\/id not written:\nagent id "bad\/id" is not valid/);
+      assert.match(
+        text,
+        /error: configuration of bad\/id not written:\nagent id "bad\/id" is not valid/,
+      );
       // Nothing runs after quit.
       assert.equal(text.match(/monitor> list\n/g)?.length, 1);
     } finally {

@@ -15,18 +15,21 @@ registerScenarios({
   async backends() {
     const dir = await tempDir("monitor-e2e-");
     const etcd = await startEtcd();
-    const kafka = await startKafkaMock({ brokers: 3 });
+    const kafka = await startKafkaMock({ brokers: 3 }).catch(async (error) => {
+      await etcd.stop();
+      throw error;
+    });
     const prefix = "/monitor";
     return {
       name: "etcd+kafka",
       stateDir: dir,
-      store: { backend: "etcd", endpoints: etcd.endpoints, prefix, path: "" },
+      store: { backend: "etcd", endpoints: [etcd.endpoint], prefix, path: "" },
       bus: { backend: "kafka", brokers: kafka.bootstrap, path: "", clientId: "e2e-test" },
       flags: [
         "--store-backend",
         "etcd",
         "--store-endpoints",
-        etcd.endpoints.join(","),
+        etcd.endpoint,
         "--bus-backend",
         "kafka",
         "--bus-brokers",
@@ -34,7 +37,7 @@ registerScenarios({
         "--state-dir",
         dir,
       ],
-      net: [...etcd.endpoints, ...kafka.bootstrap],
+      net: [etcd.endpoint, ...kafka.bootstrap],
       env: [...ETCD_ENV_VARS, ...KAFKA_ENV_VARS],
       async cleanup() {
         kafka.stop();
