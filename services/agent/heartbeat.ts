@@ -1,0 +1,170 @@
+/**
+ * The agent's heartbeat: `<prefix>/heartbeat/<agent-id>` on a lease (TTL from
+ * the configuration, default 10 s). The key exists while the agent lives; its
+ * JSON value says how it is doing. Rewritten every TTL/2 (fresh timestamp)
+ * and soon after any state change; the lease is re-granted when the TTL
+ * changes and revoked on stop.
+ *
+ * @module
+ */
+import { errorMessage, type Logger } from "../common/log.ts";
+import type { Lease, Store } from "../store/types.ts";
+
+/** The heartbeat's JSON value. */
+export interface HeartbeatValue {
+  agent_id: string;
+  hostname: string;
+  /** Unix seconds. */
+  timestamp: number;
+  version: string;
+  status: "ok" | "degraded";
+  /** Why degraded: invalid config, plugin failing/disabled, broker unreachable, metric unavailable. */
+  reasons: string[];
+  /** Store revision of the configuration in force (0 for built-in defaults). */
+  config_revision: number;
+  /** Where the configuration in force came from. */
+  config_source: string;
+  plugins: Array<{ name: string; state: string }>;
+  /** Seconds since the agent started. */
+  uptime: number;
+  pid: number;
+}
+
+/** Options of {@linkcode Heartbeat}. */
+export interface HeartbeatOptions {
+  store: Store;
+  /** Full key, e.g. `/monitor/heartbeat/web-1`. */
+  key: string;
+  /** Builds the current value. */
+  snapshot(): HeartbeatValue;
+  log: Logger;
+}
+
+/** Writes the heartbeat on a lease. */
+export class Heartbeat {
+  #options: HeartbeatOptions;
+  #lease: Lease | undefined;
+  #ttl = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #soon: ReturnType<typeof setTimeout> | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  #stopped = false;
+  #lastError: string | undefined;
+  #writes = 0;
+
+  /** @param options store, key, value builder */
+  constructor(options: HeartbeatOptions) {
+    this.#options = options;
+  }
+
+  /** Heartbeats written so far. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /** Grants the lease (or a new one when the TTL changed) and writes the value. */
+  async start(ttlSeconds: number): Promise<void> {
+    await this.setTtl(ttlSeconds);
+  }
+
+  /** Applies a new TTL: a lease with the new TTL replaces the old one. */
+  async setTtl(ttlSeconds: number): Promise<void> {
+    if (this.#stopped) return;
+    if (this.#lease && this.#ttl === ttlSeconds) return;
+    const old = this.#lease;
+    try {
+      const lease = await this.#options.store.lease(ttlSeconds);
+      lease.onLost((error) =>
+        this.#options.log.warn(
+          `heartbeat lease was lost and re-established (${errorMessage(error)})`,
+        )
+      );
+      this.#lease = lease;
+      this.#ttl = ttlSeconds;
+    } catch (error) {
+      this.#options.log.error(
+        `cannot grant the heartbeat lease (TTL ${ttlSeconds} s): ${errorMessage(error)}`,
+      );
+      this.#schedule(1000);
+      return;
+    }
+    await this.write();
+    if (old) {
+      try {
+        await old.revoke();
+      } catch (error) {
+        this.#options.log.debug(`revoking the previous heartbeat lease: ${errorMessage(error)}`);
+      }
+      // Revoking the old lease deleted the key; write it again through the new one.
+      await this.write();
+    }
+  }
+
+  /** Writes the current value now (serialized with other writes). */
+  write(): Promise<void> {
+    this.#writing = this.#writing.then(() => this.#write());
+    return this.#writing;
+  }
+
+  async #write(): Promise<void> {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    const lease = this.#lease;
+    if (!lease) {
+      this.#schedule(1000);
+      return;
+    }
+    try {
+      await lease.put(this.#options.key, JSON.stringify(this.#options.snapshot()));
+      this.#writes++;
+      if (this.#lastError) {
+        this.#options.log.info("heartbeat written again");
+        this.#lastError = undefined;
+      }
+    } catch (error) {
+      const message = errorMessage(error);
+      if (message !== this.#lastError) {
+        this.#options.log.warn(`cannot write the heartbeat ${this.#options.key}: ${message}`);
+      }
+      this.#lastError = message;
+    }
+    this.#schedule(Math.max(500, (this.#ttl * 1000) / 2));
+  }
+
+  #schedule(ms: number) {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#lease) void this.setTtl(this.#ttl || 10);
+      else void this.write();
+    }, ms);
+  }
+
+  /** Asks for a write soon (coalesces bursts of state changes). */
+  changed(): void {
+    if (this.#stopped || this.#soon !== undefined) return;
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined;
+      void this.write();
+    }, 50);
+  }
+
+  /** Stops refreshing and revokes the lease (deleting the key). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#soon);
+    this.#soon = undefined;
+    await this.#writing.catch(() => {});
+    const lease = this.#lease;
+    this.#lease = undefined;
+    if (lease) {
+      try {
+        await lease.revoke();
+      } catch (error) {
+        this.#options.log.warn(`cannot revoke the heartbeat lease: ${errorMessage(error)}`);
+      }
+    }
+  }
+}

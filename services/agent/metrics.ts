@@ -1,0 +1,423 @@
+/**
+ * Metric collectors. Only the metrics the current configuration asks for are
+ * read, so an agent asked for `cpu` pays for nothing else.
+ *
+ * Two sources:
+ * - `native` (default on Linux): `cpu` from `os.cpus()` times
+ *   (`--allow-sys=cpus`), `memory` from `Deno.systemMemoryInfo()`
+ *   (`--allow-sys=systemMemoryInfo`), `disk read`/`disk write` and
+ *   `net in`/`net out` from `/proc/diskstats` and `/proc/net/dev` read through
+ *   `cat` (`--allow-run=cat`: Deno refuses to read `/proc` and `/sys` without
+ *   `--allow-all`), `disk` from `df -kP /` (`--allow-run=df`).
+ * - `systeminformation` (default elsewhere): `npm:systeminformation`
+ *   (`currentLoad`, `mem`, `fsStats`, `networkStats`, `fsSize`). Importing it
+ *   needs `--allow-env` (all variables: it copies `process.env` at load time),
+ *   on Linux it reads `/proc` (`--allow-all` in Deno) and several calls run
+ *   shell commands (`--allow-run`); see README.md.
+ *
+ * Rates (`disk read`, `disk write`, `net in`, `net out`, in bytes/s) and
+ * `cpu` (% busy) are differences between two readings. A baseline is taken
+ * when a metric is added (agent start or configuration change); the first
+ * sample is computed against it, never sent as a made-up 0. When less than
+ * {@linkcode MIN_RATE_WINDOW_MS} passed since the baseline (a `collect`
+ * command right after start), the collector waits for the rest of that
+ * window first. Per-device counters that go backwards (device replaced,
+ * counter wrapped) contribute 0 for that round.
+ *
+ * @module
+ */
+import type { MetricName } from "../common/messages.ts";
+import os from "node:os";
+import { errorMessage } from "../common/log.ts";
+
+/** Where metrics come from. */
+export type MetricsSource = "native" | "systeminformation";
+
+/** Shortest time a rate or cpu value is measured over (ms). */
+export const MIN_RATE_WINDOW_MS = 250;
+
+/** What one collection produced. */
+export interface Collected {
+  /** Unix seconds when the values were read. */
+  timestamp: number;
+  /** Metric name -> value, only for metrics that could be read. */
+  metrics: Record<string, number>;
+  /** Metric name -> why it could not be read this time. */
+  errors: Record<string, string>;
+}
+
+/** Reads the metrics of this host. */
+export interface MetricsCollector {
+  /** The source in use. */
+  readonly source: MetricsSource;
+  /** The metrics currently collected. */
+  readonly metrics: readonly MetricName[];
+  /**
+   * Sets the metrics to collect. Metrics measured as differences get a
+   * baseline now when they are new.
+   */
+  configure(metrics: readonly MetricName[]): Promise<void>;
+  /** Reads every configured metric. */
+  collect(): Promise<Collected>;
+}
+
+/** Counters keyed by device, with the time they were read (ms, monotonic). */
+interface CounterReading {
+  at: number;
+  values: Map<string, number>;
+}
+
+type CounterName = "cpu" | "disk" | "net";
+
+const COUNTER_OF: Partial<Record<MetricName, CounterName>> = {
+  "cpu": "cpu",
+  "disk read": "disk",
+  "disk write": "disk",
+  "net in": "net",
+  "net out": "net",
+};
+
+/** Reads the raw values behind each metric. Implemented per source. */
+interface RawReader {
+  /** Cumulative counters; cpu: `busy`, `total` (any unit). */
+  counters(kind: CounterName): Promise<Map<string, number>>;
+  /** Memory in use, percent. */
+  memoryPercent(): Promise<number>;
+  /** Root filesystem in use, percent. */
+  diskPercent(): Promise<number>;
+}
+
+function sumDeltas(
+  previous: Map<string, number>,
+  current: Map<string, number>,
+  suffix: string,
+): number {
+  let total = 0;
+  for (const [key, value] of current) {
+    if (!key.endsWith(suffix)) continue;
+    const before = previous.get(key);
+    if (before === undefined) continue; // new device: counted from the next round on
+    total += Math.max(0, value - before);
+  }
+  return total;
+}
+
+class Collector implements MetricsCollector {
+  readonly source: MetricsSource;
+  #reader: RawReader;
+  #metrics: MetricName[] = [];
+  #baselines = new Map<CounterName, CounterReading>();
+
+  constructor(source: MetricsSource, reader: RawReader) {
+    this.source = source;
+    this.#reader = reader;
+  }
+
+  get metrics(): readonly MetricName[] {
+    return this.#metrics;
+  }
+
+  #counters(): Set<CounterName> {
+    const kinds = new Set<CounterName>();
+    for (const metric of this.#metrics) {
+      const kind = COUNTER_OF[metric];
+      if (kind) kinds.add(kind);
+    }
+    return kinds;
+  }
+
+  async configure(metrics: readonly MetricName[]): Promise<void> {
+    this.#metrics = [...metrics];
+    const wanted = this.#counters();
+    for (const kind of [...this.#baselines.keys()]) {
+      if (!wanted.has(kind)) this.#baselines.delete(kind);
+    }
+    for (const kind of wanted) {
+      if (this.#baselines.has(kind)) continue;
+      try {
+        this.#baselines.set(kind, {
+          at: performance.now(),
+          values: await this.#reader.counters(kind),
+        });
+      } catch {
+        // Reported by collect(), which retries the baseline.
+      }
+    }
+  }
+
+  async collect(): Promise<Collected> {
+    const metrics: Record<string, number> = {};
+    const errors: Record<string, string> = {};
+    // Let every baseline age at least MIN_RATE_WINDOW_MS.
+    let oldest = Infinity;
+    for (const baseline of this.#baselines.values()) oldest = Math.min(oldest, baseline.at);
+    const wait = oldest === Infinity ? 0 : MIN_RATE_WINDOW_MS - (performance.now() - oldest);
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+
+    const readings = new Map<CounterName, CounterReading | Error>();
+    for (const kind of this.#counters()) {
+      try {
+        readings.set(kind, { at: performance.now(), values: await this.#reader.counters(kind) });
+      } catch (error) {
+        readings.set(kind, error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    const timestamp = Date.now() / 1000;
+    for (const metric of this.#metrics) {
+      try {
+        const kind = COUNTER_OF[metric];
+        if (!kind) {
+          metrics[metric] = metric === "memory"
+            ? round(await this.#reader.memoryPercent())
+            : round(await this.#reader.diskPercent());
+          continue;
+        }
+        const reading = readings.get(kind)!;
+        if (reading instanceof Error) throw reading;
+        const baseline = this.#baselines.get(kind);
+        if (!baseline) {
+          errors[metric] = "no baseline yet (the first reading failed); measured from now on";
+          continue;
+        }
+        const seconds = (reading.at - baseline.at) / 1000;
+        if (metric === "cpu") {
+          const total = sumDeltas(baseline.values, reading.values, "total");
+          const busy = sumDeltas(baseline.values, reading.values, "busy");
+          metrics.cpu = total > 0 ? round(Math.min(100, (busy / total) * 100)) : 0;
+        } else {
+          const suffix = metric === "disk read" || metric === "net in" ? "#in" : "#out";
+          metrics[metric] = round(sumDeltas(baseline.values, reading.values, suffix) / seconds);
+        }
+      } catch (error) {
+        errors[metric] = errorMessage(error);
+      }
+    }
+    for (const [kind, reading] of readings) {
+      if (!(reading instanceof Error)) this.#baselines.set(kind, reading);
+    }
+    return { timestamp, metrics, errors };
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+// ---------------------------------------------------------------- native
+
+/**
+ * Runs a fixed command and returns its stdout. Deno (since 1.43) refuses to
+ * read `/proc` and `/sys` without `--allow-all`, so the kernel counters are
+ * read through `cat` (granted with `--allow-run=cat`).
+ */
+async function runText(command: string, args: string[], permission: string): Promise<string> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      throw new Error(`needs ${permission} (${errorMessage(error)})`);
+    }
+    throw new Error(`cannot run ${command}: ${errorMessage(error)}`);
+  }
+  if (!output.success) {
+    throw new Error(
+      `${command} ${args.join(" ")} failed: ${new TextDecoder().decode(output.stderr).trim()}`,
+    );
+  }
+  return new TextDecoder().decode(output.stdout);
+}
+
+/** Sums cpu times of `os.cpus()` into busy and total milliseconds. */
+export function cpuTimes(cpus: Array<{ times: Record<string, number> }>): {
+  busy: number;
+  total: number;
+} {
+  let busy = 0;
+  let total = 0;
+  for (const cpu of cpus) {
+    const t = cpu.times;
+    const used = (t.user || 0) + (t.nice || 0) + (t.sys || 0) + (t.irq || 0);
+    busy += used;
+    total += used + (t.idle || 0);
+  }
+  return { busy, total };
+}
+
+/** Memory in use, percent: (total - available) / total. */
+export function memoryPercent(info: { total: number; available: number }): number {
+  if (!(info.total > 0)) throw new Error("the system reported no memory total");
+  return ((info.total - info.available) / info.total) * 100;
+}
+
+/** Device names in `/proc/diskstats` that are not whole physical disks. */
+const VIRTUAL_DISK = /^(loop|ram|zram|dm-|md|sr|fd|nbd)\d*/;
+
+/**
+ * Parses `/proc/diskstats` into bytes read/written per whole disk: virtual
+ * devices (loop, ram, zram, dm, md, sr, fd, nbd) and partitions (a name that
+ * is another device's name plus a number, e.g. `sda1`, `nvme0n1p2`) are left
+ * out so nothing is counted twice.
+ */
+export function parseDiskstats(text: string): Map<string, number> {
+  const rows = text.split("\n").map((line) => line.trim().split(/\s+/)).filter((f) =>
+    f.length >= 10
+  );
+  const names = new Set(rows.map((f) => f[2]));
+  const isPartition = (name: string) => {
+    for (const other of names) {
+      if (other !== name && name.startsWith(other) && /^p?\d+$/.test(name.slice(other.length))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const out = new Map<string, number>();
+  for (const f of rows) {
+    const name = f[2];
+    if (VIRTUAL_DISK.test(name) || isPartition(name)) continue;
+    out.set(`${name}#in`, Number(f[5]) * 512);
+    out.set(`${name}#out`, Number(f[9]) * 512);
+  }
+  return out;
+}
+
+/** Parses `/proc/net/dev` into bytes received/sent per interface, loopback excluded. */
+export function parseNetDev(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim();
+    if (name === "lo" || name === "" || name.includes("|")) continue;
+    const f = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    if (f.length < 9) continue;
+    out.set(`${name}#in`, f[0]);
+    out.set(`${name}#out`, f[8]);
+  }
+  return out;
+}
+
+/** Parses `df -kP /` output into percent used (as df's Capacity, without rounding). */
+export function parseDf(text: string): number {
+  const lines = text.trim().split("\n");
+  const f = lines[lines.length - 1]?.trim().split(/\s+/) ?? [];
+  const used = Number(f[2]);
+  const available = Number(f[3]);
+  if (!Number.isFinite(used) || !Number.isFinite(available) || used + available <= 0) {
+    throw new Error(`unexpected df output: ${JSON.stringify(text.slice(0, 200))}`);
+  }
+  return (used / (used + available)) * 100;
+}
+
+function sysCall<T>(what: string, permission: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      throw new Error(`${what} needs ${permission} (${errorMessage(error)})`);
+    }
+    throw error;
+  }
+}
+
+const nativeReader: RawReader = {
+  async counters(kind) {
+    if (kind === "cpu") {
+      const { busy, total } = cpuTimes(sysCall("cpu", "--allow-sys=cpus", () => os.cpus()));
+      return new Map([["busy", busy], ["total", total]]);
+    }
+    if (Deno.build.os !== "linux") {
+      throw new Error(
+        "disk and network rates are read from /proc on Linux; use the systeminformation source elsewhere",
+      );
+    }
+    if (kind === "disk") {
+      return parseDiskstats(await runText("cat", ["/proc/diskstats"], "--allow-run=cat"));
+    }
+    return parseNetDev(await runText("cat", ["/proc/net/dev"], "--allow-run=cat"));
+  },
+  memoryPercent() {
+    return Promise.resolve(
+      memoryPercent(
+        sysCall("memory", "--allow-sys=systemMemoryInfo", () => Deno.systemMemoryInfo()),
+      ),
+    );
+  },
+  async diskPercent() {
+    return parseDf(await runText("df", ["-kP", "/"], "--allow-run=df"));
+  },
+};
+
+// ------------------------------------------------------- systeminformation
+
+type SystemInformation = typeof import("systeminformation");
+
+function systeminformationReader(): RawReader {
+  let loaded: Promise<SystemInformation> | undefined;
+  const si = () => {
+    loaded ??= import("systeminformation").then((m) =>
+      ((m as { default?: SystemInformation }).default ?? m) as SystemInformation
+    ).catch((error) => {
+      loaded = undefined;
+      throw new Error(
+        `cannot load systeminformation (it needs --allow-env): ${errorMessage(error)}`,
+      );
+    });
+    return loaded;
+  };
+  return {
+    async counters(kind) {
+      const lib = await si();
+      if (kind === "cpu") {
+        // currentLoad keeps its own baseline; express it as busy/total of 100.
+        const load = await lib.currentLoad();
+        const busy = Math.max(0, Math.min(100, load.currentLoad));
+        const state = cpuAccumulator;
+        state.busy += busy;
+        state.total += 100;
+        return new Map([["busy", state.busy], ["total", state.total]]);
+      }
+      if (kind === "disk") {
+        const stats = await lib.fsStats();
+        if (!stats) throw new Error("systeminformation.fsStats is not supported on this platform");
+        return new Map([["all#in", stats.rx], ["all#out", stats.wx]]);
+      }
+      const stats = await lib.networkStats("*");
+      const out = new Map<string, number>();
+      for (const iface of stats) {
+        if (iface.iface === "lo" || /^lo\d*$/.test(iface.iface)) continue;
+        out.set(`${iface.iface}#in`, iface.rx_bytes);
+        out.set(`${iface.iface}#out`, iface.tx_bytes);
+      }
+      return out;
+    },
+    async memoryPercent() {
+      const mem = await (await si()).mem();
+      return ((mem.total - mem.available) / mem.total) * 100;
+    },
+    async diskPercent() {
+      const sizes = await (await si()).fsSize();
+      const root = sizes.find((s) => s.mount === "/") ?? sizes[0];
+      if (!root) throw new Error("systeminformation.fsSize found no filesystem");
+      return root.use;
+    },
+  };
+}
+
+/** systeminformation measures cpu load between its own calls; accumulated here as counters. */
+const cpuAccumulator = { busy: 0, total: 0 };
+
+/**
+ * Creates a collector.
+ * @param source `auto` (native on Linux, systeminformation elsewhere) or a source
+ */
+export function createCollector(source: MetricsSource | "auto" = "auto"): MetricsCollector {
+  const chosen: MetricsSource = source === "auto"
+    ? (Deno.build.os === "linux" ? "native" : "systeminformation")
+    : source;
+  return new Collector(
+    chosen,
+    chosen === "native" ? nativeReader : systeminformationReader(),
+  );
+}

@@ -1,0 +1,102 @@
+/**
+ * What the agent process needs from Deno's permission system, so that a
+ * launcher (the supervisor) can grant exactly that. See README.md for why
+ * each entry is there.
+ *
+ * @module
+ */
+import { GRPC_ENV_VARS, PROTO_FILE } from "../broker/permissions.ts";
+import type { MetricName } from "../common/messages.ts";
+import { METRIC_NAMES } from "../common/messages.ts";
+
+/** Proxy variables grpc-js reads when it opens a client channel. */
+export const GRPC_CLIENT_PROXY_ENV_VARS: readonly string[] = Object.freeze([
+  "grpc_proxy",
+  "https_proxy",
+  "http_proxy",
+  "no_grpc_proxy",
+  "no_proxy",
+]);
+
+/** The agent's own permission lists (add the store's: services/store/permissions.ts). */
+export interface AgentPermissions {
+  read: string[];
+  write: string[];
+  net: string[];
+  env: string[];
+  /** `--allow-sys` names. */
+  sys: string[];
+  /** `--allow-run` programs. */
+  run: string[];
+}
+
+/** What the agent is asked to do. */
+export interface AgentPermissionInput {
+  /** Broker `host:port`. */
+  broker: string;
+  /** monitor.yaml, when passed with --config. */
+  configFile?: string;
+  /** TLS files (CA, certificate, key). */
+  tlsFiles?: string[];
+  /**
+   * Metrics the agent may be asked for. The configuration changes live, so
+   * the default is every metric.
+   */
+  metrics?: readonly MetricName[];
+  /** Permissions declared by URL plugins (their Workers cannot exceed the agent's). */
+  plugins?: Array<{ net?: string[]; read?: string[]; env?: string[] }>;
+}
+
+/**
+ * The agent's permissions with the `native` metrics source:
+ * - `--allow-sys=hostname` (default id), `cpus` (cpu), `systemMemoryInfo` (memory);
+ * - `--allow-run=cat` (disk read/write, net in/out: `/proc/diskstats`,
+ *   `/proc/net/dev`; Deno refuses to read /proc itself without --allow-all)
+ *   and `df` (disk);
+ * - `--allow-net` to the broker, `--allow-read` of the proto file, the
+ *   config file and TLS files, the gRPC environment variables.
+ */
+export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
+  const metrics = input.metrics ?? METRIC_NAMES;
+  const sys = ["hostname"];
+  if (metrics.includes("cpu")) sys.push("cpus");
+  if (metrics.includes("memory")) sys.push("systemMemoryInfo");
+  const run: string[] = [];
+  if (metrics.some((m) => m === "disk read" || m === "disk write" || m.startsWith("net "))) {
+    run.push("cat");
+  }
+  if (metrics.includes("disk")) run.push("df");
+  const plugins = input.plugins ?? [];
+  const unique = (list: string[]) => [...new Set(list)];
+  return {
+    read: unique([
+      PROTO_FILE,
+      ...(input.configFile ? [input.configFile] : []),
+      ...(input.tlsFiles ?? []),
+      ...plugins.flatMap((p) => p.read ?? []),
+    ]),
+    write: [],
+    net: unique([input.broker, ...plugins.flatMap((p) => p.net ?? [])]),
+    env: unique([
+      ...GRPC_ENV_VARS,
+      ...GRPC_CLIENT_PROXY_ENV_VARS,
+      ...plugins.flatMap((p) => p.env ?? []),
+    ]),
+    sys,
+    run,
+  };
+}
+
+/** {@linkcode agentPermissions} as `deno run` flags (the store's flags come on top). */
+export function agentPermissionFlags(input: AgentPermissionInput): string[] {
+  const p = agentPermissions(input);
+  const flags: string[] = ["--no-prompt"];
+  if (p.read.length) flags.push(`--allow-read=${p.read.join(",")}`);
+  if (p.write.length) flags.push(`--allow-write=${p.write.join(",")}`);
+  if (p.net.length) flags.push(`--allow-net=${p.net.join(",")}`);
+  if (p.env.length) flags.push(`--allow-env=${p.env.join(",")}`);
+  if (p.sys.length) flags.push(`--allow-sys=${p.sys.join(",")}`);
+  if (p.run.length) flags.push(`--allow-run=${p.run.join(",")}`);
+  if ((input.plugins ?? []).length > 0) flags.push("--unstable-worker-options");
+  return flags;
+}
