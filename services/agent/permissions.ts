@@ -80,6 +80,7 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
     env: unique([
       ...GRPC_ENV_VARS,
       ...GRPC_CLIENT_PROXY_ENV_VARS,
+      "CLICOLOR_FORCE", // commander (the CLI)
       ...plugins.flatMap((p) => p.env ?? []),
     ]),
     sys,
