@@ -654,17 +654,102 @@ export function parseAgentConfigText(
   return { ...validateAgentConfig(value, "", options), source };
 }
 
-/** Line and column (1-based) of a JSON.parse error, from the message's position. */
+/** Line and column (1-based) of a JSON.parse error. */
 function jsonErrorPosition(text: string, message: string): { line?: number; column?: number } {
   const lc = /line (\d+) column (\d+)/.exec(message);
   if (lc) return { line: Number(lc[1]), column: Number(lc[2]) };
   const pos = /position (\d+)/.exec(message);
-  let offset: number | undefined = pos ? Number(pos[1]) : undefined;
-  if (offset === undefined && /Unexpected end of JSON input/.test(message)) offset = text.length;
+  const offset = pos ? Number(pos[1]) : jsonErrorOffset(text);
   if (offset === undefined) return {};
-  const before = text.slice(0, offset);
-  const lines = before.split("\n");
+  const lines = text.slice(0, offset).split("\n");
   return { line: lines.length, column: lines[lines.length - 1].length + 1 };
+}
+
+/**
+ * Offset of the first syntax error in `text` (V8 does not always say where):
+ * a small JSON scanner that only checks structure.
+ */
+function jsonErrorOffset(text: string): number | undefined {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i])) i++;
+  };
+  const fail = (): never => {
+    throw i;
+  };
+  const literal = (word: string) => {
+    if (text.startsWith(word, i)) i += word.length;
+    else fail();
+  };
+  const string = () => {
+    if (text[i] !== '"') fail();
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text[i] === "\\") i++;
+      else if (text.charCodeAt(i) < 0x20) fail();
+      i++;
+    }
+    if (i >= text.length) fail();
+    i++;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      ws();
+      if (text[i] === "}") {
+        i++;
+        return;
+      }
+      while (true) {
+        ws();
+        string();
+        ws();
+        if (text[i] !== ":") fail();
+        i++;
+        value();
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === "}") {
+          i++;
+          return;
+        } else fail();
+      }
+    }
+    if (c === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") {
+        i++;
+        return;
+      }
+      while (true) {
+        value();
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === "]") {
+          i++;
+          return;
+        } else fail();
+      }
+    }
+    if (c === '"') return string();
+    if (c === "t") return literal("true");
+    if (c === "f") return literal("false");
+    if (c === "n") return literal("null");
+    const number = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!number) fail();
+    i += number![0].length;
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail();
+    return undefined;
+  } catch (at) {
+    return typeof at === "number" ? at : undefined;
+  }
 }
 
 /** True when two configurations would behave the same (used to skip no-op updates). */
