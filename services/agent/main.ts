@@ -78,7 +78,7 @@ async function main() {
     .option("--tls-server-name <name>", "expected name in the broker's certificate")
     .option(
       "--metrics-source <source>",
-      "auto | native | systeminformation (default auto: native on Linux)",
+      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default native)",
     )
     .addHelpText("after", EXAMPLES)
     .showHelpAfterError()

@@ -3,17 +3,20 @@
  * read, so an agent asked for `cpu` pays for nothing else.
  *
  * Two sources:
- * - `native` (default on Linux): `cpu` from `os.cpus()` times
+ * - `native` (the default): `cpu` from `os.cpus()` times
  *   (`--allow-sys=cpus`), `memory` from `Deno.systemMemoryInfo()`
  *   (`--allow-sys=systemMemoryInfo`), `disk read`/`disk write` and
  *   `net in`/`net out` from `/proc/diskstats` and `/proc/net/dev` read through
  *   `cat` (`--allow-run=cat`: Deno refuses to read `/proc` and `/sys` without
  *   `--allow-all`), `disk` from `df -kP /` (`--allow-run=df`).
- * - `systeminformation` (default elsewhere): `npm:systeminformation`
- *   (`currentLoad`, `mem`, `fsStats`, `networkStats`, `fsSize`). Importing it
- *   needs `--allow-env` (all variables: it copies `process.env` at load time),
- *   on Linux it reads `/proc` (`--allow-all` in Deno) and several calls run
- *   shell commands (`--allow-run`); see README.md.
+ * - `systeminformation`: `cpu` from `currentLoad()` and `memory` from `mem()`
+ *   of `npm:systeminformation`; the other metrics as in `native`. Importing it
+ *   needs `--allow-env` (all variables: it copies `process.env` at load time)
+ *   plus `--allow-sys=cpus,loadavg,systemMemoryInfo`. Its `fsStats`,
+ *   `disksIO`, `networkStats` and `fsSize` are not used: they run shell
+ *   pipelines (`--allow-run` of `sh`, i.e. anything) and probe `/sys`, which
+ *   Deno only allows with `--allow-all` (the failure is thrown from a callback
+ *   and ends the process). See README.md.
  *
  * Rates (`disk read`, `disk write`, `net in`, `net out`, in bytes/s) and
  * `cpu` (% busy) are differences between two readings. A baseline is taken
@@ -368,40 +371,23 @@ function systeminformationReader(): RawReader {
   };
   return {
     async counters(kind) {
+      if (kind !== "cpu") return nativeReader.counters(kind);
       const lib = await si();
-      if (kind === "cpu") {
-        // currentLoad keeps its own baseline; express it as busy/total of 100.
-        const load = await lib.currentLoad();
-        const busy = Math.max(0, Math.min(100, load.currentLoad));
-        const state = cpuAccumulator;
-        state.busy += busy;
-        state.total += 100;
-        return new Map([["busy", state.busy], ["total", state.total]]);
-      }
-      if (kind === "disk") {
-        const stats = await lib.fsStats();
-        if (!stats) throw new Error("systeminformation.fsStats is not supported on this platform");
-        return new Map([["all#in", stats.rx], ["all#out", stats.wx]]);
-      }
-      const stats = await lib.networkStats("*");
-      const out = new Map<string, number>();
-      for (const iface of stats) {
-        if (iface.iface === "lo" || /^lo\d*$/.test(iface.iface)) continue;
-        out.set(`${iface.iface}#in`, iface.rx_bytes);
-        out.set(`${iface.iface}#out`, iface.tx_bytes);
-      }
-      return out;
+      // currentLoad keeps its own baseline; expressed here as busy/total counters of 100.
+      const load = await lib.currentLoad();
+      const busy = Math.max(0, Math.min(100, load.currentLoad));
+      cpuAccumulator.busy += busy;
+      cpuAccumulator.total += 100;
+      return new Map([["busy", cpuAccumulator.busy], ["total", cpuAccumulator.total]]);
     },
     async memoryPercent() {
       const mem = await (await si()).mem();
       return ((mem.total - mem.available) / mem.total) * 100;
     },
-    async diskPercent() {
-      const sizes = await (await si()).fsSize();
-      const root = sizes.find((s) => s.mount === "/") ?? sizes[0];
-      if (!root) throw new Error("systeminformation.fsSize found no filesystem");
-      return root.use;
-    },
+    // fsStats, disksIO, networkStats and fsSize run shell pipelines and probe /sys with
+    // fs.existsSync, which under Deno throws NotCapable from a callback (the process dies)
+    // unless --allow-all: the native readers are used for these metrics instead.
+    diskPercent: () => nativeReader.diskPercent(),
   };
 }
 
@@ -410,12 +396,10 @@ const cpuAccumulator = { busy: 0, total: 0 };
 
 /**
  * Creates a collector.
- * @param source `auto` (native on Linux, systeminformation elsewhere) or a source
+ * @param source `auto` (= `native`) or a source
  */
 export function createCollector(source: MetricsSource | "auto" = "auto"): MetricsCollector {
-  const chosen: MetricsSource = source === "auto"
-    ? (Deno.build.os === "linux" ? "native" : "systeminformation")
-    : source;
+  const chosen: MetricsSource = source === "auto" ? "native" : source;
   return new Collector(
     chosen,
     chosen === "native" ? nativeReader : systeminformationReader(),

@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import os from "node:os";
+import { METRIC_NAMES, type MetricName } from "../services/common/messages.ts";
+import {
+  createCollector,
+  parseDf,
+  parseDiskstats,
+  parseNetDev,
+} from "../services/agent/metrics.ts";
+
+const PERCENT = new Set(["cpu", "memory", "disk"]);
+
+function assertInRange(metrics: Record<string, number>, names: readonly string[]) {
+  assert.deepEqual(Object.keys(metrics).sort(), [...names].sort());
+  for (const [name, value] of Object.entries(metrics)) {
+    assert.ok(Number.isFinite(value), `${name} is finite: ${value}`);
+    assert.ok(value >= 0, `${name} >= 0: ${value}`);
+    if (PERCENT.has(name)) assert.ok(value <= 100, `${name} <= 100: ${value}`);
+  }
+}
+
+Deno.test("metrics (native): every metric of this machine, in range, first sample from the baseline", async () => {
+  const collector = createCollector("native");
+  assert.equal(collector.source, "native");
+  await collector.configure(METRIC_NAMES);
+  const first = await collector.collect();
+  assert.deepEqual(first.errors, {});
+  assertInRange(first.metrics, METRIC_NAMES);
+  // Writing a file moves no counter backwards; a second round is measured from the first.
+  const second = await collector.collect();
+  assert.deepEqual(second.errors, {});
+  assertInRange(second.metrics, METRIC_NAMES);
+  assert.ok(second.timestamp > first.timestamp);
+  // memory as the system reports it
+  const info = Deno.systemMemoryInfo();
+  const expected = (info.total - info.available) / info.total * 100;
+  assert.ok(
+    Math.abs(second.metrics.memory - expected) < 5,
+    `${second.metrics.memory} ~ ${expected}`,
+  );
+});
+
+Deno.test("metrics (native): only the metrics asked for are read; a busy cpu shows", async () => {
+  const collector = createCollector("native");
+  await collector.configure(["cpu"]);
+  const until = performance.now() + 400;
+  while (performance.now() < until) { /* keep one core busy */ }
+  const sample = await collector.collect();
+  assertInRange(sample.metrics, ["cpu"]);
+  // At least one of the cores was busy for the whole window.
+  assert.ok(sample.metrics.cpu >= 100 / os.cpus().length * 0.5, `cpu ${sample.metrics.cpu}`);
+  await collector.configure(["memory", "net in"]);
+  assertInRange((await collector.collect()).metrics, ["memory", "net in"]);
+});
+
+Deno.test("metrics (systeminformation): every metric of this machine, in range", async () => {
+  const collector = createCollector("systeminformation");
+  const names: MetricName[] = [...METRIC_NAMES];
+  await collector.configure(names);
+  const sample = await collector.collect();
+  assert.deepEqual(sample.errors, {});
+  assertInRange(sample.metrics, names);
+  const native = createCollector("native");
+  await native.configure(["memory", "disk"]);
+  const n = await native.collect();
+  assert.ok(
+    Math.abs(n.metrics.memory - sample.metrics.memory) < 10,
+    "both sources agree on memory",
+  );
+  assert.ok(Math.abs(n.metrics.disk - sample.metrics.disk) < 2, "both sources agree on disk");
+});
+
+Deno.test("metrics: a missing permission is reported per metric, naming the flag", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent-metrics-" });
+  const script = `${dir}/probe.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { createCollector } from "${
+      new URL("../services/agent/metrics.ts", import.meta.url).href
+    }";
+     const c = createCollector("native");
+     await c.configure(["cpu", "disk", "net in"]);
+     console.log(JSON.stringify(await c.collect()));`,
+  );
+  // No permission flags at all: every metric must fail with a message, none may crash.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--no-config",
+      `--import-map=${new URL("../deno.json", import.meta.url).pathname}`,
+      script,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const output = await child.output();
+  const text = new TextDecoder().decode(output.stdout);
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  const collected = JSON.parse(text);
+  assert.deepEqual(collected.metrics, {});
+  assert.match(collected.errors.cpu, /needs --allow-sys=cpus/);
+  assert.match(collected.errors.disk, /needs --allow-run=df/);
+  assert.match(collected.errors["net in"], /needs --allow-run=cat/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("metrics: parsers of /proc/diskstats, /proc/net/dev and df", () => {
+  const diskstats = [
+    "   7       0 loop0 10 0 80 0 0 0 0 0 0 0 0",
+    " 254       0 vda 100 0 1000 0 50 0 2000 0 0 0 0",
+    " 254       1 vda1 90 0 900 0 40 0 1800 0 0 0 0",
+    " 259       0 nvme0n1 10 0 10 0 5 0 20 0 0 0 0",
+    " 259       1 nvme0n1p1 10 0 10 0 5 0 20 0 0 0 0",
+    " 253       0 dm-0 10 0 10 0 5 0 20 0 0 0 0",
+  ].join("\n");
+  assert.deepEqual(
+    Object.fromEntries(parseDiskstats(diskstats)),
+    { "vda#in": 512000, "vda#out": 1024000, "nvme0n1#in": 5120, "nvme0n1#out": 10240 },
+  );
+  const netdev = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 2922805   23108    0    0    0     0          0         0  2922805   23108    0    0    0     0       0          0
+  eth0: 122235915    4250    0    0    0     0          0         0   229694    2963    0    0    0     0       0          0`;
+  assert.deepEqual(Object.fromEntries(parseNetDev(netdev)), {
+    "eth0#in": 122235915,
+    "eth0#out": 229694,
+  });
+  const df = `Filesystem     1024-blocks     Used Available Capacity Mounted on
+/dev/vda         264212084 22943608  83405316      22% /`;
+  assert.ok(Math.abs(parseDf(df) - 21.57) < 0.01);
+  assert.throws(() => parseDf("garbage"), /unexpected df output/);
+});
