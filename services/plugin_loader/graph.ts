@@ -1,0 +1,296 @@
+/**
+ * Resolving a plugin's module graph with Deno's own parser: `deno info
+ * --json` runs as a subprocess (the pinning process needs `--allow-run=deno`;
+ * the agent never does). It lists every static import, re-export and
+ * literal dynamic import, transitively, with redirects.
+ *
+ * The subprocess runs with `--no-config --no-lock` (the project's import map
+ * and lockfile play no part) and a throw-away `DENO_DIR`, so every module is
+ * downloaded afresh.
+ *
+ * @module
+ */
+import { join, relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
+import { PLUGIN_URL_SCHEMES } from "./spec.ts";
+
+/** Default time budget of one `deno info` run. */
+export const DEFAULT_RESOLVE_TIMEOUT_MS = 120_000;
+
+/** One module of a resolved graph. */
+export interface GraphModule {
+  /** Final URL (after redirects). */
+  url: string;
+  mediaType: string;
+  /** Byte size Deno saw. */
+  size: number;
+  /** Code dependencies: specifier as written -> final URL (or `node:` builtin). */
+  dependencies: { specifier: string; url: string }[];
+}
+
+/** A resolved graph: the entry module (final URL) and every module reachable by code imports. */
+export interface Graph {
+  entry: string;
+  modules: GraphModule[];
+}
+
+/** Options of {@linkcode resolveGraph}. */
+export interface ResolveOptions {
+  /** Scratch directory for the subprocess's DENO_DIR (removed afterwards). */
+  workDir: string;
+  /** Time budget (default {@linkcode DEFAULT_RESOLVE_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** Do not fetch remote modules (used to check a local copy). */
+  noRemote?: boolean;
+}
+
+/** The graph could not be resolved or uses something a URL plugin may not. */
+export class GraphError extends Error {
+  /** @param message what went wrong, naming the module */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "GraphError";
+  }
+}
+
+interface InfoDependency {
+  specifier?: unknown;
+  code?: { specifier?: unknown; error?: unknown };
+  npmPackage?: unknown;
+}
+
+interface InfoModule {
+  kind?: unknown;
+  specifier?: unknown;
+  mediaType?: unknown;
+  size?: unknown;
+  error?: unknown;
+  dependencies?: InfoDependency[];
+}
+
+interface InfoOutput {
+  roots: string[];
+  modules: InfoModule[];
+  redirects: Record<string, string>;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Runs `deno info --json` on `root`; returns its parsed output. */
+async function denoInfo(root: string, options: ResolveOptions): Promise<InfoOutput> {
+  const scratch = join(options.workDir, `deno-info-${crypto.randomUUID()}`);
+  await Deno.mkdir(scratch, { recursive: true });
+  const timeoutMs = options.timeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS;
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    const args = ["info", "--json", "--no-config", "--no-lock"];
+    if (options.noRemote) args.push("--no-remote");
+    args.push(root);
+    let output: Deno.CommandOutput;
+    try {
+      output = await new Deno.Command("deno", {
+        args,
+        cwd: scratch,
+        env: { DENO_DIR: join(scratch, "deno_dir"), NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        signal,
+      }).output();
+    } catch (error) {
+      throw new GraphError(`cannot run "deno info": ${(error as Error).message}`, { cause: error });
+    }
+    if (signal.aborted) {
+      throw new GraphError(`"deno info" did not finish within ${timeoutMs} ms`);
+    }
+    const stderr = new TextDecoder().decode(output.stderr).split("\n")
+      .filter((line) => line.trim() !== "" && !/^\s*Download /.test(line));
+    if (!output.success) {
+      throw new GraphError(
+        `"deno info" failed (exit ${output.code}): ${stderr.slice(-5).join(" / ") || "no message"}`,
+      );
+    }
+    let doc: unknown;
+    try {
+      doc = JSON.parse(new TextDecoder().decode(output.stdout));
+    } catch (error) {
+      throw new GraphError(`"deno info" printed something that is not JSON`, { cause: error });
+    }
+    if (
+      !isObject(doc) || !Array.isArray(doc.roots) || !Array.isArray(doc.modules) ||
+      !isObject(doc.redirects ?? {})
+    ) {
+      throw new GraphError(`"deno info" printed JSON of an unexpected shape`);
+    }
+    return {
+      roots: doc.roots as string[],
+      modules: doc.modules as InfoModule[],
+      redirects: (doc.redirects ?? {}) as Record<string, string>,
+    };
+  } finally {
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  }
+}
+
+function followRedirects(url: string, redirects: Record<string, string>): string {
+  let current = url;
+  for (let i = 0; i < 20 && redirects[current] !== undefined; i++) current = redirects[current];
+  return current;
+}
+
+/**
+ * Resolves the graph of code reachable from `root`. Type-only imports are
+ * left out (they never run). Throws {@linkcode GraphError} for a module that
+ * cannot be loaded, an `npm:`/`jsr:`/`data:` dependency, or an unsupported
+ * media type.
+ */
+export async function resolveGraph(root: string, options: ResolveOptions): Promise<Graph> {
+  const info = await denoInfo(root, options);
+  const byUrl = new Map<string, InfoModule>();
+  for (const module of info.modules) {
+    if (isObject(module) && typeof module.specifier === "string") {
+      byUrl.set(module.specifier, module);
+    }
+  }
+  const entry = followRedirects(info.roots[0] ?? root, info.redirects);
+  const modules: GraphModule[] = [];
+  const seen = new Set<string>([entry]);
+  const queue: { url: string; from?: string }[] = [{ url: entry }];
+  while (queue.length > 0) {
+    const { url, from } = queue.shift()!;
+    const where = from ? `module ${url} (imported by ${from})` : `module ${url}`;
+    const module = byUrl.get(url);
+    if (!module) throw new GraphError(`${where}: missing from Deno's module graph`);
+    if (typeof module.error === "string") throw new GraphError(`${where}: ${module.error}`);
+    const scheme = new URL(url).protocol;
+    if (module.kind === "npm" || scheme === "npm:") {
+      throw new GraphError(
+        `${where}: npm: packages are not supported in URL plugins; publish the code as ES modules ` +
+          `next to the plugin so that it is pinned by hash`,
+      );
+    }
+    if (!PLUGIN_URL_SCHEMES.includes(scheme)) {
+      throw new GraphError(`${where}: only http:, https: and file: modules can be pinned`);
+    }
+    if (module.kind !== "esm" && module.kind !== "asserted") {
+      throw new GraphError(`${where}: unsupported module kind ${JSON.stringify(module.kind)}`);
+    }
+    const mediaType = String(module.mediaType);
+    if (!(mediaType in MEDIA_TYPE_EXTENSIONS)) {
+      throw new GraphError(
+        `${where}: unsupported media type ${mediaType} (expected ${
+          Object.keys(MEDIA_TYPE_EXTENSIONS).join(", ")
+        })`,
+      );
+    }
+    const dependencies: GraphModule["dependencies"] = [];
+    for (const dependency of module.dependencies ?? []) {
+      if (!isObject(dependency.code) || typeof dependency.specifier !== "string") continue;
+      const specifier = dependency.specifier;
+      if (typeof dependency.code.error === "string") {
+        throw new GraphError(
+          `module ${url}: import ${JSON.stringify(specifier)}: ${dependency.code.error}`,
+        );
+      }
+      if (dependency.npmPackage !== undefined || specifier.startsWith("npm:")) {
+        throw new GraphError(
+          `module ${url}: import ${JSON.stringify(specifier)}: npm: packages are not supported ` +
+            `in URL plugins; publish the code as ES modules next to the plugin so that it is ` +
+            `pinned by hash`,
+        );
+      }
+      if (typeof dependency.code.specifier !== "string") continue;
+      const target = followRedirects(dependency.code.specifier, info.redirects);
+      if (target.startsWith("node:")) {
+        dependencies.push({ specifier, url: target });
+        continue;
+      }
+      dependencies.push({ specifier, url: target });
+      if (!seen.has(target)) {
+        seen.add(target);
+        queue.push({ url: target, from: url });
+      }
+    }
+    modules.push({
+      url,
+      mediaType,
+      size: typeof module.size === "number" ? module.size : -1,
+      dependencies,
+    });
+  }
+  modules.sort((a, b) => a.url < b.url ? -1 : a.url > b.url ? 1 : 0);
+  return { entry, modules };
+}
+
+/**
+ * Checks that the local copy written under `dir` (entry file `entryFile`)
+ * loads exactly the expected graph with no remote module: `expected` maps each
+ * local relative path to its module's code dependency paths.
+ */
+export async function checkLocalGraph(
+  dir: string,
+  entryFile: URL,
+  expected: ReadonlyMap<string, ReadonlySet<string>>,
+  options: ResolveOptions,
+): Promise<void> {
+  const info = await denoInfo(entryFile.href, { ...options, noRemote: true });
+  const byUrl = new Map<string, InfoModule>();
+  for (const module of info.modules) {
+    if (isObject(module) && typeof module.specifier === "string") {
+      byUrl.set(module.specifier, module);
+    }
+  }
+  const toLocal = (url: string): string | undefined => {
+    if (!url.startsWith("file:")) return undefined;
+    const rel = relative(dir, fileURLToPath(url));
+    if (rel.startsWith("..") || rel === "") return undefined;
+    return rel.split(sep).join("/");
+  };
+  const seen = new Set<string>();
+  const queue = [entryFile.href];
+  while (queue.length > 0) {
+    const url = queue.shift()!;
+    const path = toLocal(url);
+    if (path === undefined || !expected.has(path)) {
+      throw new GraphError(`the local copy loads ${url}, which is not a pinned module`);
+    }
+    if (seen.has(path)) continue;
+    seen.add(path);
+    const module = byUrl.get(url);
+    if (!module || typeof module.error === "string") {
+      throw new GraphError(
+        `the local copy of ${path} does not load: ${module?.error ?? "missing"}`,
+      );
+    }
+    const targets = new Set<string>();
+    for (const dependency of module.dependencies ?? []) {
+      if (!isObject(dependency.code) || typeof dependency.code.specifier !== "string") continue;
+      const target = dependency.code.specifier;
+      if (target.startsWith("node:")) continue;
+      const targetPath = toLocal(target);
+      if (targetPath === undefined) {
+        throw new GraphError(
+          `an import of ${JSON.stringify(dependency.specifier)} in ${path} still points at ` +
+            `${target}; write it as a plain string literal after from/import`,
+        );
+      }
+      targets.add(targetPath);
+      queue.push(target);
+    }
+    const want = expected.get(path)!;
+    const same = targets.size === want.size && [...want].every((t) => targets.has(t));
+    if (!same) {
+      throw new GraphError(
+        `the local copy of ${path} imports [${[...targets].sort().join(", ")}] instead of ` +
+          `[${[...want].sort().join(", ")}]`,
+      );
+    }
+  }
+  if (seen.size !== expected.size) {
+    const missing = [...expected.keys()].filter((p) => !seen.has(p));
+    throw new GraphError(`the local copy does not reach ${missing.join(", ")}`);
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * SHA-256 integrity strings in Subresource Integrity form (`sha256-<base64>`).
+ *
+ * @module
+ */
+
+const SRI_PATTERN = /^sha256-([A-Za-z0-9+/]{43}=)$/;
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
+  return btoa(binary);
+}
+
+function fromBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** SHA-256 of `bytes` as `sha256-<base64>`. */
+export async function sha256Integrity(bytes: Uint8Array | string): Promise<string> {
+  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
+  return `sha256-${toBase64(digest)}`;
+}
+
+/** True when `value` is a well-formed `sha256-<base64>` string. */
+export function isSha256Integrity(value: unknown): value is string {
+  return typeof value === "string" && SRI_PATTERN.test(value);
+}
+
+/** The 64 lowercase hex digits of a `sha256-<base64>` string (cache file names). */
+export function integrityHex(integrity: string): string {
+  const match = SRI_PATTERN.exec(integrity);
+  if (!match) throw new TypeError(`not a sha256 integrity string: ${JSON.stringify(integrity)}`);
+  return Array.from(fromBase64(match[1]), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Digest of a whole graph: SHA-256 over the sorted `url integrity` lines.
+ * Any change of any module's bytes (or of the module list) changes it.
+ */
+export function graphIntegrity(modules: { url: string; integrity: string }[]): Promise<string> {
+  const lines = modules.map((m) => `${m.url} ${m.integrity}\n`).sort();
+  return sha256Integrity(lines.join(""));
+}

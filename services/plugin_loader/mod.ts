@@ -1,0 +1,80 @@
+/**
+ * Plugins loaded by URL: pinning (whole module graph, SHA-256 per module,
+ * recorded at `<prefix>/plugins/<name>`), verification before any code runs,
+ * a content-addressed cache, and a sandboxed Worker per plugin with exactly
+ * its declared permissions.
+ *
+ * Pinning (supervisor, `deno task plugins`; needs `--allow-run=deno`):
+ * ```ts
+ * const outcome = await pinPlugin(store, "/monitor", "spike", spec, { cacheDir });
+ * ```
+ * Loading (agent; needs `--unstable-worker-options`, no `--allow-run`):
+ * ```ts
+ * const pin = await readPin(store, "/monitor", "spike");
+ * const plugin = await loadUrlPlugin(pin!, { cacheDir, timeoutMs: 1000 });
+ * await plugin.initialize(config, context);
+ * const out = await plugin.run(sample);
+ * await plugin.finalize();
+ * await plugin.close();
+ * ```
+ *
+ * @module
+ */
+export type {
+  PinHistoryEntry,
+  PinnedDependency,
+  PinnedModule,
+  PluginPermissions,
+  PluginPin,
+  PluginSpec,
+} from "./types.ts";
+export { PIN_FORMAT } from "./types.ts";
+export {
+  PinError,
+  PinTamperError,
+  PluginError,
+  PluginFetchError,
+  PluginIntegrityError,
+  PluginPermissionError,
+  PluginRuntimeError,
+  PluginTimeoutError,
+} from "./errors.ts";
+export {
+  checkPluginSpec,
+  checkPluginsSection,
+  isPluginName,
+  parsePluginSpec,
+  parsePluginsSection,
+  specVersion,
+  versionFromUrl,
+} from "./spec.ts";
+export { decodePin, encodePin } from "./pin_codec.ts";
+export {
+  buildPin,
+  deletePin,
+  listPins,
+  type PinEvent,
+  pinKey,
+  type PinOptions,
+  type PinOutcome,
+  pinPlugin,
+  pinPrefix,
+  readPin,
+  watchPins,
+} from "./pinning.ts";
+export { collectVerified, type VerifyOptions } from "./verify.ts";
+export {
+  DEFAULT_CALL_TIMEOUT_MS,
+  DEFAULT_RUN_TIMEOUT_MS,
+  type LoadOptions,
+  loadUrlPlugin,
+  type UrlPlugin,
+  type UrlPluginStatus,
+  workerPermissions,
+} from "./sandbox.ts";
+export {
+  agentPluginPermissions,
+  PLUGIN_CACHE_DIR,
+  pluginCacheDir,
+  type PluginHostPermissions,
+} from "./permissions.ts";

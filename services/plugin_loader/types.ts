@@ -1,0 +1,87 @@
+/**
+ * Shapes of the URL plugin loader: what monitor.yaml declares for a plugin
+ * ({@linkcode PluginSpec}) and what is pinned in the store at
+ * `<prefix>/plugins/<name>` ({@linkcode PluginPin}).
+ *
+ * @module
+ */
+
+/** The permissions a URL plugin may use inside its Worker (default: none). */
+export interface PluginPermissions {
+  /** Hosts it may connect to: `host` or `host:port` (fetch, WebSocket, Deno.connect). */
+  net: string[];
+  /** Absolute paths (files or directories) it may read. */
+  read: string[];
+  /** Environment variable names it may read. */
+  env: string[];
+}
+
+/** A URL plugin as declared in monitor.yaml `plugins: <name>: {...}`. */
+export interface PluginSpec {
+  /** Entry module URL (http: or https:), e.g. `https://example.com/spike@1.2.0/mod.ts`. */
+  url: string;
+  /** Version; when omitted it is read from the URL (`…/spike@1.2.0/mod.ts`). */
+  version?: string;
+  /** Declared permissions; omitted lists mean none. */
+  permissions?: Partial<PluginPermissions>;
+  /** Settings passed to the plugin's `initialize` (default `{}`). */
+  config?: Record<string, unknown>;
+}
+
+/** A code dependency of a pinned module: the specifier as written and the module it loads. */
+export interface PinnedDependency {
+  /** Specifier as written in the importing module, e.g. `./dep.ts`. */
+  specifier: string;
+  /** URL of the pinned module it loads (after redirects), or a `node:` builtin. */
+  url: string;
+}
+
+/** One module of a pinned graph. */
+export interface PinnedModule {
+  /** Final URL the bytes are fetched from (after redirects). */
+  url: string;
+  /** `sha256-<base64>` of the exact bytes (Subresource Integrity form). */
+  integrity: string;
+  /** Size in bytes. */
+  size: number;
+  /** Deno media type: `TypeScript`, `JavaScript`, `Mjs`, `Mts`, `Jsx`, `Tsx` or `Json`. */
+  media_type: string;
+  /** Code dependencies (static imports, re-exports, literal dynamic imports). */
+  dependencies: PinnedDependency[];
+}
+
+/** An earlier pin of the same plugin, kept to refuse re-pinning changed bytes. */
+export interface PinHistoryEntry {
+  url: string;
+  version: string;
+  /** Graph digest of that pin. */
+  integrity: string;
+  pinned_at: number;
+}
+
+/** Current format of {@linkcode PluginPin}. */
+export const PIN_FORMAT = 1;
+
+/** The pin of a URL plugin, stored as JSON at `<prefix>/plugins/<name>`. */
+export interface PluginPin {
+  /** Pin format, {@linkcode PIN_FORMAT}. */
+  format: number;
+  /** Plugin name (the key's last segment). */
+  name: string;
+  /** Entry module URL as declared. */
+  url: string;
+  /** Entry module URL after redirects (a key of `modules`). */
+  entry: string;
+  version: string;
+  /** Graph digest: `sha256-<base64>` over every module's URL and integrity. */
+  integrity: string;
+  /** Unix seconds. */
+  pinned_at: number;
+  permissions: PluginPermissions;
+  /** Settings from monitor.yaml (the agent's own plugin settings override them). */
+  config: Record<string, unknown>;
+  /** Every module of the graph, sorted by URL. */
+  modules: PinnedModule[];
+  /** Earlier pins (newest first, bounded), for tamper detection across versions. */
+  history: PinHistoryEntry[];
+}
