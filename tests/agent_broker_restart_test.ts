@@ -1,0 +1,139 @@
+/**
+ * The agent's buffered stream across broker outages: a broker restart
+ * mid-stream loses no acknowledged sample and delivers buffered ones in
+ * order; the buffer bound drops the oldest batches and counts them.
+ *
+ * While the broker is down, grpc-js keeps unref'd timers of its own
+ * (subchannel backoff, pool cleanup) that expire by themselves and cannot be
+ * cancelled from outside, so these two tests run without the op/resource
+ * sanitizers (as services/rpc/rpc_test.ts's refused-connection test does).
+ * Everything the tests open is closed in `finally`.
+ */
+import assert from "node:assert/strict";
+import { startAgent } from "../services/agent/mod.ts";
+import { setLogLevel } from "../services/common/log.ts";
+import { embeddedStore, freePort, MiniBroker, waitFor } from "./agent_support.ts";
+
+setLogLevel("warn");
+
+const FAST_BACKOFF = { initialMs: 100, maxMs: 500 };
+
+Deno.test({
+  name:
+    "agent: broker restart mid-stream loses no acknowledged sample; buffered samples arrive in order",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const backend = await embeddedStore();
+  const port = freePort();
+  const address = `127.0.0.1:${port}`;
+  let first: MiniBroker | undefined = await MiniBroker.start(address);
+  let second: MiniBroker | undefined;
+  let agent;
+  try {
+    await backend.store.put(
+      "/monitor/config/rs-1",
+      JSON.stringify({ interval: 1, metrics: ["cpu"], batch_max_samples: 1 }),
+    );
+    agent = await startAgent({
+      agentId: "rs-1",
+      store: backend.store,
+      broker: address,
+      backoff: FAST_BACKOFF,
+    });
+    await waitFor(() => first!.acked.size >= 2, 15_000, "two acknowledged batches");
+    // The broker stops acknowledging (publishing stalls), then dies with a batch unacknowledged.
+    first.holdAcks = true;
+    const receivedBefore = first.received.length;
+    await waitFor(
+      () => first!.received.length > receivedBefore,
+      10_000,
+      "a batch that will never be acknowledged",
+    );
+    const unacked = first.received.at(-1)!;
+    await first.close();
+    const acknowledgedByFirst = new Map(first.acked);
+    first = undefined;
+    // While it is down, samples pile up in the buffer.
+    await waitFor(
+      () => (agent!.status().buffer as { batches: number }).batches >= 3,
+      15_000,
+      "batches waiting in the buffer",
+    );
+    const degraded = agent.heartbeat();
+    assert.equal(degraded.status, "degraded");
+    assert.match(degraded.reasons.join("\n"), /broker unreachable/);
+
+    second = await MiniBroker.start(address);
+    const waiting = (agent.status().buffer as { last_seq: number }).last_seq;
+    await waitFor(
+      () => second!.acked.has(waiting),
+      15_000,
+      "the buffered batches at the new broker",
+    );
+
+    // The unacknowledged batch was sent again, and everything arrived in sequence order.
+    assert.ok(second.acked.has(unacked.seq), "the unacknowledged batch is re-sent");
+    const order = second.received.map((b) => b.seq);
+    assert.deepEqual(order, [...order].sort((a, b) => a - b), "re-sent in order");
+    const delivered = new Map([...acknowledgedByFirst, ...second.acked]);
+    const seqs = [...delivered.keys()].sort((a, b) => a - b);
+    for (let seq = seqs[0]; seq <= seqs.at(-1)!; seq++) {
+      assert.ok(delivered.has(seq), `batch ${seq} reached a broker`);
+    }
+    const timestamps = seqs.map((seq) => delivered.get(seq)!.samples[0].timestamp);
+    assert.deepEqual(timestamps, [...timestamps].sort((a, b) => a - b), "samples in time order");
+    assert.equal(new Set(timestamps).size, timestamps.length, "no sample twice");
+    const status = agent.status();
+    assert.equal((status.buffer as { dropped_batches: number }).dropped_batches, 0);
+    assert.equal(second.hellos.length, 1);
+  } finally {
+    await agent?.stop();
+    await first?.close();
+    await second?.close();
+    await backend.cleanup();
+  }
+});
+
+Deno.test({
+  name: "agent: beyond the buffer bound the oldest batches are dropped and counted",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const backend = await embeddedStore();
+  const address = `127.0.0.1:${freePort()}`;
+  let broker: MiniBroker | undefined;
+  let agent;
+  try {
+    await backend.store.put(
+      "/monitor/config/of-1",
+      JSON.stringify({ interval: 3600, metrics: ["memory"], buffer: 3, batch_max_samples: 1 }),
+    );
+    agent = await startAgent({
+      agentId: "of-1",
+      store: backend.store,
+      broker: address,
+      backoff: FAST_BACKOFF,
+    });
+    const taken: number[] = [];
+    for (let i = 0; i < 6; i++) taken.push((await agent.collectNow()).collected.timestamp);
+    const status = (await agent.command("status")).output as Record<string, unknown>;
+    const buffer = status.buffer as Record<string, number>;
+    assert.equal(buffer.batches, 3);
+    assert.equal(buffer.limit, 3);
+    assert.equal(buffer.dropped_batches, 3);
+    assert.equal(buffer.dropped_samples, 3);
+
+    broker = await MiniBroker.start(address);
+    await waitFor(() => broker!.acked.size === 3, 15_000, "the three buffered batches");
+    assert.deepEqual(
+      broker.samples().map((s) => s.timestamp),
+      taken.slice(3),
+      "the newest three arrive, oldest first",
+    );
+  } finally {
+    await agent?.stop();
+    await broker?.close();
+    await backend.cleanup();
+  }
+});
