@@ -1,0 +1,147 @@
+/**
+ * The agent as a real subprocess (`deno run services/agent/main.ts` with the
+ * scoped permissions of services/agent/permissions.ts plus the store's):
+ * a configuration change in the store is applied by the same process, and
+ * SIGTERM stops it gracefully (heartbeat revoked).
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { agentPermissions } from "../services/agent/permissions.ts";
+import { setLogLevel } from "../services/common/log.ts";
+import { storePermissions } from "../services/store/mod.ts";
+import type { Store } from "../services/store/types.ts";
+import { delay, embeddedStore, MiniBroker, output, waitFor } from "./agent_support.ts";
+
+setLogLevel("warn");
+
+const MAIN = fileURLToPath(new URL("../services/agent/main.ts", import.meta.url));
+
+/** Collects a child's output lines. */
+function lines(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
+  return stream.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({
+      write(chunk) {
+        into.push(...chunk.split("\n").filter((l) => l !== ""));
+      },
+    }),
+  );
+}
+
+async function heartbeatOf(store: Store, id: string) {
+  const kv = await store.get(`/monitor/heartbeat/${id}`);
+  return kv ? JSON.parse(kv.value) : undefined;
+}
+
+Deno.test("agent process: a config change in the store is applied by the same process; SIGTERM stops it gracefully", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  let child: Deno.ChildProcess | undefined;
+  let pumps: Promise<unknown> | undefined;
+  try {
+    await backend.store.put(
+      "/monitor/config/proc-1",
+      JSON.stringify({ interval: 1, metrics: ["cpu"], heartbeat_ttl: 3 }),
+    );
+    const agent = agentPermissions({ broker: broker.address });
+    const store = storePermissions({
+      backend: "embedded",
+      endpoints: [],
+      prefix: "/monitor",
+      path: backend.path,
+    });
+    const join = (list: string[]) => [...new Set(list)].join(",");
+    const args = [
+      "run",
+      "--no-prompt",
+      `--allow-read=${join([...agent.read, ...store.read])}`,
+      `--allow-write=${join([...agent.write, ...store.write])}`,
+      `--allow-net=${join([...agent.net, ...store.net])}`,
+      `--allow-env=${join([...agent.env, ...store.env])}`,
+      `--allow-sys=${join(agent.sys)}`,
+      `--allow-run=${join(agent.run)}`,
+      MAIN,
+      "--supervised",
+      "--broker",
+      broker.address,
+      "--id",
+      "proc-1",
+      "--store-backend",
+      "embedded",
+      "--state-dir",
+      backend.dir,
+      "--log-level",
+      "info",
+    ];
+    child = new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    pumps = Promise.all([lines(child.stdout, stdout), lines(child.stderr, stderr)]);
+    const pid = child.pid;
+    await waitFor(() => stdout.includes("monitor:ready"), 30_000, "monitor:ready").catch(
+      (error) => {
+        throw new Error(
+          `${error.message}\nstdout:\n${stdout.join("\n")}\nstderr:\n${stderr.join("\n")}`,
+        );
+      },
+    );
+    await waitFor(() => broker.samples().length >= 2, 15_000, "cpu samples");
+    assert.deepEqual(Object.keys(broker.samples().at(-1)!.metrics), ["cpu"]);
+    const before = await waitFor(() => heartbeatOf(backend.store, "proc-1"), 10_000, "heartbeat");
+    assert.equal(before.pid, pid, "the heartbeat names the process");
+
+    // Change interval, metrics and plugins in the store.
+    const revision = await backend.store.put(
+      "/monitor/config/proc-1",
+      JSON.stringify({ interval: 2, metrics: ["memory"], plugins: ["logger"], heartbeat_ttl: 3 }),
+    );
+    const after = await waitFor(
+      async () => {
+        const beat = await heartbeatOf(backend.store, "proc-1");
+        return beat?.config_revision === revision ? beat : undefined;
+      },
+      15_000,
+      "the heartbeat of the new configuration",
+    );
+    assert.equal(after.pid, pid, "same process");
+    assert.deepEqual(after.plugins, [{ name: "logger", state: "active" }]);
+    const from = broker.acked.size;
+    await waitFor(() => broker.acked.size >= from + 3, 20_000, "samples under the new config");
+    const recent = broker.samples().slice(-2);
+    for (const sample of recent) assert.deepEqual(Object.keys(sample.metrics), ["memory"]);
+    assert.ok(
+      recent[1].timestamp - recent[0].timestamp >= 1.9,
+      `samples follow the new 2 s interval (${recent[0].timestamp} -> ${recent[1].timestamp})`,
+    );
+    const status = output(await broker.command("status"));
+    assert.equal(status.pid, pid);
+    assert.equal((status.config as { interval: number }).interval, 2);
+    assert.equal(broker.hellos.length, 1, "the stream was never re-opened");
+    assert.ok(
+      stderr.concat(stdout).some((l) => /configuration from \/monitor\/config\/proc-1/.test(l)),
+    );
+
+    // SIGTERM: graceful stop, heartbeat revoked.
+    child.kill("SIGTERM");
+    const result = await child.status;
+    child = undefined;
+    assert.equal(result.code, 0, stderr.join("\n"));
+    await pumps;
+    pumps = undefined;
+    assert.equal(await backend.store.get("/monitor/heartbeat/proc-1"), undefined);
+    assert.ok(stdout.concat(stderr).some((l) => /agent proc-1 stopped/.test(l)));
+  } finally {
+    if (child) {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+    await pumps;
+    await delay(0);
+    await broker.close();
+    await backend.cleanup();
+  }
+});
