@@ -17,8 +17,6 @@ registerScenarios({
       store: { backend: "embedded", endpoints: [], prefix: "/monitor", path },
       bus: { backend: "embedded", brokers: [], path },
       flags: ["--store-backend", "embedded", "--bus-backend", "embedded", "--state-dir", dir],
-      net: [],
-      env: [],
       cleanup: () => Deno.remove(dir, { recursive: true }),
     };
   },

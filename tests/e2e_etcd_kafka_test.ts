@@ -2,8 +2,6 @@
  * End-to-end scenarios on the real engines' stand-ins: a real etcd (started
  * by the harness on free loopback ports) and the librdkafka mock cluster.
  */
-import { KAFKA_ENV_VARS } from "../services/bus/permissions.ts";
-import { ETCD_ENV_VARS } from "../services/store/permissions.ts";
 import { tempDir } from "./broker_support.ts";
 import { registerScenarios } from "./e2e_scenarios.ts";
 import { startEtcd } from "./harness/etcd.ts";
@@ -37,8 +35,6 @@ registerScenarios({
         "--state-dir",
         dir,
       ],
-      net: [etcd.endpoint, ...kafka.bootstrap],
-      env: [...ETCD_ENV_VARS, ...KAFKA_ENV_VARS],
       async cleanup() {
         kafka.stop();
         await etcd.stop();

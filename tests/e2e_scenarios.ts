@@ -9,16 +9,17 @@
 import assert from "node:assert/strict";
 import { PassThrough, Writable } from "node:stream";
 import { startAnalysis } from "../services/analysis/mod.ts";
-import { brokerPermissions } from "../services/broker/permissions.ts";
+import { brokerPermissionFlags } from "../services/broker/permissions.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
 import { openBus } from "../services/bus/mod.ts";
 import type { Bus, BusSettings } from "../services/bus/types.ts";
 import { type DataMessage, DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { AdminClient, startAdminConsole } from "../services/console/mod.ts";
-import { openStore } from "../services/store/mod.ts";
+import { openStore, storePermissionFlags } from "../services/store/mod.ts";
+import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import type { Store, StoreSettings } from "../services/store/types.ts";
 import { collect, delay, TestAgent, waitUntil, within } from "./broker_support.ts";
-import { freePort, REPO, ServiceProcess } from "./e2e_support.ts";
+import { freePort, mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
 
 /** A backend pair for the scenarios. */
 export interface Backends {
@@ -29,10 +30,6 @@ export interface Backends {
   bus: BusSettings;
   /** Service flags selecting these backends. */
   flags: string[];
-  /** Extra `--allow-net` hosts the services need (store and bus endpoints). */
-  net: string[];
-  /** Extra `--allow-env` names (client libraries). */
-  env: string[];
   cleanup(): Promise<void>;
 }
 
@@ -68,11 +65,6 @@ interface System {
   startAgent(id: string): Promise<ServiceProcess>;
 }
 
-function allowFlags(name: string, values: string[]): string[] {
-  const unique = [...new Set(values)];
-  return unique.length ? [`--allow-${name}=${unique.join(",")}`] : [];
-}
-
 /** A minimal agent configuration in the seed's format. */
 export function seedConfig(metrics: string[], interval = 1): Record<string, unknown> {
   return { interval, metrics, plugins: [], plugin_configs: {} };
@@ -94,18 +86,17 @@ async function withSystem(
   try {
     store = await openStore(backends.store);
     bus = await openBus(backends.bus);
-    const perms = brokerPermissions({
-      stateDir: backends.stateDir,
-      listen: brokerAddress,
-      admin: adminAddress,
-    });
-    const busFlags = busPermissionFlags(backends.bus);
     const brokerArgs = [
-      ...allowFlags("read", [...perms.read, REPO]),
-      ...allowFlags("write", perms.write),
-      ...allowFlags("net", [...perms.net, ...backends.net]),
-      ...allowFlags("env", [...perms.env, ...backends.env]),
-      ...busFlags.filter((f) => !/^--allow-(read|write|net|env)=/.test(f)),
+      "--no-prompt",
+      ...mergePermissionFlags(
+        brokerPermissionFlags({
+          stateDir: backends.stateDir,
+          listen: brokerAddress,
+          admin: adminAddress,
+        }),
+        storePermissionFlags(backends.store),
+        busPermissionFlags(backends.bus),
+      ),
       "services/broker/main.ts",
       "--listen",
       brokerAddress,
@@ -138,12 +129,10 @@ async function withSystem(
       },
       async startAgent(id: string) {
         const agent = new ServiceProcess(`agent ${id}`, [
-          "--unstable-worker-options",
-          "--allow-read",
-          `--allow-write=${backends.stateDir}`,
-          "--allow-net=127.0.0.1",
-          "--allow-env",
-          "--allow-sys",
+          ...mergePermissionFlags(
+            agentPermissionFlags({ broker: brokerAddress }),
+            storePermissionFlags(backends.store),
+          ),
           "services/agent/main.ts",
           "--supervised",
           "--broker",
@@ -442,7 +431,7 @@ export function registerScenarios(options: ScenarioOptions): void {
         const out = broker.output;
         assert.match(out, /broker> help/);
         assert.match(out, /config <agent> <json>/);
-        assert.match(out, /e2e-c\s+\S+\s+ipv4:127\.0\.0\.1/);
+        assert.match(out, /e2e-c\s+\S+\s+127\.0\.0\.1:\d+/);
         assert.match(out, /e2e-c\s+alive/);
         assert.match(out, /AGENT\s+BATCHES\s+SAMPLES/);
         assert.match(out, /e2e-c: \/monitor\/config\/default \(the default\)/);

@@ -24,4 +24,4 @@ export {
 export { type AgentState, parseAlert, parseData, parseResultMessage } from "./state.ts";
 export { agentLine, renderView, summaryLines } from "./view.ts";
 export { type LiveDisplay, type LiveDisplayOptions, startLiveDisplay } from "./live.ts";
-export { analysisPermissions } from "./permissions.ts";
+export { analysisPermissionFlags, analysisPermissions } from "./permissions.ts";

@@ -5,7 +5,11 @@
  *
  * @module
  */
-import type { ServicePermissionInput, ServicePermissions } from "../broker/permissions.ts";
+import {
+  permissionFlags,
+  type ServicePermissionInput,
+  type ServicePermissions,
+} from "../broker/permissions.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 
 /** The analysis application's own permissions (add the bus's). */
@@ -18,4 +22,11 @@ export function analysisPermissions(
     net: [],
     env: [...CONSOLE_ENV_VARS],
   };
+}
+
+/** {@linkcode analysisPermissions} as `deno run` flags (the bus's flags come on top). */
+export function analysisPermissionFlags(
+  input: Pick<ServicePermissionInput, "stateDir" | "configFile">,
+): string[] {
+  return permissionFlags(analysisPermissions(input));
 }

@@ -34,8 +34,10 @@ export type { Counters, StatsSnapshot } from "./stats.ts";
 export { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 export { sanitizeMetricName } from "./prometheus.ts";
 export {
+  brokerPermissionFlags,
   brokerPermissions,
   GRPC_ENV_VARS,
+  permissionFlags,
   PROTO_FILE,
   type ServicePermissionInput,
   type ServicePermissions,

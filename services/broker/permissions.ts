@@ -64,3 +64,19 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
     env: [...GRPC_ENV_VARS, ...CONSOLE_ENV_VARS],
   };
 }
+
+/** Permission lists as `deno run` flags (empty lists give no flag). */
+export function permissionFlags(p: ServicePermissions): string[] {
+  const flags: string[] = [];
+  const unique = (list: string[]) => [...new Set(list)].join(",");
+  if (p.read.length) flags.push(`--allow-read=${unique(p.read)}`);
+  if (p.write.length) flags.push(`--allow-write=${unique(p.write)}`);
+  if (p.net.length) flags.push(`--allow-net=${unique(p.net)}`);
+  if (p.env.length) flags.push(`--allow-env=${unique(p.env)}`);
+  return flags;
+}
+
+/** {@linkcode brokerPermissions} as `deno run` flags (the store's and bus's flags come on top). */
+export function brokerPermissionFlags(input: ServicePermissionInput): string[] {
+  return permissionFlags(brokerPermissions(input));
+}

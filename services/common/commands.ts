@@ -9,11 +9,26 @@
 import { checkAgentId } from "./ids.ts";
 import type { CommandMessage } from "./messages.ts";
 
-/** Command types every agent answers (at least `status`). */
-export const KNOWN_COMMAND_TYPES = ["status", "ping", "config", "metrics", "plugins"] as const;
+/** Command types the agent answers (services/agent/commands.ts), offered by the consoles. */
+export const KNOWN_COMMAND_TYPES = [
+  "status",
+  "ping",
+  "collect",
+  "config",
+  "metrics",
+  "plugins",
+  "reload",
+] as const;
 
-/** Command types that only read; anything else sent to every agent asks for confirmation. */
-export const READ_ONLY_COMMAND_TYPES: readonly string[] = KNOWN_COMMAND_TYPES;
+/** Command types that change nothing; anything else sent to every agent asks for confirmation. */
+export const READ_ONLY_COMMAND_TYPES: readonly string[] = [
+  "status",
+  "ping",
+  "collect",
+  "config",
+  "metrics",
+  "plugins",
+];
 
 /** Command types: 1 to 64 of letters, digits, `.`, `_`, `-`. */
 export const COMMAND_TYPE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
