@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { AlertEvent, Sample } from "../../plugins/api.ts";
 import { errorMessage, getLogger, type Logger, setLogLevel } from "../common/log.ts";
 import { checkAgentId } from "../common/ids.ts";
@@ -20,6 +21,7 @@ import { createCollector, type MetricsCollector, type MetricsSource } from "./me
 import { Pipeline, type UrlPluginLoader } from "./pipeline.ts";
 import { BrokerLink } from "./stream.ts";
 import { createUrlPluginLoader } from "./url_plugins.ts";
+import { PLUGIN_CACHE_DIR } from "../plugin_loader/permissions.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 /** Options of {@linkcode startAgent}. */
@@ -49,6 +51,8 @@ export interface AgentOptions {
   healthyMs?: number;
   /** How long stop() tries to deliver buffered batches (ms, default 3000). */
   flushMs?: number;
+  /** State directory: URL plugins are cached in `<state_dir>/plugin-cache`. */
+  stateDir?: string;
   /** Loads URL plugins (default: the plugin loader with the pins from the store); see url_plugins.ts. */
   loadUrlPlugin?: UrlPluginLoader;
   /** Apply the configuration's log_level to the process-wide logger (default true). */
@@ -133,8 +137,11 @@ class Agent implements AgentHandle, CommandTarget {
       emitAlert: (alert) => this.#alert(alert),
       log: this.#log.child("plugin"),
       loadUrlPlugin: options.loadUrlPlugin ?? createUrlPluginLoader({
-        pins: () => this.#watcher?.pins ?? new Map(),
+        pins: () => this.#config?.pins ?? new Map(),
         pinPrefix: `${(options.prefix ?? "/monitor").replace(/\/+$/, "")}/plugins/`,
+        cacheDir: options.stateDir ? join(options.stateDir, PLUGIN_CACHE_DIR) : undefined,
+        timeoutMs: () => this.#config?.config.plugin_timeout_ms ?? 1000,
+        log: (name, level, message) => this.#log.child(`plugin/${name}`).log(level, message),
       }),
       onStateChange: () => this.#heartbeat.changed(),
     });
@@ -184,14 +191,19 @@ class Agent implements AgentHandle, CommandTarget {
   async #apply(state: ConfigState, previous: ConfigState | undefined): Promise<void> {
     this.#config = state;
     const config = state.config;
-    const changed = !previous || !sameAgentConfig(previous.config, config);
+    const urlPins = (s: ConfigState | undefined) =>
+      JSON.stringify(
+        (s?.config.plugins ?? []).filter((p) => p.kind === "url").map((p) => s!.pins.get(p.name)),
+      );
+    const changed = !previous || !sameAgentConfig(previous.config, config) ||
+      urlPins(previous) !== urlPins(state);
     if (changed) {
       if (config.log_level && this.#options.applyLogLevel !== false) setLogLevel(config.log_level);
       await this.#collector.configure(config.metrics);
       await this.#pipeline.apply(config.plugins, {
         timeoutMs: config.plugin_timeout_ms,
         maxFailures: config.plugin_max_failures,
-      });
+      }, state.pins);
       this.#buffer.resize(config.buffer, config.batch_max_samples);
       if (this.#started) {
         await this.#heartbeat.setTtl(config.heartbeat_ttl);

@@ -47,6 +47,8 @@ export interface ConfigState {
   problem?: ConfigProblem;
   /** Unix seconds when this configuration was applied. */
   applied_at: number;
+  /** URL plugin pins in the store when it was applied: name -> pin JSON text. */
+  pins: ReadonlyMap<string, string>;
 }
 
 /** Options of {@linkcode ConfigWatcher}. */
@@ -211,7 +213,7 @@ export class ConfigWatcher {
       target?.key,
       target?.revision,
       target?.value,
-      [...this.#pins.keys()].sort(),
+      [...this.#pins.entries()].sort(),
     ]);
     if (fingerprint === this.#lastFingerprint && this.#state) return;
     this.#lastFingerprint = fingerprint;
@@ -232,6 +234,7 @@ export class ConfigWatcher {
         key: BUILTIN_KEY,
         revision: 0,
         applied_at: now,
+        pins: new Map(this.#pins),
       };
       await this.#options.onChange(this.#state, previous);
       return;
@@ -247,7 +250,7 @@ export class ConfigWatcher {
             lines.join("\n  ")
           }`,
         );
-        this.#state = { ...previous, problem };
+        this.#state = { ...previous, problem, pins: new Map(this.#pins) };
       } else {
         const { config } = validateAgentConfig(DEFAULT_AGENT_CONFIG_JSON, "", {});
         log.error(
@@ -262,6 +265,7 @@ export class ConfigWatcher {
           revision: 0,
           applied_at: now,
           problem,
+          pins: new Map(this.#pins),
         };
       }
       await this.#options.onChange(this.#state, previous);
@@ -273,6 +277,7 @@ export class ConfigWatcher {
       key: target.key,
       revision: target.revision,
       applied_at: now,
+      pins: new Map(this.#pins),
     };
     log.info(
       `configuration from ${target.key} (revision ${target.revision}${

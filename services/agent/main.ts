@@ -124,6 +124,7 @@ async function main() {
       store,
       ownsStore: true,
       prefix: settings.store.prefix,
+      stateDir: settings.stateDir,
       broker,
       tls,
       token,

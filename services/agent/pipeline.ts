@@ -90,6 +90,8 @@ export interface PipelineResult {
 
 interface Slot {
   spec: PluginSpec;
+  /** What the plugin was loaded from (URL plugins: the pin), to notice a re-pin. */
+  source?: string;
   plugin?: Plugin & { close?(): Promise<void> | void };
   state: PluginState;
 }
@@ -200,8 +202,8 @@ export class Pipeline {
     };
   }
 
-  async #create(spec: PluginSpec): Promise<Slot> {
-    const slot: Slot = { spec, state: this.#newState(spec) };
+  async #create(spec: PluginSpec, source?: string): Promise<Slot> {
+    const slot: Slot = { spec, source, state: this.#newState(spec) };
     try {
       if (spec.kind === "builtin") {
         const builtin = findBuiltinPlugin(spec.name);
@@ -263,15 +265,24 @@ export class Pipeline {
 
   /**
    * Applies a plugin list: finalizes removed plugins, initializes new ones,
-   * re-initializes those whose settings (or url) changed, keeps the order given.
+   * re-initializes those whose settings changed, reloads those whose url or
+   * source (`sources`: URL plugin name -> pin text) changed, keeps the order given.
    */
-  async apply(specs: readonly PluginSpec[], limits: PipelineLimits): Promise<void> {
+  async apply(
+    specs: readonly PluginSpec[],
+    limits: PipelineLimits,
+    sources: ReadonlyMap<string, string> = new Map(),
+  ): Promise<void> {
     this.#limits = { ...limits };
     const old = new Map(this.#slots.map((s) => [s.spec.name, s]));
     const next: Slot[] = [];
     for (const spec of specs) {
       const existing = old.get(spec.name);
-      if (existing && existing.spec.kind === spec.kind && existing.spec.url === spec.url) {
+      const source = spec.kind === "url" ? sources.get(spec.name) : undefined;
+      if (
+        existing && existing.spec.kind === spec.kind && existing.spec.url === spec.url &&
+        existing.source === source
+      ) {
         old.delete(spec.name);
         if (JSON.stringify(existing.spec.config) !== JSON.stringify(spec.config)) {
           existing.spec = spec;
@@ -282,7 +293,7 @@ export class Pipeline {
             await this.#initialize(existing);
           } else {
             await this.#finalize(existing);
-            next.push(await this.#create(spec));
+            next.push(await this.#create(spec, source));
             continue;
           }
         }
@@ -293,8 +304,8 @@ export class Pipeline {
         old.delete(spec.name);
         await this.#finalize(existing);
       }
-      this.#log.info(`plugin ${spec.name} (${spec.kind}) added`);
-      next.push(await this.#create(spec));
+      this.#log.info(`plugin ${spec.name} (${spec.kind}) ${existing ? "reloaded" : "added"}`);
+      next.push(await this.#create(spec, source));
     }
     for (const removed of old.values()) {
       this.#log.info(`plugin ${removed.spec.name} removed`);
@@ -313,7 +324,7 @@ export class Pipeline {
       slot.state.failures = 0;
       slot.state.consecutive_failures = 0;
       if (slot.plugin) await this.#initialize(slot);
-      else this.#slots[i] = await this.#create(slot.spec);
+      else this.#slots[i] = await this.#create(slot.spec, slot.source);
     }
     if (retried.length > 0) this.#options.onStateChange?.();
     return retried;

@@ -1,24 +1,23 @@
 /**
- * Integration point with the URL plugin loader (services/plugin_loader):
- * turns a configured URL plugin into a running Plugin. The pin is read from
- * the store (`<prefix>/plugins/<name>`, followed by the config watcher); the
- * loader verifies the pinned integrity of the whole module graph and runs the
- * plugin in a Worker with only the permissions the pin declares.
+ * Integration with the URL plugin loader (services/plugin_loader): turns a
+ * configured URL plugin into a running Plugin. The pin is read from the store
+ * (`<prefix>/plugins/<name>`, followed by the config watcher); the loader
+ * verifies the pinned integrity of the whole module graph before any of its
+ * code runs and starts the plugin in a Worker with exactly the permissions
+ * the pin declares (the agent needs `--unstable-worker-options` and those
+ * permissions itself; see services/plugin_loader/permissions.ts).
  *
  * Settings: the pin's `config` (from monitor.yaml) is the base; the agent
  * configuration's settings for the plugin override it key by key.
  *
  * @module
  */
-import type { Plugin, PluginContext } from "../../plugins/api.ts";
+import type { Plugin, PluginContext, PluginLogLevel } from "../../plugins/api.ts";
 import type { PluginSpec } from "../config/agent_config.ts";
 import type { UrlPluginLoader } from "./pipeline.ts";
 
 /** A loaded URL plugin; `close()` terminates its Worker. */
 export type LoadedUrlPlugin = Plugin & { close?(): Promise<void> | void };
-
-/** The loader module's entry point as the agent uses it. */
-export type LoadPinned = (pin: unknown, options: { name: string }) => Promise<LoadedUrlPlugin>;
 
 /** Options of {@linkcode createUrlPluginLoader}. */
 export interface UrlPluginLoaderOptions {
@@ -26,69 +25,39 @@ export interface UrlPluginLoaderOptions {
   pins(): ReadonlyMap<string, string>;
   /** Where pins live, for messages, e.g. `/monitor/plugins/`. */
   pinPrefix: string;
-  /** Loads a verified pin; default: services/plugin_loader/mod.ts's `loadUrlPlugin`. */
-  load?: LoadPinned;
-}
-
-/** Loads services/plugin_loader/mod.ts on first use (it may not be present in every build). */
-async function defaultLoad(): Promise<LoadPinned> {
-  const path = "../plugin_loader/mod.ts";
-  let module: Record<string, unknown>;
-  try {
-    module = await import(path) as Record<string, unknown>;
-  } catch (error) {
-    throw new Error(
-      `the URL plugin loader (services/plugin_loader/mod.ts) is not available: ${
-        error instanceof Error ? error.message : String(error)
-      }`,
-    );
-  }
-  const fn = module.loadUrlPlugin ?? module.loadPlugin;
-  if (typeof fn !== "function") {
-    throw new Error("services/plugin_loader/mod.ts exports no loadUrlPlugin function");
-  }
-  return fn as LoadPinned;
+  /** The module cache, `<state_dir>/plugin-cache`; URL plugins cannot load without it. */
+  cacheDir?: string;
+  /** Time budget of one run() (ms); the loader restarts a Worker that overruns it. */
+  timeoutMs(): number;
+  /** The loader's own notes about a plugin (faults, restarts). */
+  log(name: string, level: PluginLogLevel, message: string): void;
 }
 
 /** Creates the pipeline's URL plugin loader. */
 export function createUrlPluginLoader(options: UrlPluginLoaderOptions): UrlPluginLoader {
-  let load: Promise<LoadPinned> | undefined = options.load
-    ? Promise.resolve(options.load)
-    : undefined;
-  return async (spec: PluginSpec) => {
+  return async (spec: PluginSpec): Promise<LoadedUrlPlugin> => {
+    const key = `${options.pinPrefix}${spec.name}`;
     const text = options.pins().get(spec.name);
     if (text === undefined) {
       throw new Error(
-        `no pin at ${options.pinPrefix}${spec.name}: declare the plugin in monitor.yaml plugins: so the supervisor pins it`,
+        `no pin at ${key}: declare the plugin in monitor.yaml plugins: so that the supervisor pins it`,
       );
     }
-    let pin: Record<string, unknown>;
-    try {
-      pin = JSON.parse(text);
-    } catch (error) {
-      throw new Error(
-        `the pin at ${options.pinPrefix}${spec.name} is not JSON: ${(error as Error).message}`,
-      );
+    if (!options.cacheDir) {
+      throw new Error("no state directory for the plugin cache (start the agent with --state-dir)");
     }
+    // Loaded on first use: agents without URL plugins never load the Worker host.
+    const loader = await import("../plugin_loader/mod.ts");
+    const pin = loader.decodePin(text, key);
     if (spec.url !== undefined && pin.url !== spec.url) {
-      throw new Error(
-        `the configuration asks for ${spec.url} but ${options.pinPrefix}${spec.name} pins ${
-          String(pin.url)
-        }`,
-      );
+      throw new Error(`the configuration asks for ${spec.url} but ${key} pins ${pin.url}`);
     }
-    load ??= defaultLoad();
-    let loader: LoadPinned;
-    try {
-      loader = await load;
-    } catch (error) {
-      load = undefined;
-      throw error;
-    }
-    const plugin = await loader(pin, { name: spec.name });
-    const base = typeof pin.config === "object" && pin.config !== null
-      ? pin.config as Record<string, unknown>
-      : {};
+    const plugin = await loader.loadUrlPlugin(pin, {
+      cacheDir: options.cacheDir,
+      timeoutMs: options.timeoutMs(),
+      log: (level, message) => options.log(spec.name, level, message),
+    });
+    const base = pin.config ?? {};
     return {
       get name() {
         return plugin.name;
@@ -100,7 +69,7 @@ export function createUrlPluginLoader(options: UrlPluginLoaderOptions): UrlPlugi
         plugin.initialize({ ...base, ...config }, context),
       run: (sample) => plugin.run(sample),
       finalize: () => plugin.finalize(),
-      close: () => plugin.close?.(),
+      close: () => plugin.close(),
     };
   };
 }
