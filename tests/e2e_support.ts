@@ -103,9 +103,17 @@ export class ServiceProcess {
   /** Waits until the raw output (from `from` on) matches `pattern`; returns the index after the match. */
   async waitForText(pattern: RegExp, ms: number, from = 0): Promise<number> {
     const deadline = Date.now() + ms;
+    let exited = false;
+    this.status.then(() => exited = true);
     while (true) {
       const match = pattern.exec(this.raw.slice(from));
       if (match) return from + match.index + match[0].length;
+      if (exited) {
+        await Promise.all(this.#readers);
+        const late = pattern.exec(this.raw.slice(from));
+        if (late) return from + late.index + late[0].length;
+        throw new Error(`${this.name} exited before ${pattern}; output:\n${this.raw.slice(from)}`);
+      }
       if (Date.now() > deadline) {
         throw new Error(
           `timed out after ${ms} ms waiting for ${pattern} from ${this.name}; output:\n${
