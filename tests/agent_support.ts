@@ -87,13 +87,13 @@ export class MiniBroker {
 
   /** Starts listening on `listen` (default a free port). */
   static async start(listen = "127.0.0.1:0", maxBatchSamples = 1000): Promise<MiniBroker> {
-    let broker: MiniBroker | undefined;
+    const holder: { broker?: MiniBroker } = {};
     const server = await startRpcServer({
       listen,
       onStream(stream) {
-        broker!.#streams.push(stream);
+        holder.broker!.#streams.push(stream);
         stream.onMessage((message) => {
-          const b = broker!;
+          const b = holder.broker!;
           if (message.hello) {
             b.hellos.push(message.hello);
             stream.send({
@@ -111,8 +111,8 @@ export class MiniBroker {
         });
       },
     });
-    broker = new MiniBroker(server);
-    return broker;
+    holder.broker = new MiniBroker(server);
+    return holder.broker;
   }
 
   /** `host:port` listened on. */
