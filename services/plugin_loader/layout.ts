@@ -1,15 +1,14 @@
 /**
- * Where the verified modules of a pinned graph are written so that Deno can
- * load them from local files, and the rewriting of import specifiers that
- * would not resolve to the verified copies.
+ * Pointing every import of a pinned graph at the verified copies.
  *
- * Each module URL maps to a relative path that mirrors it
- * (`https://h:8443/a/spike@1.2.0/mod.ts` -> `https/h_8443/a/spike@1.2.0/mod.ts`)
- * so that relative imports (`./dep.ts`) resolve naturally. Specifiers that
- * would not (absolute URLs, `/root/relative.ts`, redirected modules, files
- * whose extension does not match their media type) are rewritten to the
- * relative path of the verified copy. The rewriting is deterministic: it is
- * checked once against Deno's own module graph when pinning.
+ * The agent runs a plugin from blob: URLs made of the verified bytes, with
+ * every code import (static, re-export, literal dynamic) rewritten to the
+ * blob: URL of the module it loads. When pinning, the same rewriting is
+ * applied to a copy in local files, where each module URL maps to a path
+ * that mirrors it (`https://h:8443/a/spike@1.2.0/mod.ts` ->
+ * `https/h_8443/a/spike@1.2.0/mod.ts`), and Deno's own module graph of that
+ * copy must be exactly the pinned graph with nothing remote: the rewriting
+ * is deterministic, so that check covers the blob: copy too.
  *
  * @module
  */
@@ -109,8 +108,11 @@ function resolvesNaturally(specifier: string, fromPath: string, toPath: string):
   }
 }
 
-/** A relative specifier from the module at `fromPath` to the file at `toPath`. */
-function relativeSpecifier(fromPath: string, toPath: string): string {
+/**
+ * A relative specifier from the local copy at `fromPath` to the one at
+ * `toPath` (used for the file copy checked when pinning).
+ */
+export function relativeSpecifier(fromPath: string, toPath: string): string {
   const from = virtualUrl(fromPath).pathname.split("/");
   const to = virtualUrl(toPath).pathname.split("/");
   from.pop();
@@ -127,26 +129,49 @@ function relativeSpecifier(fromPath: string, toPath: string): string {
 }
 
 /**
- * The specifiers of `module` that must be rewritten, with their replacement:
- * specifier as written -> relative specifier of the verified local copy.
+ * Every code import of `module` with its replacement: specifier as written ->
+ * `replacementFor(url of the pinned module it loads)`. `node:` builtins stay.
  */
 export function planRewrites(
   module: PinnedModule,
-  layout: ReadonlyMap<string, string>,
+  replacementFor: (url: string) => string,
 ): Map<string, string> {
   const rewrites = new Map<string, string>();
-  const fromPath = layout.get(module.url);
-  if (fromPath === undefined) throw new TypeError(`module ${module.url} is not in the layout`);
   for (const dependency of module.dependencies) {
     if (dependency.url.startsWith("node:")) continue;
-    const toPath = layout.get(dependency.url);
-    if (toPath === undefined) {
-      throw new TypeError(`module ${module.url}: dependency ${dependency.url} is not pinned`);
-    }
-    if (resolvesNaturally(dependency.specifier, fromPath, toPath)) continue;
-    rewrites.set(dependency.specifier, relativeSpecifier(fromPath, toPath));
+    rewrites.set(dependency.specifier, replacementFor(dependency.url));
   }
   return rewrites;
+}
+
+/**
+ * The modules of a graph in an order where every module comes after the
+ * modules it imports. Throws a TypeError naming a cycle (cycles cannot be
+ * expressed with blob: URLs).
+ */
+export function dependencyOrder(modules: readonly PinnedModule[], entry: string): PinnedModule[] {
+  const byUrl = new Map(modules.map((m) => [m.url, m]));
+  const order: PinnedModule[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (url: string, path: string[]) => {
+    const seen = state.get(url);
+    if (seen === "done") return;
+    if (seen === "visiting") {
+      const cycle = [...path.slice(path.indexOf(url)), url];
+      throw new TypeError(`circular imports are not supported: ${cycle.join(" -> ")}`);
+    }
+    const module = byUrl.get(url);
+    if (!module) throw new TypeError(`module ${url} is not pinned`);
+    state.set(url, "visiting");
+    for (const dependency of module.dependencies) {
+      if (!dependency.url.startsWith("node:")) visit(dependency.url, [...path, url]);
+    }
+    state.set(url, "done");
+    order.push(module);
+  };
+  visit(entry, []);
+  for (const module of modules) visit(module.url, []);
+  return order;
 }
 
 function escapeRegExp(text: string): string {
@@ -190,16 +215,17 @@ export function applyRewrites(
 }
 
 /**
- * The bytes to write for `module`: its verified bytes, or, when some of its
- * specifiers must be rewritten, the rewritten UTF-8 text. Throws when a
- * specifier to rewrite is not found in the source.
+ * The bytes of `module` with every code import pointed at
+ * `replacementFor(target URL)`: its verified bytes when it imports nothing,
+ * else the rewritten UTF-8 text. Throws when an import cannot be found in
+ * the source.
  */
 export function materializeModule(
   module: PinnedModule,
   bytes: Uint8Array,
-  layout: ReadonlyMap<string, string>,
+  replacementFor: (url: string) => string,
 ): Uint8Array {
-  const rewrites = planRewrites(module, layout);
+  const rewrites = planRewrites(module, replacementFor);
   if (rewrites.size === 0) return bytes;
   let source: string;
   try {

@@ -22,9 +22,16 @@ export const MEDIA_TYPE_EXTENSIONS: Readonly<Record<string, string>> = Object.fr
   JavaScript: ".js",
   Mjs: ".mjs",
   Mts: ".mts",
-  Jsx: ".jsx",
-  Tsx: ".tsx",
   Json: ".json",
+});
+
+/** Content type of the blob: URL of a module, by media type. */
+export const MEDIA_TYPE_CONTENT_TYPES: Readonly<Record<string, string>> = Object.freeze({
+  TypeScript: "application/typescript",
+  JavaScript: "text/javascript",
+  Mjs: "text/javascript",
+  Mts: "application/typescript",
+  Json: "application/json",
 });
 
 /** How many earlier pins a pin remembers. */

@@ -13,7 +13,7 @@ import { PinError, PinTamperError } from "./errors.ts";
 import { fetchModule, ModuleFetchError } from "./fetch.ts";
 import { checkLocalGraph, DEFAULT_RESOLVE_TIMEOUT_MS, GraphError, resolveGraph } from "./graph.ts";
 import { graphIntegrity, sha256Integrity } from "./integrity.ts";
-import { planLayout } from "./layout.ts";
+import { dependencyOrder, planLayout } from "./layout.ts";
 import { decodePin, encodePin, PIN_HISTORY_LIMIT } from "./pin_codec.ts";
 import { isPluginName, normalizePermissions, parsePluginSpec, specVersion } from "./spec.ts";
 import { PIN_FORMAT, type PinnedModule, type PluginPin, type PluginSpec } from "./types.ts";
@@ -163,6 +163,7 @@ export async function buildPin(
     let layout: Map<string, string>;
     try {
       layout = planLayout(modules);
+      dependencyOrder(modules, pin.entry);
     } catch (error) {
       return fail((error as Error).message, error);
     }

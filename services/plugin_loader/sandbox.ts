@@ -5,13 +5,14 @@
  * implements the Plugin API, so the agent's pipeline needs to know nothing
  * about Workers.
  *
- * The agent process needs `--unstable-worker-options`, read access to the
- * cache directory, and every permission a plugin declares (a Worker cannot
- * get more than its parent).
+ * The plugin runs from blob: URLs of the verified bytes (nothing runnable is
+ * written to disk; the lockfile plays no part). The agent process needs
+ * `--unstable-worker-options`, read/write access to the cache directory, net
+ * access to the module hosts, and every permission a plugin declares (a
+ * Worker cannot get more than its parent).
  *
  * @module
  */
-import { join } from "node:path";
 import type {
   AlertEvent,
   Plugin,
@@ -34,7 +35,7 @@ import {
   type WorkerMessage,
 } from "./protocol.ts";
 import type { PluginPermissions, PluginPin } from "./types.ts";
-import { collectVerified, materializeGraph } from "./verify.ts";
+import { type BlobGraph, blobGraph, collectVerified } from "./verify.ts";
 
 /** Default time budget of one `run()` call (ms). */
 export const DEFAULT_RUN_TIMEOUT_MS = 1_000;
@@ -46,7 +47,7 @@ const MAX_LOG_LENGTH = 4_000;
 
 /** Options of {@linkcode loadUrlPlugin}. */
 export interface LoadOptions {
-  /** Module cache directory, `<state_dir>/plugin-cache` (verified copies and runnable files). */
+  /** Module cache directory, `<state_dir>/plugin-cache` (verified copies by sha256). */
   cacheDir: string;
   /** Time budget of `run()` (default {@linkcode DEFAULT_RUN_TIMEOUT_MS}). */
   timeoutMs?: number;
@@ -193,6 +194,7 @@ class WorkerPlugin implements UrlPlugin {
   #context?: PluginContext;
   #sentInterval?: number;
   #cache: ModuleCache;
+  #blobs?: BlobGraph;
 
   constructor(readonly pin: PluginPin, readonly options: LoadOptions) {
     this.name = pin.name;
@@ -212,21 +214,18 @@ class WorkerPlugin implements UrlPlugin {
     return this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   }
 
-  /** Verifies the graph, writes the local copy and starts a Worker on it. */
+  /** Verifies the graph, makes its blob: copy and starts a Worker on it. */
   async start(): Promise<void> {
     const verified = await collectVerified(this.pin, {
       cache: this.#cache,
       timeoutMs: this.options.fetchTimeoutMs,
       warn: (message) => this.#note("warn", message),
     });
-    const { bootstrap } = await materializeGraph(
-      this.pin,
-      verified,
-      join(this.options.cacheDir, "run"),
-    );
+    this.#blobs?.revoke();
+    this.#blobs = blobGraph(this.pin, verified);
     let worker: Worker;
     try {
-      worker = new Worker(bootstrap, {
+      worker = new Worker(this.#blobs.bootstrap, {
         type: "module",
         name: `plugin ${this.pin.name}`,
         deno: { permissions: workerPermissions(this.pin.permissions) },
@@ -339,6 +338,8 @@ class WorkerPlugin implements UrlPlugin {
   #terminate() {
     this.#worker?.terminate();
     this.#worker = undefined;
+    this.#blobs?.revoke();
+    this.#blobs = undefined;
   }
 
   #failPending(error: Error) {

@@ -44,7 +44,7 @@ export interface PinnedModule {
   integrity: string;
   /** Size in bytes. */
   size: number;
-  /** Deno media type: `TypeScript`, `JavaScript`, `Mjs`, `Mts`, `Jsx`, `Tsx` or `Json`. */
+  /** Deno media type: `TypeScript`, `JavaScript`, `Mjs`, `Mts` or `Json`. */
   media_type: string;
   /** Code dependencies (static imports, re-exports, literal dynamic imports). */
   dependencies: PinnedDependency[];

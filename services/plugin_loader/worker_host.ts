@@ -1,16 +1,17 @@
 /**
  * Runs inside a URL plugin's Worker (started by `sandbox.ts` with only the
  * plugin's declared permissions). The Worker's main module is a small
- * bootstrap written next to the verified copy of the plugin:
+ * bootstrap made by the loader, as a blob: URL:
  *
  * ```ts
  * import { startHost } from "file:///…/services/plugin_loader/worker_host.ts";
- * startHost(() => import("./https/example.com/spike@1.2.0/mod.ts"));
+ * const entry = "blob:null/…"; // the verified entry module, imports rewritten to blob: URLs
+ * startHost(() => import(String(entry)));
  * ```
  *
- * The literal import keeps the plugin's graph part of the Worker's static
- * module graph, which Deno loads with the agent's own read permission; the
- * plugin itself gets no read access to the cache. `startHost` loads the
+ * blob: modules need no permission to load, and importing the entry through
+ * a computed specifier keeps the plugin out of type checking (its bytes were
+ * verified; its types are its author's business). `startHost` loads the
  * plugin on the first call, calls its factory, and answers the agent's calls
  * one at a time. Uncaught errors and unhandled rejections of the plugin are
  * reported to the agent as faults instead of ending the Worker.
