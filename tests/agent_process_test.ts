@@ -136,11 +136,134 @@ Deno.test("agent process: a config change in the store is applied by the same pr
     assert.ok(stdout.concat(stderr).some((l) => /agent proc-1 stopped/.test(l)));
   } finally {
     if (child) {
-      child.kill("SIGKILL");
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already ended */ }
       await child.status;
     }
     await pumps;
     await delay(0);
+    await broker.close();
+    await backend.cleanup();
+  }
+});
+
+/** Runs the agent CLI to completion with the given arguments (all permissions it needs). */
+async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const agent = agentPermissions({ broker: "127.0.0.1:1" });
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      `--allow-read=${agent.read.join(",")}`,
+      `--allow-env=${agent.env.join(",")}`,
+      `--allow-sys=${agent.sys.join(",")}`,
+      MAIN,
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+Deno.test("agent CLI: --help shows the flags and the multi-host example; bad flags name the flag", async () => {
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0, help.stderr);
+  for (
+    const flag of [
+      "--broker",
+      "--id",
+      "--store-backend",
+      "--store-endpoints",
+      "--token",
+      "--tls-ca",
+    ]
+  ) {
+    assert.ok(help.stdout.includes(flag), `help mentions ${flag}`);
+  }
+  assert.match(
+    help.stdout,
+    /deno task agent --broker SERVER:50052 --id my-agent --store-backend etcd --store-endpoints SERVER:2379/,
+  );
+  const badBroker = await runCli(["--broker", "nowhere"]);
+  assert.equal(badBroker.code, 1);
+  assert.match(badBroker.stderr, /agent: error: --broker: expected host:port, found "nowhere"/);
+  const badId = await runCli(["--id", "no spaces"]);
+  assert.equal(badId.code, 1);
+  assert.match(badId.stderr, /agent: error: --id: agent id "no spaces" is not valid/);
+  const badBackend = await runCli(["--store-backend", "redis"]);
+  assert.equal(badBackend.code, 1);
+  assert.match(badBackend.stderr, /--store-backend: expected "embedded" or "etcd"/);
+});
+
+Deno.test("agent CLI: --config monitor.yaml supplies the id, the broker address and the store", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  let child: Deno.ChildProcess | undefined;
+  let pumps: Promise<unknown> | undefined;
+  try {
+    const yaml = `${backend.dir}/monitor.yaml`;
+    await Deno.writeTextFile(
+      yaml,
+      [
+        `state_dir: ${backend.dir}`,
+        "store:",
+        "  backend: embedded",
+        "broker:",
+        `  listen: ${broker.address}`,
+        "agent:",
+        "  id: yaml-1",
+        "",
+      ].join("\n"),
+    );
+    const agent = agentPermissions({ broker: broker.address, configFile: yaml });
+    const store = storePermissions({
+      backend: "embedded",
+      endpoints: [],
+      prefix: "/monitor",
+      path: backend.path,
+    });
+    const join = (list: string[]) => [...new Set(list)].join(",");
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        `--allow-read=${join([...agent.read, ...store.read])}`,
+        `--allow-write=${join(store.write)}`,
+        `--allow-net=${join(agent.net)}`,
+        `--allow-env=${join(agent.env)}`,
+        `--allow-sys=${join(agent.sys)}`,
+        MAIN,
+        "--config",
+        yaml,
+        "--supervised",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    pumps = Promise.all([lines(child.stdout, stdout), lines(child.stderr, stderr)]);
+    await waitFor(() => broker.hellos.length > 0, 30_000, "the agent's hello").catch((error) => {
+      throw new Error(`${error.message}\n${stdout.join("\n")}\n${stderr.join("\n")}`);
+    });
+    assert.equal(broker.hellos[0].agent_id, "yaml-1");
+    await waitFor(() => heartbeatOf(backend.store, "yaml-1"), 10_000, "the heartbeat of yaml-1");
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+    child = undefined;
+  } finally {
+    if (child) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already ended */ }
+      await child.status;
+    }
+    await pumps;
     await broker.close();
     await backend.cleanup();
   }

@@ -18,6 +18,9 @@ export const GRPC_CLIENT_PROXY_ENV_VARS: readonly string[] = Object.freeze([
   "no_proxy",
 ]);
 
+/** Variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
+export const YAML_ENV_VARS: readonly string[] = Object.freeze(["LOG_TOKENS", "LOG_STREAM"]);
+
 /** The agent's own permission lists (add the store's: services/store/permissions.ts). */
 export interface AgentPermissions {
   read: string[];
@@ -81,6 +84,7 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
       ...GRPC_ENV_VARS,
       ...GRPC_CLIENT_PROXY_ENV_VARS,
       "CLICOLOR_FORCE", // commander (the CLI)
+      ...(input.configFile ? YAML_ENV_VARS : []),
       ...plugins.flatMap((p) => p.env ?? []),
     ]),
     sys,
