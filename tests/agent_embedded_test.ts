@@ -279,3 +279,103 @@ Deno.test("agent (embedded store): live config changes; an invalid config keeps 
     await backend.cleanup();
   }
 });
+
+Deno.test("agent (embedded store): a failing plugin is disabled and shown in the heartbeat; samples keep flowing; reload retries it", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  let agent;
+  try {
+    // The name must be pinned to be accepted; the test's own loader ignores the pin.
+    await backend.store.put("/monitor/plugins/flaky", "{}");
+    await backend.store.put(
+      "/monitor/config/flaky-1",
+      JSON.stringify({
+        interval: 1,
+        metrics: ["memory"],
+        plugins: [{ name: "flaky" }, "logger"],
+        plugin_max_failures: 2,
+      }),
+    );
+    agent = await startAgent({
+      agentId: "flaky-1",
+      store: backend.store,
+      broker: broker.address,
+      // A plugin of the test's own, handed to the pipeline as a URL plugin would be.
+      loadUrlPlugin: (spec) =>
+        Promise.resolve({
+          name: spec.name,
+          version: "0.1.0",
+          initialize() {},
+          run() {
+            throw new Error("flaky on purpose");
+          },
+          finalize() {},
+        }),
+    });
+    const beat = await waitFor(
+      async () => {
+        const b = await heartbeat(backend.store, "flaky-1");
+        return b?.plugins.some((p) => p.state === "disabled") ? b : undefined;
+      },
+      15_000,
+      "the disabled plugin in the heartbeat",
+    );
+    assert.equal(beat.status, "degraded");
+    assert.deepEqual(beat.plugins, [
+      { name: "flaky", state: "disabled" },
+      { name: "logger", state: "active" },
+    ]);
+    assert.match(beat.reasons.join("\n"), /plugin flaky disabled: run\(\) threw: flaky on purpose/);
+    const from = broker.acked.size;
+    await waitFor(() => broker.acked.size >= from + 1, 10_000, "samples despite the plugin");
+    assert.ok(broker.samples().at(-1)!.metrics.memory > 0);
+    const reload = output(await broker.command("reload"));
+    assert.deepEqual(reload.retried_plugins, ["flaky"]);
+    const flaky = (output(await broker.command("plugins")).plugins as Array<
+      { name: string; failures: number }
+    >)[0];
+    assert.equal(flaky.name, "flaky");
+  } finally {
+    await agent?.stop();
+    await broker.close();
+    await backend.cleanup();
+  }
+});
+
+Deno.test("agent (embedded store): a new heartbeat_ttl takes a new lease and the heartbeat stays", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  let agent;
+  try {
+    await backend.store.put(
+      "/monitor/config/ttl-1",
+      JSON.stringify({ interval: 60, metrics: ["memory"], heartbeat_ttl: 4 }),
+    );
+    agent = await startAgent({ agentId: "ttl-1", store: backend.store, broker: broker.address });
+    const first = await waitFor(
+      () => backend.store.get("/monitor/heartbeat/ttl-1"),
+      10_000,
+      "the first heartbeat",
+    );
+    const revision = await backend.store.put(
+      "/monitor/config/ttl-1",
+      JSON.stringify({ interval: 60, metrics: ["memory"], heartbeat_ttl: 6 }),
+    );
+    const second = await waitFor(
+      async () => {
+        const kv = await backend.store.get("/monitor/heartbeat/ttl-1");
+        return kv && JSON.parse(kv.value).config_revision === revision && kv.lease !== first.lease
+          ? kv
+          : undefined;
+      },
+      10_000,
+      "the heartbeat on the new lease",
+    );
+    assert.ok(second.lease);
+    assert.notEqual(second.lease, first.lease);
+  } finally {
+    await agent?.stop();
+    await broker.close();
+    await backend.cleanup();
+  }
+});
