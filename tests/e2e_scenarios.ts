@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { PassThrough, Writable } from "node:stream";
-import { startAnalysis } from "../services/analysis/mod.ts";
+import { analysisPermissionFlags, startAnalysis } from "../services/analysis/mod.ts";
 import { brokerPermissionFlags } from "../services/broker/permissions.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
 import { openBus } from "../services/bus/mod.ts";
@@ -452,7 +452,7 @@ export function registerScenarios(options: ScenarioOptions): void {
           new ServiceProcess("broker in a terminal", ["-qfec", command, "/dev/null"], {
             command: "script",
             stdin: "piped",
-            env: { TERM: "xterm", COLUMNS: "160", LINES: "50" },
+            env: { TERM: "xterm", EDITOR: "", VISUAL: "" },
           }),
         );
         const type = async (text: string) => {
@@ -480,10 +480,86 @@ export function registerScenarios(options: ScenarioOptions): void {
         at = await terminal.waitForText(/Arguments as a JSON object/, waitMs, at);
         await type("\r");
         at = await terminal.waitForText(/1 answered; ok: e2e-t/, waitMs, at);
+        // A command that changes something, sent to every agent, asks first.
+        await type("send all reload\r");
+        at = await terminal.waitForText(/Send "reload" to every connected agent\?/, waitMs, at);
+        await type("n\r");
+        at = await terminal.waitForText(/not sent/, waitMs, at);
+        // `config` alone: pick the agent, edit its current configuration inline, write it.
+        await type("config\r");
+        at = await terminal.waitForText(/Configure which agent\?/, waitMs, at);
+        await type("\r"); // e2e-t, the first choice
+        at = await terminal.waitForText(/Configuration of e2e-t \(one line of JSON\)/, waitMs, at);
+        await type("\r"); // keep the text as it is
+        at = await terminal.waitForText(/configuration of e2e-t written to/, waitMs, at);
         await type("quit\r");
         const status = await terminal.exited(waitMs);
         assert.equal(status.code, 0, terminal.raw);
+        const own = await system.store.get("/monitor/config/e2e-t");
+        assert.ok(own, "the agent's own configuration was written");
+        const history = await Deno.readTextFile(
+          `${system.backends.stateDir}/history/broker`,
+        );
+        assert.deepEqual(history.trim().split("\n"), [
+          "help",
+          "send",
+          "send all reload",
+          "config",
+          "quit",
+        ]);
       }, false),
+  );
+
+  Deno.test(
+    label("analysis as a subprocess: supervised summary lines and a piped console"),
+    () =>
+      withSystem(options, async (system) => {
+        await configureDefault(system, ["cpu", "memory"]);
+        await system.startAgent("e2e-s");
+        const analysisArgs = [
+          "--no-prompt",
+          ...mergePermissionFlags(
+            analysisPermissionFlags({ stateDir: system.backends.stateDir }),
+            busPermissionFlags(system.backends.bus),
+          ),
+          "services/analysis/main.ts",
+          ...system.backends.flags,
+        ];
+        const supervised = system.track(
+          new ServiceProcess("analysis --supervised", [
+            ...analysisArgs,
+            "--supervised",
+            "--summary-interval",
+            "1",
+            "--group",
+            "e2e-supervised",
+          ]),
+        );
+        await supervised.waitForLine(/^monitor:ready$/, waitMs, "monitor:ready");
+        await supervised.waitForLine(/summary: 1 agent\(s\), \d+ sample\(s\)/, waitMs, "a summary");
+        await supervised.waitForLine(
+          /analysis: {3}e2e-s {2}cpu [\d.]+% {2}mem [\d.]+%/,
+          waitMs,
+          "the agent's line",
+        );
+        const piped = system.track(
+          new ServiceProcess("analysis --console", [
+            ...analysisArgs,
+            "--console",
+            "--group",
+            "e2e-console",
+          ], { stdin: "piped" }),
+        );
+        await piped.waitForLine(/consuming/, waitMs, "analysis consuming");
+        await piped.write("send e2e-s ping\nstats\nquit\n");
+        const status = await piped.exited(waitMs);
+        assert.equal(status.code, 0, piped.output);
+        assert.match(piped.output, /e2e-s {2}ok {2}"pong"|e2e-s {2}ok {2}\{/);
+        assert.match(piped.output, /1 answered; ok: e2e-s/);
+        assert.match(piped.output, /consumed data \d+, results 1/);
+        const stopped = await supervised.stop();
+        assert.equal(stopped.code, 0, supervised.output);
+      }),
   );
 }
 

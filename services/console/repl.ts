@@ -321,7 +321,7 @@ export function startConsole(options: ConsoleOptions): Console {
     if (!options.historyFile || line.trim() === "") return;
     try {
       mkdirSync(dirname(options.historyFile), { recursive: true });
-      appendFileSync(options.historyFile, line.replace(/\n/g, " ") + "\n");
+      appendFileSync(options.historyFile, line.replace(/\n/g, " ").trim() + "\n");
     } catch { /* history is best effort */ }
   };
 
