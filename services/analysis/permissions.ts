@@ -10,6 +10,7 @@ import {
   type ServicePermissionInput,
   type ServicePermissions,
 } from "../broker/permissions.ts";
+import { YAML_ENV_VARS } from "../common/service_settings.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 
 /** The analysis application's own permissions (add the bus's). */
@@ -20,7 +21,7 @@ export function analysisPermissions(
     read: [input.stateDir, ...(input.configFile ? [input.configFile] : [])],
     write: [input.stateDir],
     net: [],
-    env: [...CONSOLE_ENV_VARS],
+    env: [...CONSOLE_ENV_VARS, ...(input.configFile ? YAML_ENV_VARS : [])],
   };
 }
 

@@ -7,6 +7,7 @@
  */
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { YAML_ENV_VARS } from "../common/service_settings.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 
 /** Environment variables @grpc/grpc-js reads when it is loaded and when it listens. */
@@ -61,7 +62,11 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
     ],
     write: [input.stateDir, ...(input.sink ? [dirname(input.sink)] : [])],
     net: [input.listen, input.admin].filter((a): a is string => a !== undefined),
-    env: [...GRPC_ENV_VARS, ...CONSOLE_ENV_VARS],
+    env: [
+      ...GRPC_ENV_VARS,
+      ...CONSOLE_ENV_VARS,
+      ...(input.configFile ? YAML_ENV_VARS : []),
+    ],
   };
 }
 

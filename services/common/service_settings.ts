@@ -40,6 +40,9 @@ export interface ServiceSettings {
   section: Record<string, unknown>;
 }
 
+/** Environment variables npm:yaml reads when it parses (only with --config). */
+export const YAML_ENV_VARS: readonly string[] = Object.freeze(["LOG_TOKENS", "LOG_STREAM"]);
+
 /** File name of the shared SQLite database in the state directory. */
 export const DATABASE_FILE = "monitor.db";
 
