@@ -34,20 +34,6 @@ export type WorkerMessage =
   | { type: "alert"; alert: string }
   | { type: "fault"; error: WireError };
 
-/** Turns any thrown value into a {@linkcode WireError}. */
-export function toWireError(error: unknown): WireError {
-  if (error instanceof Error) {
-    return { name: error.name, message: error.message };
-  }
-  let text: string;
-  try {
-    text = typeof error === "string" ? error : JSON.stringify(error) ?? String(error);
-  } catch {
-    text = String(error);
-  }
-  return { name: "Error", message: text };
-}
-
 /** A permission a Deno error message reports as missing, e.g. `{permission: "read", target: "/etc/x"}`. */
 export interface MissingPermission {
   permission: string;
