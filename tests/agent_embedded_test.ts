@@ -14,7 +14,7 @@ const FAST = {
   interval: 1,
   metrics: ["cpu", "memory"],
   plugins: [
-    { name: "threshold_alert", config: { memory: 0, consecutive: 1 } },
+    { name: "threshold_alert", config: { memory: 0, cpu: 100, consecutive: 1 } },
     "logger",
   ],
   heartbeat_ttl: 3,
@@ -55,7 +55,7 @@ Deno.test("agent (embedded store): samples and alerts reach the broker; heartbea
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "increasing sequence numbers");
     // memory > 0 breaches the threshold 0 at once: exactly one firing alert.
     const alerts = broker.alerts();
-    assert.equal(alerts.length, 1);
+    assert.equal(alerts.length, 1, JSON.stringify(alerts));
     assert.equal(alerts[0].metric, "memory");
     assert.equal(alerts[0].state, "firing");
     assert.equal(alerts[0].threshold, 0);

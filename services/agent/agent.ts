@@ -199,11 +199,19 @@ class Agent implements AgentHandle, CommandTarget {
       urlPins(previous) !== urlPins(state);
     if (changed) {
       if (config.log_level && this.#options.applyLogLevel !== false) setLogLevel(config.log_level);
-      await this.#collector.configure(config.metrics);
-      await this.#pipeline.apply(config.plugins, {
-        timeoutMs: config.plugin_timeout_ms,
-        maxFailures: config.plugin_max_failures,
-      }, state.pins);
+      // Between collections, so that no sample sees half of the change.
+      const work = this.#collecting.then(async () => {
+        await this.#collector.configure(config.metrics);
+        await this.#pipeline.apply(config.plugins, {
+          timeoutMs: config.plugin_timeout_ms,
+          maxFailures: config.plugin_max_failures,
+        }, state.pins);
+        for (const metric of Object.keys(this.#metricErrors)) {
+          if (!(config.metrics as string[]).includes(metric)) delete this.#metricErrors[metric];
+        }
+      });
+      this.#collecting = work.catch(() => {});
+      await work;
       this.#buffer.resize(config.buffer, config.batch_max_samples);
       if (this.#started) {
         await this.#heartbeat.setTtl(config.heartbeat_ttl);
