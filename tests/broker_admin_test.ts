@@ -49,11 +49,16 @@ Deno.test("broker admin: /agents, /stats and /health answer JSON; unknown paths 
       const wrongMethod = await getJson(`${adminUrl}/agents`, { method: "DELETE" });
       assert.equal(wrongMethod.status, 405);
       assert.match(String(wrongMethod.body.error), /expected GET, found DELETE/);
-      const badSend = await getJson(`${adminUrl}/send`, { method: "POST", body: "{" });
+      const badSend = await getJson(`${adminUrl}/send`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{",
+      });
       assert.equal(badSend.status, 400);
       assert.match(String(badSend.body.error), /request body: expected JSON/);
       const badTarget = await getJson(`${adminUrl}/send`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ target: "a b", command_type: "status" }),
       });
       assert.equal(badTarget.status, 400);
@@ -70,6 +75,7 @@ Deno.test("broker admin: POST /send streams JSON lines ending with a summary", (
     try {
       const response = await fetch(`${adminUrl}/send`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ target: "adm-send", command_type: "status" }),
       });
       assert.equal(response.status, 200);
@@ -199,6 +205,7 @@ Deno.test("broker admin: PUT /config validates with the agent-config validator, 
     });
     const put = await getJson(`${adminUrl}/config/default`, {
       method: "PUT",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify(seed),
     });
     assert.equal(put.status, 200, JSON.stringify(put.body));
@@ -211,6 +218,7 @@ Deno.test("broker admin: PUT /config validates with the agent-config validator, 
 
     const bad = await getJson(`${adminUrl}/config/web-1`, {
       method: "PUT",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ interval: "5s", metrics: ["cpu", "gpu"], intervall: 3 }),
     });
     assert.equal(bad.status, 400);
@@ -221,7 +229,47 @@ Deno.test("broker admin: PUT /config validates with the agent-config validator, 
     assert.match(String(bad.body.error), /did you mean "interval"/);
     assert.equal(await store.get("/monitor/config/web-1"), undefined);
 
-    const badId = await getJson(`${adminUrl}/config/no%20spaces`, { method: "PUT", body: "{}" });
+    const badId = await getJson(`${adminUrl}/config/no%20spaces`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     assert.equal(badId.status, 400);
     assert.match(String(badId.body.error), /agent id "no spaces" is not valid/);
+  }));
+
+Deno.test("broker admin: bodies must be JSON and, without a token, the host must be loopback", () =>
+  withBroker({}, async ({ adminUrl }) => {
+    const plain = await getJson(`${adminUrl}/send`, {
+      method: "POST",
+      body: JSON.stringify({ target: "all", command_type: "status" }),
+    });
+    assert.equal(plain.status, 415);
+    assert.match(
+      String(plain.body.error),
+      /content-type: expected application\/json, found "text\/plain/,
+    );
+    // fetch() does not let a page (or a test) choose the Host header: speak HTTP directly.
+    const raw = async (host: string) => {
+      const [hostname, port] = adminUrl.replace("http://", "").split(":");
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      try {
+        const request = `GET /agents HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+        await conn.write(new TextEncoder().encode(request));
+        let text = "";
+        const buffer = new Uint8Array(4096);
+        while (true) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          text += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        return text;
+      } finally {
+        conn.close();
+      }
+    };
+    const rebound = await raw("evil.example:50053");
+    assert.match(rebound, /^HTTP\/1\.1 403/);
+    assert.match(rebound, /host: expected a loopback address/);
+    assert.match(await raw("localhost:50053"), /^HTTP\/1\.1 200/);
   }));

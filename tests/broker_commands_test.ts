@@ -292,6 +292,7 @@ Deno.test("broker commands: stopping the broker gives waiting commands an error 
     try {
       const response = await fetch(`${adminUrl}/send`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ target: "stop-mute", command_type: "status" }),
       });
       const body = response.text();

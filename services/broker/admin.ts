@@ -14,11 +14,15 @@
  * |                        | `application/x-ndjson`, one `SendEvent` per line, the last a summary    |
  * | `GET /metrics`         | Prometheus text format 0.0.4                                            |
  *
+ * PUT and POST bodies must be sent as `application/json`. Without a token,
+ * only requests for a loopback host name are answered.
+ *
  * Errors are JSON `{"error": "<what was expected>"}` with status 400, 401,
- * 404, 405, 413 or 500.
+ * 403, 404, 405, 413, 415 or 500.
  *
  * @module
  */
+import { timingSafeEqual } from "node:crypto";
 import { checkCommandType, checkTarget, isPlainObject } from "../common/commands.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
 import { ConfigError } from "../config/issues.ts";
@@ -45,6 +49,12 @@ export interface AdminServer {
 
 /** Largest request body (bytes). */
 const MAX_BODY = 1024 * 1024;
+
+function sameToken(given: string | null, expected: string): boolean {
+  const a = new TextEncoder().encode(given ?? "");
+  const b = new TextEncoder().encode(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
 
 /** True for loopback host names and addresses. */
 export function isLoopbackHost(host: string): boolean {
@@ -76,6 +86,16 @@ function problem(status: number, error: string, extra: Record<string, unknown> =
 }
 
 async function readJson(request: Request): Promise<{ value: unknown } | Response> {
+  // Requiring JSON keeps browsers from posting here across origins without a preflight.
+  const type = request.headers.get("content-type") ?? "";
+  if (!/^application\/json\b/i.test(type)) {
+    return problem(
+      415,
+      `content-type: expected application/json, found ${
+        type === "" ? "none" : JSON.stringify(type)
+      }`,
+    );
+  }
   const length = Number(request.headers.get("content-length") ?? "0");
   if (length > MAX_BODY) return problem(413, `request body: expected at most ${MAX_BODY} bytes`);
   const text = await request.text();
@@ -113,7 +133,17 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
 
   const handle = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
-    if (expected !== undefined && request.headers.get("authorization") !== expected) {
+    // Without a token only loopback host names are answered (no DNS rebinding from a web page).
+    const hostHeader = request.headers.get("host") ?? "";
+    const hostName = hostHeader.replace(/:\d+$/, "");
+    if (expected === undefined && !isLoopbackHost(hostName)) {
+      log.warn(`refused ${request.method} ${url.pathname} for host ${JSON.stringify(hostHeader)}`);
+      return problem(
+        403,
+        `host: expected a loopback address such as 127.0.0.1, found ${JSON.stringify(hostHeader)}`,
+      );
+    }
+    if (expected !== undefined && !sameToken(request.headers.get("authorization"), expected)) {
       log.warn(`refused ${request.method} ${url.pathname}: missing or wrong admin token`);
       return problem(401, 'authorization: expected "Bearer <admin token>"');
     }
