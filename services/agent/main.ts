@@ -38,7 +38,8 @@ on a lease and answers these commands:
 ${describeCommands().map((line) => `  ${line}`).join("\n")}
 
 monitor.yaml keys (section agent:): id, broker, token, metrics_source,
-tls: {ca, cert, key, server_name}. Without agent.broker the agent uses broker.listen.`;
+tls: {ca, cert, key, server_name}. Without agent.broker and agent.token the agent uses
+broker.listen and broker.token of the same file.`;
 
 interface AgentFlags {
   config?: string;
@@ -89,11 +90,13 @@ async function main() {
   setLogLevel(settings.logLevel);
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
+  // The local agent of a monitor.yaml talks to that file's broker unless agent: says otherwise.
+  const brokerSection = settings.configFile
+    ? (await readMonitorYaml(settings.configFile)).broker as Record<string, unknown> | undefined
+    : undefined;
   let broker = sectionString(settings, "agent", "broker", flags.broker);
-  if (broker === undefined && settings.configFile) {
-    const doc = await readMonitorYaml(settings.configFile);
-    const listen = (doc.broker as Record<string, unknown> | undefined)?.listen;
-    if (typeof listen === "string") broker = listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
+  if (broker === undefined && typeof brokerSection?.listen === "string") {
+    broker = brokerSection.listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
   }
   broker ??= DEFAULT_BROKER;
   if (!isHostPort(broker)) {
@@ -112,7 +115,8 @@ async function main() {
       }`,
     );
   }
-  const token = sectionString(settings, "agent", "token", flags.token);
+  const token = sectionString(settings, "agent", "token", flags.token) ??
+    (typeof brokerSection?.token === "string" ? brokerSection.token : undefined);
   const tls = await readTls(settings.section.tls, flags, base);
   const log = getLogger(`agent ${id ?? "(hostname)"}`);
 
