@@ -121,7 +121,11 @@ function describeGrant(permissions: PluginPermissions, kind: string): string {
 function permissionError(pin: PluginPin, operation: string, error: WireError): PluginError {
   const missing = missingPermission(error);
   if (!missing) {
-    return new PluginRuntimeError(pin.name, operation, `${error.name}: ${error.message}`);
+    const hint = /not a dependency and not in import map/.test(error.message)
+      ? " (a computed import specifier: only static imports and import() of a literal string " +
+        "are pinned and can be loaded)"
+      : "";
+    return new PluginRuntimeError(pin.name, operation, `${error.name}: ${error.message}${hint}`);
   }
   return new PluginPermissionError(
     pin.name,
