@@ -137,3 +137,55 @@ Deno.test({
     await backend.cleanup();
   }
 });
+
+Deno.test({
+  name:
+    "agent: batches coalesced while disconnected are split to the broker's announced limit; a batch refused three times is dropped and counted",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const backend = await embeddedStore();
+  const address = `127.0.0.1:${freePort()}`;
+  let broker: MiniBroker | undefined;
+  let agent;
+  try {
+    await backend.store.put(
+      "/monitor/config/split-1",
+      JSON.stringify({ interval: 3600, metrics: ["memory"], batch_max_samples: 5 }),
+    );
+    agent = await startAgent({
+      agentId: "split-1",
+      store: backend.store,
+      broker: address,
+      backoff: FAST_BACKOFF,
+    });
+    const taken: number[] = [];
+    for (let i = 0; i < 5; i++) taken.push((await agent.collectNow()).collected.timestamp);
+    assert.equal((agent.status().buffer as { batches: number }).batches, 1, "coalesced");
+
+    // The broker takes at most 2 samples per batch, and refuses the first batch it sees.
+    broker = await MiniBroker.start(address, 2);
+    const refused = new Set<number>();
+    broker.refuse = (batch) => {
+      if (refused.size === 0) refused.add(batch.seq);
+      return refused.has(batch.seq)
+        ? `batch.samples[0].metrics["memory"]: refused by the test broker`
+        : undefined;
+    };
+    await waitFor(
+      () => (agent!.status().buffer as { batches: number }).batches === 0,
+      20_000,
+      "every batch acknowledged or dropped",
+    );
+    const buffer = agent.status().buffer as Record<string, number>;
+    assert.equal(buffer.dropped_batches, 1, "the refused batch was dropped");
+    assert.equal(buffer.dropped_samples, 2);
+    for (const batch of broker.received) assert.ok(batch.samples.length <= 2);
+    assert.equal(broker.received.filter((b) => refused.has(b.seq)).length, 3, "tried 3 times");
+    assert.deepEqual(broker.samples().map((s) => s.timestamp), taken.slice(2));
+  } finally {
+    await agent?.stop();
+    await broker?.close();
+    await backend.cleanup();
+  }
+});

@@ -77,6 +77,8 @@ export class MiniBroker {
   readonly results: CommandResult[] = [];
   /** When true, batches are recorded but not acknowledged. */
   holdAcks = false;
+  /** When it returns a message, the batch ends the stream with INVALID_ARGUMENT (like the broker). */
+  refuse: (batch: Batch) => string | undefined = () => undefined;
   #server: RpcServer;
   #streams: ServerStream[] = [];
   #commandCounter = 0;
@@ -101,6 +103,11 @@ export class MiniBroker {
             });
           } else if (message.batch) {
             b.received.push(message.batch);
+            const problem = b.refuse(message.batch);
+            if (problem) {
+              stream.fail(RpcStatus.INVALID_ARGUMENT, problem);
+              return;
+            }
             if (!b.holdAcks) {
               b.acked.set(message.batch.seq, message.batch);
               stream.send({ ack: { seq: message.batch.seq } });
