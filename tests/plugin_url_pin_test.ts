@@ -198,6 +198,28 @@ Deno.test("npm: dependencies and missing modules are refused with the module nam
   });
 });
 
+Deno.test("circular imports are refused when pinning, naming the cycle", async () => {
+  await withSite(async (site, store) => {
+    await site.write(
+      "/loop@1.0.0/mod.js",
+      'import { b } from "./b.js";\nexport const a = 1;\nexport default () => ({ run: (s) => s, b });\n',
+    );
+    await site.write(
+      "/loop@1.0.0/b.js",
+      'import { a } from "./mod.js";\nexport const b = () => a;\n',
+    );
+    await assert.rejects(
+      pinPlugin(store, PREFIX, "loop", { url: site.url("/loop@1.0.0/mod.js") }),
+      (e: Error) =>
+        e instanceof PinError &&
+        e.message.includes(
+          `circular imports are not supported: ${site.url("/loop@1.0.0/mod.js")} -> ` +
+            `${site.url("/loop@1.0.0/b.js")} -> ${site.url("/loop@1.0.0/mod.js")}`,
+        ),
+    );
+  });
+});
+
 Deno.test("bad declarations name the key and what was expected", async () => {
   await withSite(async (site, store) => {
     const url = site.url("/scale@1.0.0/mod.ts");
