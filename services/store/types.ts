@@ -37,8 +37,17 @@ export interface WatchOptions {
   /**
    * First revision to report. Events with `revision >= fromRevision` are
    * delivered in revision order. Omitted: only changes after the call.
+   * A revision that the backend has already compacted makes `watch()` reject
+   * with {@linkcode StoreCompactedError}.
    */
   fromRevision?: number;
+  /**
+   * Called once when the watch stops for good because of an error it cannot
+   * recover from (for example its next revision was compacted while it was
+   * disconnected). Connection losses are not reported here: the watch resumes
+   * from the last revision it saw. Never called after `close()`.
+   */
+  onError?: (error: Error) => void;
 }
 
 /** A running watch. */
@@ -130,5 +139,26 @@ export class StoreUnavailableError extends Error {
   constructor(readonly endpoint: string, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "StoreUnavailableError";
+  }
+}
+
+/**
+ * Error raised when a watch asks for history the backend no longer keeps
+ * (the revision was compacted). Re-read with `list()` and watch from its
+ * revision + 1.
+ */
+export class StoreCompactedError extends Error {
+  /**
+   * @param requestedRevision the first revision the watch wanted
+   * @param compactRevision the oldest revision a watch can still start from
+   */
+  constructor(
+    readonly requestedRevision: number,
+    readonly compactRevision: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "StoreCompactedError";
   }
 }

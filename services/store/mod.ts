@@ -1,0 +1,46 @@
+/**
+ * The Store: keys with revisions, prefix watches and leases, on etcd
+ * (`etcd`) or on the SQLite file of the state directory (`embedded`, the
+ * single-machine default). Services use only this module.
+ *
+ * @module
+ */
+import type { Store, StoreSettings } from "./types.ts";
+
+export * from "./types.ts";
+export { DEFAULT_STORE_PREFIX, type StoreKeys, storeKeys } from "./keys.ts";
+export {
+  ETCD_ENV_VARS,
+  storePermissionFlags,
+  type StorePermissions,
+  storePermissions,
+} from "./permissions.ts";
+export { DEFAULT_CONNECT_TIMEOUT_MS } from "./common.ts";
+
+/**
+ * Opens the backend chosen by `settings.backend`. An unreachable backend
+ * fails with {@linkcode StoreUnavailableError} naming the endpoint within
+ * `connectTimeoutMs` (default 5 s).
+ */
+export async function openStore(settings: StoreSettings): Promise<Store> {
+  if (typeof settings !== "object" || settings === null) {
+    throw new TypeError("store settings: expected an object");
+  }
+  switch (settings.backend) {
+    case "embedded": {
+      const { openEmbeddedStore } = await import("./embedded.ts");
+      return await openEmbeddedStore(settings);
+    }
+    case "etcd": {
+      // Loaded on demand so that processes on the embedded store never load etcd3.
+      const { openEtcdStore } = await import("./etcd.ts");
+      return await openEtcdStore(settings);
+    }
+    default:
+      throw new TypeError(
+        `store.backend: expected "embedded" or "etcd", got ${
+          JSON.stringify(settings.backend) ?? String(settings.backend)
+        }`,
+      );
+  }
+}

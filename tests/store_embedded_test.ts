@@ -1,0 +1,227 @@
+/**
+ * The Store contract suite on the embedded (SQLite) backend, plus its own
+ * tests: automatic compaction, expiry noticed by another process, sharing
+ * the file with the embedded Bus, reopening.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { storeContract } from "../services/store/contract.ts";
+import { type EmbeddedStore, openEmbeddedStore } from "../services/store/embedded.ts";
+import { DatabaseSync } from "node:sqlite";
+import { openBus } from "../services/bus/mod.ts";
+import {
+  openStore,
+  type Store,
+  StoreCompactedError,
+  storePermissionFlags,
+  type StoreSettings,
+  type WatchEvent,
+} from "../services/store/mod.ts";
+
+function settingsIn(dir: string): StoreSettings {
+  return { backend: "embedded", endpoints: [], prefix: "/monitor", path: join(dir, "monitor.db") };
+}
+
+async function waitUntil(done: () => boolean, what: string, ms = 30000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+storeContract("embedded", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
+  const settings = settingsIn(dir);
+  const stores: Store[] = [];
+  const openAnother = async () => {
+    const store = await openStore(settings);
+    stores.push(store);
+    return store;
+  };
+  const store = await openAnother();
+  return {
+    store,
+    settings,
+    openAnother,
+    compact: async (revision) => {
+      await (store as EmbeddedStore).compact(revision);
+    },
+    cleanup: async () => {
+      await Promise.all(stores.map((s) => s.close()));
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}, {
+  childPermissions: storePermissionFlags,
+  unreachable: async () => {
+    // The parent of the database path is a regular file: the file cannot be created.
+    const file = await Deno.makeTempFile({ prefix: "store-not-a-dir-" });
+    const path = join(file, "monitor.db");
+    return {
+      settings: { backend: "embedded", endpoints: [], prefix: "/monitor", path },
+      endpoint: path,
+      cleanup: () => Deno.remove(file),
+    };
+  },
+});
+
+/** Runs contract_child.ts in another process; returns it with a line reader. */
+function spawnChild(settings: StoreSettings, args: string[]) {
+  const child = new Deno.Command("deno", {
+    args: [
+      "run",
+      "--quiet",
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+      ...storePermissionFlags(settings),
+      new URL("../services/store/contract_child.ts", import.meta.url).pathname,
+      args[0],
+      JSON.stringify(settings),
+      ...args.slice(1),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const stderr = new Response(child.stderr).text();
+  const stdout = (async () => {
+    let buffer = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      const parts = buffer.split("\n");
+      buffer = parts.pop() ?? "";
+      lines.push(...parts);
+    }
+  })();
+  return {
+    lines,
+    kill: () => child.kill("SIGKILL"),
+    done: async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await stdout;
+      return await stderr;
+    },
+  };
+}
+
+Deno.test("embedded store: the change log is compacted; watches behind it fail clearly", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
+  const store = await openEmbeddedStore(settingsIn(dir), {
+    historyRevisions: 5,
+    historyMs: 0,
+    compactIntervalMs: 0,
+  });
+  try {
+    for (let i = 1; i <= 20; i++) assert.equal(await store.put(`/c/k-${i}`, `v-${i}`), i);
+    // Revisions 16..20 are kept (the last 5), older ones are gone.
+    await assert.rejects(store.watch("/c/", { fromRevision: 1 }, () => {}), (e: unknown) => {
+      assert.ok(e instanceof StoreCompactedError);
+      assert.equal(e.compactRevision, 16);
+      assert.match(
+        e.message,
+        /watch "\/c\/" from revision 1: that revision was compacted; the oldest revision available is 16/,
+      );
+      return true;
+    });
+    const kept: WatchEvent[] = [];
+    const w = await store.watch("/c/", { fromRevision: 16 }, (e) => {
+      kept.push(e);
+    });
+    await waitUntil(() => kept.length === 5, "the 5 kept events");
+    await w.close();
+    assert.deepEqual(kept.map((e) => e.revision), [16, 17, 18, 19, 20]);
+
+    // A watch whose handler is stuck falls behind the compaction: it stops with onError.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => release = r);
+    const errors: Error[] = [];
+    const seen: number[] = [];
+    const stuck = await store.watch("/c/", {
+      fromRevision: 20,
+      onError: (e) => errors.push(e),
+    }, async (e) => {
+      seen.push(e.revision);
+      await gate;
+    });
+    await waitUntil(() => seen.length === 1, "the stuck handler's first event");
+    for (let i = 0; i < 600; i++) await store.put(`/c/more-${i % 3}`, `m-${i}`);
+    release();
+    await waitUntil(() => errors.length === 1, "onError");
+    assert.ok(errors[0] instanceof StoreCompactedError);
+    await stuck.close();
+    assert.ok(seen.length < 601, "the watch stopped instead of skipping history");
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("embedded store: a killed process's lease expires; readers without watches reap it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
+  const settings = settingsIn(dir);
+  const store = await openStore(settings);
+  const child = spawnChild(settings, ["lease", "/hb/agent-1", "1"]);
+  try {
+    await waitUntil(() => child.lines.some((l) => l.startsWith("ready ")), "the child's lease");
+    const alive = await store.get("/hb/agent-1");
+    assert.equal(alive?.value, "alive");
+    child.kill();
+    // No watch is open in this process: the expired lease is reaped by the reads themselves.
+    let gone = false;
+    const deadline = Date.now() + 30000;
+    while (!gone && Date.now() < deadline) {
+      gone = (await store.get("/hb/agent-1")) === undefined;
+      if (!gone) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(gone, "the key of the dead process's lease was deleted");
+    // The delete is in the change log, so a watch replaying history sees it.
+    const events: WatchEvent[] = [];
+    const w = await store.watch("/hb/", { fromRevision: alive!.modRevision }, (e) => {
+      events.push(e);
+    });
+    await waitUntil(() => events.length === 2, "put and delete");
+    await w.close();
+    assert.deepEqual(events.map((e) => e.type), ["put", "delete"]);
+  } finally {
+    await child.done();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("embedded store: shares its file with the embedded bus; reopening keeps everything", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
+  const settings = settingsIn(dir);
+  let store = await openStore(settings);
+  const bus = await openBus({ backend: "embedded", brokers: [], path: settings.path });
+  try {
+    const r1 = await store.put("/monitor/config/default", '{"interval": 5}');
+    await bus.publish("monitoring-data", [{ key: "a", value: "{}" }]);
+    const r2 = await store.put("/monitor/config/web-1", '{"interval": 1}');
+    assert.equal(r2, r1 + 1);
+    await store.close();
+    store = await openStore(settings);
+    assert.equal((await store.get("/monitor/config/default"))?.value, '{"interval": 5}');
+    assert.equal(await store.put("/monitor/config/web-2", "{}"), r2 + 1);
+    const db = new DatabaseSync(settings.path, { readOnly: true });
+    try {
+      const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
+        name: string;
+      }[]).map((t) => t.name);
+      const mine = tables.filter((t) => t.startsWith("store_")).sort();
+      assert.deepEqual(mine, ["store_events", "store_keys", "store_leases", "store_meta"]);
+      assert.ok(tables.some((t) => t.startsWith("bus_")), `bus tables too: ${tables}`);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await bus.close();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
