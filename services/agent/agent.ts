@@ -11,6 +11,7 @@ import { errorMessage, getLogger, type Logger, setLogLevel } from "../common/log
 import { checkAgentId } from "../common/ids.ts";
 import { sameAgentConfig } from "../config/agent_config.ts";
 import type { ClientTlsOptions, WireAlert } from "../rpc/mod.ts";
+import { storeKeys } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { BatchBuffer } from "./buffer.ts";
@@ -138,7 +139,7 @@ class Agent implements AgentHandle, CommandTarget {
       log: this.#log.child("plugin"),
       loadUrlPlugin: options.loadUrlPlugin ?? createUrlPluginLoader({
         pins: () => this.#config?.pins ?? new Map(),
-        pinPrefix: `${(options.prefix ?? "/monitor").replace(/\/+$/, "")}/plugins/`,
+        pinPrefix: storeKeys(options.prefix ?? "/monitor").pluginPrefix,
         cacheDir: options.stateDir ? join(options.stateDir, PLUGIN_CACHE_DIR) : undefined,
         timeoutMs: () => this.#config?.config.plugin_timeout_ms ?? 1000,
         log: (name, level, message) => this.#log.child(`plugin/${name}`).log(level, message),
@@ -161,10 +162,9 @@ class Agent implements AgentHandle, CommandTarget {
       onStateChange: () => this.#heartbeat.changed(),
       log: this.#log.child("broker"),
     });
-    const prefix = (options.prefix ?? "/monitor").replace(/\/+$/, "");
     this.#heartbeat = new Heartbeat({
       store: options.store,
-      key: `${prefix}/heartbeat/${this.agentId}`,
+      key: storeKeys(options.prefix ?? "/monitor").heartbeat(this.agentId),
       snapshot: () => this.heartbeat(),
       log: this.#log.child("heartbeat"),
     });

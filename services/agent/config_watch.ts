@@ -21,6 +21,7 @@ import {
   parseAgentConfigText,
   validateAgentConfig,
 } from "../config/agent_config.ts";
+import { storeKeys } from "../store/keys.ts";
 import type { Store, Watcher, WatchEvent } from "../store/types.ts";
 
 /** Where the configuration in force came from. */
@@ -88,10 +89,10 @@ export class ConfigWatcher {
 
   private constructor(options: ConfigWatcherOptions) {
     this.#options = options;
-    const base = options.prefix.replace(/\/+$/, "");
-    this.#own = { key: `${base}/config/${options.agentId}`, revision: 0 };
-    this.#default = { key: `${base}/config/default`, revision: 0 };
-    this.#pinsPrefix = `${base}/plugins/`;
+    const keys = storeKeys(options.prefix);
+    this.#own = { key: keys.config(options.agentId), revision: 0 };
+    this.#default = { key: keys.config("default"), revision: 0 };
+    this.#pinsPrefix = keys.pluginPrefix;
   }
 
   /**
