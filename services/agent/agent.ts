@@ -326,6 +326,10 @@ class Agent implements AgentHandle, CommandTarget {
     for (const [metric, message] of Object.entries(this.#metricErrors)) {
       reasons.push(`metric ${metric} unavailable: ${message}`);
     }
+    const heartbeatError = this.#heartbeat.lastError;
+    if (heartbeatError) {
+      reasons.push(`store unreachable (heartbeat not written): ${heartbeatError}`);
+    }
     return reasons;
   }
 

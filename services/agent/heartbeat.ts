@@ -57,6 +57,11 @@ export class Heartbeat {
     this.#options = options;
   }
 
+  /** Why the last write failed, while it keeps failing. */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
   /** Heartbeats written so far. */
   get writes(): number {
     return this.#writes;
