@@ -226,12 +226,20 @@ Deno.test("a fetch failure names the plugin, its URL and the module", async () =
   });
 });
 
-Deno.test("imports that do not resolve to the verified copies are relocated: root-relative, absolute, redirected, dynamic", async () => {
+Deno.test("every import form is pointed at the verified copies: root-relative, absolute, other host, redirected, dynamic", async () => {
   await withSite(async (site, store) => {
     await site.write("/lib/a.js", "export const a = 1;\n");
     await site.write("/lib/b.ts", "export const b: number = 2;\n");
     await site.write("/lib/lazy.js", "export const lazy = 4;\n");
-    await site.write("/lib/typed", "export const typed: number = 8;\n");
+    // A module on another host (the graph spans two servers).
+    const elsewhere = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      () =>
+        new Response("export const far = 16;\n", {
+          headers: { "content-type": "text/javascript" },
+        }),
+    );
+    const far = `http://127.0.0.1:${elsewhere.addr.port}/far.js`;
     await site.write(
       "/reloc@1.0.0/mod.js",
       [
@@ -240,30 +248,61 @@ Deno.test("imports that do not resolve to the verified copies are relocated: roo
         `export { a as reexported } from "/lib/a.js";`,
         `import { b } from "${site.origin}/lib/b.ts";`,
         `import { b as viaRedirect } from "${site.origin}/redirect/lib/b.ts";`,
+        `import { far } from "${far}";`,
         `const lazy = () => import("/lib/lazy.js");`,
         `export default function createPlugin() {`,
         `  return {`,
         `    name: "reloc", version: "1.0.0", initialize() {}, finalize() {},`,
         `    async run(sample) {`,
         `      const { lazy: l } = await lazy();`,
-        `      return { ...sample, metrics: { sum: a + again + b + viaRedirect + l } };`,
+        `      return { ...sample, metrics: { sum: a + again + b + viaRedirect + l + far } };`,
         `    },`,
         `  };`,
         `}`,
         ``,
       ].join("\n"),
     );
-    const pinned = await pin(site, store, "reloc", "/reloc@1.0.0/mod.js");
-    assert.deepEqual(pinned.modules.map((m) => m.url).sort(), [
-      site.url("/lib/a.js"),
-      site.url("/lib/b.ts"),
-      site.url("/lib/lazy.js"),
-      site.url("/reloc@1.0.0/mod.js"),
-    ]);
+    try {
+      const pinned = await pin(site, store, "reloc", "/reloc@1.0.0/mod.js");
+      assert.deepEqual(
+        pinned.modules.map((m) => m.url).sort(),
+        [
+          far,
+          site.url("/lib/a.js"),
+          site.url("/lib/b.ts"),
+          site.url("/lib/lazy.js"),
+          site.url("/reloc@1.0.0/mod.js"),
+        ].sort(),
+      );
+      await withPlugin(pinned, await site.tempDir(), async (plugin) => {
+        const out = await plugin.run({ timestamp: 1, metrics: {} });
+        assert.deepEqual(out?.metrics, { sum: 1 + 1 + 2 + 2 + 4 + 16 });
+      });
+    } finally {
+      await elsewhere.shutdown();
+    }
+  });
+});
+
+Deno.test("a plugin on a file: URL (shared file system) is pinned and loaded the same way", async () => {
+  await withSite(async (site, store) => {
+    const url = new URL(`file://${site.dir}/scale@1.0.0/mod.ts`).href;
+    const pinned = (await pinPlugin(store, PREFIX, "local", { url })).pin;
+    assert.equal(pinned.version, "1.0.0");
+    assert.equal(pinned.modules.length, 4);
+    assert.ok(pinned.modules.every((m) => m.url.startsWith("file:///")));
     await withPlugin(pinned, await site.tempDir(), async (plugin) => {
-      const out = await plugin.run({ timestamp: 1, metrics: {} });
-      assert.deepEqual(out?.metrics, { sum: 1 + 1 + 2 + 2 + 4 });
+      await plugin.initialize({ factor: 2 }, recorder().context);
+      assert.deepEqual(await plugin.run({ timestamp: 1, metrics: { cpu: 3 } }), {
+        timestamp: 1,
+        metrics: { cpu: 6, interval: 5 },
+      });
     });
+    await site.changeOneByte("/shared/util.js", "[", "{");
+    await assert.rejects(
+      loadUrlPlugin(pinned, { cacheDir: await site.tempDir() }),
+      (e: Error) => e instanceof PluginIntegrityError && e.message.includes("shared/util.js"),
+    );
   });
 });
 

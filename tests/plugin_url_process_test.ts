@@ -110,7 +110,7 @@ Deno.test("a sandbox violation in an agent process is reported and the process l
       outcome.message?.includes(
         `run() needed read access to "${secret}", which it was not granted`,
       ),
-      outcome.message,
+      String(outcome.message),
     );
   });
 });

@@ -80,7 +80,11 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Runs `deno info --json` on `root`; returns its parsed output. */
-async function denoInfo(root: string, options: ResolveOptions): Promise<InfoOutput> {
+async function denoInfo(
+  root: string,
+  options: ResolveOptions,
+  allowImport: readonly string[] = [],
+): Promise<InfoOutput> {
   const scratch = join(options.workDir, `deno-info-${crypto.randomUUID()}`);
   await Deno.mkdir(scratch, { recursive: true });
   const timeoutMs = options.timeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS;
@@ -88,6 +92,7 @@ async function denoInfo(root: string, options: ResolveOptions): Promise<InfoOutp
   try {
     const args = ["info", "--json", "--no-config", "--no-lock"];
     if (options.noRemote) args.push("--no-remote");
+    if (allowImport.length > 0) args.push(`--allow-import=${allowImport.join(",")}`);
     args.push(root);
     let output: Deno.CommandOutput;
     try {
@@ -148,7 +153,38 @@ function followRedirects(url: string, redirects: Record<string, string>): string
  * media type.
  */
 export async function resolveGraph(root: string, options: ResolveOptions): Promise<Graph> {
-  const info = await denoInfo(root, options);
+  // `deno info` imports only from hosts it is allowed to (by default a few public CDNs).
+  // Start with the entry's host and add the host of each code module it turns out to need:
+  // type-only imports from other hosts are never fetched.
+  const allowed: string[] = [];
+  const rootUrl = new URL(root);
+  if (rootUrl.protocol !== "file:") allowed.push(importHost(rootUrl));
+  for (let round = 0; round < 20; round++) {
+    try {
+      return graphFrom(root, await denoInfo(root, options, allowed));
+    } catch (error) {
+      if (!(error instanceof ImportHostNeeded) || allowed.includes(error.host)) {
+        throw error instanceof ImportHostNeeded ? new GraphError(error.message) : error;
+      }
+      allowed.push(error.host);
+    }
+  }
+  throw new GraphError(`the graph of ${root} spans more than 20 hosts`);
+}
+
+/** `host:port` as `--allow-import` takes it. */
+function importHost(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+}
+
+/** A code module is on a host `deno info` was not yet allowed to import from. */
+class ImportHostNeeded extends Error {
+  constructor(readonly host: string, message: string) {
+    super(message);
+  }
+}
+
+function graphFrom(root: string, info: InfoOutput): Graph {
   const byUrl = new Map<string, InfoModule>();
   for (const module of info.modules) {
     if (isObject(module) && typeof module.specifier === "string") {
@@ -164,7 +200,11 @@ export async function resolveGraph(root: string, options: ResolveOptions): Promi
     const where = from ? `module ${url} (imported by ${from})` : `module ${url}`;
     const module = byUrl.get(url);
     if (!module) throw new GraphError(`${where}: missing from Deno's module graph`);
-    if (typeof module.error === "string") throw new GraphError(`${where}: ${module.error}`);
+    if (typeof module.error === "string") {
+      const denied = /Requires import access to "([^"]+)"/.exec(module.error);
+      if (denied) throw new ImportHostNeeded(denied[1], `${where}: ${module.error}`);
+      throw new GraphError(`${where}: ${module.error}`);
+    }
     const scheme = new URL(url).protocol;
     if (module.kind === "npm" || scheme === "npm:") {
       throw new GraphError(
@@ -191,6 +231,10 @@ export async function resolveGraph(root: string, options: ResolveOptions): Promi
       if (!isObject(dependency.code) || typeof dependency.specifier !== "string") continue;
       const specifier = dependency.specifier;
       if (typeof dependency.code.error === "string") {
+        const denied = /Requires import access to "([^"]+)"/.exec(dependency.code.error);
+        if (denied) {
+          throw new ImportHostNeeded(denied[1], `module ${url}: ${dependency.code.error}`);
+        }
         throw new GraphError(
           `module ${url}: import ${JSON.stringify(specifier)}: ${dependency.code.error}`,
         );
