@@ -339,8 +339,16 @@ Deno.test("a run() over its time budget fails; the worker is restarted for the n
       }
       assert.equal(plugin.status().restarts, 2);
       assert.equal(plugin.status().state, "ready");
+      // Calls made while the worker restarts wait for one restart and run in order.
+      await assert.rejects(plugin.run({ timestamp: 4, metrics: { spin: 1 } }), PluginTimeoutError);
+      const both = await Promise.all([
+        plugin.run({ timestamp: 5, metrics: {} }),
+        plugin.run({ timestamp: 6, metrics: {} }),
+      ]);
+      assert.deepEqual(both.map((s) => s?.metrics.calls), [1, 2]);
+      assert.equal(plugin.status().restarts, 3);
     }, { timeoutMs: 300, log: (_l, m) => notes.push(m) });
-    assert.equal(notes.filter((n) => /did not answer/.test(n)).length, 2);
+    assert.equal(notes.filter((n) => /did not answer/.test(n)).length, 3);
   });
 });
 

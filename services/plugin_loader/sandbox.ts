@@ -199,6 +199,7 @@ class WorkerPlugin implements UrlPlugin {
   #sentInterval?: number;
   #cache: ModuleCache;
   #blobs?: BlobGraph;
+  #starting?: Promise<void>;
 
   constructor(readonly pin: PluginPin, readonly options: LoadOptions) {
     this.name = pin.name;
@@ -400,11 +401,22 @@ class WorkerPlugin implements UrlPlugin {
   }
 
   async #ensureRunning(): Promise<void> {
+    // One restart at a time; calls made meanwhile wait for it (and then see its outcome).
+    while (this.#starting) await this.#starting.catch(() => {});
     if (this.#state === "ready") return;
     if (this.#state === "stopped") throw this.#stopError!;
     if (this.#state === "closed") {
       throw new PluginRuntimeError(this.pin.name, "call", "the plugin was closed");
     }
+    this.#starting = this.#restart();
+    try {
+      await this.#starting;
+    } finally {
+      this.#starting = undefined;
+    }
+  }
+
+  async #restart(): Promise<void> {
     this.#sentInterval = undefined;
     try {
       await this.start();
