@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Backoff } from "../services/agent/backoff.ts";
 import { BatchBuffer } from "../services/agent/buffer.ts";
-import { parseCommandArgs } from "../services/agent/commands.ts";
+import { AGENT_COMMANDS, parseCommandArgs } from "../services/agent/commands.ts";
+import { KNOWN_COMMAND_TYPES } from "../services/common/commands.ts";
 
 const s = (t: number) => ({ timestamp: t, metrics: { cpu: t } });
 const alert = (t: number) => ({
@@ -115,4 +116,8 @@ Deno.test("commands: arguments are checked per command", () => {
     /args\.send: expected true or false/,
   );
   assert.match(parseCommandArgs("reboot", "") as string, /unknown command "reboot"/);
+});
+
+Deno.test("commands: the agent answers exactly the command types the consoles offer", () => {
+  assert.deepEqual([...AGENT_COMMANDS].sort(), [...KNOWN_COMMAND_TYPES].sort());
 });
