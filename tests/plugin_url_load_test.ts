@@ -20,7 +20,8 @@ import {
 } from "../services/plugin_loader/mod.ts";
 import { integrityHex } from "../services/plugin_loader/integrity.ts";
 import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
-import { MemoryStore } from "./fixtures/url_plugins/memory_store.ts";
+import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
+import type { Store } from "../services/store/types.ts";
 
 const PREFIX = "/monitor";
 
@@ -50,9 +51,9 @@ function recorder(interval = 5): Recorder & { setInterval(seconds: number): void
   };
 }
 
-async function withSite(fn: (site: Site, store: MemoryStore) => Promise<void>) {
+async function withSite(fn: (site: Site, store: Store) => Promise<void>) {
   const site = await openSite();
-  const store = new MemoryStore();
+  const store = await openEmbeddedStore(await site.tempDir());
   try {
     await fn(site, store);
   } finally {
@@ -61,7 +62,7 @@ async function withSite(fn: (site: Site, store: MemoryStore) => Promise<void>) {
   }
 }
 
-async function pin(site: Site, store: MemoryStore, name: string, path: string, extra = {}) {
+async function pin(site: Site, store: Store, name: string, path: string, extra = {}) {
   return (await pinPlugin(store, PREFIX, name, { url: site.url(path), ...extra })).pin;
 }
 

@@ -16,13 +16,16 @@ import {
 } from "../services/plugin_loader/mod.ts";
 import { ConfigError } from "../services/config/issues.ts";
 import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
-import { MemoryStore } from "./fixtures/url_plugins/memory_store.ts";
+import { withEtcd } from "./harness/etcd.ts";
+import { openStore } from "../services/store/mod.ts";
+import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
+import type { Store } from "../services/store/types.ts";
 
 const PREFIX = "/monitor";
 
-async function withSite(fn: (site: Site, store: MemoryStore) => Promise<void>) {
+async function withSite(fn: (site: Site, store: Store) => Promise<void>) {
   const site = await openSite();
-  const store = new MemoryStore();
+  const store = await openEmbeddedStore(await site.tempDir());
   try {
     await fn(site, store);
   } finally {
@@ -312,5 +315,36 @@ Deno.test("listPins and watchPins see pins, new versions and removals; invalid p
     const listed = await listPins(store, PREFIX);
     assert.deepEqual(listed.pins, []);
     assert.deepEqual(listed.invalid.map((i) => i.key), ["/monitor/plugins/junk"]);
+  });
+});
+
+Deno.test("pins on a real etcd: readable with etcdctl, tampering refused there too", async () => {
+  await withEtcd(async (etcd) => {
+    const site = await openSite();
+    const store = await openStore({
+      backend: "etcd",
+      endpoints: [etcd.endpoint],
+      prefix: PREFIX,
+      path: "",
+    });
+    try {
+      const spec = { url: site.url("/scale@1.0.0/mod.ts"), config: { factor: 2 } };
+      const { pin } = await pinPlugin(store, PREFIX, "scale", spec);
+      const text = await etcd.etcdctl("get", "/monitor/plugins/scale", "--print-value-only");
+      assert.deepEqual(JSON.parse(text), pin);
+      await site.changeOneByte("/scale@1.0.0/meta.json", "1", "2");
+      await assert.rejects(pinPlugin(store, PREFIX, "scale", spec), PinTamperError);
+      assert.deepEqual(
+        JSON.parse(await etcd.etcdctl("get", "/monitor/plugins/scale", "--print-value-only")),
+        pin,
+      );
+      assert.equal(
+        (await pinPlugin(store, PREFIX, "scale", spec, { force: true })).action,
+        "forced",
+      );
+    } finally {
+      await store.close();
+      await site.cleanup();
+    }
   });
 });

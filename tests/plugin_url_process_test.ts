@@ -12,7 +12,8 @@ import {
   type PluginPin,
 } from "../services/plugin_loader/mod.ts";
 import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
-import { MemoryStore } from "./fixtures/url_plugins/memory_store.ts";
+import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
+import type { Store } from "../services/store/types.ts";
 
 const CHILD = new URL("./fixtures/url_plugins/agent_child.ts", import.meta.url);
 
@@ -65,9 +66,9 @@ async function runChild(
   return { code: output.code, outcome, stderr };
 }
 
-async function withSite(fn: (site: Site, store: MemoryStore) => Promise<void>) {
+async function withSite(fn: (site: Site, store: Store) => Promise<void>) {
   const site = await openSite();
-  const store = new MemoryStore();
+  const store = await openEmbeddedStore(await site.tempDir());
   try {
     await fn(site, store);
   } finally {

@@ -16,7 +16,7 @@ import {
 } from "../services/plugin_loader/mod.ts";
 import type { PluginContext } from "../plugins/api.ts";
 import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
-import { MemoryStore } from "./fixtures/url_plugins/memory_store.ts";
+import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
 
 const context: PluginContext = {
   agentId: "agent-s",
@@ -42,7 +42,7 @@ interface Sandbox {
 
 async function withSandbox(fn: (s: Sandbox) => Promise<void>) {
   const site = await openSite();
-  const store = new MemoryStore();
+  const store = await openEmbeddedStore(await site.tempDir());
   const other = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     () => new Response("other"),
@@ -173,7 +173,7 @@ Deno.test("a plugin reads only the environment variables it was granted", async 
 Deno.test("a violation in initialize() or in a background task stops the plugin too", async () => {
   await withSandbox(async (s) => {
     const { site } = s;
-    const store = new MemoryStore();
+    const store = await openEmbeddedStore(await site.tempDir());
     try {
       const { pin } = await pinPlugin(store, "/monitor", "early", {
         url: site.url("/snoop@1.0.0/mod.ts"),

@@ -7,6 +7,7 @@
  * @module
  */
 import { join } from "node:path";
+import { storeKeys } from "../store/keys.ts";
 import type { Store, Watcher } from "../store/types.ts";
 import { ModuleCache } from "./cache.ts";
 import { PinError, PinTamperError } from "./errors.ts";
@@ -26,17 +27,12 @@ export function pinKey(prefix: string, name: string): string {
       `plugin name ${JSON.stringify(name)}: expected letters, digits, '.', '_' or '-'`,
     );
   }
-  return `${pinPrefix(prefix)}${name}`;
+  return storeKeys(prefix).plugin(name);
 }
 
 /** The store prefix of every pin: `<prefix>/plugins/`. */
 export function pinPrefix(prefix: string): string {
-  if (typeof prefix !== "string" || !prefix.startsWith("/")) {
-    throw new TypeError(
-      `store prefix ${JSON.stringify(prefix)}: expected a key prefix starting with /`,
-    );
-  }
-  return `${prefix.replace(/\/+$/, "")}/plugins/`;
+  return storeKeys(prefix).pluginPrefix;
 }
 
 /** Options of {@linkcode pinPlugin}. */
