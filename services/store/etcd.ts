@@ -70,6 +70,14 @@ const MAX_BACKOFF_MS = 1000;
 /** First pause before a retry or reconnect (ms). */
 const FIRST_BACKOFF_MS = 50;
 
+/**
+ * After a failed connection attempt grpc-js keeps a reconnect backoff timer
+ * (at most the max backoff plus 20 % jitter) that cannot be cancelled from
+ * outside; `close()` waits this long after the last failure so that nothing
+ * of the store outlives it.
+ */
+const SETTLE_AFTER_FAILURE_MS = Math.ceil(MAX_BACKOFF_MS * 1.2) + 100;
+
 /** The endpoint forms accepted: `host:port`, `[v6]:port`, optionally with `http://` or `https://`. */
 const ENDPOINT_PATTERN = /^(https?:\/\/)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}\/?$/;
 
@@ -187,6 +195,7 @@ export class EtcdStore implements Store {
   readonly #closing = new AbortController();
   #watchers = new Set<EtcdWatcher>();
   #leaseSet = new Set<EtcdLease>();
+  #lastFailure = 0;
 
   /** Use {@linkcode openEtcdStore}. */
   constructor(endpoints: string[], callTimeoutMs: number) {
@@ -211,6 +220,11 @@ export class EtcdStore implements Store {
   /** True after {@linkcode close}. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** @internal Records a failed call or stream (see {@linkcode SETTLE_AFTER_FAILURE_MS}). */
+  noteFailure(): void {
+    this.#lastFailure = Date.now();
   }
 
   /** Aborted when the store closes. */
@@ -239,6 +253,7 @@ export class EtcdStore implements Store {
           if (error instanceof EtcdLeaseInvalidError) throw error;
           throw new Error(`${this.endpoint}: ${what}: ${errorMessage(error)}`, { cause: error });
         }
+        this.noteFailure();
         if (Date.now() + backoff >= deadline) {
           throw new StoreUnavailableError(
             this.endpoint,
@@ -349,7 +364,24 @@ export class EtcdStore implements Store {
     }
     this.#check("watch");
     let from = options.fromRevision;
-    if (from === undefined) {
+    let compacted = false;
+    if (from !== undefined) {
+      // etcd reports a compacted start revision only after confirming the watch; a read at
+      // that revision tells at once (a future revision is fine for a watch).
+      try {
+        await this.call(
+          `watch ${JSON.stringify(prefix)}`,
+          (deadline) =>
+            this.kv.range({ ...prefixRange(prefix), count_only: true, revision: from }, {
+              deadline,
+            }),
+        );
+      } catch (error) {
+        const message = errorMessage(error);
+        if (/required revision has been compacted/.test(message)) compacted = true;
+        else if (!/future revision/.test(message)) throw error;
+      }
+    } else {
       // "Only changes after the call": pin the current revision now.
       const res = await this.call(
         `watch ${JSON.stringify(prefix)}`,
@@ -359,7 +391,7 @@ export class EtcdStore implements Store {
     }
     const watcher = new EtcdWatcher(this, prefix, from, onEvent, options.onError, (w) => {
       this.#watchers.delete(w);
-    });
+    }, compacted);
     this.#watchers.add(watcher);
     try {
       await watcher.start();
@@ -397,6 +429,8 @@ export class EtcdStore implements Store {
       ...[...this.#leaseSet].map((l) => l.stop()),
     ]);
     this.#client.close();
+    const settle = this.#lastFailure + SETTLE_AFTER_FAILURE_MS - Date.now();
+    if (this.#lastFailure > 0 && settle > 0) await sleep(settle);
   }
 }
 
@@ -438,6 +472,7 @@ class EtcdWatcher implements Watcher {
     onEvent: (event: WatchEvent) => void | Promise<void>,
     readonly onError: ((error: Error) => void) | undefined,
     readonly onClosed: (watcher: EtcdWatcher) => void,
+    readonly expectCompaction = false,
   ) {
     this.#next = from;
     this.#dispatcher = new WatchDispatcher(onEvent, `watch ${JSON.stringify(prefix)}`, log);
@@ -461,6 +496,16 @@ class EtcdWatcher implements Watcher {
       } catch (error) {
         if (this.#closed) throw new Error(`${this.store.endpoint}: ${this.#what}: closed`);
         if (error instanceof StoreCompactedError) throw error;
+        if (this.expectCompaction) {
+          // etcd said the revision was compacted but did not say up to where.
+          throw new StoreCompactedError(
+            this.#next,
+            0,
+            `${this.#what} from revision ${this.#next}: that revision was compacted. ` +
+              `Re-read with list() and watch from its revision + 1`,
+            { cause: error },
+          );
+        }
         if (Date.now() + backoff >= deadline) {
           throw new StoreUnavailableError(
             this.store.endpoint,
@@ -497,6 +542,7 @@ class EtcdWatcher implements Watcher {
       const fail = (error: Error) => {
         clearTimeout(timer);
         if (this.#stream !== stream) return;
+        this.store.noteFailure();
         this.#stream = undefined;
         void endStream(stream);
         if (!created) {
@@ -524,15 +570,19 @@ class EtcdWatcher implements Watcher {
           );
           return;
         }
+        const confirm = () => {
+          if (created) return;
+          created = true;
+          clearTimeout(timer);
+          this.#resumed();
+          resolve();
+        };
         if (res.created) {
-          if (!created) {
-            created = true;
-            clearTimeout(timer);
-            this.#resumed();
-            resolve();
-          }
+          // A watch from a compacted revision is confirmed, then cancelled: wait for that.
+          if (!this.expectCompaction) confirm();
           return;
         }
+        confirm();
         this.#receive(res);
       });
       stream.on("error", (error: Error) => fail(error));
@@ -739,6 +789,7 @@ class EtcdLease implements Lease {
       }
       const fail = (error: Error) => {
         if (this.#stream !== stream) return;
+        this.store.noteFailure();
         this.#pending?.reject(error);
         this.#pending = undefined;
         this.#dropStream();

@@ -10,6 +10,7 @@ import type { Store, StoreSettings } from "./types.ts";
 export * from "./types.ts";
 export { DEFAULT_STORE_PREFIX, type StoreKeys, storeKeys } from "./keys.ts";
 export {
+  etcd3ProtoDir,
   ETCD_ENV_VARS,
   storePermissionFlags,
   type StorePermissions,

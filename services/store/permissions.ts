@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { StoreSettings } from "./types.ts";
 
 /** Environment variables grpc-js (under etcd3) reads when it is used (etcd backend). */
@@ -25,6 +26,21 @@ export const ETCD_ENV_VARS: readonly string[] = Object.freeze([
   "no_proxy",
 ]);
 
+/**
+ * The directory of etcd3's `rpc.proto`, which etcd3 reads when it is loaded
+ * (a file in Deno's npm cache, so the process needs read access to it).
+ * Undefined when the package cannot be resolved.
+ */
+export function etcd3ProtoDir(): string | undefined {
+  try {
+    const entry = fileURLToPath(import.meta.resolve("etcd3"));
+    // <package>/lib/index.js -> <package>/proto
+    return join(dirname(dirname(entry)), "proto");
+  } catch {
+    return undefined;
+  }
+}
+
 /** Permission lists for {@linkcode storePermissions}. */
 export interface StorePermissions {
   /** `--allow-read` paths. */
@@ -44,13 +60,20 @@ function hostPort(endpoint: string): string {
 
 /**
  * The permissions a process needs to open a store with `settings`:
- * etcd: network access to the endpoints and the variables grpc-js reads;
+ * etcd: network access to the endpoints, the variables grpc-js reads, and
+ * read access to etcd3's proto directory ({@linkcode etcd3ProtoDir});
  * embedded: read/write on the directory of the SQLite file (SQLite also
  * creates `-wal` and `-shm` files next to it).
  */
 export function storePermissions(settings: StoreSettings): StorePermissions {
   if (settings.backend === "etcd") {
-    return { read: [], write: [], net: settings.endpoints.map(hostPort), env: [...ETCD_ENV_VARS] };
+    const proto = etcd3ProtoDir();
+    return {
+      read: proto === undefined ? [] : [proto],
+      write: [],
+      net: settings.endpoints.map(hostPort),
+      env: [...ETCD_ENV_VARS],
+    };
   }
   const dir = dirname(settings.path);
   return { read: [dir], write: [dir], net: [], env: [] };
