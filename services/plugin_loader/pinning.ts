@@ -97,10 +97,24 @@ export async function buildPin(
   options: PinOptions = {},
 ): Promise<{ pin: PluginPin; bytes: Map<string, Uint8Array> }> {
   const checked = parsePluginSpec(spec, `plugins.${name}`);
-  const version = specVersion(checked);
+  const own = options.workDir === undefined && options.cacheDir === undefined;
   const workDir = options.workDir ??
     (options.cacheDir ? join(options.cacheDir, "tmp") : await Deno.makeTempDir());
-  await Deno.mkdir(workDir, { recursive: true });
+  try {
+    await Deno.mkdir(workDir, { recursive: true });
+    return await buildPinIn(name, checked, workDir, options);
+  } finally {
+    if (own) await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function buildPinIn(
+  name: string,
+  checked: PluginSpec,
+  workDir: string,
+  options: PinOptions,
+): Promise<{ pin: PluginPin; bytes: Map<string, Uint8Array> }> {
+  const version = specVersion(checked);
   const fail = (message: string, cause?: unknown): never => {
     throw new PinError(name, checked.url, message, { cause });
   };
