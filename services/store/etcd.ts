@@ -293,7 +293,6 @@ export class EtcdStore implements Store {
       (deadline) => this.kv.range({ ...prefixRange(prefix), sort_order: "Ascend" }, { deadline }),
     );
     const items = res.kvs.map(toKeyValue);
-    items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return { items, revision: Number(res.header.revision) };
   }
 
@@ -918,16 +917,15 @@ export async function openEtcdStore(
     );
   } catch (error) {
     await store.close();
-    if (error instanceof StoreUnavailableError) {
-      throw new StoreUnavailableError(
-        store.endpoint,
-        `cannot connect to ${store.endpoint} within ${timeout} ms: ${
-          errorMessage(error.cause ?? error)
-        }`,
-        { cause: error.cause ?? error },
-      );
-    }
-    throw error;
+    // Whatever answered (or did not) is not a usable etcd: name the endpoint.
+    const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+    throw new StoreUnavailableError(
+      store.endpoint,
+      `cannot connect to ${store.endpoint}${
+        error instanceof StoreUnavailableError ? ` within ${timeout} ms` : ""
+      }: ${errorMessage(cause)}`,
+      { cause },
+    );
   }
   return store;
 }

@@ -27,6 +27,7 @@ export type WatchEvent =
 
 /** Result of listing a prefix: the items and the store revision they were read at. */
 export interface ListResult {
+  /** The keys under the prefix, sorted by key. */
   items: KeyValue[];
   /** Store revision at the moment of the read; watch from `revision + 1` to miss nothing. */
   revision: number;
@@ -122,6 +123,7 @@ export interface Store {
 
 /** Store connection settings, as in monitor.yaml's `store:` section. */
 export interface StoreSettings {
+  /** Which backend {@linkcode openStore} opens. */
   backend: "embedded" | "etcd";
   /** etcd only: `host:port` list. */
   endpoints: string[];
@@ -135,8 +137,18 @@ export interface StoreSettings {
 
 /** Error raised when a backend cannot be reached; the message names the endpoint. */
 export class StoreUnavailableError extends Error {
-  /** @param endpoint what was tried, e.g. `etcd at 127.0.0.1:2379` */
-  constructor(readonly endpoint: string, message: string, options?: ErrorOptions) {
+  /**
+   * Creates the error.
+   * @param endpoint what was tried, e.g. `etcd at 127.0.0.1:2379`
+   * @param message the whole message (names the endpoint too)
+   * @param options the underlying error as `cause`
+   */
+  constructor(
+    /** What was tried, e.g. `etcd at 127.0.0.1:2379`. */
+    readonly endpoint: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = "StoreUnavailableError";
   }
@@ -149,11 +161,14 @@ export class StoreUnavailableError extends Error {
  */
 export class StoreCompactedError extends Error {
   /**
+   * Creates the error.
    * @param requestedRevision the first revision the watch wanted
    * @param compactRevision the oldest revision a watch can still start from
    */
   constructor(
+    /** The first revision the watch wanted. */
     readonly requestedRevision: number,
+    /** The oldest revision a watch can still start from (0 when the backend did not say). */
     readonly compactRevision: number,
     message: string,
     options?: ErrorOptions,

@@ -31,6 +31,7 @@ export type ComponentName = "etcd" | "etcdctl" | "kcat" | "librdkafka.so.1";
 
 /** One checked component. */
 export interface ComponentStatus {
+  /** The component. */
   name: ComponentName;
   /** Debian package that provides it. */
   debianPackage: string;
