@@ -353,6 +353,32 @@ Deno.test("a run() over its time budget fails; the worker is restarted for the n
   });
 });
 
+Deno.test("a throwing log or emitAlert callback of the agent does not disturb it", async () => {
+  await withSite(async (site, store) => {
+    const pinned = await pin(site, store, "scale", "/scale@1.0.0/mod.ts");
+    const notes: string[] = [];
+    const context: PluginContext = {
+      agentId: "a",
+      hostname: "h",
+      interval: 5,
+      log: () => {
+        throw new Error("log sink is broken");
+      },
+      emitAlert: () => {
+        throw new Error("alert sink is broken");
+      },
+    };
+    await withPlugin(pinned, await site.tempDir(), async (plugin) => {
+      await plugin.initialize({ factor: 2, alert_above: 1 }, context);
+      const out = await plugin.run({ timestamp: 1, metrics: { cpu: 5 } });
+      assert.deepEqual(out?.metrics, { cpu: 10, interval: 5 });
+      assert.equal(plugin.status().state, "ready");
+    }, { log: (_level, message) => notes.push(message) });
+    assert.ok(notes.some((n) => /handling its log message failed: log sink is broken/.test(n)));
+    assert.ok(notes.some((n) => /handling its alert message failed: alert sink is broken/.test(n)));
+  });
+});
+
 Deno.test("a plugin that throws or returns garbage fails that call only", async () => {
   await withSite(async (site, store) => {
     await site.write(

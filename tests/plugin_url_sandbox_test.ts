@@ -207,7 +207,10 @@ Deno.test("a violation in initialize() or in a background task stops the plugin 
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(background.status().faults, 1);
-    assert.match(background.status().error ?? "", /env access to "PLUGIN_URL_TEST_SECRET"/);
+    assert.match(
+      background.status().error ?? "",
+      /was stopped: a background task needed env access to "PLUGIN_URL_TEST_SECRET"/,
+    );
     await assert.rejects(background.run(SAMPLE), PluginPermissionError);
   });
 });

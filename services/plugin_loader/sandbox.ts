@@ -118,6 +118,10 @@ function describeGrant(permissions: PluginPermissions, kind: string): string {
   return granted && granted.length > 0 ? granted.join(", ") : "none";
 }
 
+function describeOperation(operation: string): string {
+  return operation === "background" ? "a background task" : `${operation}()`;
+}
+
 function permissionError(pin: PluginPin, operation: string, error: WireError): PluginError {
   const missing = missingPermission(error);
   if (!missing) {
@@ -131,7 +135,8 @@ function permissionError(pin: PluginPin, operation: string, error: WireError): P
     pin.name,
     missing.permission,
     missing.target,
-    `plugin "${pin.name}" was stopped: ${operation}() needed ${missing.permission} access to ` +
+    `plugin "${pin.name}" was stopped: ${describeOperation(operation)} needed ` +
+      `${missing.permission} access to ` +
       `"${missing.target}", which it was not granted (declared ${missing.permission}: ` +
       `${describeGrant(pin.permissions, missing.permission)})`,
   );
@@ -208,7 +213,11 @@ class WorkerPlugin implements UrlPlugin {
   }
 
   #note(level: PluginLogLevel, message: string) {
-    this.options.log?.(level, message);
+    try {
+      this.options.log?.(level, message);
+    } catch {
+      // the agent's log callback failed; nothing better to do than to go on
+    }
   }
 
   get #runTimeout() {
@@ -287,6 +296,20 @@ class WorkerPlugin implements UrlPlugin {
 
   #receive(worker: Worker, message: WorkerMessage) {
     if (worker !== this.#worker || typeof message !== "object" || message === null) return;
+    try {
+      this.#dispatch(message);
+    } catch (error) {
+      // A throwing log or emitAlert callback must not become an uncaught error of the agent.
+      this.#note(
+        "error",
+        `plugin "${this.pin.name}": handling its ${message.type} message failed: ${
+          (error as Error)?.message ?? String(error)
+        }`,
+      );
+    }
+  }
+
+  #dispatch(message: WorkerMessage) {
     switch (message.type) {
       case "reply": {
         const pending = this.#pending.get(message.id);
@@ -324,7 +347,7 @@ class WorkerPlugin implements UrlPlugin {
       case "fault": {
         this.#faults++;
         const error = message.error ?? toWire(message);
-        const failure = permissionError(this.pin, "a background task", error);
+        const failure = permissionError(this.pin, "background", error);
         this.#lastFault = failure.message;
         if (failure instanceof PluginPermissionError) {
           this.#note("error", failure.message);
