@@ -220,6 +220,7 @@ class Engine {
   readonly stmts: Statements;
   readonly options: Required<EmbeddedStoreOptions>;
   #lastCompactMs = 0;
+  #prepared = new Map<string, StatementSync>();
 
   constructor(
     readonly db: DatabaseSync,
@@ -229,6 +230,16 @@ class Engine {
   ) {
     this.options = options;
     this.stmts = new Statements(db);
+  }
+
+  /** A prepared statement for `sql`, cached. */
+  statement(sql: string): StatementSync {
+    let statement = this.#prepared.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.#prepared.set(sql, statement);
+    }
+    return statement;
   }
 
   meta(): { revision: number; compacted: number } {
@@ -347,7 +358,7 @@ class Engine {
         ORDER BY revision LIMIT ${WATCH_BATCH}`;
       const params: (string | number)[] = [next, revision, prefix];
       if (end !== undefined) params.push(end);
-      const rows = this.db.prepare(sql).all(...params) as unknown as EventRow[];
+      const rows = this.statement(sql).all(...params) as unknown as EventRow[];
       const full = rows.length === WATCH_BATCH;
       return {
         events: rows.map(toEvent),
@@ -630,9 +641,10 @@ export class EmbeddedStore implements Store {
           `SELECT key, value, create_revision, mod_revision, lease FROM store_keys WHERE key >= ?${
             end === undefined ? "" : " AND key < ?"
           } ORDER BY key`;
+        const statement = this.#engine.statement(sql);
         const rows = (end === undefined
-          ? this.#engine.db.prepare(sql).all(prefix)
-          : this.#engine.db.prepare(sql).all(prefix, end)) as unknown as KeyRow[];
+          ? statement.all(prefix)
+          : statement.all(prefix, end)) as unknown as KeyRow[];
         return { items: rows.map(toKeyValue), revision };
       });
     });

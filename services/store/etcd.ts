@@ -709,6 +709,7 @@ class EtcdLease implements Lease {
   /** Set when etcd said the lease is gone and it could not be re-established yet. */
   #lostError: Error | undefined;
   #failing = false;
+  #reestablishing: Promise<void> | undefined;
 
   constructor(
     readonly store: EtcdStore,
@@ -830,8 +831,16 @@ class EtcdLease implements Lease {
     if (stream !== undefined) void endStream(stream);
   }
 
+  /** Re-establishes the lease once, however many callers noticed the loss at the same time. */
+  #reestablish(cause: Error): Promise<void> {
+    this.#reestablishing ??= this.#doReestablish(cause).finally(() => {
+      this.#reestablishing = undefined;
+    });
+    return this.#reestablishing;
+  }
+
   /** Grants a new lease, re-puts every key and calls the onLost listeners. */
-  async #reestablish(cause: Error): Promise<void> {
+  async #doReestablish(cause: Error): Promise<void> {
     this.#lostError = cause;
     const old = this.#id;
     const id = await this.store.grant(this.ttl);
