@@ -2,7 +2,7 @@
  * The broker's admin HTTP API and heartbeat health, over real HTTP and gRPC.
  */
 import assert from "node:assert/strict";
-import { answerCommands, MemoryStore, TestAgent, waitUntil } from "./broker_support.ts";
+import { answerCommands, TestAgent, waitUntil } from "./broker_support.ts";
 import { withBroker } from "./broker_fixture.ts";
 
 async function getJson(
@@ -142,18 +142,23 @@ Deno.test("broker admin: /metrics is Prometheus text with broker counters and ea
     }
   }));
 
-Deno.test("broker health: heartbeats listed at start and watched; deleted or expired means dead", async () => {
-  const store = new MemoryStore();
-  await store.put(
-    "/monitor/heartbeat/early-1",
-    JSON.stringify({ agent_id: "early-1", hostname: "h1", timestamp: 1000, status: "running" }),
-  );
-  await withBroker({ store }, async ({ broker }) => {
+Deno.test("broker health: heartbeats listed at start and watched; deleted or expired means dead", () =>
+  withBroker({
+    beforeStart: async (store) => {
+      await store.put(
+        "/monitor/heartbeat/early-1",
+        JSON.stringify({ agent_id: "early-1", hostname: "h1", timestamp: 1000, status: "running" }),
+      );
+    },
+  }, async ({ broker, store, openAnotherStore }) => {
     const status = (id: string) => broker.health().find((h) => h.agent_id === id);
     assert.equal(status("early-1")?.status, "alive");
     assert.equal(status("early-1")?.last_seen, 1000);
     assert.equal(status("early-1")?.hostname, "h1");
-    const lease = await store.lease(30);
+    // Another "process" keeps a heartbeat on a short lease, then dies (its store closes,
+    // so nobody keeps the lease alive): the lease expires and the key goes with it.
+    const other = await openAnotherStore();
+    const lease = await other.lease(2);
     await lease.put(
       "/monitor/heartbeat/late-1",
       JSON.stringify({
@@ -167,10 +172,10 @@ Deno.test("broker health: heartbeats listed at start and watched; deleted or exp
     await store.delete("/monitor/heartbeat/early-1");
     await waitUntil(() => status("early-1")?.status === "dead", 5000, "early-1 dead");
     assert.equal(status("early-1")?.last_seen, 1000);
-    store.expireLease(lease.id);
+    await other.close();
     await waitUntil(
       () => status("late-1")?.status === "dead",
-      5000,
+      10_000,
       "late-1 dead after its lease expired",
     );
     await store.put(
@@ -181,8 +186,7 @@ Deno.test("broker health: heartbeats listed at start and watched; deleted or exp
     const metrics = broker.metrics();
     assert.match(metrics, /monitor_agent_up\{agent="early-1"\} 1/);
     assert.match(metrics, /monitor_agent_up\{agent="late-1"\} 0/);
-  });
-});
+  }));
 
 Deno.test("broker admin: PUT /config validates with the agent-config validator, then writes the store; GET falls back to the default", () =>
   withBroker({}, async ({ adminUrl, store }) => {

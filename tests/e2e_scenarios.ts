@@ -19,7 +19,8 @@ import { openStore, storePermissionFlags } from "../services/store/mod.ts";
 import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import type { Store, StoreSettings } from "../services/store/types.ts";
 import { collect, delay, TestAgent, waitUntil, within } from "./broker_support.ts";
-import { freePort, mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
+import { mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
+import { freePorts } from "./harness/free_port.ts";
 
 /** A backend pair for the scenarios. */
 export interface Backends {
@@ -76,8 +77,7 @@ async function withSystem(
   startSupervisedBroker = true,
 ): Promise<void> {
   const backends = await options.backends();
-  const port = freePort();
-  const adminPort = freePort();
+  const [port, adminPort] = freePorts(2);
   const brokerAddress = `127.0.0.1:${port}`;
   const adminAddress = `127.0.0.1:${adminPort}`;
   const processes: ServiceProcess[] = [];

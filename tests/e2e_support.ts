@@ -10,14 +10,6 @@ import { delay, within } from "./broker_support.ts";
 /** Root of the repository. */
 export const REPO = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
-/** A free TCP port on loopback (closed again before returning). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** A service running as a `deno run` subprocess, with its output collected line by line. */
 export class ServiceProcess {
   /** Every line of stdout and stderr, in arrival order (per stream). */

@@ -7,7 +7,7 @@
  */
 import { checkAgentId } from "../common/ids.ts";
 import { ConfigError, type ConfigIssue } from "../config/issues.ts";
-import type { Store } from "../store/types.ts";
+import { type Store, storeKeys } from "../store/mod.ts";
 import { validateAgentConfigValue } from "./config_check.ts";
 
 /** An agent's configuration as the admin API shows it. */
@@ -37,7 +37,7 @@ export function checkConfigTarget(agentId: string): string | undefined {
 }
 
 function configKey(prefix: string, agentId: string): string {
-  return `${prefix.replace(/\/+$/, "")}/config/${agentId}`;
+  return storeKeys(prefix).config(agentId);
 }
 
 /** Reads an agent's configuration (its own key, else the default). */

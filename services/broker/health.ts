@@ -7,7 +7,13 @@
  * @module
  */
 import { errorMessage, type Logger } from "../common/log.ts";
-import type { Store, Watcher, WatchEvent } from "../store/types.ts";
+import {
+  type Store,
+  type StoreKeys,
+  storeKeys,
+  type Watcher,
+  type WatchEvent,
+} from "../store/mod.ts";
 
 /** One agent's health as last observed. */
 export interface AgentHealth {
@@ -32,12 +38,12 @@ interface Entry extends AgentHealth {
 export class HealthMonitor {
   #entries = new Map<string, Entry>();
   #watcher: Watcher | undefined;
-  #prefix: string;
+  #keys: StoreKeys;
   #log: Logger;
   #listeners = new Set<(health: AgentHealth) => void>();
 
-  private constructor(prefix: string, log: Logger) {
-    this.#prefix = prefix;
+  private constructor(keys: StoreKeys, log: Logger) {
+    this.#keys = keys;
     this.#log = log;
   }
 
@@ -47,12 +53,12 @@ export class HealthMonitor {
    * @param prefix the product's key prefix, e.g. `/monitor`
    */
   static async start(store: Store, prefix: string, log: Logger): Promise<HealthMonitor> {
-    const monitor = new HealthMonitor(`${prefix.replace(/\/+$/, "")}/heartbeat/`, log);
-    const listed = await store.list(monitor.#prefix);
+    const monitor = new HealthMonitor(storeKeys(prefix), log);
+    const listed = await store.list(monitor.#keys.heartbeatPrefix);
     const now = Date.now() / 1000;
     for (const item of listed.items) monitor.#put(item.key, item.value, now, true);
     monitor.#watcher = await store.watch(
-      monitor.#prefix,
+      monitor.#keys.heartbeatPrefix,
       { fromRevision: listed.revision + 1 },
       (event) => monitor.#event(event),
     );
@@ -81,9 +87,7 @@ export class HealthMonitor {
   }
 
   #agentId(key: string): string | undefined {
-    if (!key.startsWith(this.#prefix)) return undefined;
-    const id = key.slice(this.#prefix.length);
-    return id.length > 0 ? id : undefined;
+    return this.#keys.nameOf(key, this.#keys.heartbeatPrefix);
   }
 
   #event(event: WatchEvent) {
