@@ -1,0 +1,39 @@
+/**
+ * Configuration: monitor.yaml (parse, validate, resolve, render), the agent
+ * configuration format, and configuration issues with their positions.
+ *
+ * @module
+ */
+export {
+  type AgentTlsConfig,
+  type AnalysisConfig,
+  type BrokerConfig,
+  type BrokerTlsConfig,
+  type BusConfig,
+  checkMonitorConfig,
+  configPath,
+  databasePath,
+  loadMonitorConfig,
+  type LocalAgentConfig,
+  MONITOR_DEFAULTS,
+  MONITOR_KEYS,
+  type MonitorCheck,
+  type MonitorConfig,
+  parseMonitorConfig,
+  type ParseOptions,
+  resolveMonitorValue,
+  stateDirPath,
+  type StoreConfig,
+  type UrlPluginConfig,
+} from "./monitor_config.ts";
+export { agentConfigDocument, monitorConfigDocument, renderMonitorConfig } from "./render.ts";
+export { runValidate, type ValidateHooks, type ValidateOutput } from "./validate_main.ts";
+export {
+  type AgentConfig,
+  DEFAULT_AGENT_CONFIG_JSON,
+  parseAgentConfigText,
+  sameAgentConfig,
+  validateAgentConfig,
+} from "./agent_config.ts";
+export { ConfigError, type ConfigIssue, describeValue, didYouMean, formatIssue } from "./issues.ts";
+export { parseYamlSource, type YamlSource } from "./yaml_source.ts";

@@ -1,0 +1,642 @@
+/**
+ * monitor.yaml: the one file describing a deployment. Parsed with source
+ * positions, validated against the schema of its fixed top-level keys
+ * (`store`, `bus`, `broker`, `agent`, `analysis`, `agents`, `plugins`, plus
+ * `state_dir` and `log_level`), and resolved into a {@linkcode MonitorConfig}
+ * with every default filled in.
+ *
+ * Every issue names the file, line and column, the key path
+ * (`agents.default.interval`), what was expected and what was found; unknown
+ * keys come with a did-you-mean. All issues of a document are reported, not
+ * only the first.
+ *
+ * `agents:` entries are checked by the agent's own validator
+ * ({@linkcode validateAgentConfig}) and `plugins:` by the plugin loader's
+ * ({@linkcode checkPluginsSection}), so monitor.yaml accepts exactly what the
+ * agent and the loader accept.
+ *
+ * @module
+ */
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { isLoopbackHost } from "../broker/admin.ts";
+import { checkAgentId } from "../common/ids.ts";
+import { LOG_LEVELS, type LogLevel } from "../common/log.ts";
+import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
+import { DATABASE_FILE } from "../common/service_settings.ts";
+import { checkPluginsSection, normalizePermissions, specVersion } from "../plugin_loader/spec.ts";
+import type { PluginPermissions } from "../plugin_loader/types.ts";
+import {
+  type AgentConfig,
+  DEFAULT_AGENT_CONFIG_JSON,
+  validateAgentConfig,
+} from "./agent_config.ts";
+import {
+  flag,
+  hostPort,
+  hostPortList,
+  isMapping,
+  Issues,
+  oneOf,
+  positive,
+  section,
+  text,
+} from "./checks.ts";
+import { ConfigError, type ConfigIssue, describeValue } from "./issues.ts";
+import { parseYamlSource } from "./yaml_source.ts";
+
+/** The top-level keys of monitor.yaml. */
+export const MONITOR_KEYS: readonly string[] = Object.freeze([
+  "state_dir",
+  "log_level",
+  "store",
+  "bus",
+  "broker",
+  "agent",
+  "analysis",
+  "agents",
+  "plugins",
+]);
+
+/** Defaults of monitor.yaml (the values `deno task validate` fills in). */
+export const MONITOR_DEFAULTS = Object.freeze({
+  state_dir: ".monitor",
+  log_level: "info" as LogLevel,
+  store: Object.freeze({ backend: "embedded", endpoints: ["127.0.0.1:2379"], prefix: "/monitor" }),
+  bus: Object.freeze({ backend: "embedded", brokers: ["127.0.0.1:9092"] }),
+  broker: Object.freeze({
+    /** Same as the broker's `DEFAULT_LISTEN` (a test keeps them equal). */
+    listen: "127.0.0.1:50052",
+    /** Same as the broker's `DEFAULT_ADMIN`. */
+    admin: "127.0.0.1:50053",
+    command_timeout: 10,
+    max_batch_samples: 1000,
+  }),
+  analysis: Object.freeze({ group: "analysis", command_timeout: 15, summary_interval: 10 }),
+  agent: Object.freeze({ metrics_source: "auto" }),
+});
+
+/** Where the store lives. */
+export interface StoreConfig {
+  /** `embedded` (SQLite in the state directory, one machine) or `etcd`. */
+  backend: "embedded" | "etcd";
+  /** etcd only: `host:port` list. */
+  endpoints: string[];
+  /** Key prefix, without a trailing slash (default `/monitor`). */
+  prefix: string;
+}
+
+/** Where the bus lives. */
+export interface BusConfig {
+  /** `embedded` (SQLite in the state directory, one machine) or `kafka`. */
+  backend: "embedded" | "kafka";
+  /** kafka only: bootstrap brokers, `host:port` list. */
+  brokers: string[];
+  /** Topic names. */
+  topics: TopicNames;
+}
+
+/** TLS of the broker's gRPC listener. */
+export interface BrokerTlsConfig {
+  /** Certificate chain (PEM file, relative to monitor.yaml's folder). */
+  cert: string;
+  /** Private key (PEM file). */
+  key: string;
+  /** CA (PEM file) agent certificates must chain to (mTLS). */
+  ca?: string;
+  /** Refuse agents without a certificate signed by `ca`. */
+  require_client_cert: boolean;
+}
+
+/** The broker's settings (`broker:`). */
+export interface BrokerConfig {
+  /** gRPC address agents connect to. */
+  listen: string;
+  /** Admin HTTP API address, or `off`. */
+  admin: string;
+  /** Bearer token the admin API requires (needed when `admin` is not loopback). */
+  admin_token?: string;
+  /** Shared secret agents must present. */
+  token?: string;
+  /** File that gets every sample as a JSON line (relative to monitor.yaml's folder). */
+  sink?: string;
+  /** Seconds an agent has to answer a command. */
+  command_timeout: number;
+  /** Largest batch accepted from an agent (samples). */
+  max_batch_samples: number;
+  /** TLS of the gRPC listener (plaintext when absent). */
+  tls?: BrokerTlsConfig;
+}
+
+/** The analysis application's settings (`analysis:`). */
+export interface AnalysisConfig {
+  /** Consumer group. */
+  group: string;
+  /** Seconds `send` waits for results. */
+  command_timeout: number;
+  /** Seconds between summaries when the output is not a terminal. */
+  summary_interval: number;
+}
+
+/** TLS of the local agent's connection to the broker. */
+export interface AgentTlsConfig {
+  /** CA (PEM file) the broker's certificate must chain to. */
+  ca?: string;
+  /** Client certificate (PEM file), for mTLS. */
+  cert?: string;
+  /** Client private key (PEM file), for mTLS. */
+  key?: string;
+  /** Expected name in the broker's certificate. */
+  server_name?: string;
+}
+
+/** The local agent the supervisor starts (`agent:`). */
+export interface LocalAgentConfig {
+  /** Agent id (default: the hostname). */
+  id: string;
+  /** Broker address (default: `broker.listen`, 0.0.0.0 read as 127.0.0.1). */
+  broker: string;
+  /** Shared secret for the broker (default: `broker.token`). */
+  token?: string;
+  /** Where cpu and memory come from. */
+  metrics_source: "auto" | "native" | "systeminformation";
+  /** TLS to the broker (plaintext when absent). */
+  tls?: AgentTlsConfig;
+}
+
+/** A plugin loaded by URL (`plugins: <name>:`), resolved. */
+export interface UrlPluginConfig {
+  /** Entry module URL. */
+  url: string;
+  /** Version (given, or read from the URL). */
+  version: string;
+  /** Granted permissions (sorted lists; empty means none). */
+  permissions: PluginPermissions;
+  /** Settings passed to the plugin's `initialize`. */
+  config: Record<string, unknown>;
+}
+
+/** A valid monitor.yaml with every default filled in. */
+export interface MonitorConfig {
+  /** State directory as written (relative paths are relative to monitor.yaml's folder). */
+  state_dir: string;
+  /** Log level of every service. */
+  log_level: LogLevel;
+  store: StoreConfig;
+  bus: BusConfig;
+  broker: BrokerConfig;
+  analysis: AnalysisConfig;
+  agent: LocalAgentConfig;
+  /** Desired configuration by agent id (`default` included), validated by the agent's rules. */
+  agents: Record<string, AgentConfig>;
+  /**
+   * The `agents:` entries as written (JSON values): what the supervisor puts
+   * at `<prefix>/config/<id>`, in the format agents and `etcdctl put` use.
+   */
+  agent_documents: Record<string, Record<string, unknown>>;
+  /** URL plugins by name. */
+  plugins: Record<string, UrlPluginConfig>;
+  /** Where the configuration came from (not part of the YAML). */
+  source: {
+    /** The file as given (for messages), if any. */
+    file?: string;
+    /** Folder relative paths are resolved against. */
+    dir: string;
+  };
+}
+
+/** Options of {@linkcode parseMonitorConfig}. */
+export interface ParseOptions {
+  /** Default of `agent.id` (default: `Deno.hostname()`, or `localhost` without permission). */
+  hostname?: string;
+  /** Folder relative paths are resolved against (default: the file's folder). */
+  dir?: string;
+}
+
+/** Outcome of {@linkcode checkMonitorConfig}: a config when there are no issues. */
+export interface MonitorCheck {
+  config?: MonitorConfig;
+  /** Every issue, with line and column when known. */
+  issues: ConfigIssue[];
+}
+
+const STORE_KEYS = ["backend", "endpoints", "prefix"] as const;
+const BUS_KEYS = ["backend", "brokers", "topics"] as const;
+const TOPIC_KEYS = ["data", "commands", "results", "alerts"] as const;
+const BROKER_KEYS = [
+  "listen",
+  "admin",
+  "admin_token",
+  "token",
+  "sink",
+  "command_timeout",
+  "max_batch_samples",
+  "tls",
+] as const;
+const BROKER_TLS_KEYS = ["cert", "key", "ca", "require_client_cert"] as const;
+const ANALYSIS_KEYS = ["group", "command_timeout", "summary_interval"] as const;
+const AGENT_KEYS = ["id", "broker", "token", "metrics_source", "tls"] as const;
+const AGENT_TLS_KEYS = ["ca", "cert", "key", "server_name"] as const;
+const METRICS_SOURCES = ["auto", "native", "systeminformation"] as const;
+/** Kafka's rule for topic names (the services use the same). */
+const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,249}$/;
+
+function defaultHostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "localhost";
+  }
+}
+
+function checkStore(raw: unknown, issues: Issues): StoreConfig {
+  const d = MONITOR_DEFAULTS.store;
+  const doc = section(raw, "store", STORE_KEYS, issues) ?? {};
+  const backend = oneOf(doc, "backend", "store", ["embedded", "etcd"], "embedded", issues);
+  const endpoints = hostPortList(doc, "endpoints", "store", issues, { fallback: d.endpoints });
+  let prefix: string = d.prefix;
+  if (doc.prefix !== undefined && doc.prefix !== null) {
+    if (typeof doc.prefix !== "string" || !doc.prefix.startsWith("/") || /\s/.test(doc.prefix)) {
+      issues.wrong("store.prefix", "a key prefix starting with /, e.g. /monitor", doc.prefix);
+    } else prefix = doc.prefix.replace(/\/+$/, "") || d.prefix;
+  }
+  return { backend, endpoints, prefix };
+}
+
+function checkBus(raw: unknown, issues: Issues): BusConfig {
+  const d = MONITOR_DEFAULTS.bus;
+  const doc = section(raw, "bus", BUS_KEYS, issues) ?? {};
+  const backend = oneOf(doc, "backend", "bus", ["embedded", "kafka"], "embedded", issues);
+  const brokers = hostPortList(doc, "brokers", "bus", issues, { fallback: d.brokers });
+  const topics: TopicNames = { ...DEFAULT_TOPICS };
+  const topicsDoc = section(doc.topics, "bus.topics", TOPIC_KEYS, issues) ?? {};
+  const seen = new Map<string, string>();
+  for (const key of TOPIC_KEYS) {
+    const value = topicsDoc[key];
+    if (value !== undefined && value !== null) {
+      if (typeof value !== "string" || !TOPIC_PATTERN.test(value)) {
+        issues.wrong(
+          `bus.topics.${key}`,
+          "a topic name of 1 to 249 letters, digits, '.', '_' or '-'",
+          value,
+        );
+        continue;
+      }
+      topics[key] = value;
+    }
+    const other = seen.get(topics[key]);
+    if (other !== undefined) {
+      issues.add({
+        path: `bus.topics.${key}`,
+        expected: `a topic of its own (bus.topics.${other} is ${JSON.stringify(topics[key])})`,
+        found: describeValue(topics[key]),
+      });
+    } else seen.set(topics[key], key);
+  }
+  return { backend, brokers, topics };
+}
+
+const SECONDS = "a number of seconds greater than 0";
+
+function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
+  const d = MONITOR_DEFAULTS.broker;
+  const doc = section(raw, "broker", BROKER_KEYS, issues) ?? {};
+  const listen = hostPort(doc, "listen", "broker", issues, { fallback: d.listen });
+  const admin = hostPort(doc, "admin", "broker", issues, { fallback: d.admin }, {
+    also: "off",
+    what: "the admin API's address host:port, e.g. 127.0.0.1:50053",
+  });
+  const config: BrokerConfig = {
+    listen,
+    admin,
+    command_timeout: positive(doc, "command_timeout", "broker", issues, {
+      fallback: d.command_timeout,
+      what: SECONDS,
+    }),
+    max_batch_samples: positive(doc, "max_batch_samples", "broker", issues, {
+      fallback: d.max_batch_samples,
+      what: "a whole number of samples greater than 0",
+      whole: true,
+    }),
+  };
+  const adminToken = text(doc, "admin_token", "broker", "a non-empty token", issues);
+  const token = text(doc, "token", "broker", "a non-empty token", issues);
+  const sink = text(doc, "sink", "broker", "a file path", issues);
+  if (adminToken !== undefined) config.admin_token = adminToken;
+  if (token !== undefined) config.token = token;
+  if (sink !== undefined) config.sink = sink;
+  if (admin !== "off" && adminToken === undefined && typeof doc.admin === "string") {
+    const host = admin.replace(/:\d+$/, "");
+    if (!isLoopbackHost(host)) {
+      issues.wrong(
+        "broker.admin",
+        "a loopback address (127.0.0.1 or [::1]) unless broker.admin_token is set",
+        doc.admin,
+      );
+    }
+  }
+  if (doc.tls !== undefined && doc.tls !== null) {
+    const tls = section(doc.tls, "broker.tls", BROKER_TLS_KEYS, issues);
+    if (tls) {
+      const cert = text(tls, "cert", "broker.tls", "a PEM file path", issues);
+      const key = text(tls, "key", "broker.tls", "a PEM file path", issues);
+      const ca = text(tls, "ca", "broker.tls", "a PEM file path", issues);
+      const require = flag(tls, "require_client_cert", "broker.tls", issues, {
+        fallback: false,
+        what: "refuse agents without a client certificate",
+      });
+      if (cert === undefined && tls.cert === undefined) {
+        issues.wrong("broker.tls.cert", "the certificate (PEM file) together with key", undefined);
+      }
+      if (key === undefined && tls.key === undefined) {
+        issues.wrong("broker.tls.key", "the private key (PEM file) together with cert", undefined);
+      }
+      if (require && ca === undefined && tls.ca === undefined) {
+        issues.wrong(
+          "broker.tls.ca",
+          "the CA (PEM file) client certificates must chain to, since require_client_cert is true",
+          undefined,
+        );
+      }
+      if (cert !== undefined && key !== undefined) {
+        config.tls = { cert, key, require_client_cert: require };
+        if (ca !== undefined) config.tls.ca = ca;
+      }
+    }
+  }
+  return config;
+}
+
+function checkAnalysis(raw: unknown, issues: Issues): AnalysisConfig {
+  const d = MONITOR_DEFAULTS.analysis;
+  const doc = section(raw, "analysis", ANALYSIS_KEYS, issues) ?? {};
+  return {
+    group: text(doc, "group", "analysis", "a consumer group name", issues) ?? d.group,
+    command_timeout: positive(doc, "command_timeout", "analysis", issues, {
+      fallback: d.command_timeout,
+      what: SECONDS,
+    }),
+    summary_interval: positive(doc, "summary_interval", "analysis", issues, {
+      fallback: d.summary_interval,
+      what: SECONDS,
+    }),
+  };
+}
+
+function checkAgent(
+  raw: unknown,
+  broker: BrokerConfig,
+  hostname: string,
+  issues: Issues,
+): LocalAgentConfig {
+  const doc = section(raw, "agent", AGENT_KEYS, issues) ?? {};
+  let id = hostname;
+  if (doc.id !== undefined && doc.id !== null) {
+    const problem = typeof doc.id === "string" ? checkAgentId(doc.id) : "a string";
+    if (problem === undefined) id = doc.id as string;
+    else {
+      issues.wrong(
+        "agent.id",
+        "an agent id: 1 to 128 letters, digits, '.', '_' or '-', not \"all\"",
+        doc.id,
+      );
+    }
+  }
+  const fromListen = broker.listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
+  const config: LocalAgentConfig = {
+    id,
+    broker: hostPort(doc, "broker", "agent", issues, { fallback: fromListen }, {
+      what: "the broker's address host:port, e.g. 10.0.0.5:50052",
+    }),
+    metrics_source: oneOf(doc, "metrics_source", "agent", METRICS_SOURCES, "auto", issues),
+  };
+  const token = text(doc, "token", "agent", "a non-empty token", issues) ?? broker.token;
+  if (token !== undefined) config.token = token;
+  if (doc.tls !== undefined && doc.tls !== null) {
+    const tlsDoc = section(doc.tls, "agent.tls", AGENT_TLS_KEYS, issues);
+    if (tlsDoc) {
+      const tls: AgentTlsConfig = {};
+      for (const key of AGENT_TLS_KEYS) {
+        const what = key === "server_name" ? "a host name" : "a PEM file path";
+        const value = text(tlsDoc, key, "agent.tls", what, issues);
+        if (value !== undefined) tls[key] = value;
+      }
+      const hasCert = tlsDoc.cert !== undefined && tlsDoc.cert !== null;
+      const hasKey = tlsDoc.key !== undefined && tlsDoc.key !== null;
+      if (hasCert !== hasKey) {
+        const missing = hasCert ? "key" : "cert";
+        issues.wrong(
+          `agent.tls.${missing}`,
+          `both cert and key (PEM files) for mTLS, or neither`,
+          undefined,
+        );
+      }
+      if (Object.keys(tls).length > 0) config.tls = tls;
+    }
+  }
+  return config;
+}
+
+function checkPlugins(raw: unknown, issues: Issues): Record<string, UrlPluginConfig> {
+  const found: ConfigIssue[] = [];
+  const specs = checkPluginsSection(raw, found, "plugins");
+  for (const issue of found) issues.add(issue);
+  const plugins: Record<string, UrlPluginConfig> = {};
+  for (const [name, spec] of specs) {
+    plugins[name] = {
+      url: spec.url,
+      version: specVersion(spec),
+      permissions: normalizePermissions(spec.permissions),
+      config: structuredClone(spec.config ?? {}),
+    };
+  }
+  return plugins;
+}
+
+function checkAgents(
+  raw: unknown,
+  urlPlugins: readonly string[],
+  issues: Issues,
+): { agents: Record<string, AgentConfig>; documents: Record<string, Record<string, unknown>> } {
+  const agents: Record<string, AgentConfig> = {};
+  const documents: Record<string, Record<string, unknown>> = {};
+  let entries: Array<[string, unknown]> = [];
+  if (raw !== undefined && raw !== null) {
+    if (!isMapping(raw)) {
+      issues.wrong(
+        "agents",
+        "a mapping from agent id (or default) to its configuration {interval, metrics, plugins}",
+        raw,
+      );
+    } else entries = Object.entries(raw);
+  }
+  if (!entries.some(([id]) => id === "default")) {
+    entries.push(["default", structuredClone(DEFAULT_AGENT_CONFIG_JSON)]);
+  }
+  for (const [id, value] of entries) {
+    const where = `agents.${id}`;
+    const problem = checkAgentId(id);
+    if (problem !== undefined) {
+      issues.add({
+        path: where,
+        expected: "an agent id (1 to 128 letters, digits, '.', '_' or '-', not \"all\") or default",
+        found: describeValue(id),
+        anchor: "key",
+      });
+      continue;
+    }
+    const result = validateAgentConfig(value, where, { knownPlugins: { url: urlPlugins } });
+    for (const issue of result.issues) issues.add(issue);
+    if (result.config && isMapping(value)) {
+      agents[id] = result.config;
+      documents[id] = structuredClone(value);
+    }
+  }
+  return { agents, documents };
+}
+
+/**
+ * Validates a plain monitor.yaml value (already parsed) and resolves it.
+ * Issues carry key paths but no positions; prefer {@linkcode checkMonitorConfig}.
+ * @param value the document's value (`null`/`undefined` for an empty file)
+ * @param options defaults that depend on the machine
+ */
+export function resolveMonitorValue(
+  value: unknown,
+  options: ParseOptions & { file?: string } = {},
+): { config?: MonitorConfig; issues: Array<ConfigIssue & { anchor?: "key" | "value" }> } {
+  const issues = new Issues();
+  const doc = section(value, "", MONITOR_KEYS, issues);
+  if (doc === undefined) return { issues: issues.list };
+  let stateDir: string = MONITOR_DEFAULTS.state_dir;
+  if (doc.state_dir !== undefined && doc.state_dir !== null) {
+    if (typeof doc.state_dir === "string" && doc.state_dir.trim() !== "") stateDir = doc.state_dir;
+    else issues.wrong("state_dir", "a directory path, e.g. .monitor", doc.state_dir);
+  }
+  const logLevel = oneOf(doc, "log_level", "", LOG_LEVELS, MONITOR_DEFAULTS.log_level, issues);
+  const store = checkStore(doc.store, issues);
+  const bus = checkBus(doc.bus, issues);
+  const broker = checkBroker(doc.broker, issues);
+  const analysis = checkAnalysis(doc.analysis, issues);
+  const agent = checkAgent(doc.agent, broker, options.hostname ?? defaultHostname(), issues);
+  const plugins = checkPlugins(doc.plugins, issues);
+  // Agents may name every declared plugin, even one whose declaration has issues of its own.
+  const declared = isMapping(doc.plugins) ? Object.keys(doc.plugins) : [];
+  const { agents, documents } = checkAgents(doc.agents, declared, issues);
+  if (issues.count > 0) return { issues: issues.list };
+  const config: MonitorConfig = {
+    state_dir: stateDir,
+    log_level: logLevel,
+    store,
+    bus,
+    broker,
+    analysis,
+    agent,
+    agents,
+    agent_documents: documents,
+    plugins,
+    source: { dir: options.dir ?? (options.file ? dirname(options.file) : ".") },
+  };
+  if (options.file !== undefined) config.source.file = options.file;
+  return { config, issues: [] };
+}
+
+function isKeyIssue(issue: ConfigIssue & { anchor?: string }): boolean {
+  if (issue.anchor) return issue.anchor === "key";
+  if (/^unknown (key|setting)\b/.test(issue.found) || issue.found.startsWith("a request for ")) {
+    return true;
+  }
+  // The plugin loader reports a bad key as describeValue(key).
+  const last = /(?:^|\.)([^.[\]]+)$/.exec(issue.path)?.[1];
+  return last !== undefined && issue.found === describeValue(last) && issue.expected !== "";
+}
+
+/**
+ * Parses and validates monitor.yaml text without throwing.
+ * @param text the YAML text
+ * @param file the file name used in messages (and, without `options.dir`, for relative paths)
+ * @param options defaults that depend on the machine
+ */
+export function checkMonitorConfig(
+  text: string,
+  file: string,
+  options: ParseOptions = {},
+): MonitorCheck {
+  const source = parseYamlSource(text);
+  if (source.syntaxIssues.length > 0) return { issues: source.syntaxIssues };
+  const { config, issues } = resolveMonitorValue(source.value, { ...options, file });
+  const located = issues.map(({ anchor, ...issue }) => {
+    const where = source.locate(issue.path, anchor ?? (isKeyIssue(issue) ? "key" : "value"));
+    const out: ConfigIssue = { ...issue };
+    if (out.hint === undefined) delete out.hint;
+    if (where) {
+      out.line = where.line;
+      out.column = where.column;
+    }
+    return out;
+  });
+  // In the order of the file (issues without a position first, as found).
+  located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  return config ? { config, issues: [] } : { issues: located };
+}
+
+/**
+ * Parses and validates monitor.yaml text (pure: reads nothing).
+ * @param text the YAML text
+ * @param file the file name used in messages
+ * @param options defaults that depend on the machine
+ * @throws ConfigError listing every issue, each with line and column
+ */
+export function parseMonitorConfig(
+  text: string,
+  file: string,
+  options: ParseOptions = {},
+): MonitorConfig {
+  const { config, issues } = checkMonitorConfig(text, file, options);
+  if (!config) throw new ConfigError(issues, file);
+  return config;
+}
+
+/**
+ * Reads, parses and validates a monitor.yaml.
+ * @param path the file; relative paths in it are relative to its folder
+ * @param options defaults that depend on the machine
+ * @throws ConfigError listing every issue (or naming the file when it cannot be read)
+ */
+export async function loadMonitorConfig(
+  path: string,
+  options: ParseOptions = {},
+): Promise<MonitorConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      ? "no permission to read it"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    const issue: ConfigIssue = { path: "", expected: "a readable monitor.yaml", found: reason };
+    if (reason.startsWith("no permission")) {
+      issue.hint = "this command may read files under the current folder only";
+    }
+    throw new ConfigError([issue], path);
+  }
+  return parseMonitorConfig(text, path, { dir: resolve(dirname(path)), ...options });
+}
+
+/** Absolute (when `source.dir` is) path of a file named in the config, e.g. `broker.sink`. */
+export function configPath(config: MonitorConfig, path: string): string {
+  return isAbsolute(path) ? path : join(config.source.dir, path);
+}
+
+/** The state directory, resolved against monitor.yaml's folder. */
+export function stateDirPath(config: MonitorConfig): string {
+  return configPath(config, config.state_dir);
+}
+
+/** The shared SQLite file of the embedded backends: `<state_dir>/monitor.db`. */
+export function databasePath(config: MonitorConfig): string {
+  return join(stateDirPath(config), DATABASE_FILE);
+}

@@ -1,0 +1,199 @@
+/**
+ * A YAML document parsed with source positions (npm:yaml `parseDocument` and
+ * `LineCounter`): its plain value, its syntax errors as {@linkcode ConfigIssue}s,
+ * and the line and column of any key path such as `agents.default.plugins[1].name`,
+ * so that issues found on the plain value can name where they are.
+ *
+ * @module
+ */
+import {
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  type Scalar,
+} from "yaml";
+import { type ConfigIssue, describeValue } from "./issues.ts";
+
+/** Most alias expansions in one document (guards against "billion laughs"). */
+const MAX_ALIAS_COUNT = 100;
+
+/** Where an issue points at: the key of the entry or its value. */
+export type IssueAnchor = "key" | "value";
+
+/** A parsed YAML text. */
+export interface YamlSource {
+  /** The plain value (`undefined` when the text has syntax errors or is empty). */
+  value: unknown;
+  /** Syntax errors with their positions (empty when the text parsed). */
+  syntaxIssues: ConfigIssue[];
+  /**
+   * Line and column (1-based) of the node at `path`. For a path that does not
+   * exist (a missing key) the key of its deepest existing ancestor is given.
+   * @param path dotted key path, `[n]` for list items
+   * @param anchor point at the entry's key (unknown keys) or its value (default)
+   */
+  locate(path: string, anchor?: IssueAnchor): { line: number; column: number } | undefined;
+}
+
+interface Found {
+  /** Deepest node reached. */
+  node: Node | null | undefined;
+  /** Key node of the map entry that holds `node`, when it is a map value. */
+  key?: Node;
+  /** True when the whole path was walked. */
+  complete: boolean;
+}
+
+function keyText(key: unknown): string | undefined {
+  if (isScalar(key)) return String((key as Scalar).value);
+  return undefined;
+}
+
+/**
+ * Parses YAML text keeping positions.
+ * @param text the document
+ */
+export function parseYamlSource(text: string): YamlSource {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const position = (offset: number) => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { line, column: col };
+  };
+
+  const resolve = (node: unknown): Node | null | undefined => {
+    let current = node;
+    for (let i = 0; i < 32 && isAlias(current); i++) current = current.resolve(doc);
+    return current as Node | null | undefined;
+  };
+
+  const walk = (path: string): Found => {
+    let node = resolve(doc.contents);
+    let key: Node | undefined;
+    let rest = path;
+    while (rest !== "") {
+      if (rest.startsWith("[")) {
+        const match = /^\[(\d+)\]\.?/.exec(rest);
+        if (!match || !isSeq(node)) return { node, key, complete: false };
+        const item = node.items[Number(match[1])];
+        if (item === undefined) return { node, key, complete: false };
+        node = resolve(item);
+        key = undefined;
+        rest = rest.slice(match[0].length);
+        continue;
+      }
+      if (!isMap(node)) return { node, key, complete: false };
+      // Keys may contain dots ("plugins.duplicate_filter.DuplicateFilterPlugin"): longest match.
+      let best: { key: Node; value: unknown; length: number } | undefined;
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        const k = keyText(pair.key);
+        if (k === undefined || !rest.startsWith(k)) continue;
+        const next = rest.charAt(k.length);
+        if (next !== "" && next !== "." && next !== "[") continue;
+        if (!best || k.length > best.length) {
+          best = { key: pair.key as Node, value: pair.value, length: k.length };
+        }
+      }
+      if (!best) return { node, key, complete: false };
+      key = best.key;
+      node = resolve(best.value);
+      rest = rest.slice(best.length);
+      if (rest.startsWith(".")) rest = rest.slice(1);
+    }
+    return { node, key, complete: true };
+  };
+
+  const locate = (path: string, anchor: IssueAnchor = "value") => {
+    const found = walk(path);
+    const keyRange = found.key?.range;
+    const nodeRange = found.node?.range;
+    if (found.complete && anchor === "value" && nodeRange && hasExtent(found.node, nodeRange)) {
+      return position(nodeRange[0]);
+    }
+    if (keyRange) return position(keyRange[0]);
+    if (nodeRange) return position(nodeRange[0]);
+    return undefined;
+  };
+
+  const syntaxIssues: ConfigIssue[] = doc.errors.map((error) => {
+    const firstLine = error.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+    return {
+      path: pathAt(doc.contents, error.pos[0], resolve),
+      expected: "valid YAML",
+      found: firstLine.replace(/\.$/, ""),
+      ...position(error.pos[0]),
+    };
+  });
+
+  let value: unknown;
+  if (syntaxIssues.length === 0) {
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (error) {
+      syntaxIssues.push({
+        path: "",
+        expected: `a YAML document with at most ${MAX_ALIAS_COUNT} alias expansions`,
+        found: describeError(error),
+        line: 1,
+        column: 1,
+      });
+    }
+  }
+  return { value, syntaxIssues, locate };
+}
+
+/** An empty value (`key:` with nothing after it) has no extent; its key is a better place. */
+function hasExtent(node: Node | null | undefined, range: [number, number, number]): boolean {
+  if (node === null || node === undefined) return false;
+  if (isScalar(node) && node.value === null) return range[1] > range[0];
+  return true;
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : describeValue(error);
+}
+
+/** Key path of the innermost entry whose source covers `offset` (for syntax errors). */
+function pathAt(
+  root: unknown,
+  offset: number,
+  resolve: (node: unknown) => Node | null | undefined,
+): string {
+  let path = "";
+  let node = resolve(root);
+  for (let depth = 0; depth < 64; depth++) {
+    let next: Node | null | undefined;
+    if (isMap(node)) {
+      // The last entry starting before the offset (an empty value's extent ends at its key).
+      let entry: { key: string; value: unknown } | undefined;
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        const k = keyText(pair.key);
+        const start = (pair.key as Node | null)?.range?.[0];
+        if (k === undefined || start === undefined || start > offset) continue;
+        entry = { key: k, value: pair.value };
+      }
+      if (entry) {
+        path = path ? `${path}.${entry.key}` : entry.key;
+        next = resolve(entry.value);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => {
+        const range = (item as Node | null)?.range;
+        if (!next && range && offset >= range[0] && offset <= range[2]) {
+          path = `${path}[${i}]`;
+          next = resolve(item);
+        }
+      });
+    }
+    if (!next) break;
+    node = next;
+  }
+  return path;
+}
