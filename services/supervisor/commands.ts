@@ -1,0 +1,304 @@
+/**
+ * The exact `deno run` command line of every process the supervisor starts,
+ * derived from the resolved monitor.yaml: each gets explicit permission
+ * lists (network only to the addresses it uses, files only the ones it
+ * needs and the state directory, named environment variables, `--allow-sys`
+ * and `--allow-run` by name), never `--allow-all`, never `--allow-ffi`.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { agentPermissions } from "../agent/permissions.ts";
+import { analysisPermissions } from "../analysis/permissions.ts";
+import { brokerPermissions } from "../broker/permissions.ts";
+import { busPermissions } from "../bus/permissions.ts";
+import type { BusSettings } from "../bus/types.ts";
+import { YAML_ENV_VARS } from "../common/service_settings.ts";
+import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
+import { agentPluginPermissions } from "../plugin_loader/permissions.ts";
+import type { PluginPermissions } from "../plugin_loader/types.ts";
+import { storePermissions } from "../store/permissions.ts";
+import type { StoreSettings } from "../store/types.ts";
+import type { ServiceCommand } from "./process.ts";
+
+/** Root of the repository (the children run there so that deno.json's import map applies). */
+export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(
+  /\/$/,
+  "",
+);
+
+/** Exit code of the supervisor asking `deno task up` to validate monitor.yaml again and start it anew. */
+export const RELAUNCH_EXIT_CODE = 75;
+
+/** Names of the services, in start order (each depends on the ones before it). */
+export const SERVICE_NAMES = ["broker", "analysis", "agent"] as const;
+/** One of {@linkcode SERVICE_NAMES}. */
+export type ServiceName = typeof SERVICE_NAMES[number];
+
+/** Entry module of each service, relative to the repository. */
+export const SERVICE_SCRIPTS: Readonly<Record<ServiceName, string>> = Object.freeze({
+  broker: "services/broker/main.ts",
+  analysis: "services/analysis/main.ts",
+  agent: "services/agent/main.ts",
+});
+
+/** The supervisor's own long-running process and the plugin pinning process. */
+export const SUPERVISOR_SCRIPT = "services/supervisor/supervise.ts";
+/** `deno task plugins` entry, used to pin URL plugins. */
+export const PLUGINS_SCRIPT = "services/plugin_loader/main.ts";
+
+/** A URL plugin as far as permissions go: a spec, or a pin (which names every module). */
+export interface PluginNeeds {
+  url: string;
+  permissions?: Partial<PluginPermissions>;
+  modules?: { url: string }[];
+}
+
+/** What the command lines depend on (all paths absolute). */
+export interface DeploymentSettings {
+  /** monitor.yaml (passed to every service with `--config`). */
+  configFile: string;
+  stateDir: string;
+  store: StoreSettings;
+  bus: BusSettings;
+  /** `--log-level` for every service, when not `info`. */
+  logLevel?: string;
+  broker: {
+    /** gRPC address agents connect to (`host:port`). */
+    listen: string;
+    /** Admin HTTP address (`host:port`), undefined when `off`. */
+    admin?: string;
+    /** Sink file, if any. */
+    sink?: string;
+    /** TLS files (certificate, key, CA). */
+    tlsFiles: string[];
+  };
+  agent: {
+    /** Broker address the local agent connects to. */
+    broker: string;
+    tlsFiles: string[];
+    /** `auto`/`native` (default) or `systeminformation`. */
+    metricsSource?: string;
+  };
+  /** URL plugins declared under `plugins:` (pins when known). */
+  plugins: PluginNeeds[];
+}
+
+/** Permission lists of one process. */
+export interface PermissionSet {
+  read: string[];
+  write: string[];
+  net: string[];
+  /** Named variables; `["*"]` means every variable (`--allow-env` without a list). */
+  env: string[];
+  sys: string[];
+  run: string[];
+}
+
+function emptySet(): PermissionSet {
+  return { read: [], write: [], net: [], env: [], sys: [], run: [] };
+}
+
+/** Unites permission lists (order kept, duplicates dropped). */
+export function mergePermissions(...parts: Array<Partial<PermissionSet>>): PermissionSet {
+  const out = emptySet();
+  for (const part of parts) {
+    for (const key of Object.keys(out) as Array<keyof PermissionSet>) {
+      for (const item of part[key] ?? []) if (!out[key].includes(item)) out[key].push(item);
+    }
+  }
+  return out;
+}
+
+/** Permission lists as `deno run` flags, always led by `--no-prompt`. */
+export function permissionArgs(p: PermissionSet): string[] {
+  const flags = ["--no-prompt"];
+  const add = (name: string, list: string[]) => {
+    if (list.length === 0) return;
+    flags.push(list.includes("*") ? `--allow-${name}` : `--allow-${name}=${list.join(",")}`);
+  };
+  add("read", p.read);
+  add("write", p.write);
+  add("net", p.net);
+  add("env", p.env);
+  add("sys", p.sys);
+  add("run", p.run);
+  return flags;
+}
+
+function commonServiceArgs(settings: DeploymentSettings): string[] {
+  const args = ["--config", settings.configFile, "--state-dir", settings.stateDir, "--supervised"];
+  if (settings.logLevel && settings.logLevel !== "info") {
+    args.push("--log-level", settings.logLevel);
+  }
+  return args;
+}
+
+/** The broker's permissions: its own, the store's and the bus's. */
+export function brokerPermissionSet(settings: DeploymentSettings): PermissionSet {
+  return mergePermissions(
+    brokerPermissions({
+      stateDir: settings.stateDir,
+      configFile: settings.configFile,
+      listen: settings.broker.listen,
+      admin: settings.broker.admin,
+      sink: settings.broker.sink,
+      tlsFiles: settings.broker.tlsFiles,
+    }),
+    storePermissions(settings.store),
+    busPermissions(settings.bus),
+  );
+}
+
+/** The analysis application's permissions: its own and the bus's. */
+export function analysisPermissionSet(settings: DeploymentSettings): PermissionSet {
+  return mergePermissions(
+    analysisPermissions({ stateDir: settings.stateDir, configFile: settings.configFile }),
+    busPermissions(settings.bus),
+  );
+}
+
+/**
+ * The local agent's permissions: its own (metrics, broker, TLS), the
+ * store's, and, with URL plugins, the plugin cache, the module hosts and
+ * what each plugin declares. The `systeminformation` metrics source needs
+ * every environment variable and `--allow-sys=loadavg` (see the agent's README).
+ */
+export function agentPermissionSet(settings: DeploymentSettings): PermissionSet {
+  const own = agentPermissions({
+    broker: settings.agent.broker,
+    configFile: settings.configFile,
+    tlsFiles: settings.agent.tlsFiles,
+  });
+  const plugins = agentPluginPermissions(settings.plugins, settings.stateDir);
+  const extra: Partial<PermissionSet> = settings.agent.metricsSource === "systeminformation"
+    ? { env: ["*"], sys: ["loadavg"] }
+    : {};
+  // Read access to the state directory: the agent reads its configuration file relative to it.
+  return mergePermissions(own, storePermissions(settings.store), plugins, extra);
+}
+
+/** The command line of one service. */
+export function serviceCommand(name: ServiceName, settings: DeploymentSettings): ServiceCommand {
+  const permissions = name === "broker"
+    ? brokerPermissionSet(settings)
+    : name === "analysis"
+    ? analysisPermissionSet(settings)
+    : agentPermissionSet(settings);
+  const extra = name === "agent" && settings.plugins.length > 0
+    ? ["--unstable-worker-options"]
+    : [];
+  return {
+    program: "deno",
+    args: [
+      "run",
+      ...permissionArgs(permissions),
+      ...extra,
+      SERVICE_SCRIPTS[name],
+      ...commonServiceArgs(settings),
+    ],
+    cwd: REPO_ROOT,
+  };
+}
+
+/** Every service's command line, in start order. */
+export function serviceCommands(
+  settings: DeploymentSettings,
+): Record<ServiceName, ServiceCommand> {
+  return {
+    broker: serviceCommand("broker", settings),
+    analysis: serviceCommand("analysis", settings),
+    agent: serviceCommand("agent", settings),
+  };
+}
+
+/**
+ * The plugin pinning process (`deno task plugins pin`): reads monitor.yaml,
+ * fetches every module of each plugin's graph (hosts known only once the graph is
+ * resolved, hence network access is not limited to a list; nothing of the
+ * plugin runs in it), writes the pins to the store and the module cache.
+ */
+export function pinCommand(settings: DeploymentSettings): ServiceCommand {
+  const store = storePermissions(settings.store);
+  const permissions = mergePermissions(
+    {
+      read: [settings.configFile, settings.stateDir],
+      write: [settings.stateDir],
+      env: [...YAML_ENV_VARS, "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE"],
+      run: ["deno"],
+    },
+    store,
+  );
+  const args = permissionArgs(permissions).map((flag) =>
+    flag.startsWith("--allow-net") ? "--allow-net" : flag
+  );
+  if (!args.includes("--allow-net")) args.push("--allow-net");
+  return {
+    program: "deno",
+    args: [
+      "run",
+      ...args,
+      PLUGINS_SCRIPT,
+      "pin",
+      "--config",
+      settings.configFile,
+      "--state-dir",
+      settings.stateDir,
+    ],
+    cwd: REPO_ROOT,
+  };
+}
+
+/** Directory of a file path. */
+function dirOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
+}
+
+/**
+ * The supervisor's own long-running process: reads (and watches) the
+ * directory of monitor.yaml, opens the store (agent configurations), keeps
+ * its console history in the state directory, talks to the broker's admin
+ * API, runs `deno` (the services and the pinning process).
+ */
+export function supervisorPermissionSet(settings: DeploymentSettings): PermissionSet {
+  return mergePermissions(
+    {
+      read: [dirOf(settings.configFile), settings.stateDir],
+      write: [settings.stateDir],
+      net: settings.broker.admin ? [settings.broker.admin] : [],
+      env: [...CONSOLE_ENV_VARS, ...YAML_ENV_VARS],
+      run: ["deno"],
+    },
+    storePermissions(settings.store),
+  );
+}
+
+/** The supervisor's own command line (started by `deno task up`, which only reads). */
+export function supervisorCommand(
+  settings: DeploymentSettings,
+  flags: string[] = [],
+): ServiceCommand {
+  return {
+    program: "deno",
+    args: [
+      "run",
+      ...permissionArgs(supervisorPermissionSet(settings)),
+      SUPERVISOR_SCRIPT,
+      "--config",
+      settings.configFile,
+      ...flags,
+    ],
+    cwd: REPO_ROOT,
+  };
+}
+
+/** Quotes an argument for a POSIX shell when needed. */
+export function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A command as one line a user could paste into a shell (run in {@linkcode REPO_ROOT}). */
+export function formatCommand(command: ServiceCommand): string {
+  return [command.program, ...command.args].map(shellQuote).join(" ");
+}

@@ -1,0 +1,129 @@
+/**
+ * `deno task up`: validates monitor.yaml, then runs the supervisor
+ * (services/supervisor/supervise.ts) as a subprocess with exactly the
+ * permissions that file calls for, and every service under it with its own.
+ *
+ * This launcher only reads: it needs to read the monitor.yaml it is given
+ * (which may be anywhere, hence `--allow-read` without a list) and to run
+ * `deno`; it never writes nor connects anywhere. When an edit of
+ * monitor.yaml changes the supervisor's own permissions (store, state
+ * directory, admin address), the supervisor stops everything and exits
+ * with {@linkcode RELAUNCH_EXIT_CODE}; the launcher validates the file
+ * again and starts it anew.
+ *
+ * @module
+ */
+import { Command } from "commander";
+import { resolve } from "node:path";
+import { errorMessage } from "../common/log.ts";
+import { ConfigError, formatIssue } from "../config/issues.ts";
+import {
+  formatCommand,
+  pinCommand,
+  RELAUNCH_EXIT_CODE,
+  REPO_ROOT,
+  SERVICE_NAMES,
+  serviceCommand,
+  supervisorCommand,
+} from "./commands.ts";
+import { loadPlan } from "./from_config.ts";
+import type { SupervisorPlan } from "./plan.ts";
+
+const EXAMPLES = `
+Examples:
+  deno task up                                  # ./monitor.yaml: broker, analysis, local agent
+  deno task up --config /etc/monitor/monitor.yaml
+  deno task up --print-commands                 # the exact command line of every process
+
+Starts the broker, then the analysis application, then the local agent, each as
+"deno run" with only the permissions monitor.yaml calls for; prefixes their output
+with their names; restarts a crashed service with exponential backoff (5 crashes
+within 60 s stop the retries for that service); applies edits of monitor.yaml
+live (agents: written to the store, plugins: pinned again, a service whose own
+section changed is restarted alone). Ctrl-C or SIGTERM stops everything.
+On a terminal, a console talks to the broker's admin API (help, list, health,
+stats, config, send, quit).`;
+
+interface UpFlags {
+  config: string;
+  printCommands?: boolean;
+}
+
+function printIssues(error: unknown, file: string): void {
+  if (error instanceof ConfigError) {
+    for (const issue of error.issues) console.error(formatIssue(issue, error.file ?? file));
+  } else console.error(`up: error: ${errorMessage(error)}`);
+}
+
+/** Every command line of a plan, as `# name` and the line. */
+export function describeCommands(plan: SupervisorPlan): string {
+  const lines = [`# run in ${REPO_ROOT}`];
+  lines.push("# supervisor", formatCommand(supervisorCommand(plan.deployment)));
+  if (Object.keys(plan.plugins).length > 0) {
+    lines.push("# plugins (pinning)", formatCommand(pinCommand(plan.deployment)));
+  }
+  for (const name of SERVICE_NAMES) {
+    lines.push(`# ${name}`, formatCommand(serviceCommand(name, plan.deployment)));
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<number> {
+  const program = new Command()
+    .name("up")
+    .description("Start the whole system described by monitor.yaml.")
+    .option("--config <file>", "the monitor.yaml to use", "monitor.yaml")
+    .option("--print-commands", "print the exact command line of every process and exit")
+    .addHelpText("after", EXAMPLES)
+    .showHelpAfterError()
+    .parse(Deno.args, { from: "user" });
+  const flags = program.opts<UpFlags>();
+  const file = resolve(flags.config);
+
+  let plan: SupervisorPlan;
+  try {
+    plan = await loadPlan(file);
+  } catch (error) {
+    printIssues(error, flags.config);
+    return 1;
+  }
+  if (flags.printCommands) {
+    console.log(describeCommands(plan));
+    return 0;
+  }
+
+  while (true) {
+    const command = supervisorCommand(plan.deployment);
+    const child = new Deno.Command(command.program, {
+      args: command.args,
+      cwd: command.cwd,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    // A terminal's Ctrl-C reaches the supervisor directly (same process group); forward the rest.
+    const signals: Deno.Signal[] = ["SIGTERM", "SIGHUP", "SIGINT"];
+    const handlers = signals.map((signal) => {
+      const handler = () => {
+        try {
+          child.kill(signal);
+        } catch { /* exited */ }
+      };
+      Deno.addSignalListener(signal, handler);
+      return () => Deno.removeSignalListener(signal, handler);
+    });
+    const status = await child.status;
+    handlers.forEach((remove) => remove());
+    if (status.code !== RELAUNCH_EXIT_CODE) return status.code;
+    try {
+      plan = await loadPlan(file);
+    } catch (error) {
+      printIssues(error, flags.config);
+      return 1;
+    }
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main());
+}

@@ -1,0 +1,103 @@
+/**
+ * The supervisor's long-running process, started by `deno task up`
+ * (services/supervisor/main.ts) with the permissions
+ * {@linkcode supervisorPermissionSet} computed from monitor.yaml. Not meant
+ * to be run by hand.
+ *
+ * Exit codes: 0 after a clean stop, 1 after an error or an unclean stop,
+ * {@linkcode RELAUNCH_EXIT_CODE} when an edit changed its own permissions
+ * (main.ts then validates the file again and starts it anew).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { errorMessage } from "../common/log.ts";
+import { ConfigError, formatIssue } from "../config/issues.ts";
+import { type Console, startAdminConsole } from "../console/mod.ts";
+import { RELAUNCH_EXIT_CODE } from "./commands.ts";
+import { loadPlan, parsePlan } from "./from_config.ts";
+import { ServiceOutput } from "./output.ts";
+import { Supervisor } from "./supervisor.ts";
+import { watchFile } from "./watch.ts";
+
+export { RELAUNCH_EXIT_CODE };
+
+function argValue(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** Runs the supervisor until a signal, `quit` in the console, or a relaunch. Returns the exit code. */
+export async function supervise(args: string[]): Promise<number> {
+  const file = argValue(args, "--config");
+  if (!file) {
+    console.error("supervisor: error: --config <monitor.yaml> is required");
+    return 1;
+  }
+  const output = new ServiceOutput();
+  let plan;
+  try {
+    plan = await loadPlan(file);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const issue of error.issues) console.error(formatIssue(issue, error.file ?? file));
+    } else console.error(`supervisor: error: ${errorMessage(error)}`);
+    return 1;
+  }
+  const supervisor = new Supervisor({ plan, parse: (text) => parsePlan(text, file), output });
+  let console_: Console | undefined;
+  let resolveStop!: (why: string) => void;
+  const stopRequested = new Promise<string>((resolve) => resolveStop = resolve);
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const handlers = signals.map((signal) => {
+    const handler = () => resolveStop(`received ${signal}`);
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  });
+
+  let relaunch = false;
+  const watch = watchFile(file, (text) => supervisor.applyEdit(text, file), {
+    initialText: await Deno.readTextFile(file).catch(() => undefined),
+    onError: (error) => output.say("warn", `watching ${file}: ${errorMessage(error)}`),
+  });
+  supervisor.relaunchRequested.then((why) => {
+    relaunch = true;
+    resolveStop(why);
+  });
+
+  const started = supervisor.start().catch((error) => {
+    output.say("error", errorMessage(error));
+    resolveStop("the services could not be started");
+    return false;
+  });
+  const interactive = Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
+  const admin = plan.deployment.broker.admin;
+  const whyStop = await Promise.race([
+    stopRequested,
+    started.then(async (ok) => {
+      if (!interactive || !admin || !ok) return await stopRequested;
+      console_ = startAdminConsole({
+        adminUrl: admin,
+        token: (plan.serviceInputs.broker as { admin_token?: string }).admin_token,
+        historyFile: join(plan.deployment.stateDir, "history", "console"),
+        confirmQuit: "Stop every service and quit?",
+      });
+      output.setWriter((line) => console_?.print(line));
+      return await Promise.race([console_.done.then(() => "quit in the console"), stopRequested]);
+    }),
+  ]);
+  output.setWriter(undefined);
+  console_?.close();
+  output.say("info", `stopping (${whyStop})`);
+  await watch.close();
+  const clean = await supervisor.stop();
+  await started.catch(() => {});
+  handlers.forEach((remove) => remove());
+  if (relaunch) return RELAUNCH_EXIT_CODE;
+  output.say("info", clean ? "all services stopped" : "stopped, but not every service cleanly");
+  return clean ? 0 : 1;
+}
+
+if (import.meta.main) {
+  Deno.exit(await supervise(Deno.args));
+}

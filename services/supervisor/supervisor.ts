@@ -1,0 +1,299 @@
+/**
+ * The supervisor: applies a plan (agent configurations to the store, URL
+ * plugin pins), starts the services in dependency order, restarts crashed
+ * ones, applies edits of monitor.yaml as a diff, and stops everything.
+ *
+ * @module
+ */
+import { errorMessage } from "../common/log.ts";
+import { ConfigError, formatIssue } from "../config/issues.ts";
+import { listPins } from "../plugin_loader/pinning.ts";
+import { openStore } from "../store/mod.ts";
+import type { Store } from "../store/types.ts";
+import { writeAgentConfigs } from "./agents.ts";
+import {
+  type DeploymentSettings,
+  formatCommand,
+  pinCommand,
+  type PluginNeeds,
+  SERVICE_NAMES,
+  serviceCommand,
+  type ServiceName,
+  supervisorCommand,
+} from "./commands.ts";
+import { diffPlans, isEmptyDiff, type SupervisorPlan } from "./plan.ts";
+import {
+  type ChildHandle,
+  ManagedService,
+  type ManagedServiceOptions,
+  type Spawner,
+  spawnSubprocess,
+} from "./process.ts";
+import type { ServiceOutput } from "./output.ts";
+import type { RestartPolicyOptions } from "./restart_policy.ts";
+
+/** Options of {@linkcode Supervisor}. */
+export interface SupervisorOptions {
+  /** The validated monitor.yaml. */
+  plan: SupervisorPlan;
+  /** Validates an edited monitor.yaml (throws ConfigError with positions). */
+  parse: (text: string) => SupervisorPlan;
+  output: ServiceOutput;
+  spawn?: Spawner;
+  policy?: RestartPolicyOptions;
+  readyTimeoutMs?: number;
+  stopTimeoutMs?: number;
+  /** Longest time pinning may take (ms). Default 180 000. */
+  pinTimeoutMs?: number;
+}
+
+/** Services that depend on no one come first. */
+const START_ORDER: readonly ServiceName[] = SERVICE_NAMES;
+
+/** Runs the services of one monitor.yaml. */
+export class Supervisor {
+  #plan: SupervisorPlan;
+  #parse: (text: string) => SupervisorPlan;
+  #output: ServiceOutput;
+  #spawn: Spawner;
+  #serviceOptions: ManagedServiceOptions;
+  #pinTimeoutMs: number;
+  #store: Store | undefined;
+  #services = new Map<ServiceName, ManagedService>();
+  #stopping = false;
+  #pinned: PluginNeeds[] | undefined;
+  #pinChild: ChildHandle | undefined;
+  #relaunch: ((reason: string) => void) | undefined;
+  /** Resolves with a reason when an edit needs the supervisor itself restarted with other permissions. */
+  readonly relaunchRequested: Promise<string>;
+
+  constructor(options: SupervisorOptions) {
+    this.#plan = options.plan;
+    this.#parse = options.parse;
+    this.#output = options.output;
+    this.#spawn = options.spawn ?? spawnSubprocess;
+    this.#pinTimeoutMs = options.pinTimeoutMs ?? 180_000;
+    this.#serviceOptions = {
+      spawn: this.#spawn,
+      policy: options.policy,
+      readyTimeoutMs: options.readyTimeoutMs,
+      stopTimeoutMs: options.stopTimeoutMs,
+      reporter: options.output,
+    };
+    this.relaunchRequested = new Promise((resolve) => this.#relaunch = resolve);
+  }
+
+  /** The plan in force. */
+  get plan(): SupervisorPlan {
+    return this.#plan;
+  }
+
+  /** A service by name (after {@linkcode start}). */
+  service(name: ServiceName): ManagedService | undefined {
+    return this.#services.get(name);
+  }
+
+  /**
+   * Writes the agent configurations, pins URL plugins, then starts the
+   * services in order, each after the previous one is ready. Resolves true
+   * when every service became ready.
+   */
+  async start(): Promise<boolean> {
+    const plan = this.#plan;
+    this.#store = await openStore(plan.deployment.store);
+    await this.#writeAgents(plan.agents, []);
+    await this.#pin(plan);
+    let allReady = true;
+    for (const name of START_ORDER) {
+      if (this.#stopping) return false;
+      const service = new ManagedService(
+        name,
+        serviceCommand(name, this.#deployment(plan)),
+        this.#serviceOptions,
+      );
+      this.#services.set(name, service);
+      const ready = await service.start();
+      if (!ready && !this.#stopping) {
+        allReady = false;
+        this.#output.say("warn", `${name} is not running; starting the next services anyway`);
+      }
+    }
+    if (allReady && !this.#stopping) this.#output.say("info", "all services ready");
+    return allReady && !this.#stopping;
+  }
+
+  /** The plan's deployment with the pins (every module host) once known. */
+  #deployment(plan: SupervisorPlan): DeploymentSettings {
+    return { ...plan.deployment, plugins: this.#pinned ?? plan.deployment.plugins };
+  }
+
+  async #writeAgents(agents: Record<string, unknown>, deleted: string[]) {
+    const store = this.#store!;
+    const result = await writeAgentConfigs(
+      store,
+      this.#plan.deployment.store.prefix,
+      agents,
+      deleted,
+    );
+    const parts: string[] = [];
+    if (result.written.length) parts.push(`wrote ${result.written.join(", ")}`);
+    if (result.unchanged.length) parts.push(`unchanged ${result.unchanged.join(", ")}`);
+    if (result.deleted.length) parts.push(`deleted ${result.deleted.join(", ")}`);
+    if (parts.length) {
+      this.#output.say(
+        "info",
+        `agent configuration (${this.#plan.deployment.store.prefix}/config/): ${parts.join("; ")}`,
+      );
+    }
+  }
+
+  /** Pins the declared URL plugins in a subprocess; then learns every module host from the pins. */
+  async #pin(plan: SupervisorPlan) {
+    const names = Object.keys(plan.plugins);
+    if (names.length === 0) {
+      this.#pinned = undefined;
+      return;
+    }
+    const command = pinCommand(plan.deployment);
+    this.#output.say("info", `pinning URL plugins: ${names.join(", ")}`);
+    const child = this.#spawn(command);
+    this.#pinChild = child;
+    const pump = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
+      let buffer = "";
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        buffer += chunk;
+        const lines = buffer.split("\n");
+        buffer = lines.pop()!;
+        for (const line of lines) this.#output.line("plugins", which, line);
+      }
+      if (buffer) this.#output.line("plugins", which, buffer);
+    };
+    const readers = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) =>
+      timer = setTimeout(() => resolve("timeout"), this.#pinTimeoutMs)
+    );
+    const result = await Promise.race([child.status, timeout]);
+    clearTimeout(timer);
+    this.#pinChild = undefined;
+    if (this.#stopping) {
+      await readers;
+      return;
+    }
+    if (result === "timeout") {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+      this.#output.say(
+        "error",
+        `pinning took longer than ${this.#pinTimeoutMs / 1000} s; stopped it`,
+      );
+    } else if (result.code !== 0) {
+      this.#output.say(
+        "error",
+        `pinning failed (exit code ${result.code}); agents keep the pins already in the store`,
+      );
+    }
+    await readers;
+    try {
+      const { pins } = await listPins(this.#store!, plan.deployment.store.prefix);
+      const byName = new Map(pins.map((p) => [p.name, p]));
+      this.#pinned = names.map((name) => {
+        const pin = byName.get(name);
+        const declared = plan.deployment.plugins[names.indexOf(name)];
+        return pin
+          ? { url: pin.url, permissions: pin.permissions, modules: pin.modules }
+          : declared;
+      });
+    } catch (error) {
+      this.#output.say("warn", `cannot read the pins: ${errorMessage(error)}`);
+      this.#pinned = undefined;
+    }
+  }
+
+  /**
+   * Applies an edited monitor.yaml: an invalid one is reported and changes
+   * nothing; a valid one is applied as a diff.
+   */
+  async applyEdit(text: string, file: string): Promise<void> {
+    if (this.#stopping) return;
+    let next: SupervisorPlan;
+    try {
+      next = this.#parse(text);
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        this.#output.say("error", `${file} was edited but is not valid; nothing changed:`);
+        for (const issue of error.issues) this.#output.say("error", formatIssue(issue, file));
+      } else {
+        this.#output.say("error", `${file}: ${errorMessage(error)}; nothing changed`);
+      }
+      return;
+    }
+    const before = this.#plan;
+    const diff = diffPlans(before, next);
+    if (isEmptyDiff(diff)) {
+      this.#output.say("info", `${file} changed; nothing to apply`);
+      return;
+    }
+    const oldSupervisor = formatCommand(supervisorCommand(before.deployment));
+    const newSupervisor = formatCommand(supervisorCommand(next.deployment));
+    if (oldSupervisor !== newSupervisor) {
+      this.#output.say(
+        "info",
+        `${file}: the store, state directory or admin address changed; restarting everything`,
+      );
+      this.#relaunch?.("the supervisor's own permissions changed");
+      return;
+    }
+    this.#plan = next;
+    this.#output.say("info", `${file} changed; applying`);
+    if (diff.agentsPut.length > 0 || diff.agentsDeleted.length > 0) {
+      const put = Object.fromEntries(diff.agentsPut.map((id) => [id, next.agents[id]]));
+      try {
+        await this.#writeAgents(put, diff.agentsDeleted);
+      } catch (error) {
+        this.#output.say("error", `cannot write agent configuration: ${errorMessage(error)}`);
+      }
+    }
+    if (diff.pluginsChanged) await this.#pin(next);
+    const restart = new Set<ServiceName>(diff.sharedChanged ? START_ORDER : diff.services);
+    for (const name of START_ORDER) {
+      const service = this.#services.get(name);
+      if (!service) continue;
+      const command = serviceCommand(name, this.#deployment(next));
+      if (formatCommand(command) !== formatCommand(service.command)) restart.add(name);
+      service.setCommand(command);
+    }
+    for (const name of START_ORDER) {
+      if (!restart.has(name) || this.#stopping) continue;
+      const service = this.#services.get(name)!;
+      this.#output.say("info", `restarting ${name} (its settings changed)`);
+      await service.restart();
+    }
+  }
+
+  /**
+   * Stops every service (agent first, broker last). Resolves true when each
+   * stopped cleanly.
+   */
+  async stop(): Promise<boolean> {
+    this.#stopping = true;
+    try {
+      this.#pinChild?.kill("SIGTERM");
+    } catch { /* gone */ }
+    let clean = true;
+    for (const name of [...START_ORDER].reverse()) {
+      const service = this.#services.get(name);
+      if (!service) continue;
+      if (!await service.stop()) clean = false;
+    }
+    try {
+      await this.#store?.close();
+    } catch (error) {
+      this.#output.say("warn", `closing the store: ${errorMessage(error)}`);
+    }
+    this.#store = undefined;
+    return clean;
+  }
+}
