@@ -97,7 +97,7 @@ export interface ManagedServiceOptions {
 }
 
 function seconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 function describeExit(exit: ChildExit): string {

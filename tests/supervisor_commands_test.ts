@@ -1,0 +1,223 @@
+/**
+ * The supervisor's command lines (scoped permissions derived from
+ * monitor.yaml), `deno task up --print-commands`, and the diff of two
+ * monitor.yaml versions.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  diffPlans,
+  formatCommand,
+  parsePlan,
+  pinCommand,
+  SERVICE_NAMES,
+  serviceCommand,
+  supervisorCommand,
+} from "../services/supervisor/mod.ts";
+import { describeCommands } from "../services/supervisor/main.ts";
+import { PROTO_FILE } from "../services/broker/permissions.ts";
+
+const FILE = "/srv/monitor/monitor.yaml";
+
+const BASE = `
+state_dir: /var/lib/monitor
+broker:
+  listen: 127.0.0.1:6001
+  admin: 127.0.0.1:6002
+agent:
+  id: local
+agents:
+  default:
+    interval: 5
+    metrics: [cpu, memory]
+    plugins: []
+`;
+
+function flagValue(args: string[], name: string): string[] | undefined {
+  const flag = args.find((a) => a === `--allow-${name}` || a.startsWith(`--allow-${name}=`));
+  if (flag === undefined) return undefined;
+  const eq = flag.indexOf("=");
+  return eq < 0 ? ["*"] : flag.slice(eq + 1).split(",");
+}
+
+function assertScoped(args: string[], what: string) {
+  for (const arg of args) {
+    assert.ok(arg !== "-A" && arg !== "--allow-all", `${what}: ${arg}`);
+    assert.ok(!arg.startsWith("--allow-ffi"), `${what}: ${arg}`);
+    assert.ok(!arg.startsWith("--allow-hrtime"), `${what}: ${arg}`);
+  }
+  for (const name of ["read", "write", "net", "env", "sys", "run"]) {
+    const list = flagValue(args, name);
+    if (list !== undefined) {
+      assert.ok(!list.includes("*"), `${what}: --allow-${name} without a list`);
+    }
+  }
+  assert.ok(args.includes("--no-prompt"), `${what}: --no-prompt`);
+}
+
+Deno.test("every service gets scoped permissions on the embedded backends", () => {
+  const plan = parsePlan(BASE, FILE);
+  for (const name of SERVICE_NAMES) assertScoped(serviceCommand(name, plan.deployment).args, name);
+  const broker = serviceCommand("broker", plan.deployment).args;
+  assert.deepEqual(flagValue(broker, "net"), ["127.0.0.1:6001", "127.0.0.1:6002"]);
+  assert.deepEqual(flagValue(broker, "read"), [PROTO_FILE, "/var/lib/monitor", FILE]);
+  assert.deepEqual(flagValue(broker, "write"), ["/var/lib/monitor"]);
+  assert.equal(flagValue(broker, "run"), undefined);
+  assert.equal(flagValue(broker, "sys"), undefined);
+  assert.ok(broker.includes("services/broker/main.ts"));
+  for (const flag of ["--supervised", "--config", FILE, "--state-dir"]) {
+    assert.ok(broker.includes(flag), flag);
+  }
+
+  const analysis = serviceCommand("analysis", plan.deployment).args;
+  assert.equal(flagValue(analysis, "net"), undefined, "analysis on the embedded bus: no network");
+  assert.equal(flagValue(analysis, "run"), undefined);
+
+  const agent = serviceCommand("agent", plan.deployment).args;
+  assert.deepEqual(flagValue(agent, "net"), ["127.0.0.1:6001"]);
+  assert.deepEqual(flagValue(agent, "sys"), ["hostname", "cpus", "systemMemoryInfo"]);
+  assert.deepEqual(flagValue(agent, "run"), ["cat", "df"]);
+  assert.ok(!agent.includes("--unstable-worker-options"), "no URL plugins: no worker options");
+});
+
+Deno.test("etcd and Kafka: network only to the endpoints each service uses", () => {
+  const plan = parsePlan(
+    BASE +
+      `
+store:
+  backend: etcd
+  endpoints: [10.0.0.5:2379, 10.0.0.6:2379]
+bus:
+  backend: kafka
+  brokers: [10.0.0.7:9092]
+`,
+    FILE,
+  );
+  const net = (name: "broker" | "analysis" | "agent") =>
+    flagValue(serviceCommand(name, plan.deployment).args, "net");
+  assert.deepEqual(net("broker"), [
+    "127.0.0.1:6001",
+    "127.0.0.1:6002",
+    "10.0.0.5:2379",
+    "10.0.0.6:2379",
+    "10.0.0.7:9092",
+  ]);
+  assert.deepEqual(net("analysis"), ["10.0.0.7:9092"], "analysis uses the bus only");
+  assert.deepEqual(net("agent"), ["127.0.0.1:6001", "10.0.0.5:2379", "10.0.0.6:2379"]);
+  for (const name of SERVICE_NAMES) assertScoped(serviceCommand(name, plan.deployment).args, name);
+  // The supervisor itself: the store's endpoints and the admin API.
+  const own = supervisorCommand(plan.deployment).args;
+  assertScoped(own, "supervisor");
+  assert.deepEqual(flagValue(own, "net"), ["127.0.0.1:6002", "10.0.0.5:2379", "10.0.0.6:2379"]);
+  assert.deepEqual(flagValue(own, "run"), ["deno"]);
+});
+
+Deno.test("URL plugins: the agent gets the plugin's host, its declared permissions and the cache", () => {
+  const plan = parsePlan(
+    BASE.replace("plugins: []", "plugins: [spike]") +
+      `
+plugins:
+  spike:
+    url: https://plugins.example.com/spike@1.2.0/mod.ts
+    permissions: { net: [api.example.com:443], env: [SPIKE_TOKEN] }
+`,
+    FILE,
+  );
+  const agent = serviceCommand("agent", plan.deployment).args;
+  assertScoped(agent, "agent");
+  assert.ok(agent.includes("--unstable-worker-options"));
+  assert.deepEqual(flagValue(agent, "net"), [
+    "127.0.0.1:6001",
+    "api.example.com:443",
+    "plugins.example.com:443",
+  ]);
+  assert.ok(flagValue(agent, "env")!.includes("SPIKE_TOKEN"));
+  assert.ok(flagValue(agent, "write")!.includes(join("/var/lib/monitor", "plugin-cache")));
+  // Pinning resolves the graph (hosts unknown in advance); it runs none of the plugin's code.
+  const pin = pinCommand(plan.deployment).args;
+  assert.ok(pin.includes("pin") && pin.includes("services/plugin_loader/main.ts"));
+  assert.deepEqual(flagValue(pin, "run"), ["deno"]);
+  assert.ok(!pin.some((a) => a === "--allow-all" || a.startsWith("--allow-ffi")));
+  const printed = describeCommands(plan);
+  assert.match(printed, /# plugins \(pinning\)/);
+});
+
+Deno.test("--print-commands shows one exact line per process", () => {
+  const plan = parsePlan(BASE, FILE);
+  const printed = describeCommands(plan).split("\n");
+  for (const name of ["supervisor", ...SERVICE_NAMES]) {
+    const i = printed.indexOf(`# ${name}`);
+    assert.ok(i >= 0, name);
+    assert.match(printed[i + 1], /^deno run --no-prompt /);
+  }
+  assert.equal(
+    printed[printed.indexOf("# broker") + 1],
+    formatCommand(serviceCommand("broker", plan.deployment)),
+  );
+});
+
+Deno.test("systeminformation metrics source: the agent gets every variable and loadavg, nothing else widens", () => {
+  const plan = parsePlan(BASE + "\n" + "", FILE);
+  const si = parsePlan(
+    BASE.replace("  id: local", "  id: local\n  metrics_source: systeminformation"),
+    FILE,
+  );
+  const agent = serviceCommand("agent", si.deployment).args;
+  assert.ok(agent.includes("--allow-env"), "npm:systeminformation copies process.env at load");
+  assert.ok(flagValue(agent, "sys")!.includes("loadavg"));
+  assert.deepEqual(
+    flagValue(serviceCommand("agent", plan.deployment).args, "net"),
+    flagValue(agent, "net"),
+  );
+});
+
+Deno.test("diff: an agent interval edit touches only the store; a section edit restarts only its service", () => {
+  const before = parsePlan(BASE, FILE);
+  const interval = diffPlans(before, parsePlan(BASE.replace("interval: 5", "interval: 1"), FILE));
+  assert.deepEqual(interval.agentsPut, ["default"]);
+  assert.deepEqual(interval.services, []);
+  assert.equal(interval.sharedChanged, false);
+  assert.equal(interval.pluginsChanged, false);
+
+  const added = diffPlans(
+    before,
+    parsePlan(BASE + "  web-1:\n    interval: 2\n    metrics: [cpu]\n    plugins: []\n", FILE),
+  );
+  assert.deepEqual(added.agentsPut, ["web-1"]);
+  assert.deepEqual(added.agentsDeleted, []);
+  const removed = diffPlans(
+    parsePlan(BASE + "  web-1:\n    interval: 2\n    metrics: [cpu]\n    plugins: []\n", FILE),
+    before,
+  );
+  assert.deepEqual(removed.agentsDeleted, ["web-1"]);
+
+  const timeout = diffPlans(
+    before,
+    parsePlan(
+      BASE.replace("  admin: 127.0.0.1:6002", "  admin: 127.0.0.1:6002\n  command_timeout: 3"),
+      FILE,
+    ),
+  );
+  assert.deepEqual(timeout.services, ["broker"]);
+  assert.equal(timeout.sharedChanged, false);
+
+  const analysis = diffPlans(before, parsePlan(BASE + "analysis:\n  summary_interval: 2\n", FILE));
+  assert.deepEqual(analysis.services, ["analysis"]);
+
+  // The agent follows broker.listen: both restart.
+  const listen = diffPlans(before, parsePlan(BASE.replace("6001", "6011"), FILE));
+  assert.deepEqual(listen.services, ["broker", "agent"]);
+
+  const shared = diffPlans(
+    before,
+    parsePlan(BASE + "bus:\n  topics: { data: other-data }\n", FILE),
+  );
+  assert.equal(shared.sharedChanged, true);
+
+  const comment = diffPlans(before, parsePlan("# a comment\n" + BASE, FILE));
+  assert.deepEqual(
+    [comment.agentsPut, comment.agentsDeleted, comment.services],
+    [[], [], []],
+  );
+  assert.equal(comment.sharedChanged || comment.pluginsChanged, false);
+});
