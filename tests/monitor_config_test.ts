@@ -351,6 +351,9 @@ Deno.test("monitor.yaml: YAML syntax errors name the line, column and entry", ()
   assert.deepEqual(problems(["agents:", "  default: {interval: 5}", "agents: {}"]), [
     "m.yaml:3:1: agents: expected valid YAML, found Map keys must be unique",
   ]);
+  assert.deepEqual(problems(["store: {}", "---", "bus: {}"]), [
+    "m.yaml:2:1: (top level): expected one YAML document, found a second document (after ---)",
+  ]);
   const [unclosed] = problems(["bus:", "  brokers: [a:1"]);
   assert.match(unclosed, /^m\.yaml:3:1: bus\.brokers(\[0\])?: expected valid YAML, found .*\]/);
 });
@@ -405,6 +408,15 @@ Deno.test("monitor.yaml: plugins: is checked by the plugin loader's rules, agent
   assert.equal(issue.path, "agents.default.plugins[0]");
   assert.deepEqual([issue.line, issue.column], [2, 53]);
   assert.equal(issue.found, 'unknown plugin "spike"');
+  // A plugin object's unknown name points at the value, its unknown key at the key.
+  assert.deepEqual(
+    checkMonitorConfig(
+      "agents: {default: {interval: 5, metrics: [cpu], plugins: [{name: my.plugin, cfg: 1}]}}\n",
+      "m.yaml",
+      OPTS,
+    ).issues.map((i) => `${i.line}:${i.column} ${i.path}`),
+    ["1:66 agents.default.plugins[0].name", "1:77 agents.default.plugins[0].cfg"],
+  );
   // A declared plugin with problems of its own does not also fail the agents naming it.
   const paths = checkMonitorConfig(
     [
@@ -585,4 +597,23 @@ Deno.test("monitor.yaml: agrees with the services' own settings (store, bus, top
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("monitor.yaml: an unknown plugin_configs entry points at its key; BOM and CRLF are fine", () => {
+  assert.deepEqual(
+    problems([
+      "agents:",
+      "  default:",
+      "    interval: 5",
+      "    metrics: [cpu]",
+      "    plugins: [threshold_alert]",
+      "    plugin_configs:",
+      "      ThresholdAlert: { cpu: 50 }",
+    ]),
+    [
+      'm.yaml:7:7: agents.default.plugin_configs.ThresholdAlert: expected the name of a built-in plugin or of a plugin listed in plugins, found unknown plugin "ThresholdAlert" (did you mean "threshold_alert"?)',
+    ],
+  );
+  const issue = problem(["\uFEFFstore: {backend: etcd}\r", "bus: {backend: kafak}\r"]);
+  assert.deepEqual([issue.path, issue.line, issue.column], ["bus.backend", 2, 16]);
 });

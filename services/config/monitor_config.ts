@@ -540,14 +540,23 @@ export function resolveMonitorValue(
   return { config, issues: [] };
 }
 
+/**
+ * Whether an issue is about an entry's key rather than its value: the
+ * validators report a bad key as `unknown key "x"`, `unknown plugin "x"` or
+ * `"x" (a string)` where `x` is the last part of the path.
+ */
 function isKeyIssue(issue: ConfigIssue & { anchor?: string }): boolean {
   if (issue.anchor) return issue.anchor === "key";
-  if (/^unknown (key|setting)\b/.test(issue.found) || issue.found.startsWith("a request for ")) {
-    return true;
+  if (issue.found.startsWith("a request for ")) return true;
+  const quoted = /^(?:unknown [a-z]+ )?("(?:[^"\\]|\\.)*")(?: \(a string\))?$/.exec(issue.found)
+    ?.[1];
+  if (quoted === undefined) return false;
+  try {
+    const key = JSON.parse(quoted);
+    return issue.path === key || issue.path.endsWith(`.${key}`);
+  } catch {
+    return false;
   }
-  // The plugin loader reports a bad key as describeValue(key).
-  const last = /(?:^|\.)([^.[\]]+)$/.exec(issue.path)?.[1];
-  return last !== undefined && issue.found === describeValue(last) && issue.expected !== "";
 }
 
 /**

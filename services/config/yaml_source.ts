@@ -122,6 +122,14 @@ export function parseYamlSource(text: string): YamlSource {
   };
 
   const syntaxIssues: ConfigIssue[] = doc.errors.map((error) => {
+    if (error.code === "MULTIPLE_DOCS") {
+      return {
+        path: "",
+        expected: "one YAML document",
+        found: "a second document (after ---)",
+        ...position(error.pos[0]),
+      };
+    }
     const firstLine = error.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
     return {
       path: pathAt(doc.contents, error.pos[0], resolve),
