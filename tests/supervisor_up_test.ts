@@ -275,3 +275,47 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("deno task up: a crash-looping broker is given up on while the other services keep running", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sup-loop-" });
+  const stateDir = join(dir, "state");
+  const file = join(dir, "monitor.yaml");
+  const [port, adminPort] = freePorts(2);
+  // The broker cannot listen: the port is taken.
+  const blocker = Deno.listen({ hostname: "127.0.0.1", port });
+  await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort));
+  const up = new ServiceProcess("up", ["task", "up", "--config", file], { command: "deno" });
+  let children: Awaited<ReturnType<typeof descendants>> = [];
+  try {
+    const loop = await up.waitForLine(/crash loop/, WAIT_MS, "the crash loop");
+    assert.match(
+      loop,
+      /supervisor\| error: broker crash loop: 5 crashes within 60 s; not restarting broker \(the other services keep running\)/,
+    );
+    const restarts = up.lines.filter((l) => /broker restarting in/.test(l));
+    assert.deepEqual(
+      restarts.map((l) => /restarting in ([\d.]+ s)/.exec(l)![1]),
+      ["0.5 s", "1 s", "2 s", "4 s"],
+    );
+    await up.waitForLine(/supervisor\| agent ready \(pid/, WAIT_MS, "the agent");
+    const analysis = readyPid(up, "analysis")!;
+    const agent = readyPid(up, "agent")!;
+    await delay(1000);
+    assert.ok(alive(analysis) && alive(agent), "analysis and agent keep running");
+    children = await descendants(up.child.pid);
+    assert.ok(!children.some((p) => p.args.includes("services/broker/main.ts")), "no broker");
+    up.kill("SIGTERM");
+    const status = await up.exited(60_000);
+    assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
+    for (const child of children) assert.ok(!alive(child.pid), child.args);
+  } finally {
+    blocker.close();
+    await up.stop();
+    for (const child of children) {
+      try {
+        Deno.kill(child.pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
