@@ -276,13 +276,14 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
   }
 });
 
-Deno.test("deno task up: a crash-looping broker is given up on while the other services keep running", async () => {
+Deno.test("deno task up: a crash-looping broker is given up on while the other services keep running, and retried after an edit", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sup-loop-" });
   const stateDir = join(dir, "state");
   const file = join(dir, "monitor.yaml");
   const [port, adminPort] = freePorts(2);
   // The broker cannot listen: the port is taken.
   const blocker = Deno.listen({ hostname: "127.0.0.1", port });
+  let blocked = true;
   await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort));
   const up = new ServiceProcess("up", ["task", "up", "--config", file], { command: "deno" });
   let children: Awaited<ReturnType<typeof descendants>> = [];
@@ -304,12 +305,29 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     assert.ok(alive(analysis) && alive(agent), "analysis and agent keep running");
     children = await descendants(up.child.pid);
     assert.ok(!children.some((p) => p.args.includes("services/broker/main.ts")), "no broker");
+    // Once the cause is gone, any valid save of monitor.yaml retries the service.
+    blocker.close();
+    blocked = false;
+    const before = up.lines.length;
+    await Deno.writeTextFile(file, "# port freed\n" + monitorYaml(stateDir, port, adminPort));
+    await waitUntil(
+      () => up.lines.slice(before).some((l) => l.includes("| broker ready (pid ")),
+      WAIT_MS,
+      "the broker retried after the edit",
+    );
+    assert.ok(
+      up.lines.slice(before).some((l) =>
+        l.includes("restarting broker (it had stopped after a crash loop)")
+      ),
+    );
+    assert.equal(readyPid(up, "agent"), agent, "the agent was not restarted");
+    children = await descendants(up.child.pid);
     up.kill("SIGTERM");
     const status = await up.exited(60_000);
     assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
     for (const child of children) assert.ok(!alive(child.pid), child.args);
   } finally {
-    blocker.close();
+    if (blocked) blocker.close();
     await up.stop();
     for (const child of children) {
       try {

@@ -328,7 +328,7 @@ export class ManagedService {
         `crash loop: ${decision.crashes} crashes within ${
           seconds(decision.windowMs)
         }; not restarting ${this.name} (the other services keep running). ` +
-          `Fix the cause, then edit its section of monitor.yaml or restart the supervisor.`,
+          `Fix the cause, then save monitor.yaml (a valid edit retries it) or restart the supervisor.`,
       );
       this.#settleReady(false);
       return;

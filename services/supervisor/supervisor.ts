@@ -232,7 +232,8 @@ export class Supervisor {
     }
     const before = this.#plan;
     const diff = diffPlans(before, next);
-    if (isEmptyDiff(diff)) {
+    const failed = [...this.#services.values()].some((s) => s.state === "failed");
+    if (isEmptyDiff(diff) && !failed) {
       this.#output.say("info", `${file} changed; nothing to apply`);
       return;
     }
@@ -241,7 +242,8 @@ export class Supervisor {
     if (oldSupervisor !== newSupervisor) {
       this.#output.say(
         "info",
-        `${file}: the store, state directory or admin address changed; restarting everything`,
+        `${file}: the supervisor's own permissions change (store, state directory or admin ` +
+          `address); restarting everything`,
       );
       this.#relaunch?.("the supervisor's own permissions changed");
       return;
@@ -263,12 +265,17 @@ export class Supervisor {
       if (!service) continue;
       const command = serviceCommand(name, this.#deployment(next));
       if (formatCommand(command) !== formatCommand(service.command)) restart.add(name);
+      // A service given up on (crash loop) gets another chance with every valid edit.
+      if (service.state === "failed") restart.add(name);
       service.setCommand(command);
     }
     for (const name of START_ORDER) {
       if (!restart.has(name) || this.#stopping) continue;
       const service = this.#services.get(name)!;
-      this.#output.say("info", `restarting ${name} (its settings changed)`);
+      const why = service.state === "failed"
+        ? "it had stopped after a crash loop"
+        : "its settings changed";
+      this.#output.say("info", `restarting ${name} (${why})`);
       await service.restart();
     }
   }
