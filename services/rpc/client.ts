@@ -5,11 +5,12 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
+import { isIP, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { monitoringService, stripOneof } from "./proto.ts";
 import { RpcError, RpcStatus } from "./status.ts";
-import { type ClientTlsOptions, pemBytes } from "./tls.ts";
+import { type ClientTlsOptions, TOKEN_METADATA_KEY } from "./tls.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.ts";
 
 /** Options of {@linkcode openAgentStream}. */
@@ -24,6 +25,8 @@ export interface AgentStreamOptions {
   connectTimeoutMs?: number;
   /** Keep-alive ping period (ms, default 10000): a dead link is noticed within this plus 5 s. */
   keepaliveMs?: number;
+  /** Agent token, sent as `authorization: Bearer <token>` metadata when the stream opens. */
+  token?: string;
 }
 
 /** The agent's end of the stream. */
@@ -44,15 +47,101 @@ export interface AgentStream {
 
 type Duplex = grpc.ClientDuplexStream<unknown, unknown>;
 
+type SecureConnector = ReturnType<grpc.ChannelCredentials["_createSecureConnector"]>;
+
+/** The host part of `host:port` (brackets of an IPv6 literal removed). */
+function hostOf(address: string): string {
+  const host = address.slice(0, address.lastIndexOf(":"));
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/**
+ * The TLS client's error with what to check. Deno reports an expired and an
+ * untrusted broker certificate alike (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
+ * "unable to verify the first certificate"), so the hint names both.
+ */
+export function describeTlsError(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return `${error.message} (connect by a name or address the certificate lists, or set the expected name with agent.tls.server_name / --tls-server-name)`;
+  }
+  if (
+    typeof code === "string" &&
+    /CERT|VERIFY|ISSUER|SELF_SIGNED|EXPIRED|UNTRUSTED/.test(code)
+  ) {
+    return `${error.message} [${code}]: the broker's certificate is not trusted: it has expired, or is not signed by the CA in agent.tls.ca (or, without it, the system roots)`;
+  }
+  return error.message;
+}
+
+/**
+ * TLS to the broker with the handshake done here rather than by
+ * `grpc.credentials.createSsl`, for two reasons found on Deno 2.9:
+ * grpc-js always sets `servername` to the target host, and Deno's node:tls
+ * refuses an IP address there (`ERR_INVALID_ARG_VALUE`; Node only warns),
+ * so a broker addressed by IP could never be reached; and the handshake's
+ * error (expired or untrusted certificate, refused client certificate) is
+ * kept so that {@linkcode AgentStream.ready} can say why.
+ *
+ * A DNS name is sent as SNI and checked against the certificate; an IP
+ * address is checked against the certificate's IP subject alternative names.
+ * `serverName` overrides both.
+ */
+class AgentTlsCredentials extends grpc.ChannelCredentials {
+  readonly #options: ConnectionOptions;
+  readonly #onError: (error: Error) => void;
+
+  constructor(address: string, tls: ClientTlsOptions, onError: (error: Error) => void) {
+    super();
+    const host = hostOf(address);
+    const options: ConnectionOptions = { host, ALPNProtocols: ["h2"] };
+    if (tls.serverName) options.servername = tls.serverName;
+    else if (isIP(host) === 0) options.servername = host;
+    if (tls.ca) options.ca = tls.ca;
+    if (tls.cert) options.cert = tls.cert;
+    if (tls.key) options.key = tls.key;
+    this.#options = options;
+    this.#onError = onError;
+  }
+
+  override _isSecure(): boolean {
+    return true;
+  }
+
+  override _equals(other: grpc.ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  override _createSecureConnector(
+    _target: Parameters<grpc.ChannelCredentials["_createSecureConnector"]>[0],
+    _options: grpc.ChannelOptions,
+    callCredentials?: grpc.CallCredentials,
+  ): SecureConnector {
+    const calls = callCredentials ?? grpc.credentials.createEmpty();
+    return {
+      connect: (socket: Socket) =>
+        new Promise((resolve, reject) => {
+          const secure = tlsConnect({ ...this.#options, socket }, () => {
+            resolve({ socket: secure, secure: true });
+          });
+          secure.on("error", (error: Error) => {
+            this.#onError(new Error(describeTlsError(error), { cause: error }));
+            reject(error);
+          });
+        }),
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => calls,
+      destroy: () => {},
+    };
+  }
+}
+
 /** Opens one bidirectional stream to the broker (a new connection per call). */
 export function openAgentStream(options: AgentStreamOptions): AgentStream {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  let tlsError: Error | undefined;
   const credentials = options.tls
-    ? grpc.credentials.createSsl(
-      options.tls.ca ? Buffer.from(pemBytes(options.tls.ca)) : null,
-      options.tls.key ? Buffer.from(pemBytes(options.tls.key)) : null,
-      options.tls.cert ? Buffer.from(pemBytes(options.tls.cert)) : null,
-    )
+    ? new AgentTlsCredentials(options.address, options.tls, (error) => tlsError = error)
     : grpc.credentials.createInsecure();
   const channelOptions: grpc.ChannelOptions = {
     "grpc.max_receive_message_length": maxBytes,
@@ -63,16 +152,24 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     "grpc.enable_retries": 0,
   };
   if (options.tls?.serverName) {
-    channelOptions["grpc.ssl_target_name_override"] = options.tls.serverName;
     channelOptions["grpc.default_authority"] = options.tls.serverName;
   }
   const Service = monitoringService();
   const client = new Service(options.address, credentials, channelOptions);
-  const call = (client as unknown as { Connect(): Duplex }).Connect();
+  const metadata = new grpc.Metadata();
+  if (options.token) metadata.set(TOKEN_METADATA_KEY, `Bearer ${options.token}`);
+  const call = (client as unknown as { Connect(metadata: grpc.Metadata): Duplex }).Connect(
+    metadata,
+  );
   const closeListeners: Array<(error?: RpcError) => void> = [];
   let closed = false;
   let closeError: RpcError | undefined;
 
+  /** Adds the TLS handshake's own error, which grpc-js reports only as "connection failed". */
+  const withTls = (details: string) =>
+    tlsError && !details.includes(tlsError.message)
+      ? `${details} (TLS: ${tlsError.message})`
+      : details;
   const finish = (error?: RpcError) => {
     if (closed) return;
     closed = true;
@@ -81,11 +178,15 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     for (const listener of closeListeners.splice(0)) listener(error);
   };
   call.on("error", (error: grpc.ServiceError) => {
-    finish(new RpcError(error.code ?? RpcStatus.UNKNOWN, error.details || error.message));
+    finish(
+      new RpcError(error.code ?? RpcStatus.UNKNOWN, withTls(error.details || error.message)),
+    );
   });
   call.on("end", () => finish());
   call.on("status", (status: grpc.StatusObject) => {
-    if (status.code !== grpc.status.OK) finish(new RpcError(status.code, status.details));
+    if (status.code !== grpc.status.OK) {
+      finish(new RpcError(status.code, withTls(status.details)));
+    }
   });
 
   return {
@@ -116,7 +217,9 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
             reject(
               new RpcError(
                 RpcStatus.UNAVAILABLE,
-                `broker at ${options.address} not reachable: ${error.message}`,
+                `broker at ${options.address} not reachable: ${
+                  tlsError ? `TLS handshake failed: ${tlsError.message}` : error.message
+                }`,
               ),
             );
           } else resolve();

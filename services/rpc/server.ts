@@ -5,11 +5,12 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
+import { getLogger } from "../common/log.ts";
 import { monitoringService, stripOneof } from "./proto.ts";
 import { RpcError, RpcStatus } from "./status.ts";
-import { pemBytes, type ServerTlsOptions } from "./tls.ts";
+import { type ServerTlsOptions, TOKEN_METADATA_ALT_KEY, TOKEN_METADATA_KEY } from "./tls.ts";
+import { TlsServerCredentials, TlsWatch } from "./server_tls.ts";
 
 /** Default largest message accepted (bytes). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -20,6 +21,15 @@ export interface ServerStream {
   readonly peer: string;
   /** Whether the peer presented a client certificate that verified (mTLS). */
   readonly authenticatedPeer: boolean;
+  /**
+   * Subject common name of the verified client certificate (mTLS), if any.
+   */
+  readonly peerName: string | undefined;
+  /**
+   * The agent token sent when the stream opened (`authorization: Bearer
+   * <token>` or `x-monitor-token: <token>` metadata); undefined when none.
+   */
+  readonly token: string | undefined;
   /** Sends a message; false once the stream has ended. */
   send(message: BrokerMessage): boolean;
   /** Listener for every message the agent sends, in order. */
@@ -44,6 +54,14 @@ export interface RpcServerOptions {
   maxMessageBytes?: number;
   /** Called for each new agent stream. */
   onStream(stream: ServerStream): void;
+  /**
+   * Called when a TLS connection is refused: a failed handshake (a client
+   * that does not trust the broker's certificate, or does not speak TLS), or,
+   * with mTLS, a stream refused UNAUTHENTICATED because its connection has no
+   * verified client certificate (none, untrusted, expired). Default: a
+   * warning in the log.
+   */
+  onTlsError?(peer: string, reason: string): void;
 }
 
 /** A listening server. */
@@ -66,17 +84,22 @@ class GrpcServerStream implements ServerStream {
   #closed = false;
   readonly peer: string;
   readonly authenticatedPeer: boolean;
+  readonly peerName: string | undefined;
+  readonly token: string | undefined;
 
   constructor(call: Duplex) {
     this.#call = call;
     this.peer = call.getPeer();
-    let verified = false;
+    let certificate: { subject?: { CN?: string | string[] } } | undefined;
     try {
-      verified = Boolean(call.getAuthContext()?.sslPeerCertificate);
+      certificate = call.getAuthContext()?.sslPeerCertificate;
     } catch {
-      verified = false;
+      certificate = undefined;
     }
-    this.authenticatedPeer = verified;
+    this.authenticatedPeer = Boolean(certificate);
+    const cn = certificate?.subject?.CN;
+    this.peerName = Array.isArray(cn) ? cn[0] : cn;
+    this.token = tokenOf(call.metadata);
     call.on("error", (error: Error) => this.#finish(error));
     call.on("end", () => {
       if (!this.#closed) {
@@ -137,6 +160,21 @@ class GrpcServerStream implements ServerStream {
   }
 }
 
+/** The token of the stream's metadata (see {@linkcode ServerStream.token}). */
+function tokenOf(metadata: grpc.Metadata): string | undefined {
+  const first = (key: string) => {
+    const value = metadata.get(key)[0];
+    return typeof value === "string" ? value.trim() : undefined;
+  };
+  const auth = first(TOKEN_METADATA_KEY);
+  if (auth !== undefined) {
+    const match = /^Bearer\s+(\S.*)$/i.exec(auth);
+    // Anything other than a bearer token is a wrong token, not a missing one.
+    return match ? match[1].trim() : auth;
+  }
+  return first(TOKEN_METADATA_ALT_KEY) || undefined;
+}
+
 /** Starts the gRPC server and resolves once it listens. */
 export function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -149,23 +187,28 @@ export function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
     "grpc.http2.min_ping_interval_without_data_ms": 5_000,
   });
   const streams = new Set<GrpcServerStream>();
+  const mutual = options.tls?.requireClientCert === true;
+  const tlsWatch = new TlsWatch(
+    options.onTlsError ??
+      ((peer, reason) => getLogger("rpc").warn(`refused a TLS connection from ${peer}: ${reason}`)),
+  );
   server.addService(monitoringService().service, {
     Connect: (call: Duplex) => {
       const stream = new GrpcServerStream(call);
+      if (mutual && !stream.authenticatedPeer) {
+        // mTLS: the handshake only asked for a certificate (see server_tls.ts); refuse here.
+        const reason = tlsWatch.refusal(stream.peer);
+        tlsWatch.report(stream.peer, reason);
+        stream.fail(RpcStatus.UNAUTHENTICATED, `client certificate refused: ${reason}`);
+        return;
+      }
       streams.add(stream);
       stream.onClose(() => streams.delete(stream));
       options.onStream(stream);
     },
   });
   const credentials = options.tls
-    ? grpc.ServerCredentials.createSsl(
-      options.tls.ca ? Buffer.from(pemBytes(options.tls.ca)) : null,
-      [{
-        cert_chain: Buffer.from(pemBytes(options.tls.cert)),
-        private_key: Buffer.from(pemBytes(options.tls.key)),
-      }],
-      options.tls.requireClientCert ?? false,
-    )
+    ? new TlsServerCredentials(options.tls)
     : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
     server.bindAsync(options.listen, credentials, (error, port) => {
@@ -173,6 +216,7 @@ export function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
         reject(new Error(`cannot listen on ${options.listen}: ${error.message}`, { cause: error }));
         return;
       }
+      if (options.tls) tlsWatch.watch(server);
       const host = options.listen.slice(0, options.listen.lastIndexOf(":"));
       resolve({
         address: `${host}:${port}`,
