@@ -258,6 +258,7 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       const status = await up.exited(60_000);
       assert.equal(status.code, 0, up.output.split("\n").slice(-30).join("\n"));
       assert.ok(up.lines.some((l) => l.includes("supervisor| all services stopped")));
+      assert.ok(!up.raw.includes("monitor> "), "no console when stdin is not a terminal");
       for (const child of children) {
         assert.ok(!alive(child.pid), `pid ${child.pid} left running: ${child.args}`);
       }
