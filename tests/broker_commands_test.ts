@@ -315,3 +315,54 @@ Deno.test("broker commands: stopping the broker gives waiting commands an error 
       await results.close();
     }
   }));
+
+Deno.test("broker commands: a slow commands-group join does not hold up start-up; commands waiting in the group are routed once joined", () => {
+  let release: (() => void) | undefined;
+  return withBroker({
+    commandsJoinWaitMs: 100,
+    async beforeStart(_store, bus) {
+      // The group exists already (a previous broker committed its offsets) ...
+      const previous = await bus.subscribe({
+        topics: [DEFAULT_TOPICS.commands],
+        group: "broker",
+        handler() {},
+      });
+      await previous.close();
+      // ... and joining it now is slow (the previous member's session has not expired).
+      release = bus.holdSubscribe("broker");
+    },
+  }, async ({ broker, bus }) => {
+    const results = await collect(bus, DEFAULT_TOPICS.results);
+    const agent = await TestAgent.connect(broker.address, "join-1");
+    answerCommands(agent, () => ({ status: "ok", output: "joined" }));
+    try {
+      // Streams are served while the group join is pending.
+      agent.batch(1, [{ timestamp: 1, metrics: { cpu: 1 } }]);
+      await agent.waitFor((m) => m.ack?.seq === 1, "ack while joining");
+      await bus.publish(DEFAULT_TOPICS.commands, [{
+        key: "join-1",
+        value: JSON.stringify({
+          command_id: "c-join",
+          target: "join-1",
+          command_type: "status",
+          timestamp: 1,
+        }),
+      }]);
+      release!();
+      const [result] = await results.waitFor<ResultMessage>(
+        (v) => v.length >= 1,
+        10_000,
+        "the result",
+      );
+      assert.deepEqual([result.command_id, result.agent_id, result.output], [
+        "c-join",
+        "join-1",
+        "joined",
+      ]);
+    } finally {
+      release?.();
+      agent.close();
+      await results.close();
+    }
+  });
+});

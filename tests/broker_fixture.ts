@@ -25,8 +25,8 @@ export interface BrokerFixture {
 /** Runs `fn` with a fresh broker; everything is closed afterwards. */
 export async function withBroker(
   options: Partial<Omit<BrokerOptions, "bus" | "store">> & {
-    /** Runs on the store before the broker starts (to seed keys). */
-    beforeStart?: (store: Store) => Promise<void>;
+    /** Runs before the broker starts (to seed keys, or to hold the bus). */
+    beforeStart?: (store: Store, bus: GatedBus) => Promise<void>;
   },
   fn: (fixture: BrokerFixture) => Promise<void>,
 ): Promise<void> {
@@ -56,7 +56,7 @@ export async function withBroker(
         group: { sessionTimeoutMs: 2000, heartbeatIntervalMs: 500 },
       }),
     );
-    await beforeStart?.(store);
+    await beforeStart?.(store, bus);
     broker = await startBroker({
       listen: "127.0.0.1:0",
       admin: "127.0.0.1:0",

@@ -77,6 +77,7 @@ export class GatedBus implements Bus {
   readonly attempts: Array<{ topic: string; count: number }> = [];
   #inner: Bus;
   #gate: Promise<void> | undefined;
+  #subscribeGate: { group: string; gate: Promise<void> } | undefined;
   #failures = 0;
   #failure = new Error("bus refused the publish (test)");
 
@@ -115,8 +116,21 @@ export class GatedBus implements Bus {
     await this.#inner.publish(topic, messages);
   }
 
-  subscribe(options: SubscribeOptions): Promise<Subscription> {
-    return this.#inner.subscribe(options);
+  /** Holds subscribes to `group` until the returned function is called (a slow group join). */
+  holdSubscribe(group: string): () => void {
+    let release!: () => void;
+    this.#subscribeGate = { group, gate: new Promise((resolve) => release = resolve) };
+    return () => {
+      this.#subscribeGate = undefined;
+      release();
+    };
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    while (this.#subscribeGate && this.#subscribeGate.group === options.group) {
+      await this.#subscribeGate.gate;
+    }
+    return await this.#inner.subscribe(options);
   }
 
   ensureTopics(topics: string[]): Promise<void> {

@@ -40,6 +40,8 @@ export const BROKER_VERSION = "1.0.0";
 export const DEFAULT_LISTEN = "127.0.0.1:50052";
 /** Default admin API address. */
 export const DEFAULT_ADMIN = "127.0.0.1:50053";
+/** How long start-up waits for the commands consumer group before going on (ms). */
+export const COMMANDS_JOIN_WAIT_MS = 5000;
 /** Default time an agent has to answer a command (ms). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
@@ -73,6 +75,11 @@ export interface BrokerOptions {
   commandTimeoutMs?: number;
   /** Consumer group on the commands topic. Default `broker`. */
   commandsGroup?: string;
+  /**
+   * How long start-up waits to join the commands consumer group before going on
+   * without it (ms). Default {@linkcode COMMANDS_JOIN_WAIT_MS}.
+   */
+  commandsJoinWaitMs?: number;
   /** Append every published sample as a JSON line to this file. */
   sinkPath?: string;
   /** Close the bus and store on stop. Default false. */
@@ -250,15 +257,38 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     });
     cleanups.push(() => server.close(1000));
 
-    const subscription: Subscription = await bus.subscribe({
+    // Joining the commands consumer group can take until the session of a crashed
+    // predecessor expires (Kafka: 30 s). The group then has committed offsets, so nothing
+    // is missed by not waiting: after COMMANDS_JOIN_WAIT_MS the broker starts anyway.
+    const group = options.commandsGroup ?? "broker";
+    const subscribing: Promise<Subscription> = bus.subscribe({
       topics: [topics.commands],
-      group: options.commandsGroup ?? "broker",
+      group,
       fromBeginning: false,
       handler: (message) => router.handleBusMessage(message),
     });
     let unsubscribed: Promise<void> | undefined;
-    const unsubscribe = () => unsubscribed ??= subscription.close();
+    const unsubscribe = () => unsubscribed ??= subscribing.then((s) => s.close(), () => {});
     cleanups.push(unsubscribe);
+    let joinTimer: ReturnType<typeof setTimeout> | undefined;
+    const joined = await Promise.race([
+      subscribing.then(() => true),
+      new Promise<false>((resolve) =>
+        joinTimer = setTimeout(
+          () => resolve(false),
+          options.commandsJoinWaitMs ?? COMMANDS_JOIN_WAIT_MS,
+        )
+      ),
+    ]).finally(() => clearTimeout(joinTimer));
+    if (!joined) {
+      log.warn(
+        `still joining consumer group ${group} on ${topics.commands} (a previous broker may hold it until its session expires); commands are routed once it is joined`,
+      );
+      subscribing.then(
+        () => log.info(`joined consumer group ${group}; routing commands`),
+        (error) => log.error(`cannot consume ${topics.commands}: ${errorMessage(error)}`),
+      );
+    }
 
     const agents = (): AgentInfo[] =>
       registry.list().map((s) => ({

@@ -17,6 +17,7 @@ export {
   BROKER_VERSION,
   type BrokerOptions,
   type BrokerStats,
+  COMMANDS_JOIN_WAIT_MS,
   DEFAULT_ADMIN,
   DEFAULT_COMMAND_TIMEOUT_MS,
   DEFAULT_LISTEN,
