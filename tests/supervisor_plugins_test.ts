@@ -10,7 +10,7 @@ import { openBus } from "../services/bus/mod.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { decodePin } from "../services/plugin_loader/mod.ts";
 import { openStore, storeKeys } from "../services/store/mod.ts";
-import { collect, waitUntil } from "./broker_support.ts";
+import { collect } from "./broker_support.ts";
 import { ServiceProcess } from "./e2e_support.ts";
 import { openSite } from "./fixtures/url_plugins/site.ts";
 import { freePorts } from "./harness/free_port.ts";
