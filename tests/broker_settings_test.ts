@@ -77,15 +77,16 @@ Deno.test("settings: wrong values name the key, what was expected and what was f
     await assert.rejects(resolveServiceSettings("broker", { config: file }), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       const text = error.message;
+      // The full schema check, with line and column, as `deno task validate` prints it.
       assert.match(
         text,
-        /store\.backend: expected "embedded" or "etcd", found "redis" \(a string\)/,
+        /monitor\.yaml:2:12: store\.backend: expected "embedded" or "etcd", found "redis" \(a string\)/,
       );
       assert.match(
         text,
-        /bus\.brokers: expected a list of host:port, found "localhost" \(a string\)/,
+        /monitor\.yaml:4:12: bus\.brokers: expected a non-empty list of host:port, e\.g\. \[127\.0\.0\.1:9092\], found "localhost" \(a string\) \(write \[localhost\], a list\)/,
       );
-      assert.match(text, /broker: expected a mapping, found 5 \(a number\)/);
+      assert.match(text, /monitor\.yaml:5:9: broker: expected a mapping.*, found 5 \(a number\)/);
       return true;
     });
     await assert.rejects(
@@ -93,7 +94,10 @@ Deno.test("settings: wrong values name the key, what was expected and what was f
       /--bus-backend: expected "embedded" or "kafka"[\s\S]*--log-level: expected debug, info, warn or error/,
     );
     await Deno.writeTextFile(file, "store: [\n");
-    await assert.rejects(resolveServiceSettings("broker", { config: file }), /not valid YAML/);
+    await assert.rejects(
+      resolveServiceSettings("broker", { config: file }),
+      /monitor\.yaml:\d+:\d+/,
+    );
     await assert.rejects(
       resolveServiceSettings("broker", { config: join(dir, "missing.yaml") }),
       /cannot read .*missing\.yaml/,

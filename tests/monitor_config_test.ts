@@ -255,8 +255,8 @@ Deno.test("monitor.yaml: a wrong choice suggests the closest one", () => {
 
 Deno.test("monitor.yaml: each bad list item is named by its index and column", () => {
   assert.deepEqual(problems(["bus:", "  brokers: [10.0.0.1:9092, kafka, 10.0.0.3:99999]"]), [
-    'm.yaml:2:28: bus.brokers[1]: expected host:port, e.g. 10.0.0.5:2379, found "kafka" (a string)',
-    'm.yaml:2:35: bus.brokers[2]: expected host:port, e.g. 10.0.0.5:2379, found "10.0.0.3:99999" (a string)',
+    'm.yaml:2:28: bus.brokers[1]: expected host:port, e.g. 10.0.0.5:9092, found "kafka" (a string)',
+    'm.yaml:2:35: bus.brokers[2]: expected host:port, e.g. 10.0.0.5:9092, found "10.0.0.3:99999" (a string)',
   ]);
   assert.deepEqual(problems(["store:", "  endpoints: 10.0.0.1:2379"]), [
     'm.yaml:2:14: store.endpoints: expected a non-empty list of host:port, e.g. [127.0.0.1:2379], found "10.0.0.1:2379" (a string) (write [10.0.0.1:2379], a list)',

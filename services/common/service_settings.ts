@@ -71,6 +71,11 @@ export async function readMonitorYaml(
   } catch (error) {
     throw new Error(`cannot read ${path}: ${(error as Error).message}`);
   }
+  // The full schema check (line:column, key path, did-you-mean), as `deno task validate`
+  // and the supervisor do. Imported lazily: the config module imports this one.
+  const { checkMonitorConfig } = await import("../config/monitor_config.ts");
+  const { issues } = checkMonitorConfig(text, path, { hostname: "localhost" });
+  if (issues.length > 0) throw new ConfigError(issues, path);
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -201,10 +206,10 @@ export async function resolveServiceSettings(
       }
     }
   }
-  const logLevel = flags.logLevel ?? "info";
+  const logLevel = flags.logLevel ?? doc.log_level ?? "info";
   if (!isLogLevel(logLevel)) {
     issues.push({
-      path: "--log-level",
+      path: flags.logLevel !== undefined ? "--log-level" : "log_level",
       expected: "debug, info, warn or error",
       found: describeValue(logLevel),
     });

@@ -174,13 +174,17 @@ export function hostPortList(
   if (value === undefined || value === null) return [...opts.fallback];
   if (!Array.isArray(value) || value.length === 0) {
     const hint = typeof value === "string" ? `write [${value}], a list` : undefined;
-    issues.wrong(where, "a non-empty list of host:port, e.g. [127.0.0.1:2379]", value, hint);
+    const example = opts.fallback[0] ?? "127.0.0.1:2379";
+    issues.wrong(where, `a non-empty list of host:port, e.g. [${example}]`, value, hint);
     return [...opts.fallback];
   }
   const out: string[] = [];
   value.forEach((item, i) => {
     if (typeof item === "string" && isHostPort(item)) out.push(item);
-    else issues.wrong(`${where}[${i}]`, "host:port, e.g. 10.0.0.5:2379", item);
+    else {
+      const port = (opts.fallback[0] ?? "127.0.0.1:2379").split(":").pop();
+      issues.wrong(`${where}[${i}]`, `host:port, e.g. 10.0.0.5:${port}`, item);
+    }
   });
   return out;
 }
