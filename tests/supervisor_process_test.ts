@@ -227,3 +227,17 @@ Deno.test("output: service lines are prefixed with the name, plain without a ter
   new ServiceOutput({ color: true, write: (l) => colored.push(l) }).line("agent", "stdout", "x");
   assert.equal(colored[0], "\x1b[32magent     |\x1b[0m x");
 });
+
+Deno.test("kill() during a stop ends it at once (a second Ctrl-C)", async () => {
+  const { children, service } = harness({ ignoreTerm: true }, { stopTimeoutMs: 60_000 });
+  const ready = service.start();
+  await waitUntil(() => children.length === 1, 2000, "spawn");
+  children[0].print("monitor:ready\n");
+  await ready;
+  const stopped = service.stop();
+  await waitUntil(() => children[0].signals.length === 1, 2000, "SIGTERM sent");
+  service.kill();
+  assert.equal(await stopped, false, "killed, not a clean stop");
+  assert.deepEqual(children[0].signals, ["SIGTERM", "SIGKILL"]);
+  assert.equal(service.state, "stopped");
+});

@@ -45,10 +45,18 @@ const encoder = new TextEncoder();
 
 /** Writes a line to stdout synchronously (lines of several services never interleave). */
 export function writeStdoutLine(line: string): void {
+  if (stdoutGone) return;
   const data = encoder.encode(line + "\n");
   let written = 0;
-  while (written < data.length) written += Deno.stdout.writeSync(data.subarray(written));
+  try {
+    while (written < data.length) written += Deno.stdout.writeSync(data.subarray(written));
+  } catch {
+    // Whoever read our output went away (e.g. `deno task up | head`): keep running, say nothing.
+    stdoutGone = true;
+  }
 }
+
+let stdoutGone = false;
 
 /**
  * Formats and writes the output of every service: `broker     | <line>`.

@@ -221,6 +221,11 @@ export class ManagedService {
     return clean;
   }
 
+  /** Sends SIGKILL to the running child, if any (a stop in progress then ends at once). */
+  kill(): void {
+    if (this.#child) this.#signal(this.#child, "SIGKILL");
+  }
+
   #signal(child: ChildHandle, signal: Deno.Signal) {
     try {
       child.kill(signal);

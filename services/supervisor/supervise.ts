@@ -49,8 +49,21 @@ export async function supervise(args: string[]): Promise<number> {
   let resolveStop!: (why: string) => void;
   const stopRequested = new Promise<string>((resolve) => resolveStop = resolve);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  let stopping = false;
+  let lastSignal = 0;
   const handlers = signals.map((signal) => {
-    const handler = () => resolveStop(`received ${signal}`);
+    const handler = () => {
+      // A terminal's Ctrl-C arrives twice (directly and forwarded by the launcher): copies
+      // within 300 ms count once. Another signal while stopping kills the services at once.
+      const now = Date.now();
+      const repeated = now - lastSignal > 300;
+      lastSignal = now;
+      if (stopping && repeated) {
+        output.say("warn", `received ${signal} again: killing the services`);
+        supervisor.kill();
+      }
+      resolveStop(`received ${signal}`);
+    };
     Deno.addSignalListener(signal, handler);
     return () => Deno.removeSignalListener(signal, handler);
   });
@@ -86,6 +99,7 @@ export async function supervise(args: string[]): Promise<number> {
       return await Promise.race([console_.done.then(() => "quit in the console"), stopRequested]);
     }),
   ]);
+  stopping = true;
   output.setWriter(undefined);
   console_?.close();
   output.say("info", `stopping (${whyStop})`);

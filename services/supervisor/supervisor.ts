@@ -280,6 +280,11 @@ export class Supervisor {
     }
   }
 
+  /** Kills every service at once (a second Ctrl-C while stopping). */
+  kill(): void {
+    for (const service of this.#services.values()) service.kill();
+  }
+
   /**
    * Stops every service (agent first, broker last). Resolves true when each
    * stopped cleanly.
