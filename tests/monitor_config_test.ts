@@ -207,7 +207,7 @@ Deno.test("monitor.yaml: an unknown top-level key names its line:column and a di
 
 Deno.test("monitor.yaml: an unknown nested key points at the key", () => {
   assert.deepEqual(problems(["broker:", "  listen: 127.0.0.1:1", "  lisen: 127.0.0.1:2"]), [
-    'm.yaml:3:3: broker.lisen: expected one of the keys of broker: listen, admin, admin_token, token, sink, command_timeout, max_batch_samples, tls, found unknown key "lisen" (did you mean "listen"?)',
+    'm.yaml:3:3: broker.lisen: expected one of the keys of broker: listen, admin, admin_token, admin_token_file, admin_token_env, token, token_file, token_env, sink, command_timeout, max_batch_samples, tls, found unknown key "lisen" (did you mean "listen"?)',
   ]);
   const issue = problem(["bus:", "  topics: {data: d, alrets: a}"]);
   assert.deepEqual([issue.path, issue.line, issue.column], ["bus.topics.alrets", 2, 21]);
@@ -506,7 +506,7 @@ Deno.test("monitor.yaml: the shipped file validates clean and is the seed's conf
     cert: "broker.pem",
     key: "broker-key.pem",
     ca: "ca.pem",
-    require_client_cert: false,
+    require_client_cert: true,
   });
   assert.deepEqual(edited.agents["web-1"].plugins.map((p) => p.name), ["threshold_alert", "spike"]);
   assert.equal(edited.plugins.spike.version, "1.2.0");

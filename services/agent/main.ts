@@ -4,7 +4,7 @@
  * @module
  */
 import { Command } from "commander";
-import { isAbsolute, resolve } from "node:path";
+import { resolve } from "node:path";
 import { addCommonOptions, announceReady, fatal, onShutdownSignal } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
@@ -14,11 +14,11 @@ import {
   resolveServiceSettings,
   sectionString,
 } from "../common/service_settings.ts";
-import type { ClientTlsOptions } from "../rpc/mod.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
 import { startAgent } from "./agent.ts";
 import type { MetricsSource } from "./metrics.ts";
+import { readAgentSecurity } from "./security.ts";
 
 /** Default broker address. */
 export const DEFAULT_BROKER = "127.0.0.1:50052";
@@ -30,16 +30,19 @@ Examples:
   deno task agent --config monitor.yaml              # store, broker and agent settings from monitor.yaml
   # an agent on another host (the seed's start_agent.sh SERVER:50052 my-agent SERVER):
   deno task agent --broker SERVER:50052 --id my-agent --store-backend etcd --store-endpoints SERVER:2379
-  deno task agent --broker broker.example:50052 --tls-ca ca.pem --tls-cert agent.pem --tls-key agent-key.pem
+  deno task agent --broker broker.example:50052 --tls-ca ca.pem --tls-cert agent.pem --tls-key agent-key.pem \\
+      --token-file /etc/monitor/agent-token
 
 The agent reads its configuration from the store key <prefix>/config/<id> (or
 <prefix>/config/default), applies changes live, writes <prefix>/heartbeat/<id>
 on a lease and answers these commands:
 ${describeCommands().map((line) => `  ${line}`).join("\n")}
 
-monitor.yaml keys (section agent:): id, broker, token, metrics_source,
-tls: {ca, cert, key, server_name}. Without agent.broker and agent.token the agent uses
-broker.listen and broker.token of the same file.`;
+monitor.yaml keys (section agent:): id, broker, metrics_source, tls: {ca, cert, key,
+server_name}, token_file | token_env | token. Without agent.broker and an agent token the
+agent uses broker.listen and the broker.token* keys of the same file. The token is never
+given on the command line (it would show in ps): --token-file and --token-env name where
+to read it.`;
 
 interface AgentFlags {
   config?: string;
@@ -54,7 +57,8 @@ interface AgentFlags {
   logLevel?: string;
   broker?: string;
   id?: string;
-  token?: string;
+  tokenFile?: string;
+  tokenEnv?: string;
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -72,7 +76,8 @@ async function main() {
   )
     .option("--broker <host:port>", `broker address (default ${DEFAULT_BROKER})`)
     .option("--id <agent-id>", "agent id (default: the hostname)")
-    .option("--token <token>", "shared secret the broker requires, if any")
+    .option("--token-file <file>", "file holding the token the broker requires, if any")
+    .option("--token-env <name>", "environment variable holding the token the broker requires")
     .option("--tls-ca <file>", "CA (PEM) the broker's certificate must chain to (enables TLS)")
     .option("--tls-cert <file>", "client certificate (PEM) for mTLS")
     .option("--tls-key <file>", "client private key (PEM) for mTLS")
@@ -115,10 +120,9 @@ async function main() {
       }`,
     );
   }
-  const token = sectionString(settings, "agent", "token", flags.token) ??
-    (typeof brokerSection?.token === "string" ? brokerSection.token : undefined);
-  const tls = await readTls(settings.section.tls, flags, base);
+  const security = await readAgentSecurity(settings.section, brokerSection, flags, base);
   const log = getLogger(`agent ${id ?? "(hostname)"}`);
+  if (security.token?.warning) log.warn(security.token.warning);
 
   const store = await openStore(settings.store);
   let agent;
@@ -130,8 +134,8 @@ async function main() {
       prefix: settings.store.prefix,
       stateDir: settings.stateDir,
       broker,
-      tls,
-      token,
+      tls: security.tls,
+      token: security.token?.value,
       metricsSource: source as MetricsSource | "auto",
       log: id ? log : undefined,
     });
@@ -154,41 +158,6 @@ async function main() {
   };
   onShutdownSignal((signal) => void shutdown(`received ${signal}`));
   if (flags.supervised) announceReady();
-}
-
-async function readTls(
-  section: unknown,
-  flags: AgentFlags,
-  base: string,
-): Promise<ClientTlsOptions | undefined> {
-  const doc = (typeof section === "object" && section !== null ? section : {}) as Record<
-    string,
-    unknown
-  >;
-  const pick = (flag: string | undefined, key: string) =>
-    flag ?? (typeof doc[key] === "string" ? doc[key] as string : undefined);
-  const ca = pick(flags.tlsCa, "ca");
-  const cert = pick(flags.tlsCert, "cert");
-  const key = pick(flags.tlsKey, "key");
-  const serverName = pick(flags.tlsServerName, "server_name");
-  if (ca === undefined && cert === undefined && key === undefined) return undefined;
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new Error("agent.tls: expected both cert and key (PEM files) for mTLS, or neither");
-  }
-  const read = async (p: string, what: string) => {
-    const file = isAbsolute(p) ? p : resolve(base, p);
-    try {
-      return await Deno.readTextFile(file);
-    } catch (error) {
-      throw new Error(`agent.tls.${what}: cannot read ${file}: ${errorMessage(error)}`);
-    }
-  };
-  const tls: ClientTlsOptions = {};
-  if (ca !== undefined) tls.ca = await read(ca, "ca");
-  if (cert !== undefined) tls.cert = await read(cert, "cert");
-  if (key !== undefined) tls.key = await read(key, "key");
-  if (serverName !== undefined) tls.serverName = serverName;
-  return tls;
 }
 
 if (import.meta.main) {

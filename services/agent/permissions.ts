@@ -41,6 +41,10 @@ export interface AgentPermissionInput {
   configFile?: string;
   /** TLS files (CA, certificate, key). */
   tlsFiles?: string[];
+  /** File holding the agent token (`agent.token_file`). */
+  tokenFile?: string;
+  /** Environment variable holding the agent token (`agent.token_env`). */
+  tokenEnv?: string;
   /**
    * Metrics the agent may be asked for. The configuration changes live, so
    * the default is every metric.
@@ -76,6 +80,7 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
       PROTO_FILE,
       ...(input.configFile ? [input.configFile] : []),
       ...(input.tlsFiles ?? []),
+      ...(input.tokenFile ? [input.tokenFile] : []),
       ...plugins.flatMap((p) => p.read ?? []),
     ]),
     write: [],
@@ -85,6 +90,7 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
       ...GRPC_CLIENT_PROXY_ENV_VARS,
       "CLICOLOR_FORCE", // commander (the CLI)
       ...(input.configFile ? YAML_ENV_VARS : []),
+      ...(input.tokenEnv ? [input.tokenEnv] : []),
       ...plugins.flatMap((p) => p.env ?? []),
     ]),
     sys,

@@ -33,7 +33,7 @@ export interface BrokerLinkOptions {
   /** Broker `host:port`. */
   address: string;
   tls?: ClientTlsOptions;
-  /** Shared secret sent in Hello ("" when none). */
+  /** Shared secret ("" when none), sent as `authorization` metadata when the stream opens and in Hello. */
   token: string;
   agentId: string;
   hostname: string;
@@ -95,6 +95,7 @@ export class BrokerLink {
   #welcomedAt = 0;
   #brokerMax = Infinity;
   #invalid = { seq: -1, count: 0 };
+  #lastRefusal: string | undefined;
   #drainWaiters = new Set<() => void>();
   #commandsInFlight = new Set<Promise<unknown>>();
 
@@ -185,6 +186,7 @@ export class BrokerLink {
         tls: options.tls,
         connectTimeoutMs: options.connectTimeoutMs ?? 5000,
         keepaliveMs: options.keepaliveMs,
+        token: options.token || undefined,
       });
     } catch (error) {
       return `cannot open a stream: ${errorMessage(error)}`;
@@ -231,6 +233,7 @@ export class BrokerLink {
     if (this.#stream === stream) this.#stream = undefined;
     this.#status.connected_since = undefined;
     if (error) this.#noteInvalidBatch(error);
+    if (error) this.#noteRefusal(error);
     if (this.#welcomed) {
       this.#log.info(
         `stream to broker ${options.address} ended: ${
@@ -310,6 +313,19 @@ export class BrokerLink {
       sentOn.set(batch, stream);
       buffer.seal(batch.seq);
     }
+  }
+
+  /** Logs, as an error and once per distinct reason, that the broker refused this agent. */
+  #noteRefusal(error: RpcError) {
+    if (error.code !== RpcStatus.UNAUTHENTICATED && error.code !== RpcStatus.PERMISSION_DENIED) {
+      return;
+    }
+    const reason = describeRpcError(error);
+    if (reason === this.#lastRefusal) return;
+    this.#lastRefusal = reason;
+    this.#log.error(
+      `the broker at ${this.#options.address} refused this agent: ${reason} (check agent.token_file and agent.tls; retrying with backoff)`,
+    );
   }
 
   /** Drops a batch the broker keeps refusing as invalid, so it cannot block the rest forever. */

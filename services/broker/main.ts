@@ -21,16 +21,17 @@ import {
   sectionString,
 } from "../common/service_settings.ts";
 import { brokerCommands, localBrokerBackend, startConsole } from "../console/mod.ts";
-import type { ServerTlsOptions } from "../rpc/mod.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
 import { DEFAULT_ADMIN, DEFAULT_LISTEN, startBroker } from "./mod.ts";
+import { readBrokerSecurity, securityWarnings } from "./security.ts";
 
 const EXAMPLES = `
 Examples:
   deno task broker                                   # embedded store and bus in ./.monitor
   deno task broker --config monitor.yaml             # settings from monitor.yaml
-  deno task broker --listen 0.0.0.0:50052 --token s3cret \\
+  deno task broker --listen 0.0.0.0:50052 --token-file /etc/monitor/agent-token \\
+      --tls-cert broker.pem --tls-key broker-key.pem --tls-ca ca.pem \\
       --store-backend etcd --store-endpoints 10.0.0.5:2379 \\
       --bus-backend kafka --bus-brokers 10.0.0.6:9092
   deno task broker --sink result.txt                 # also append samples as JSON lines
@@ -39,8 +40,10 @@ Examples:
 Console (when stdin is a terminal, or with --console): help, list, health, stats,
 config <agent> <json>, send <agent|all> <command> [json args], quit.
 
-monitor.yaml keys (section broker:): listen, admin, admin_token, token, sink,
-command_timeout (seconds), max_batch_samples, tls: {cert, key, ca, require_client_cert}.`;
+monitor.yaml keys (section broker:): listen, admin, sink, command_timeout (seconds),
+max_batch_samples, tls: {cert, key, ca, require_client_cert}, token_file | token_env | token,
+admin_token_file | admin_token_env | admin_token. Tokens are never given on the command line
+(they would show in ps): --token-file and --token-env name where to read them.`;
 
 interface BrokerFlags {
   config?: string;
@@ -55,15 +58,16 @@ interface BrokerFlags {
   logLevel?: string;
   listen?: string;
   admin?: string;
-  adminToken?: string;
-  token?: string;
+  adminTokenFile?: string;
+  adminTokenEnv?: string;
+  tokenFile?: string;
+  tokenEnv?: string;
   sink?: string;
   commandTimeout?: string;
   maxBatchSamples?: string;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
-  tlsRequireClientCert?: boolean;
 }
 
 async function main() {
@@ -79,15 +83,19 @@ async function main() {
       "--admin <host:port>",
       `admin HTTP API on loopback, or "off" (default ${DEFAULT_ADMIN})`,
     )
-    .option("--admin-token <token>", "require this bearer token on the admin API")
-    .option("--token <token>", "require agents to present this token in their hello")
+    .option("--admin-token-file <file>", "file holding the bearer token the admin API requires")
+    .option("--admin-token-env <name>", "environment variable holding the admin API's token")
+    .option("--token-file <file>", "file holding the token agents must present")
+    .option("--token-env <name>", "environment variable holding the token agents must present")
     .option("--sink <file>", "append every received sample to this file as JSON lines")
     .option("--command-timeout <seconds>", "how long an agent has to answer a command (default 10)")
     .option("--max-batch-samples <n>", "largest batch accepted (default 1000)")
     .option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC listener")
     .option("--tls-key <file>", "TLS private key (PEM)")
-    .option("--tls-ca <file>", "CA (PEM) that agent certificates must chain to (mTLS)")
-    .option("--tls-require-client-cert", "refuse agents without a certificate signed by --tls-ca")
+    .option(
+      "--tls-ca <file>",
+      "CA (PEM) agent certificates must chain to: mTLS, certificates required",
+    )
     .addHelpText("after", EXAMPLES)
     .showHelpAfterError()
     .parse(Deno.args, { from: "user" });
@@ -116,7 +124,16 @@ async function main() {
     flags.maxBatchSamples,
     "a whole number of samples greater than 0",
   );
-  const tls = await readTls(settings.section.tls, flags, base);
+  const security = await readBrokerSecurity(settings.section, flags, base);
+  for (const warning of securityWarnings(listen, security)) log.warn(warning);
+  if (security.tls) {
+    log.info(
+      `gRPC listener ${listen}: TLS${
+        security.tls.requireClientCert ? " with client certificates required (mTLS)" : ""
+      }`,
+    );
+  }
+  if (security.token) log.info(`agents must present the token from ${security.token.from}`);
 
   let store: Store | undefined;
   let bus: Bus | undefined;
@@ -131,12 +148,12 @@ async function main() {
   const broker = await startBroker({
     listen,
     admin: adminRaw === "off" ? false : adminRaw,
-    adminToken: sectionString(settings, "broker", "admin_token", flags.adminToken),
-    token: sectionString(settings, "broker", "token", flags.token),
+    adminToken: security.adminToken?.value,
+    token: security.token?.value,
     sinkPath: sink === undefined ? undefined : path(sink),
     commandTimeoutMs: commandTimeout === undefined ? undefined : commandTimeout * 1000,
     limits: maxBatch === undefined ? undefined : { maxBatchSamples: Math.floor(maxBatch) },
-    tls,
+    tls: security.tls,
     bus,
     store,
     prefix: settings.store.prefix,
@@ -172,40 +189,6 @@ async function main() {
     await console.done;
     await shutdown("the broker console was closed");
   }
-}
-
-async function readTls(
-  section: unknown,
-  flags: BrokerFlags,
-  base: string,
-): Promise<ServerTlsOptions | undefined> {
-  const doc = (typeof section === "object" && section !== null ? section : {}) as Record<
-    string,
-    unknown
-  >;
-  const pick = (flag: string | undefined, key: string) =>
-    flag ?? (typeof doc[key] === "string" ? doc[key] as string : undefined);
-  const cert = pick(flags.tlsCert, "cert");
-  const key = pick(flags.tlsKey, "key");
-  const ca = pick(flags.tlsCa, "ca");
-  if (cert === undefined && key === undefined) return undefined;
-  if (cert === undefined || key === undefined) {
-    throw new Error("broker.tls: expected both cert and key (PEM files)");
-  }
-  const read = async (p: string, what: string) => {
-    const file = isAbsolute(p) ? p : resolve(base, p);
-    try {
-      return await Deno.readTextFile(file);
-    } catch (error) {
-      throw new Error(`broker.tls.${what}: cannot read ${file}: ${errorMessage(error)}`);
-    }
-  };
-  return {
-    cert: await read(cert, "cert"),
-    key: await read(key, "key"),
-    ca: ca === undefined ? undefined : await read(ca, "ca"),
-    requireClientCert: flags.tlsRequireClientCert ?? doc.require_client_cert === true,
-  };
 }
 
 if (import.meta.main) {

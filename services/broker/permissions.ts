@@ -44,6 +44,10 @@ export interface ServicePermissionInput {
   sink?: string;
   /** broker only: TLS files. */
   tlsFiles?: string[];
+  /** broker only: files holding the agent and admin tokens (`token_file`, `admin_token_file`). */
+  secretFiles?: string[];
+  /** broker only: environment variables holding them (`token_env`, `admin_token_env`). */
+  secretEnv?: string[];
 }
 
 /** The protocol file the gRPC adapter loads at start. */
@@ -59,6 +63,7 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
       input.stateDir,
       ...(input.configFile ? [input.configFile] : []),
       ...(input.tlsFiles ?? []),
+      ...(input.secretFiles ?? []),
     ],
     write: [input.stateDir, ...(input.sink ? [dirname(input.sink)] : [])],
     net: [input.listen, input.admin].filter((a): a is string => a !== undefined),
@@ -66,6 +71,7 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
       ...GRPC_ENV_VARS,
       ...CONSOLE_ENV_VARS,
       ...(input.configFile ? YAML_ENV_VARS : []),
+      ...(input.secretEnv ?? []),
     ],
   };
 }

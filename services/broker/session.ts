@@ -28,7 +28,11 @@ export interface SessionContext {
   bus: Bus;
   topics: TopicNames;
   limits: MessageLimits;
-  /** Shared secret agents must present in Hello, when set. */
+  /**
+   * Shared secret agents must present, when set: in the stream's metadata
+   * (`authorization: Bearer <token>`, checked when the stream opens) or, from
+   * agents that send none there, in Hello.
+   */
   token?: string;
   brokerVersion: string;
   registry: Registry<AgentSession>;
@@ -88,6 +92,15 @@ export class AgentSession {
     this.#ctx = ctx;
     stream.onMessage((message) => this.#receive(message));
     stream.onClose((error) => this.#closed(error));
+    if (
+      ctx.token !== undefined && stream.token !== undefined && !sameSecret(stream.token, ctx.token)
+    ) {
+      // Refused at the stream's start, before any message is looked at.
+      ctx.log.warn(`refused a stream from ${stream.peer}: wrong token (authorization metadata)`);
+      ctx.total.count("errors");
+      this.#ended = true;
+      stream.fail(RpcStatus.UNAUTHENTICATED, "authorization: the agent token is not valid");
+    }
   }
 
   /** Peer address. */
@@ -175,7 +188,10 @@ export class AgentSession {
       this.#invalid(problem);
       return;
     }
-    if (this.#ctx.token !== undefined && !sameSecret(hello.token ?? "", this.#ctx.token)) {
+    if (
+      this.#ctx.token !== undefined && this.#stream.token === undefined &&
+      !sameSecret(hello.token ?? "", this.#ctx.token)
+    ) {
       this.#ctx.log.warn(
         `refused agent ${hello.agent_id} from ${this.peer}: ${
           hello.token ? "wrong token" : "no token"

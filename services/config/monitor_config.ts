@@ -103,7 +103,7 @@ export interface BrokerTlsConfig {
   key: string;
   /** CA (PEM file) agent certificates must chain to (mTLS). */
   ca?: string;
-  /** Refuse agents without a certificate signed by `ca`. */
+  /** Refuse agents without a certificate signed by `ca` (default: true when `ca` is set). */
   require_client_cert: boolean;
 }
 
@@ -115,8 +115,16 @@ export interface BrokerConfig {
   admin: string;
   /** Bearer token the admin API requires (needed when `admin` is not loopback). */
   admin_token?: string;
+  /** File holding the admin token (instead of `admin_token`). */
+  admin_token_file?: string;
+  /** Environment variable holding the admin token (instead of `admin_token`). */
+  admin_token_env?: string;
   /** Shared secret agents must present. */
   token?: string;
+  /** File holding the agent token (instead of `token`; relative to monitor.yaml's folder). */
+  token_file?: string;
+  /** Environment variable holding the agent token (instead of `token`). */
+  token_env?: string;
   /** File that gets every sample as a JSON line (relative to monitor.yaml's folder). */
   sink?: string;
   /** Seconds an agent has to answer a command. */
@@ -157,6 +165,10 @@ export interface LocalAgentConfig {
   broker: string;
   /** Shared secret for the broker (default: `broker.token`). */
   token?: string;
+  /** File holding the token (instead of `token`; default: `broker.token_file`). */
+  token_file?: string;
+  /** Environment variable holding the token (instead of `token`; default: `broker.token_env`). */
+  token_env?: string;
   /** Where cpu and memory come from. */
   metrics_source: "auto" | "native" | "systeminformation";
   /** TLS to the broker (plaintext when absent). */
@@ -226,7 +238,11 @@ const BROKER_KEYS = [
   "listen",
   "admin",
   "admin_token",
+  "admin_token_file",
+  "admin_token_env",
   "token",
+  "token_file",
+  "token_env",
   "sink",
   "command_timeout",
   "max_batch_samples",
@@ -234,7 +250,47 @@ const BROKER_KEYS = [
 ] as const;
 const BROKER_TLS_KEYS = ["cert", "key", "ca", "require_client_cert"] as const;
 const ANALYSIS_KEYS = ["group", "command_timeout", "summary_interval"] as const;
-const AGENT_KEYS = ["id", "broker", "token", "metrics_source", "tls"] as const;
+const AGENT_KEYS = [
+  "id",
+  "broker",
+  "token",
+  "token_file",
+  "token_env",
+  "metrics_source",
+  "tls",
+] as const;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The one source of a secret (`<name>`, `<name>_file` or `<name>_env`) of a
+ * section, checked; adds the keys found to `into`.
+ */
+function secretKeys(
+  doc: Record<string, unknown>,
+  name: string,
+  path: string,
+  issues: Issues,
+  into: Record<string, string>,
+): boolean {
+  const inline = text(doc, name, path, "a non-empty token", issues);
+  const file = text(doc, `${name}_file`, path, "a file path", issues);
+  const env = text(doc, `${name}_env`, path, "an environment variable name", issues);
+  if (env !== undefined && !ENV_NAME.test(env)) {
+    issues.wrong(`${path}.${name}_env`, "an environment variable name, e.g. MONITOR_TOKEN", env);
+  }
+  const given = [[name, inline], [`${name}_file`, file], [`${name}_env`, env]].filter(
+    ([, v]) => v !== undefined,
+  ) as Array<[string, string]>;
+  if (given.length > 1) {
+    issues.wrong(
+      `${path}.${given[1][0]}`,
+      `only one of ${name}, ${name}_file and ${name}_env`,
+      doc[given[1][0]],
+    );
+  }
+  for (const [key, value] of given) into[key] = value;
+  return given.length > 0;
+}
 const AGENT_TLS_KEYS = ["ca", "cert", "key", "server_name"] as const;
 const METRICS_SOURCES = ["auto", "native", "systeminformation"] as const;
 /** Kafka's rule for topic names (the services use the same). */
@@ -318,13 +374,13 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
       whole: true,
     }),
   };
-  const adminToken = text(doc, "admin_token", "broker", "a non-empty token", issues);
-  const token = text(doc, "token", "broker", "a non-empty token", issues);
+  const secrets: Record<string, string> = {};
+  const adminToken = secretKeys(doc, "admin_token", "broker", issues, secrets);
+  secretKeys(doc, "token", "broker", issues, secrets);
+  Object.assign(config, secrets);
   const sink = text(doc, "sink", "broker", "a file path", issues);
-  if (adminToken !== undefined) config.admin_token = adminToken;
-  if (token !== undefined) config.token = token;
   if (sink !== undefined) config.sink = sink;
-  if (admin !== "off" && adminToken === undefined && typeof doc.admin === "string") {
+  if (admin !== "off" && !adminToken && typeof doc.admin === "string") {
     const host = admin.replace(/:\d+$/, "");
     if (!isLoopbackHost(host)) {
       issues.wrong(
@@ -341,9 +397,16 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
       const key = text(tls, "key", "broker.tls", "a PEM file path", issues);
       const ca = text(tls, "ca", "broker.tls", "a PEM file path", issues);
       const require = flag(tls, "require_client_cert", "broker.tls", issues, {
-        fallback: false,
+        fallback: tls.ca !== undefined && tls.ca !== null,
         what: "refuse agents without a client certificate",
       });
+      if (!require && tls.ca !== undefined && tls.ca !== null) {
+        issues.wrong(
+          "broker.tls.require_client_cert",
+          "true (or absent) with ca: client certificates cannot be optional",
+          tls.require_client_cert,
+        );
+      }
       if (cert === undefined && tls.cert === undefined) {
         issues.wrong("broker.tls.cert", "the certificate (PEM file) together with key", undefined);
       }
@@ -409,8 +472,13 @@ function checkAgent(
     }),
     metrics_source: oneOf(doc, "metrics_source", "agent", METRICS_SOURCES, "auto", issues),
   };
-  const token = text(doc, "token", "agent", "a non-empty token", issues) ?? broker.token;
-  if (token !== undefined) config.token = token;
+  const secrets: Record<string, string> = {};
+  if (!secretKeys(doc, "token", "agent", issues, secrets)) {
+    for (const key of ["token", "token_file", "token_env"] as const) {
+      if (broker[key] !== undefined) secrets[key] = broker[key] as string;
+    }
+  }
+  Object.assign(config, secrets);
   if (doc.tls !== undefined && doc.tls !== null) {
     const tlsDoc = section(doc.tls, "agent.tls", AGENT_TLS_KEYS, issues);
     if (tlsDoc) {

@@ -72,11 +72,19 @@ export interface DeploymentSettings {
     sink?: string;
     /** TLS files (certificate, key, CA). */
     tlsFiles: string[];
+    /** Files holding the agent and admin tokens (`token_file`, `admin_token_file`). */
+    secretFiles?: string[];
+    /** Environment variables holding them (`token_env`, `admin_token_env`). */
+    secretEnv?: string[];
   };
   agent: {
     /** Broker address the local agent connects to. */
     broker: string;
     tlsFiles: string[];
+    /** File holding the agent token (`agent.token_file`, or the broker's). */
+    tokenFile?: string;
+    /** Environment variable holding the agent token (`agent.token_env`, or the broker's). */
+    tokenEnv?: string;
     /** `auto`/`native` (default) or `systeminformation`. */
     metricsSource?: string;
   };
@@ -144,6 +152,8 @@ export function brokerPermissionSet(settings: DeploymentSettings): PermissionSet
       admin: settings.broker.admin,
       sink: settings.broker.sink,
       tlsFiles: settings.broker.tlsFiles,
+      secretFiles: settings.broker.secretFiles,
+      secretEnv: settings.broker.secretEnv,
     }),
     storePermissions(settings.store),
     busPermissions(settings.bus),
@@ -169,6 +179,8 @@ export function agentPermissionSet(settings: DeploymentSettings): PermissionSet 
     broker: settings.agent.broker,
     configFile: settings.configFile,
     tlsFiles: settings.agent.tlsFiles,
+    tokenFile: settings.agent.tokenFile,
+    tokenEnv: settings.agent.tokenEnv,
   });
   const plugins = agentPluginPermissions(settings.plugins, settings.stateDir);
   const extra: Partial<PermissionSet> = settings.agent.metricsSource === "systeminformation"

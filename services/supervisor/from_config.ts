@@ -42,10 +42,18 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
       admin: broker.admin === "off" ? undefined : broker.admin,
       sink: broker.sink === undefined ? undefined : configPath(config, broker.sink),
       tlsFiles: tls([broker.tls?.cert, broker.tls?.key, broker.tls?.ca]),
+      secretFiles: tls([broker.token_file, broker.admin_token_file]),
+      secretEnv: [broker.token_env, broker.admin_token_env].filter((e): e is string =>
+        e !== undefined
+      ),
     },
     agent: {
       broker: config.agent.broker,
       tlsFiles: tls([config.agent.tls?.ca, config.agent.tls?.cert, config.agent.tls?.key]),
+      tokenFile: config.agent.token_file === undefined
+        ? undefined
+        : configPath(config, config.agent.token_file),
+      tokenEnv: config.agent.token_env,
       metricsSource: config.agent.metrics_source,
     },
     plugins,
