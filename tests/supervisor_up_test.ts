@@ -192,12 +192,15 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       async () => {
         const editedAt = Date.now() / 1000;
         await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort, { interval: 1 }));
-        // Three consecutive samples after the edit, each a second apart rather than three.
+        // Samples after the edit come a second apart rather than three.
         await waitUntil(
           () => {
-            const recent = samples().filter((s) => s.timestamp > editedAt + 1);
-            return recent.length >= 4 &&
-              recent.slice(1).every((s, i) => s.timestamp - recent[i].timestamp < 2);
+            const recent = samples().filter((s) => s.timestamp > editedAt);
+            // Any four in a row, each less than 2 s after the previous (at 3 s that cannot be).
+            return recent.some((_, i) =>
+              i + 3 < recent.length &&
+              [1, 2, 3].every((k) => recent[i + k].timestamp - recent[i + k - 1].timestamp < 2)
+            );
           },
           WAIT_MS,
           "samples one second apart",
