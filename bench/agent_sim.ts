@@ -1,0 +1,229 @@
+/**
+ * Simulated agents for the benchmarks, run as a subprocess so that they do
+ * not share the broker's event loop: many agents per process, each over its
+ * own real gRPC stream (`services/rpc`), saying Hello like an agent, sending
+ * batches and answering commands at once.
+ *
+ * Driven by JSON lines on stdin, answering one JSON line on stdout per
+ * request:
+ * - `{"op":"connect","count":N,"prefix":"sim"}`: opens N streams (ids `<prefix>-<i>`), waits for every Welcome.
+ * - `{"op":"throughput","ms":D,"samples":S,"window":W}`: every agent keeps W batches of S samples
+ *   unacknowledged for D ms; counts acknowledged batches and samples.
+ * - `{"op":"rate","ms":D,"perSecond":R}`: every agent sends R batches of one sample per second,
+ *   spread evenly; counts sent and acknowledged batches.
+ * - `{"op":"close"}`: closes every stream and exits.
+ *
+ * Sample timestamps are the send time (Unix seconds), so a consumer can
+ * measure agent → consumer latency. Run by bench/*.ts only.
+ *
+ * @module
+ */
+import { type AgentStream, openAgentStream } from "../services/rpc/mod.ts";
+import { lines, sleep, waitUntil } from "./support.ts";
+
+interface SimAgent {
+  id: string;
+  stream: AgentStream;
+  seq: number;
+  /** Unacknowledged batches: seq -> sample count. */
+  inflight: Map<number, number>;
+  welcomed: boolean;
+  closed: boolean;
+  /** Called on each ack (throughput mode refills the window). */
+  onAck?: (samples: number) => void;
+}
+
+const address = Deno.args[0];
+if (!address) {
+  console.error("agent_sim: expected the broker address (host:port) as the first argument");
+  Deno.exit(2);
+}
+
+const agents: SimAgent[] = [];
+let acked = { batches: 0, samples: 0 };
+let commandsAnswered = 0;
+
+function metrics(): Record<string, number> {
+  return {
+    cpu: Math.random() * 100,
+    memory: Math.random() * 100,
+    "disk read": Math.random() * 1e6,
+    "disk write": Math.random() * 1e6,
+    "net in": Math.random() * 1e6,
+    "net out": Math.random() * 1e6,
+  };
+}
+
+function sendBatch(agent: SimAgent, samples: number): boolean {
+  const seq = ++agent.seq;
+  const now = Date.now() / 1000;
+  const list = [];
+  for (let i = 0; i < samples; i++) list.push({ timestamp: now, metrics: metrics() });
+  agent.inflight.set(seq, samples);
+  return agent.stream.send({ batch: { seq, samples: list, alerts: [] } });
+}
+
+function open(id: string): SimAgent {
+  const stream = openAgentStream({ address, connectTimeoutMs: 30_000 });
+  const agent: SimAgent = {
+    id,
+    stream,
+    seq: 0,
+    inflight: new Map(),
+    welcomed: false,
+    closed: false,
+  };
+  stream.onMessage((m) => {
+    if (m.welcome) agent.welcomed = true;
+    else if (m.ack) {
+      const samples = agent.inflight.get(m.ack.seq);
+      if (samples === undefined) return;
+      agent.inflight.delete(m.ack.seq);
+      acked.batches++;
+      acked.samples += samples;
+      agent.onAck?.(samples);
+    } else if (m.command) {
+      commandsAnswered++;
+      stream.send({
+        result: {
+          command_id: m.command.command_id,
+          status: "ok",
+          output_json: JSON.stringify({ pong: true, agent_id: id }),
+          timestamp: Date.now() / 1000,
+        },
+      });
+    }
+  });
+  stream.onClose((error) => {
+    agent.closed = true;
+    if (error) console.error(`agent_sim: stream of ${id} ended: ${error.message}`);
+  });
+  stream.send({ hello: { agent_id: id, hostname: `${id}.bench`, version: "bench", token: "" } });
+  return agent;
+}
+
+async function connect(count: number, prefix: string): Promise<Record<string, unknown>> {
+  const started = performance.now();
+  const fresh: SimAgent[] = [];
+  for (let i = 0; i < count; i++) {
+    fresh.push(open(`${prefix}-${agents.length + i}`));
+    // Opening thousands at once starves the event loop; let Welcomes in now and then.
+    if (i % 200 === 199) await sleep(5);
+  }
+  agents.push(...fresh);
+  await waitUntil(
+    () => fresh.every((a) => a.welcomed || a.closed),
+    60_000 + count * 10,
+    `Welcome on ${count} streams`,
+  );
+  const failed = fresh.filter((a) => a.closed).length;
+  return { agents: agents.length, failed, ms: performance.now() - started };
+}
+
+function live(): SimAgent[] {
+  return agents.filter((a) => !a.closed);
+}
+
+async function drain(ms: number): Promise<boolean> {
+  try {
+    await waitUntil(() => live().every((a) => a.inflight.size === 0), ms, "outstanding acks", 10);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function throughput(ms: number, samples: number, window: number) {
+  const running = live();
+  acked = { batches: 0, samples: 0 };
+  let stop = false;
+  for (const agent of running) {
+    agent.onAck = () => {
+      if (!stop) sendBatch(agent, samples);
+    };
+  }
+  const started = performance.now();
+  for (const agent of running) for (let i = 0; i < window; i++) sendBatch(agent, samples);
+  await sleep(ms);
+  stop = true;
+  const elapsed = performance.now() - started;
+  const result = { batches: acked.batches, samples: acked.samples, ms: elapsed };
+  for (const agent of running) agent.onAck = undefined;
+  const drained = await drain(30_000);
+  return { ...result, drained };
+}
+
+async function rate(ms: number, perSecond: number) {
+  const running = live();
+  acked = { batches: 0, samples: 0 };
+  let sent = 0;
+  const periodMs = 1000 / perSecond;
+  const tickMs = 10;
+  const started = performance.now();
+  // Agent i sends at offset (i / n) * period within every period.
+  const next = running.map((_, i) => started + (i / running.length) * periodMs);
+  let behind = 0;
+  while (performance.now() - started < ms) {
+    const now = performance.now();
+    for (let i = 0; i < running.length; i++) {
+      if (next[i] <= now) {
+        if (now - next[i] > periodMs) behind++;
+        sendBatch(running[i], 1);
+        sent++;
+        next[i] += periodMs;
+      }
+    }
+    await sleep(tickMs);
+  }
+  const elapsed = performance.now() - started;
+  const drained = await drain(30_000);
+  return { sent, acked: acked.batches, behind, ms: elapsed, drained };
+}
+
+function reply(value: Record<string, unknown>) {
+  console.log(JSON.stringify(value));
+}
+
+for await (const line of lines(Deno.stdin.readable)) {
+  if (!line.trim()) continue;
+  const request = JSON.parse(line) as Record<string, unknown>;
+  try {
+    switch (request.op) {
+      case "connect":
+        reply({
+          ok: "connect",
+          ...(await connect(Number(request.count), String(request.prefix ?? "sim"))),
+        });
+        break;
+      case "throughput":
+        reply({
+          ok: "throughput",
+          ...(await throughput(
+            Number(request.ms),
+            Number(request.samples ?? 10),
+            Number(request.window ?? 1),
+          )),
+        });
+        break;
+      case "rate":
+        reply({
+          ok: "rate",
+          ...(await rate(Number(request.ms), Number(request.perSecond ?? 1))),
+        });
+        break;
+      case "stats":
+        reply({ ok: "stats", live: live().length, commandsAnswered });
+        break;
+      case "close":
+        for (const agent of agents) agent.stream.close();
+        reply({ ok: "close" });
+        await sleep(50);
+        Deno.exit(0);
+        break;
+      default:
+        reply({ error: `agent_sim: unknown op ${JSON.stringify(request.op)}` });
+    }
+  } catch (error) {
+    reply({ error: `agent_sim: ${request.op} failed: ${String(error)}` });
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Shared pieces of the benchmarks: statistics (medians, percentiles), the
+ * result rows every scenario returns, bounded waits, the table printer and
+ * the machine and version description written with each run.
+ *
+ * @module
+ */
+
+/** One figure of a scenario, one row of the printed table. */
+export interface Row {
+  /** Scenario number and short title, e.g. `1 throughput`. */
+  scenario: string;
+  /** What was measured, e.g. `broker → kafka mock, samples/s`. */
+  measure: string;
+  /** The figure (undefined when it could not be measured; `note` says why). */
+  value?: number;
+  /** Unit of `value`, e.g. `samples/s`, `ms`, `×`. */
+  unit: string;
+  /** How it was measured: repetitions, load, conditions. */
+  note?: string;
+}
+
+/** What a scenario gets from the runner. */
+export interface BenchContext {
+  /** `--quick`: smaller loads and shorter runs (a smoke run within a minute in total). */
+  quick: boolean;
+  /** A fresh temporary directory, removed when the run ends. */
+  tempDir(prefix: string): Promise<string>;
+  /** Progress line on stderr. */
+  progress(message: string): void;
+}
+
+/** A benchmark scenario. */
+export interface Scenario {
+  /** Short id used by `--only`, e.g. `throughput`. */
+  id: string;
+  /** Number and title, e.g. `1 throughput`. */
+  title: string;
+  /** Runs the scenario and returns its rows; throws only when it could not run at all. */
+  run(ctx: BenchContext): Promise<Row[]>;
+}
+
+/** The median of `values` (NaN for none). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** The `p`-th percentile (nearest rank on sorted values; NaN for none). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+/** Sleeps `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Rejects after `ms` with a message naming what was awaited; clears its timer either way. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`bench: timed out after ${ms} ms waiting for ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` every `everyMs` until it returns a truthy value; fails after `ms` naming `what`. */
+export async function waitUntil<T>(
+  check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  ms: number,
+  what: string,
+  everyMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`bench: timed out after ${ms} ms waiting for ${what}`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+/** Rounds to a sensible number of significant digits for the table. */
+export function round(value: number): number {
+  if (!Number.isFinite(value)) return value;
+  const abs = Math.abs(value);
+  if (abs >= 100) return Math.round(value);
+  if (abs >= 10) return Math.round(value * 10) / 10;
+  if (abs >= 1) return Math.round(value * 100) / 100;
+  return Math.round(value * 1000) / 1000;
+}
+
+/** Formats rows as a fixed-width text table. */
+export function formatTable(rows: readonly Row[]): string {
+  const header = ["scenario", "measure", "value", "unit", "note"];
+  const cells = rows.map((r) => [
+    r.scenario,
+    r.measure,
+    r.value === undefined || !Number.isFinite(r.value) ? "n/a" : String(round(r.value)),
+    r.unit,
+    r.note ?? "",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) =>
+    c.map((cell, i) => (i === 2 ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+      .join("  ").trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
+}
+
+/** Formats rows as a Markdown table (for the README). */
+export function formatMarkdown(rows: readonly Row[]): string {
+  const out = ["| scenario | measure | value | unit | note |", "| --- | --- | ---: | --- | --- |"];
+  for (const r of rows) {
+    const value = r.value === undefined || !Number.isFinite(r.value)
+      ? "n/a"
+      : String(round(r.value));
+    out.push(`| ${r.scenario} | ${r.measure} | ${value} | ${r.unit} | ${r.note ?? ""} |`);
+  }
+  return out.join("\n");
+}
+
+/** The machine a run was measured on. */
+export interface MachineInfo {
+  cpu_model: string;
+  cores: number;
+  memory_bytes: number;
+  os: string;
+  kernel: string;
+}
+
+function readText(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Reads files under /proc through `cat`: Deno refuses /proc to anything but
+ * --allow-all, and the bench keeps explicit permission lists.
+ */
+export async function readProc(...paths: string[]): Promise<string> {
+  const out = await new Deno.Command("cat", { args: paths, stdout: "piped", stderr: "piped" })
+    .output();
+  if (!out.success) {
+    throw new Error(
+      `bench: cannot read ${paths.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Describes this machine (from /proc and /etc/os-release). */
+export async function machineInfo(): Promise<MachineInfo> {
+  const cpuinfo = await readProc("/proc/cpuinfo").catch(() => "");
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? "unknown";
+  const osRelease = readText("/etc/os-release");
+  const pretty = /^PRETTY_NAME="?([^"\n]+)"?$/m.exec(osRelease)?.[1] ?? Deno.build.os;
+  let memory = 0;
+  try {
+    memory = Deno.systemMemoryInfo().total;
+  } catch { /* not permitted */ }
+  let kernel = "";
+  try {
+    kernel = Deno.osRelease();
+  } catch { /* not permitted */ }
+  return {
+    cpu_model: model,
+    cores: navigator.hardwareConcurrency,
+    memory_bytes: memory,
+    os: pretty,
+    kernel,
+  };
+}
+
+/** Deno, V8, TypeScript and the pinned npm dependencies (from deno.json). */
+export function versions(denoJsonPath: string): Record<string, string | Record<string, string>> {
+  let deps: Record<string, string> = {};
+  try {
+    const json = JSON.parse(Deno.readTextFileSync(denoJsonPath)) as {
+      imports?: Record<string, string>;
+    };
+    deps = json.imports ?? {};
+  } catch { /* missing deno.json: no deps listed */ }
+  return {
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    deps,
+  };
+}
+
+/** CPU time (user + system, including reaped children) and peak RSS of a process, from /proc. */
+export interface ProcUsage {
+  /** CPU seconds: utime + stime + cutime + cstime. */
+  cpuSeconds: number;
+  /** Peak resident set size (VmHWM), bytes. */
+  peakRssBytes: number;
+  /** Current resident set size (VmRSS), bytes. */
+  rssBytes: number;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
+
+/** Reads {@linkcode ProcUsage} of `pid`; throws naming the pid when /proc has no such process. */
+export async function procUsage(pid: number): Promise<ProcUsage> {
+  const stat = await readProc(`/proc/${pid}/stat`);
+  const status = await readProc(`/proc/${pid}/status`);
+  // Fields after the parenthesized command name (which may contain spaces).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); utime is field 14 -> index 11.
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  const kb = (name: string) =>
+    Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
+  return {
+    cpuSeconds: ticks / CLOCK_TICKS,
+    peakRssBytes: kb("VmHWM") * 1024,
+    rssBytes: kb("VmRSS") * 1024,
+  };
+}
+
+/** Reads lines of a byte stream. */
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const chunk of stream) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+  if (buffered) yield buffered;
+}
