@@ -25,8 +25,8 @@ interface SimAgent {
   id: string;
   stream: AgentStream;
   seq: number;
-  /** Unacknowledged batches: seq -> sample count. */
-  inflight: Map<number, number>;
+  /** Unacknowledged batches: seq -> sample count and send time (performance.now()). */
+  inflight: Map<number, { samples: number; at: number }>;
   welcomed: boolean;
   closed: boolean;
   /** Called on each ack (throughput mode refills the window). */
@@ -42,6 +42,14 @@ if (!address) {
 const agents: SimAgent[] = [];
 let acked = { batches: 0, samples: 0 };
 let commandsAnswered = 0;
+/** Send → ack times (ms) while a rate run records them. */
+let ackTimes: number[] | undefined;
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
 
 function metrics(): Record<string, number> {
   return {
@@ -59,7 +67,7 @@ function sendBatch(agent: SimAgent, samples: number): boolean {
   const now = Date.now() / 1000;
   const list = [];
   for (let i = 0; i < samples; i++) list.push({ timestamp: now, metrics: metrics() });
-  agent.inflight.set(seq, samples);
+  agent.inflight.set(seq, { samples, at: performance.now() });
   return agent.stream.send({ batch: { seq, samples: list, alerts: [] } });
 }
 
@@ -76,12 +84,13 @@ function open(id: string): SimAgent {
   stream.onMessage((m) => {
     if (m.welcome) agent.welcomed = true;
     else if (m.ack) {
-      const samples = agent.inflight.get(m.ack.seq);
-      if (samples === undefined) return;
+      const sent = agent.inflight.get(m.ack.seq);
+      if (sent === undefined) return;
       agent.inflight.delete(m.ack.seq);
       acked.batches++;
-      acked.samples += samples;
-      agent.onAck?.(samples);
+      acked.samples += sent.samples;
+      if (ackTimes) ackTimes.push(performance.now() - sent.at);
+      agent.onAck?.(sent.samples);
     } else if (m.command) {
       commandsAnswered++;
       stream.send({
@@ -156,6 +165,7 @@ async function throughput(ms: number, samples: number, window: number) {
 async function rate(ms: number, perSecond: number) {
   const running = live();
   acked = { batches: 0, samples: 0 };
+  ackTimes = [];
   let sent = 0;
   const periodMs = 1000 / perSecond;
   const tickMs = 10;
@@ -177,7 +187,17 @@ async function rate(ms: number, perSecond: number) {
   }
   const elapsed = performance.now() - started;
   const drained = await drain(30_000);
-  return { sent, acked: acked.batches, behind, ms: elapsed, drained };
+  const times = ackTimes;
+  ackTimes = undefined;
+  return {
+    sent,
+    acked: acked.batches,
+    behind,
+    ms: elapsed,
+    drained,
+    ackP50: percentile(times, 50),
+    ackP99: percentile(times, 99),
+  };
 }
 
 function reply(value: Record<string, unknown>) {

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { type Broker, startBroker } from "../services/broker/mod.ts";
-import { type Bus, openBus } from "../services/bus/mod.ts";
+import { type Bus, type GroupTiming, openBus } from "../services/bus/mod.ts";
 import { openStore, type Store } from "../services/store/mod.ts";
 import { type KafkaMock, startKafkaMock } from "../tests/harness/kafka_mock.ts";
 
@@ -19,9 +19,9 @@ export function kafkaMock(): Promise<KafkaMock> {
   return startKafkaMock({ brokers: 3 });
 }
 
-/** Opens the kafka bus on the mock cluster. */
-export function kafkaBus(mock: KafkaMock, clientId: string): Promise<Bus> {
-  return openBus({ backend: "kafka", brokers: mock.bootstrap, path: "", clientId });
+/** Opens the kafka bus on the mock cluster (consumer-group timing as given, else the defaults). */
+export function kafkaBus(mock: KafkaMock, clientId: string, group?: GroupTiming): Promise<Bus> {
+  return openBus({ backend: "kafka", brokers: mock.bootstrap, path: "", clientId, group });
 }
 
 /** Opens the embedded bus in `dir` (one SQLite file, `monitor.db`). */

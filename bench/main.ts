@@ -22,10 +22,12 @@ import {
   versions,
 } from "./support.ts";
 import { throughputScenario } from "./throughput.ts";
+import { latencyScenario } from "./latency.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
   throughputScenario,
+  latencyScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
