@@ -23,11 +23,13 @@ import {
 } from "./support.ts";
 import { throughputScenario } from "./throughput.ts";
 import { latencyScenario } from "./latency.ts";
+import { commandsScenario } from "./commands.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
   throughputScenario,
   latencyScenario,
+  commandsScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
