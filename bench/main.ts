@@ -24,12 +24,14 @@ import {
 import { throughputScenario } from "./throughput.ts";
 import { latencyScenario } from "./latency.ts";
 import { commandsScenario } from "./commands.ts";
+import { footprintScenario } from "./footprint.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
   throughputScenario,
   latencyScenario,
   commandsScenario,
+  footprintScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
