@@ -3,16 +3,23 @@
  * mid-stream loses no acknowledged sample and delivers buffered ones in
  * order; the buffer bound drops the oldest batches and counts them.
  *
+ * The broker stand-in runs in its own process (tests/mini_broker_process.ts)
+ * and is killed, both to stop it mid-stream and to tear it down: a graceful
+ * gRPC shutdown sends the agent's connection a GOAWAY, which on Deno 2.9.6
+ * can crash the process the agent runs in (nghttp2 assertion, exit 134, or
+ * exit 139; denoland/deno#36788), i.e. this test process.
+ *
  * While the broker is down, grpc-js keeps unref'd timers of its own
  * (subchannel backoff, pool cleanup) that expire by themselves and cannot be
- * cancelled from outside, so these two tests run without the op/resource
+ * cancelled from outside, so these tests run without the op/resource
  * sanitizers (as services/rpc/rpc_test.ts's refused-connection test does).
  * Everything the tests open is closed in `finally`.
  */
 import assert from "node:assert/strict";
 import { startAgent } from "../services/agent/mod.ts";
 import { setLogLevel } from "../services/common/log.ts";
-import { embeddedStore, freePort, MiniBroker, waitFor } from "./agent_support.ts";
+import { embeddedStore, freePort, waitFor } from "./agent_support.ts";
+import { MiniBrokerProcess } from "./mini_broker_process.ts";
 
 setLogLevel("warn");
 
@@ -27,8 +34,8 @@ Deno.test({
   const backend = await embeddedStore();
   const port = freePort();
   const address = `127.0.0.1:${port}`;
-  let first: MiniBroker | undefined = await MiniBroker.start(address);
-  let second: MiniBroker | undefined;
+  let first: MiniBrokerProcess | undefined = await MiniBrokerProcess.start(address);
+  let second: MiniBrokerProcess | undefined;
   let agent;
   try {
     await backend.store.put(
@@ -43,7 +50,7 @@ Deno.test({
     });
     await waitFor(() => first!.acked.size >= 2, 15_000, "two acknowledged batches");
     // The broker stops acknowledging (publishing stalls), then dies with a batch unacknowledged.
-    first.holdAcks = true;
+    await first.holdAcks(true);
     const receivedBefore = first.received.length;
     await waitFor(
       () => first!.received.length > receivedBefore,
@@ -51,7 +58,7 @@ Deno.test({
       "a batch that will never be acknowledged",
     );
     const unacked = first.received.at(-1)!;
-    await first.close();
+    await first.kill();
     const acknowledgedByFirst = new Map(first.acked);
     first = undefined;
     // While it is down, samples pile up in the buffer.
@@ -64,7 +71,7 @@ Deno.test({
     assert.equal(degraded.status, "degraded");
     assert.match(degraded.reasons.join("\n"), /broker unreachable/);
 
-    second = await MiniBroker.start(address);
+    second = await MiniBrokerProcess.start(address);
     const waiting = (agent.status().buffer as { last_seq: number }).last_seq;
     await waitFor(
       () => second!.acked.has(waiting),
@@ -89,8 +96,8 @@ Deno.test({
     assert.equal(second.hellos.length, 1);
   } finally {
     await agent?.stop();
-    await first?.close();
-    await second?.close();
+    await first?.kill();
+    await second?.kill();
     await backend.cleanup();
   }
 });
@@ -102,7 +109,7 @@ Deno.test({
 }, async () => {
   const backend = await embeddedStore();
   const address = `127.0.0.1:${freePort()}`;
-  let broker: MiniBroker | undefined;
+  let broker: MiniBrokerProcess | undefined;
   let agent;
   try {
     await backend.store.put(
@@ -124,7 +131,7 @@ Deno.test({
     assert.equal(buffer.dropped_batches, 3);
     assert.equal(buffer.dropped_samples, 3);
 
-    broker = await MiniBroker.start(address);
+    broker = await MiniBrokerProcess.start(address);
     await waitFor(() => broker!.acked.size === 3, 15_000, "the three buffered batches");
     assert.deepEqual(
       broker.samples().map((s) => s.timestamp),
@@ -133,7 +140,7 @@ Deno.test({
     );
   } finally {
     await agent?.stop();
-    await broker?.close();
+    await broker?.kill();
     await backend.cleanup();
   }
 });
@@ -146,7 +153,7 @@ Deno.test({
 }, async () => {
   const backend = await embeddedStore();
   const address = `127.0.0.1:${freePort()}`;
-  let broker: MiniBroker | undefined;
+  let broker: MiniBrokerProcess | undefined;
   let agent;
   try {
     await backend.store.put(
@@ -164,14 +171,10 @@ Deno.test({
     assert.equal((agent.status().buffer as { batches: number }).batches, 1, "coalesced");
 
     // The broker takes at most 2 samples per batch, and refuses the first batch it sees.
-    broker = await MiniBroker.start(address, 2);
-    const refused = new Set<number>();
-    broker.refuse = (batch) => {
-      if (refused.size === 0) refused.add(batch.seq);
-      return refused.has(batch.seq)
-        ? `batch.samples[0].metrics["memory"]: refused by the test broker`
-        : undefined;
-    };
+    broker = await MiniBrokerProcess.start(address, {
+      maxBatchSamples: 2,
+      refuseFirstBatch: `batch.samples[0].metrics["memory"]: refused by the test broker`,
+    });
     await waitFor(
       () => (agent!.status().buffer as { batches: number }).batches === 0,
       20_000,
@@ -181,11 +184,13 @@ Deno.test({
     assert.equal(buffer.dropped_batches, 1, "the refused batch was dropped");
     assert.equal(buffer.dropped_samples, 2);
     for (const batch of broker.received) assert.ok(batch.samples.length <= 2);
+    const refused = broker.refused;
+    assert.equal(refused.size, 1, "one batch refused");
     assert.equal(broker.received.filter((b) => refused.has(b.seq)).length, 3, "tried 3 times");
     assert.deepEqual(broker.samples().map((s) => s.timestamp), taken.slice(2));
   } finally {
     await agent?.stop();
-    await broker?.close();
+    await broker?.kill();
     await backend.cleanup();
   }
 });
