@@ -25,6 +25,7 @@ import { throughputScenario } from "./throughput.ts";
 import { latencyScenario } from "./latency.ts";
 import { commandsScenario } from "./commands.ts";
 import { footprintScenario } from "./footprint.ts";
+import { pluginsScenario } from "./plugins.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -32,6 +33,7 @@ export const SCENARIOS: readonly Scenario[] = [
   latencyScenario,
   commandsScenario,
   footprintScenario,
+  pluginsScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
