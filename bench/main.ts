@@ -1,172 +1,72 @@
 /**
- * `deno task bench [--quick] [--only id,id] [--markdown]`: runs the
- * benchmark scenarios, prints a table and writes the results as JSON to
- * `bench-results/<timestamp>.json` with the machine and versions.
+ * `deno task bench [--quick] [--only id,id] [--markdown]`: starts the
+ * benchmark runner (bench/run.ts) with permissions listed for exactly what
+ * it touches. A launcher because one of them is only known at run time: the
+ * etcd3 package's proto directory in Deno's npm cache (the etcd store reads
+ * it), found the way the services' permission builders find it.
  *
- * Figures are medians over repeated runs and comparisons are ratios
- * measured in the same run; nothing fails on a number. A scenario that
- * cannot run at all is shown with its error and makes the exit status 1.
+ * The runner gets --allow-ffi because it starts librdkafka's mock cluster
+ * (tests/harness/kafka_mock.ts) in its own process; no product process does.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { setLogLevel } from "../services/common/log.ts";
-import {
-  type BenchContext,
-  formatMarkdown,
-  formatTable,
-  machineInfo,
-  type Row,
-  type Scenario,
-  versions,
-} from "./support.ts";
-import { throughputScenario } from "./throughput.ts";
-import { latencyScenario } from "./latency.ts";
-import { commandsScenario } from "./commands.ts";
-import { footprintScenario } from "./footprint.ts";
-import { pluginsScenario } from "./plugins.ts";
-
-/** Every scenario, in the order they run. */
-export const SCENARIOS: readonly Scenario[] = [
-  throughputScenario,
-  latencyScenario,
-  commandsScenario,
-  footprintScenario,
-  pluginsScenario,
-];
+import { GRPC_ENV_VARS } from "../services/broker/permissions.ts";
+import { GRPC_CLIENT_PROXY_ENV_VARS } from "../services/agent/permissions.ts";
+import { KAFKA_ENV_VARS } from "../services/bus/mod.ts";
+import { etcd3ProtoDir } from "../services/store/mod.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-const USAGE = `deno task bench [--quick] [--only <id,...>] [--markdown]
-
-  --quick      smaller loads and shorter runs (about a minute in total)
-  --only       run only these scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
-  --markdown   also print the table as Markdown (for the README)`;
-
-interface Flags {
-  quick: boolean;
-  only: string[] | undefined;
-  markdown: boolean;
+/** The runner's `deno run` permission flags. */
+export function runnerFlags(tmp: string): string[] {
+  const proto = etcd3ProtoDir();
+  const read = [
+    ROOT,
+    tmp,
+    "/etc/os-release",
+    // Where tests/harness/provision.ts looks for etcd and etcdctl.
+    "/usr/local/bin",
+    "/usr/bin",
+    "/bin",
+    "/usr/sbin",
+    "/sbin",
+    ...(proto ? [proto] : []),
+  ];
+  const env = [
+    ...new Set([
+      ...GRPC_ENV_VARS,
+      ...GRPC_CLIENT_PROXY_ENV_VARS,
+      ...KAFKA_ENV_VARS,
+      "NODE_ENV",
+      "PATH",
+      "TMPDIR",
+    ]),
+  ];
+  return [
+    "--no-prompt",
+    `--allow-read=${read.join(",")}`,
+    `--allow-write=${tmp},${join(ROOT, "bench-results")}`,
+    "--allow-net=127.0.0.1",
+    `--allow-env=${env.join(",")}`,
+    "--allow-sys=hostname,cpus,systemMemoryInfo,osRelease",
+    // deno: simulated agents, real agents, `deno info` for pinning; cat: /proc
+    // (Deno refuses /proc without --allow-all); etcd; collectd.
+    "--allow-run=deno,cat,etcd,etcdctl,collectd",
+    "--allow-ffi",
+  ];
 }
 
-function parseFlags(args: string[]): Flags {
-  const flags: Flags = { quick: false, only: undefined, markdown: false };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--quick") flags.quick = true;
-    else if (arg === "--markdown") flags.markdown = true;
-    else if (arg === "--only" || arg.startsWith("--only=")) {
-      const value = arg === "--only" ? args[++i] : arg.slice("--only=".length);
-      if (!value) throw new Error("--only: expected a comma-separated list of scenario ids");
-      flags.only = value.split(",").map((s) => s.trim()).filter(Boolean);
-      const unknown = flags.only.filter((id) => !SCENARIOS.some((s) => s.id === id));
-      if (unknown.length) {
-        throw new Error(
-          `--only: unknown scenario ${unknown.join(", ")}; expected one of ${
-            SCENARIOS.map((s) => s.id).join(", ")
-          }`,
-        );
-      }
-    } else if (arg === "--help" || arg === "-h") {
-      console.log(USAGE);
-      Deno.exit(0);
-    } else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
-  }
-  return flags;
+if (import.meta.main) {
+  const tmp = Deno.env.get("TMPDIR") || "/tmp";
+  const child = new Deno.Command("deno", {
+    args: ["run", ...runnerFlags(tmp), join(ROOT, "bench/run.ts"), ...Deno.args],
+    cwd: ROOT,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const status = await child.status;
+  Deno.exit(status.code);
 }
-
-async function main() {
-  let flags: Flags;
-  try {
-    flags = parseFlags(Deno.args);
-  } catch (error) {
-    console.error(`bench: ${(error as Error).message}`);
-    Deno.exit(2);
-  }
-  // Product loggers would print a line per connected agent: warnings and errors only.
-  setLogLevel("warn");
-  const temps: string[] = [];
-  const startedAt = new Date();
-  const ctx: BenchContext = {
-    quick: flags.quick,
-    async tempDir(prefix) {
-      const dir = await Deno.makeTempDir({ prefix });
-      temps.push(dir);
-      return dir;
-    },
-    progress(message) {
-      const seconds = ((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(6);
-      console.error(`[bench ${seconds}s] ${message}`);
-    },
-  };
-  const chosen = SCENARIOS.filter((s) => !flags.only || flags.only.includes(s.id));
-  const rows: Row[] = [];
-  const results: Array<{ id: string; title: string; seconds: number; error?: string }> = [];
-  let failed = false;
-  try {
-    for (const scenario of chosen) {
-      ctx.progress(`${scenario.title}: starting`);
-      const t0 = performance.now();
-      try {
-        rows.push(...await scenario.run(ctx));
-        results.push({
-          id: scenario.id,
-          title: scenario.title,
-          seconds: (performance.now() - t0) / 1000,
-        });
-      } catch (error) {
-        failed = true;
-        const message = error instanceof Error ? error.message : String(error);
-        ctx.progress(`${scenario.title}: could not run: ${message}`);
-        rows.push({
-          scenario: scenario.title,
-          measure: "could not run",
-          unit: "",
-          note: message.split("\n")[0],
-        });
-        results.push({
-          id: scenario.id,
-          title: scenario.title,
-          seconds: (performance.now() - t0) / 1000,
-          error: message,
-        });
-      }
-      ctx.progress(`${scenario.title}: done in ${(performance.now() - t0) / 1000 | 0} s`);
-    }
-  } finally {
-    for (const dir of temps) await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-  const machine = await machineInfo();
-  const report = {
-    started_at: startedAt.toISOString(),
-    finished_at: new Date().toISOString(),
-    mode: flags.quick ? "quick" : "full",
-    machine,
-    versions: versions(join(ROOT, "deno.json")),
-    notes: [
-      "Medians over repeated runs; ratios measured in the same run.",
-      "Everything (simulated agents, broker, Kafka mock, etcd, consumers) shares this machine; figures are noisy.",
-    ],
-    scenarios: results,
-    rows,
-  };
-  const dir = join(ROOT, "bench-results");
-  await Deno.mkdir(dir, { recursive: true });
-  const file = join(dir, `${startedAt.toISOString().replaceAll(":", "-")}.json`);
-  await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-
-  console.log(
-    `\nmonitor bench (${report.mode}) on ${machine.cpu_model}, ${machine.cores} cores, ${
-      Math.round(machine.memory_bytes / 2 ** 30)
-    } GiB, ${machine.os}; deno ${Deno.version.deno}\n`,
-  );
-  console.log(formatTable(rows));
-  if (flags.markdown) console.log(`\n${formatMarkdown(rows)}`);
-  console.log(`\nresults: ${file}`);
-  if (failed) Deno.exit(1);
-  // Libraries (kafkajs, grpc-js) can leave timers behind after closing; the run is over.
-  Deno.exit(0);
-}
-
-if (import.meta.main) await main();

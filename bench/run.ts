@@ -1,0 +1,175 @@
+/**
+ * The benchmark runner (started by bench/main.ts with scoped permissions):
+ * `deno task bench [--quick] [--only id,id] [--markdown]` runs the
+ * benchmark scenarios, prints a table and writes the results as JSON to
+ * `bench-results/<timestamp>.json` with the machine and versions.
+ *
+ * Figures are medians over repeated runs and comparisons are ratios
+ * measured in the same run; nothing fails on a number. A scenario that
+ * cannot run at all is shown with its error and makes the exit status 1.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { setLogLevel } from "../services/common/log.ts";
+import {
+  type BenchContext,
+  formatMarkdown,
+  formatTable,
+  machineInfo,
+  type Row,
+  type Scenario,
+  versions,
+} from "./support.ts";
+import { throughputScenario } from "./throughput.ts";
+import { latencyScenario } from "./latency.ts";
+import { commandsScenario } from "./commands.ts";
+import { configScenario } from "./config.ts";
+import { footprintScenario } from "./footprint.ts";
+import { pluginsScenario } from "./plugins.ts";
+
+/** Every scenario, in the order they run. */
+export const SCENARIOS: readonly Scenario[] = [
+  throughputScenario,
+  latencyScenario,
+  commandsScenario,
+  configScenario,
+  footprintScenario,
+  pluginsScenario,
+];
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+const USAGE = `deno task bench [--quick] [--only <id,...>] [--markdown]
+
+  --quick      smaller loads and shorter runs (about a minute in total)
+  --only       run only these scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
+  --markdown   also print the table as Markdown (for the README)`;
+
+interface Flags {
+  quick: boolean;
+  only: string[] | undefined;
+  markdown: boolean;
+}
+
+function parseFlags(args: string[]): Flags {
+  const flags: Flags = { quick: false, only: undefined, markdown: false };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--quick") flags.quick = true;
+    else if (arg === "--markdown") flags.markdown = true;
+    else if (arg === "--only" || arg.startsWith("--only=")) {
+      const value = arg === "--only" ? args[++i] : arg.slice("--only=".length);
+      if (!value) throw new Error("--only: expected a comma-separated list of scenario ids");
+      flags.only = value.split(",").map((s) => s.trim()).filter(Boolean);
+      const unknown = flags.only.filter((id) => !SCENARIOS.some((s) => s.id === id));
+      if (unknown.length) {
+        throw new Error(
+          `--only: unknown scenario ${unknown.join(", ")}; expected one of ${
+            SCENARIOS.map((s) => s.id).join(", ")
+          }`,
+        );
+      }
+    } else if (arg === "--help" || arg === "-h") {
+      console.log(USAGE);
+      Deno.exit(0);
+    } else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
+  }
+  return flags;
+}
+
+async function main() {
+  let flags: Flags;
+  try {
+    flags = parseFlags(Deno.args);
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
+  // Product loggers would print a line per connected agent: warnings and errors only.
+  setLogLevel("warn");
+  const temps: string[] = [];
+  const startedAt = new Date();
+  const ctx: BenchContext = {
+    quick: flags.quick,
+    async tempDir(prefix) {
+      const dir = await Deno.makeTempDir({ prefix });
+      temps.push(dir);
+      return dir;
+    },
+    progress(message) {
+      const seconds = ((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(6);
+      console.error(`[bench ${seconds}s] ${message}`);
+    },
+  };
+  const chosen = SCENARIOS.filter((s) => !flags.only || flags.only.includes(s.id));
+  const rows: Row[] = [];
+  const results: Array<{ id: string; title: string; seconds: number; error?: string }> = [];
+  let failed = false;
+  try {
+    for (const scenario of chosen) {
+      ctx.progress(`${scenario.title}: starting`);
+      const t0 = performance.now();
+      try {
+        rows.push(...await scenario.run(ctx));
+        results.push({
+          id: scenario.id,
+          title: scenario.title,
+          seconds: (performance.now() - t0) / 1000,
+        });
+      } catch (error) {
+        failed = true;
+        const message = error instanceof Error ? error.message : String(error);
+        ctx.progress(`${scenario.title}: could not run: ${message}`);
+        rows.push({
+          scenario: scenario.title,
+          measure: "could not run",
+          unit: "",
+          note: message.split("\n")[0],
+        });
+        results.push({
+          id: scenario.id,
+          title: scenario.title,
+          seconds: (performance.now() - t0) / 1000,
+          error: message,
+        });
+      }
+      ctx.progress(`${scenario.title}: done in ${(performance.now() - t0) / 1000 | 0} s`);
+    }
+  } finally {
+    for (const dir of temps) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  const machine = await machineInfo();
+  const report = {
+    started_at: startedAt.toISOString(),
+    finished_at: new Date().toISOString(),
+    mode: flags.quick ? "quick" : "full",
+    machine,
+    versions: versions(join(ROOT, "deno.json")),
+    notes: [
+      "Medians over repeated runs; ratios measured in the same run.",
+      "Everything (simulated agents, broker, Kafka mock, etcd, consumers) shares this machine; figures are noisy.",
+    ],
+    scenarios: results,
+    rows,
+  };
+  const dir = join(ROOT, "bench-results");
+  await Deno.mkdir(dir, { recursive: true });
+  const file = join(dir, `${startedAt.toISOString().replaceAll(":", "-")}.json`);
+  await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+
+  console.log(
+    `\nmonitor bench (${report.mode}) on ${machine.cpu_model}, ${machine.cores} cores, ${
+      Math.round(machine.memory_bytes / 2 ** 30)
+    } GiB, ${machine.os}; deno ${Deno.version.deno}\n`,
+  );
+  console.log(formatTable(rows));
+  if (flags.markdown) console.log(`\n${formatMarkdown(rows)}`);
+  console.log(`\nresults: ${file}`);
+  if (failed) Deno.exit(1);
+  // Libraries (kafkajs, grpc-js) can leave timers behind after closing; the run is over.
+  Deno.exit(0);
+}
+
+if (import.meta.main) await main();
