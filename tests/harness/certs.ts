@@ -23,7 +23,7 @@ export interface TestPki {
   dir: string;
   /** The CA the broker and the agents trust (`ca.pem`). */
   ca: string;
-  /** Broker certificate for IP 127.0.0.1 and DNS localhost, signed by the CA. */
+  /** Broker certificate (default: for IP 127.0.0.1 and DNS localhost), signed by the CA. */
   broker: CertFiles;
   /** Agent certificate (CN agent-1), signed by the CA. */
   agent: CertFiles;
@@ -177,16 +177,22 @@ async function issue(
   return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}-key.pem`) };
 }
 
-const SERVER_EXT = "subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\n";
 const CLIENT_EXT = "extendedKeyUsage = clientAuth\n";
 const JANUARY_2020 = { start: "20200101000000Z", end: "20200201000000Z" };
 
-/** Writes the test PKI into `dir` (which must exist). */
-export async function makeTestPki(dir: string): Promise<TestPki> {
+/**
+ * Writes the test PKI into `dir` (which must exist).
+ * @param brokerAltNames subject alternative names of the broker's certificates
+ */
+export async function makeTestPki(
+  dir: string,
+  brokerAltNames = "IP:127.0.0.1, DNS:localhost",
+): Promise<TestPki> {
+  const serverExt = `subjectAltName = ${brokerAltNames}\nextendedKeyUsage = serverAuth\n`;
   await makeCa(dir, "ca", "Monitor Test CA");
   await makeCa(dir, "rogue-ca", "Rogue CA");
   // One at a time: certificates of one CA share its serial file and database.
-  const broker = await issue(dir, "ca", "broker", "broker", SERVER_EXT);
+  const broker = await issue(dir, "ca", "broker", "broker", serverExt);
   const agent = await issue(dir, "ca", "agent", "agent-1", CLIENT_EXT);
   const expiredAgent = await issue(dir, "ca", "agent-old", "agent-old", CLIENT_EXT, JANUARY_2020);
   const expiredBroker = await issue(
@@ -194,11 +200,11 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
     "ca",
     "broker-old",
     "broker-old",
-    SERVER_EXT,
+    serverExt,
     JANUARY_2020,
   );
   const rogueAgent = await issue(dir, "rogue-ca", "intruder", "intruder", CLIENT_EXT);
-  const rogueBroker = await issue(dir, "rogue-ca", "rogue-broker", "broker", SERVER_EXT);
+  const rogueBroker = await issue(dir, "rogue-ca", "rogue-broker", "broker", serverExt);
   return {
     dir,
     ca: join(dir, "ca.pem"),
