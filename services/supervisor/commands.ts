@@ -76,6 +76,9 @@ export interface DeploymentSettings {
     secretFiles?: string[];
     /** Environment variables holding them (`token_env`, `admin_token_env`). */
     secretEnv?: string[];
+    /** The admin token's file or variable (the supervisor's console reads it too). */
+    adminTokenFile?: string;
+    adminTokenEnv?: string;
   };
   agent: {
     /** Broker address the local agent connects to. */
@@ -276,10 +279,18 @@ function dirOf(path: string): string {
 export function supervisorPermissionSet(settings: DeploymentSettings): PermissionSet {
   return mergePermissions(
     {
-      read: [dirOf(settings.configFile), settings.stateDir],
+      read: [
+        dirOf(settings.configFile),
+        settings.stateDir,
+        ...(settings.broker.adminTokenFile ? [settings.broker.adminTokenFile] : []),
+      ],
       write: [settings.stateDir],
       net: settings.broker.admin ? [settings.broker.admin] : [],
-      env: [...CONSOLE_ENV_VARS, ...YAML_ENV_VARS],
+      env: [
+        ...CONSOLE_ENV_VARS,
+        ...YAML_ENV_VARS,
+        ...(settings.broker.adminTokenEnv ? [settings.broker.adminTokenEnv] : []),
+      ],
       run: ["deno"],
     },
     storePermissions(settings.store),

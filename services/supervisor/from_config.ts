@@ -46,6 +46,10 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
       secretEnv: [broker.token_env, broker.admin_token_env].filter((e): e is string =>
         e !== undefined
       ),
+      adminTokenFile: broker.admin_token_file === undefined
+        ? undefined
+        : configPath(config, broker.admin_token_file),
+      adminTokenEnv: broker.admin_token_env,
     },
     agent: {
       broker: config.agent.broker,

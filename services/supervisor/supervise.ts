@@ -12,6 +12,7 @@
  */
 import { join } from "node:path";
 import { errorMessage } from "../common/log.ts";
+import { readSecret } from "../common/secrets.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { type Console, startAdminConsole } from "../console/mod.ts";
 import { RELAUNCH_EXIT_CODE } from "./commands.ts";
@@ -89,9 +90,20 @@ export async function supervise(args: string[]): Promise<number> {
     stopRequested,
     started.then(async (ok) => {
       if (!interactive || !admin || !ok) return await stopRequested;
+      const broker = plan.deployment.broker;
+      const adminToken = await readSecret({
+        what: "broker.admin_token",
+        inline: (plan.serviceInputs.broker as { admin_token?: string }).admin_token,
+        file: broker.adminTokenFile,
+        env: broker.adminTokenEnv,
+        base: plan.deployment.stateDir,
+      }).catch((error) => {
+        output.say("warn", `console: ${errorMessage(error)}`);
+        return undefined;
+      });
       console_ = startAdminConsole({
         adminUrl: admin,
-        token: (plan.serviceInputs.broker as { admin_token?: string }).admin_token,
+        token: adminToken?.value,
         historyFile: join(plan.deployment.stateDir, "history", "console"),
         confirmQuit: "Stop every service and quit?",
       });
