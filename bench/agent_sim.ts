@@ -6,7 +6,8 @@
  *
  * Driven by JSON lines on stdin, answering one JSON line on stdout per
  * request:
- * - `{"op":"connect","count":N,"prefix":"sim"}`: opens N streams (ids `<prefix>-<i>`), waits for every Welcome.
+ * - `{"op":"connect","address":"host:port","count":N,"prefix":"sim"}`: opens N streams to the
+ *   broker at `address` (ids `<prefix>-<i>`), waits for every Welcome.
  * - `{"op":"throughput","ms":D,"samples":S,"window":W}`: every agent keeps W batches of S samples
  *   unacknowledged for D ms; counts acknowledged batches and samples.
  * - `{"op":"rate","ms":D,"perSecond":R}`: every agent sends R batches of one sample per second,
@@ -33,11 +34,8 @@ interface SimAgent {
   onAck?: (samples: number) => void;
 }
 
-const address = Deno.args[0];
-if (!address) {
-  console.error("agent_sim: expected the broker address (host:port) as the first argument");
-  Deno.exit(2);
-}
+/** Broker address, set by the first connect request. */
+let address = "";
 
 const agents: SimAgent[] = [];
 let acked = { batches: 0, samples: 0 };
@@ -210,6 +208,10 @@ for await (const line of lines(Deno.stdin.readable)) {
   try {
     switch (request.op) {
       case "connect":
+        if (typeof request.address !== "string" || !request.address) {
+          throw new Error("connect: expected the broker address (host:port) in `address`");
+        }
+        address = request.address;
         reply({
           ok: "connect",
           ...(await connect(Number(request.count), String(request.prefix ?? "sim"))),

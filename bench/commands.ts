@@ -40,6 +40,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
   const toOne = ctx.quick ? 10 : 50;
   const toAll = ctx.quick ? 3 : 10;
   const scenario = "3 commands";
+  const sim = startAgentSim();
   const mock = await kafkaMock();
   let brokerBus: Bus | undefined;
   let bus: Bus | undefined;
@@ -51,8 +52,8 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     brokerBus = await kafkaBus(mock, "bench-broker", { maxWaitMs: MAX_WAIT_MS });
     bus = await kafkaBus(mock, "bench-analysis", { maxWaitMs: MAX_WAIT_MS });
     const store = await embeddedStore(await ctx.tempDir("bench-commands-"));
-    const broker = await benchBroker(brokerBus, store);
-    const results = await bus.subscribe({
+    // The results consumer's group join overlaps the broker's start (its own join).
+    const subscribing = bus.subscribe({
       topics: [DEFAULT_TOPICS.results],
       group: `bench-results-${crypto.randomUUID().slice(0, 8)}`,
       fromBeginning: false,
@@ -64,7 +65,16 @@ async function run(ctx: BenchContext): Promise<Row[]> {
         if (w.latencies.length >= w.expected) w.done();
       },
     });
-    const sim = startAgentSim(broker.address);
+    const broker = await benchBroker(brokerBus, store).catch(async (error) => {
+      await subscribing.then((s) => s.close(), () => {});
+      await store.close();
+      throw error;
+    });
+    const connecting = sim.request(
+      { op: "connect", address: broker.address, count: agents, prefix: "cmd" },
+      120_000,
+    );
+    const results = await subscribing;
     const send = async (target: string, expected: number): Promise<number[]> => {
       const commandId = `bench-${crypto.randomUUID()}`;
       let done!: () => void;
@@ -88,7 +98,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       return w.latencies;
     };
     try {
-      await sim.request({ op: "connect", count: agents, prefix: "cmd" }, 120_000);
+      await connecting;
       // Warm-up: the first command also waits for partitions and metadata.
       await send("cmd-0", 1);
       await send("all", agents);
@@ -114,6 +124,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       await store.close();
     }
   } finally {
+    await sim.close();
     await bus?.close();
     await brokerBus?.close();
     mock.stop();

@@ -122,12 +122,13 @@ async function step(
 async function run(ctx: BenchContext): Promise<Row[]> {
   const quick = ctx.quick;
   const baseAgents = quick ? 200 : 1000;
-  const baseMs = quick ? 3000 : 20_000;
+  const baseMs = quick ? 2500 : 20_000;
   const steps = quick ? [500] : [2000, 4000, 7000, 10_000];
   const stepMs = quick ? 2000 : 10_000;
   const scenario = "2 latency";
   const rows: Row[] = [];
 
+  const sim = startAgentSim();
   const mock = await kafkaMock();
   let bus: Bus | undefined;
   let consumerBus: Bus | undefined;
@@ -135,20 +136,30 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     bus = await kafkaBus(mock, "bench-broker");
     consumerBus = await kafkaBus(mock, "bench-consumer", { maxWaitMs: MAX_WAIT_MS });
     const store = await embeddedStore(await ctx.tempDir("bench-latency-"));
-    const broker = await benchBroker(bus, store);
     const arrivals = new Arrivals();
-    const subscription = await consumerBus.subscribe({
+    // The consumer's group join, the broker's start (its own join) and connecting the agents
+    // overlap: each join takes seconds on the mock cluster.
+    const subscribing = consumerBus.subscribe({
       topics: [DEFAULT_TOPICS.data],
       group: `bench-latency-${crypto.randomUUID().slice(0, 8)}`,
       fromBeginning: false,
       handler: (message) => arrivals.record(message.value),
     });
-    const sim = startAgentSim(broker.address);
+    const broker = await benchBroker(bus, store).catch(async (error) => {
+      await subscribing.then((s) => s.close(), () => {});
+      await store.close();
+      throw error;
+    });
+    const connecting = sim.request(
+      { op: "connect", address: broker.address, count: baseAgents, prefix: "lat" },
+      120_000,
+    );
+    const subscription = await subscribing;
     try {
-      await sim.request({ op: "connect", count: baseAgents, prefix: "lat" }, 120_000);
+      await connecting;
       // Warm-up second (JIT, metadata, consumer fetch loop).
-      await sim.request({ op: "rate", ms: 1000, perSecond: 1 }, 60_000);
-      await sleep(500);
+      await sim.request({ op: "rate", ms: quick ? 500 : 1000, perSecond: 1 }, 60_000);
+      await sleep(300);
       const base = await step(ctx, sim, arrivals, baseAgents, baseMs);
       const note = `${baseAgents} agents × 1 batch/s (1 sample) for ${
         baseMs / 1000
@@ -188,7 +199,12 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       if (base.ok) {
         for (const target of steps) {
           const connected = await sim.request(
-            { op: "connect", count: target - total, prefix: `lat${target}` },
+            {
+              op: "connect",
+              address: broker.address,
+              count: target - total,
+              prefix: `lat${target}`,
+            },
             180_000,
           );
           total = Number(connected.agents);
@@ -230,6 +246,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       await store.close();
     }
   } finally {
+    await sim.close();
     await consumerBus?.close();
     await bus?.close();
     mock.stop();

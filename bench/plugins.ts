@@ -80,7 +80,7 @@ async function rate(pipeline: Pipeline, ms: number): Promise<number> {
 
 async function run(ctx: BenchContext): Promise<Row[]> {
   const reps = ctx.quick ? 2 : 5;
-  const runMs = ctx.quick ? 1000 : 3000;
+  const runMs = ctx.quick ? 500 : 3000;
   const scenario = "6 plugins";
   const dir = await ctx.tempDir("bench-plugins-");
   const cacheDir = join(dir, "plugin-cache");

@@ -15,13 +15,16 @@ const SIM = fileURLToPath(new URL("./agent_sim.ts", import.meta.url));
 export interface AgentSim {
   /** Sends one request and resolves its answer; rejects with the simulator's error. */
   request(op: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>>;
-  /** Closes every stream and waits for the process to exit (killed after 5 s). */
+  /** Closes every stream and waits for the process to exit (killed after 5 s); idempotent. */
   close(): Promise<void>;
 }
 
-/** Starts simulated agents that will connect to the broker at `address`. */
-export function startAgentSim(address: string): AgentSim {
-  const p = agentPermissions({ broker: address, metrics: [] });
+/**
+ * Starts the simulator process (before the broker, to overlap start-ups);
+ * `connect` requests name the broker's address, which must be on 127.0.0.1.
+ */
+export function startAgentSim(): AgentSim {
+  const p = agentPermissions({ broker: "127.0.0.1", metrics: [] });
   const child = new Deno.Command("deno", {
     args: [
       "run",
@@ -30,7 +33,6 @@ export function startAgentSim(address: string): AgentSim {
       `--allow-net=${p.net.join(",")}`,
       `--allow-env=${p.env.join(",")}`,
       SIM,
-      address,
     ],
     stdin: "piped",
     stdout: "piped",
@@ -40,6 +42,7 @@ export function startAgentSim(address: string): AgentSim {
   const answers = lines(child.stdout)[Symbol.asyncIterator]();
   let queue: Promise<unknown> = Promise.resolve();
   const encoder = new TextEncoder();
+  let closing: Promise<void> | undefined;
 
   const exchange = async (op: Record<string, unknown>, timeoutMs: number) => {
     await writer.write(encoder.encode(JSON.stringify(op) + "\n"));
@@ -56,28 +59,32 @@ export function startAgentSim(address: string): AgentSim {
       queue = result.catch(() => {});
       return result;
     },
-    async close() {
-      try {
-        await within(
-          queue.then(() => exchange({ op: "close" }, 5000)),
-          6000,
-          "agent_sim to close",
-        );
-      } catch { /* killed below */ }
-      try {
-        await writer.close();
-      } catch { /* already closed */ }
-      const exited = await within(child.status, 5000, "agent_sim to exit").then(
-        () => true,
-        () => false,
-      );
-      if (!exited) {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-        await child.status;
-      }
-      await answers.return?.(undefined);
+    close() {
+      return closing ??= closeOnce();
     },
   };
+
+  async function closeOnce(): Promise<void> {
+    try {
+      await within(
+        queue.then(() => exchange({ op: "close" }, 5000)),
+        6000,
+        "agent_sim to close",
+      );
+    } catch { /* killed below */ }
+    try {
+      await writer.close();
+    } catch { /* already closed */ }
+    const exited = await within(child.status, 5000, "agent_sim to exit").then(
+      () => true,
+      () => false,
+    );
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+    }
+    await answers.return?.(undefined);
+  }
 }

@@ -87,9 +87,12 @@ async function measure(
   barePublish: (messages: OutgoingMessage[]) => Promise<void>,
   load: Load,
 ): Promise<Row[]> {
+  const sim = startAgentSim();
   const store = await embeddedStore(await ctx.tempDir("bench-throughput-store-"));
-  const broker = await benchBroker(bus, store);
-  const sim = startAgentSim(broker.address);
+  const broker = await benchBroker(bus, store).catch(async (error) => {
+    await sim.close();
+    throw error;
+  });
   const brokerRates: number[] = [];
   const brokerBatchRates: number[] = [];
   const bareRates: number[] = [];
@@ -97,13 +100,14 @@ async function measure(
   try {
     await sim.request({
       op: "connect",
+      address: broker.address,
       count: load.agents,
       prefix: `tp-${label.replaceAll(" ", "-")}`,
     }, 60_000);
     const batches = messagesFor(load.agents, load.samples);
     // Warm-up: connections, metadata, JIT.
-    await sim.request({ op: "throughput", ms: 500, samples: load.samples, window: 1 }, 60_000);
-    await bareRun(barePublish, batches, 500);
+    await sim.request({ op: "throughput", ms: 300, samples: load.samples, window: 1 }, 60_000);
+    await bareRun(barePublish, batches, 300);
     for (let rep = 0; rep < load.reps; rep++) {
       const b = await sim.request(
         { op: "throughput", ms: load.runMs, samples: load.samples, window: 1 },
@@ -168,7 +172,7 @@ async function measure(
 
 async function run(ctx: BenchContext): Promise<Row[]> {
   const load: Load = ctx.quick
-    ? { agents: 50, samples: 10, runMs: 1500, reps: 2 }
+    ? { agents: 50, samples: 10, runMs: 1000, reps: 2 }
     : { agents: 200, samples: 10, runMs: 5000, reps: 5 };
   const rows: Row[] = [];
 
