@@ -13,7 +13,11 @@ import { join } from "node:path";
 import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import { brokerPermissionFlags } from "../services/broker/permissions.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
+import { readAgentSecurity } from "../services/agent/security.ts";
+import { readBrokerSecurity, securityWarnings } from "../services/broker/security.ts";
 import { readSecret } from "../services/common/secrets.ts";
+import { formatIssue } from "../services/config/issues.ts";
+import { checkMonitorConfig } from "../services/config/monitor_config.ts";
 import {
   type AgentStream,
   type ClientTlsOptions,
@@ -205,6 +209,72 @@ Deno.test("secrets: a token file is trimmed, an empty file or unset variable is 
       /agent\.token and agent\.token_file: expected only one source/,
     );
     assert.equal(await readSecret({ what: "agent.token", base: dir }), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("settings: monitor.yaml's security keys are checked, ca makes client certificates required, the local agent inherits the broker's token source", async () => {
+  const check = (lines: string[]) =>
+    checkMonitorConfig(lines.join("\n") + "\n", "m.yaml", { hostname: "h" });
+  const ok = check([
+    "broker:",
+    "  token_file: agent-token",
+    "  admin_token_env: MONITOR_ADMIN_TOKEN",
+    "  tls: {cert: b.pem, key: b-key.pem, ca: ca.pem}",
+    "agent:",
+    "  tls: {ca: ca.pem, cert: a.pem, key: a-key.pem, server_name: broker.example}",
+  ]);
+  assert.deepEqual(ok.issues, []);
+  assert.equal(ok.config?.broker.token_file, "agent-token");
+  assert.equal(ok.config?.broker.admin_token_env, "MONITOR_ADMIN_TOKEN");
+  assert.equal(ok.config?.broker.tls?.require_client_cert, true);
+  assert.equal(
+    ok.config?.agent.token_file,
+    "agent-token",
+    "the local agent uses broker.token_file",
+  );
+  const problems = (lines: string[]) => check(lines).issues.map((i) => formatIssue(i));
+  assert.deepEqual(problems(["broker:", "  token: abc", "  token_file: t"]), [
+    '3:15: broker.token_file: expected only one of token, token_file and token_env, found "t" (a string)',
+  ]);
+  assert.match(
+    problems([
+      "broker:",
+      "  tls: {cert: b.pem, key: k.pem, ca: ca.pem, require_client_cert: false}",
+    ])
+      .join(),
+    /broker\.tls\.require_client_cert: expected true \(or absent\) with ca: client certificates cannot be optional/,
+  );
+  assert.match(
+    problems(["agent:", "  token_env: 1-bad"]).join(),
+    /agent\.token_env: expected an environment variable name/,
+  );
+
+  // The services' own readers: flags win, half a pair is named, warnings for exposed listeners.
+  const dir = await tempDir("monitor-settings-");
+  try {
+    await assert.rejects(
+      readBrokerSecurity({}, { tlsCa: join(dir, "ca.pem") }, dir),
+      /--tls-ca: mTLS needs TLS: expected broker\.tls\.cert and broker\.tls\.key too/,
+    );
+    await assert.rejects(
+      readAgentSecurity({}, undefined, { tlsCert: join(dir, "a.pem") }, dir),
+      /agent\.tls\.key: expected both cert and key \(PEM files\) for mTLS, or neither/,
+    );
+    await Deno.writeTextFile(join(dir, "t"), "from-file\n");
+    await Deno.chmod(join(dir, "t"), 0o600);
+    const agent = await readAgentSecurity({}, { token_file: "t" }, {}, dir);
+    assert.equal(agent.token?.value, "from-file");
+    assert.equal(agent.tls, undefined);
+    const plain = await readBrokerSecurity({}, {}, dir);
+    assert.deepEqual(securityWarnings("127.0.0.1:50052", plain), []);
+    assert.equal(securityWarnings("0.0.0.0:50052", plain).length, 2);
+    const withToken = await readBrokerSecurity({ token_file: "t" }, {}, dir);
+    assert.deepEqual(
+      securityWarnings("10.0.0.5:50052", withToken).map((w) => w.slice(0, 40)),
+      ["the gRPC listener 10.0.0.5:50052 is reac"],
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
