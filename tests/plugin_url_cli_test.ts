@@ -180,7 +180,7 @@ Deno.test("deno task plugins try runs a plugin once in its sandbox; mistakes nam
     assert.equal(bad.code, 1);
     assert.match(
       bad.stderr,
-      /monitor\.yaml: plugins\.scale\.permissions\.write: expected one of net, read, env/,
+      /monitor\.yaml:4:20: plugins\.scale\.permissions\.write: expected one of net, read, env/,
     );
   });
 });
