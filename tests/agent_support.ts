@@ -7,6 +7,7 @@
  * @module
  */
 import { join } from "node:path";
+import { type Falsy, waitUntil } from "../services/common/async.ts";
 import {
   type Batch,
   type CommandResult,
@@ -21,24 +22,16 @@ import {
 import { openStore } from "../services/store/mod.ts";
 import type { Store } from "../services/store/types.ts";
 
-/** Sleeps `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+/** Sleeps `ms` milliseconds (services/common/async.ts `sleep`). */
+export { sleep as delay } from "../services/common/async.ts";
 
 /** Polls `check` every 25 ms until it returns a truthy value; fails after `ms` naming `what`. */
-export async function waitFor<T>(
-  check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+export function waitFor<T>(
+  check: () => T | Falsy | Promise<T | Falsy>,
   ms: number,
   what: string,
 ): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await delay(25);
-  }
+  return waitUntil(check, ms, what, { intervalMs: 25 });
 }
 
 /** The embedded store in a fresh temporary directory; `cleanup` closes it and removes the directory. */

@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { sleep, waitUntil, within } from "../services/common/async.ts";
 import type {
   Bus,
   BusMessage,
@@ -20,43 +21,8 @@ import {
   type RpcError,
 } from "../services/rpc/mod.ts";
 
-/** Rejects after `ms` with a message naming what was awaited; clears its timer either way. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Sleeps `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` every 20 ms until it returns a truthy value; fails after `ms`. */
-export async function waitUntil<T>(
-  check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await delay(20);
-  }
-}
+/** Bounded waits (from services/common/async.ts); `delay` is its `sleep`. */
+export { sleep as delay, waitUntil, within };
 
 /** A fresh temporary directory. */
 export function tempDir(prefix = "monitor-test-"): Promise<string> {

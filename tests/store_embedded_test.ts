@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { waitUntil } from "../services/common/async.ts";
 import { storeContract } from "../services/store/contract.ts";
 import { type EmbeddedStore, openEmbeddedStore } from "../services/store/embedded.ts";
 import { DatabaseSync } from "node:sqlite";
@@ -18,16 +19,11 @@ import {
   type WatchEvent,
 } from "../services/store/mod.ts";
 
+/** Longest wait for an expected event (ms). */
+const WAIT_MS = 30000;
+
 function settingsIn(dir: string): StoreSettings {
   return { backend: "embedded", endpoints: [], prefix: "/monitor", path: join(dir, "monitor.db") };
-}
-
-async function waitUntil(done: () => boolean, what: string, ms = 30000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 storeContract("embedded", async () => {
@@ -132,7 +128,7 @@ Deno.test("embedded store: the change log is compacted; watches behind it fail c
     const w = await store.watch("/c/", { fromRevision: 16 }, (e) => {
       kept.push(e);
     });
-    await waitUntil(() => kept.length === 5, "the 5 kept events");
+    await waitUntil(() => kept.length === 5, WAIT_MS, "the 5 kept events");
     await w.close();
     assert.deepEqual(kept.map((e) => e.revision), [16, 17, 18, 19, 20]);
 
@@ -148,10 +144,10 @@ Deno.test("embedded store: the change log is compacted; watches behind it fail c
       seen.push(e.revision);
       await gate;
     });
-    await waitUntil(() => seen.length === 1, "the stuck handler's first event");
+    await waitUntil(() => seen.length === 1, WAIT_MS, "the stuck handler's first event");
     for (let i = 0; i < 600; i++) await store.put(`/c/more-${i % 3}`, `m-${i}`);
     release();
-    await waitUntil(() => errors.length === 1, "onError");
+    await waitUntil(() => errors.length === 1, WAIT_MS, "onError");
     assert.ok(errors[0] instanceof StoreCompactedError);
     await stuck.close();
     assert.ok(seen.length < 601, "the watch stopped instead of skipping history");
@@ -167,7 +163,11 @@ Deno.test("embedded store: a killed process's lease expires; readers without wat
   const store = await openStore(settings);
   const child = spawnChild(settings, ["lease", "/hb/agent-1", "1"]);
   try {
-    await waitUntil(() => child.lines.some((l) => l.startsWith("ready ")), "the child's lease");
+    await waitUntil(
+      () => child.lines.some((l) => l.startsWith("ready ")),
+      WAIT_MS,
+      "the child's lease",
+    );
     const alive = await store.get("/hb/agent-1");
     assert.equal(alive?.value, "alive");
     child.kill();
@@ -184,7 +184,7 @@ Deno.test("embedded store: a killed process's lease expires; readers without wat
     const w = await store.watch("/hb/", { fromRevision: alive!.modRevision }, (e) => {
       events.push(e);
     });
-    await waitUntil(() => events.length === 2, "put and delete");
+    await waitUntil(() => events.length === 2, WAIT_MS, "put and delete");
     await w.close();
     assert.deepEqual(events.map((e) => e.type), ["put", "delete"]);
   } finally {

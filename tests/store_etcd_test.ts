@@ -5,6 +5,7 @@
  * revoked behind the store's back, calls during an outage.
  */
 import assert from "node:assert/strict";
+import { waitUntil } from "../services/common/async.ts";
 import { storeContract } from "../services/store/contract.ts";
 import {
   openStore,
@@ -17,6 +18,9 @@ import {
 import { type EtcdServer, startEtcd } from "./harness/etcd.ts";
 import { freePort } from "./harness/free_port.ts";
 
+/** Longest wait for an expected event (ms). */
+const WAIT_MS = 30000;
+
 function settingsFor(etcd: EtcdServer, connectTimeoutMs = 5000): StoreSettings {
   return {
     backend: "etcd",
@@ -25,21 +29,6 @@ function settingsFor(etcd: EtcdServer, connectTimeoutMs = 5000): StoreSettings {
     path: "",
     connectTimeoutMs,
   };
-}
-
-async function waitUntil(
-  done: () => boolean,
-  what: string,
-  detail: () => string = () => "",
-  ms = 30000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out after ${ms} ms waiting for ${what} ${detail()}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function describe(events: WatchEvent[]): string {
@@ -121,7 +110,7 @@ Deno.test("etcd store: a watch resumes after etcd restarts, missing and repeatin
     try {
       const revisions: number[] = [];
       for (let i = 0; i < 20; i++) revisions.push(await writer.put(`/r/k-${i % 3}`, `v-${i}`));
-      await waitUntil(() => events.length === 20, "the first 20 events");
+      await waitUntil(() => events.length === 20, WAIT_MS, "the first 20 events");
 
       await etcd.down();
       await new Promise((r) => setTimeout(r, 1500));
@@ -130,7 +119,9 @@ Deno.test("etcd store: a watch resumes after etcd restarts, missing and repeatin
       for (let i = 20; i < 40; i++) revisions.push(await writer.put(`/r/k-${i % 3}`, `v-${i}`));
       revisions.push(await writer.delete("/r/k-0") ? -1 : 0);
 
-      await waitUntil(() => events.length >= 41, "41 events", () => describe(events));
+      await waitUntil(() => events.length >= 41, WAIT_MS, "41 events", {
+        detail: () => describe(events),
+      });
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(events.length, 41, describe(events));
       assert.deepEqual(
@@ -165,12 +156,9 @@ Deno.test("etcd store: a watch that catches up after a restart does not skip a l
       }
     });
     try {
-      await waitUntil(
-        () => events.length >= 2501,
-        "the whole backlog",
-        () => `${events.length} events`,
-        60000,
-      );
+      await waitUntil(() => events.length >= 2501, 60000, "the whole backlog", {
+        detail: () => `${events.length} events`,
+      });
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(events.length, 2501);
       events.forEach((e, i) => assert.equal(e.revision, start + i));
@@ -196,13 +184,16 @@ Deno.test("etcd store: a lease revoked behind the store's back is re-established
       await lease.put("/l/second", "also");
       const first = lease.id;
       await etcd.etcdctl("lease", "revoke", BigInt(first).toString(16));
-      await waitUntil(() => losses.length === 1, "onLost", () => describe(events));
+      await waitUntil(() => losses.length === 1, WAIT_MS, "onLost", {
+        detail: () => describe(events),
+      });
       assert.notEqual(lease.id, first);
       assert.match(losses[0].message, new RegExp(`lease ${first} was lost`));
       await waitUntil(
         () => events.filter((e) => e.type === "put").length === 4,
+        WAIT_MS,
         "the re-puts",
-        () => describe(events),
+        { detail: () => describe(events) },
       );
       assert.deepEqual(events.map((e) => `${e.type} ${e.key}`).sort(), [
         "delete /l/heartbeat",

@@ -1,11 +1,11 @@
 /**
  * Helpers shared by the Bus backends: argument validation with clear
  * messages, the handler retry loop (a throwing handler is retried with
- * backoff, so the message is neither skipped nor committed), and a sleep that
- * ends early when a subscription closes.
+ * backoff, so the message is neither skipped nor committed).
  *
  * @module
  */
+import { sleep } from "../common/async.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
 import type { BusMessage, OutgoingMessage, SubscribeOptions } from "./types.ts";
 
@@ -86,20 +86,6 @@ export function positiveMs(value: unknown, name: string, fallback: number): numb
     throw new TypeError(`bus settings: ${name} must be a positive number of milliseconds`);
   }
   return value;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. Never rejects; clears its timer. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, ms));
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

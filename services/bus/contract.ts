@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../common/log.ts";
-import { sleep } from "./common.ts";
+import { sleep, waitUntil, within } from "../common/async.ts";
 import {
   type Bus,
   type BusMessage,
@@ -67,37 +67,6 @@ function unique(what: string): string {
   return `${what}-${Date.now().toString(36)}-${(counter++).toString(36)}-${
     Math.random().toString(36).slice(2, 6)
   }`;
-}
-
-/** Waits until `done()` holds; fails naming `what` (and `detail()`) after `ms`. */
-async function waitUntil(
-  done: () => boolean,
-  what: string,
-  ms: number,
-  detail: () => string = () => "",
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}. ${detail()}`);
-    }
-    await sleep(20);
-  }
-}
-
-/** Fails when `promise` does not settle within `ms`; clears its timer. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** A subscription that records what it was given. */
@@ -182,9 +151,9 @@ class Child {
     });
     await waitUntil(
       () => this.lines.includes(line) || exited,
-      `line ${JSON.stringify(line)} from the subprocess`,
       ms,
-      () => `stdout: ${JSON.stringify(this.lines)}`,
+      `line ${JSON.stringify(line)} from the subprocess`,
+      { detail: () => `stdout: ${JSON.stringify(this.lines)}` },
     );
     if (!this.lines.includes(line)) {
       const { code } = await status;
@@ -251,12 +220,9 @@ export function busContract(
       fromBeginning: true,
     });
     try {
-      await waitUntil(
-        () => c.messages.length >= sent.length,
-        "6 messages",
-        waitMs,
-        () => c.describe(),
-      );
+      await waitUntil(() => c.messages.length >= sent.length, waitMs, "6 messages", {
+        detail: () => c.describe(),
+      });
       assert.deepEqual(
         c.messages.map((m) => `${m.key}|${m.value}`).sort(),
         sent.map((m) => `${m.key}|${m.value}`).sort(),
@@ -305,12 +271,9 @@ export function busContract(
       fromBeginning: true,
     });
     try {
-      await waitUntil(
-        () => c.messages.length >= all.length,
-        "60 messages",
-        waitMs,
-        () => c.describe(),
-      );
+      await waitUntil(() => c.messages.length >= all.length, waitMs, "60 messages", {
+        detail: () => c.describe(),
+      });
       const byKey = new Map<string, { seqs: number[]; partitions: Set<number> }>();
       for (const m of c.messages) {
         const entry = byKey.get(m.key) ?? { seqs: [], partitions: new Set() };
@@ -341,18 +304,12 @@ export function busContract(
     });
     try {
       await bus.publish(topic, [{ key: "k", value: "new" }]);
-      await waitUntil(
-        () => newOnly.has(["new"]),
-        "'new' (new-only group)",
-        waitMs,
-        () => newOnly.describe(),
-      );
-      await waitUntil(
-        () => replay.has(["old", "new"]),
-        "'old' and 'new' (replay)",
-        waitMs,
-        () => replay.describe(),
-      );
+      await waitUntil(() => newOnly.has(["new"]), waitMs, "'new' (new-only group)", {
+        detail: () => newOnly.describe(),
+      });
+      await waitUntil(() => replay.has(["old", "new"]), waitMs, "'old' and 'new' (replay)", {
+        detail: () => replay.describe(),
+      });
       // Same key, so "old" would have arrived before "new".
       assert.deepEqual(newOnly.values(), ["new"]);
       assert.deepEqual(replay.values(), ["old", "new"]);
@@ -369,12 +326,9 @@ export function busContract(
     await fx.bus.publish(topic, ["m1", "m2", "m3"].map((value) => ({ key: "k", value })));
     const first = await Collector.start(fx.bus, { topics: [topic], group, fromBeginning: true });
     try {
-      await waitUntil(
-        () => first.has(["m1", "m2", "m3"]),
-        "m1..m3",
-        waitMs,
-        () => first.describe(),
-      );
+      await waitUntil(() => first.has(["m1", "m2", "m3"]), waitMs, "m1..m3", {
+        detail: () => first.describe(),
+      });
     } finally {
       await first.close();
     }
@@ -384,7 +338,9 @@ export function busContract(
     const other = await fx.openAnother();
     const second = await Collector.start(other, { topics: [topic], group, fromBeginning: true });
     try {
-      await waitUntil(() => second.has(["m4", "m5"]), "m4 and m5", waitMs, () => second.describe());
+      await waitUntil(() => second.has(["m4", "m5"]), waitMs, "m4 and m5", {
+        detail: () => second.describe(),
+      });
       assert.deepEqual(second.values(), ["m4", "m5"]);
     } finally {
       await second.close();
@@ -403,31 +359,25 @@ export function busContract(
     try {
       const batch1 = batch("one");
       await fx.bus.publish(topic, batch1);
-      await waitUntil(
-        () => a.has(values(batch1)),
-        "batch 1 at member A",
-        waitMs,
-        () => a.describe(),
-      );
+      await waitUntil(() => a.has(values(batch1)), waitMs, "batch 1 at member A", {
+        detail: () => a.describe(),
+      });
       b = await Collector.start(busB, { topics: [topic], group, fromBeginning: true });
       const batch2 = batch("two");
       await fx.bus.publish(topic, batch2);
       const union = () => new Set([...a.values(), ...b!.values()]);
       await waitUntil(
         () => values(batch2).every((v) => union().has(v)),
-        "batch 2 at member A or B",
         waitMs,
-        () => `A: ${a.describe()} B: ${b!.describe()}`,
+        "batch 2 at member A or B",
+        { detail: () => `A: ${a.describe()} B: ${b!.describe()}` },
       );
       await a.close();
       const batch3 = batch("three");
       await fx.bus.publish(topic, batch3);
-      await waitUntil(
-        () => b!.has(values(batch3)),
-        "batch 3 at member B",
-        waitMs,
-        () => b!.describe(),
-      );
+      await waitUntil(() => b!.has(values(batch3)), waitMs, "batch 3 at member B", {
+        detail: () => b!.describe(),
+      });
       // B never re-reads what A committed before handing over.
       for (const v of values(batch1)) assert.ok(!b.values().includes(v), `B got ${v} again`);
     } finally {
@@ -454,12 +404,9 @@ export function busContract(
     }
     const c = await Collector.start(fx.bus, { topics: [topic], group, fromBeginning: true });
     try {
-      await waitUntil(
-        () => c.has(["victim-1", "victim-2"]),
-        "victim-1 and victim-2",
-        waitMs,
-        () => c.describe(),
-      );
+      await waitUntil(() => c.has(["victim-1", "victim-2"]), waitMs, "victim-1 and victim-2", {
+        detail: () => c.describe(),
+      });
       assert.deepEqual(c.values().slice(0, 2), ["victim-1", "victim-2"]);
     } finally {
       await c.close();
@@ -482,7 +429,7 @@ export function busContract(
       },
     );
     try {
-      await waitUntil(() => c.has(["after"]), "'after'", waitMs, () => c.describe());
+      await waitUntil(() => c.has(["after"]), waitMs, "'after'", { detail: () => c.describe() });
       assert.deepEqual(c.values(), ["flaky", "flaky", "flaky", "after"]);
     } finally {
       await c.close();
@@ -554,7 +501,7 @@ export function busContract(
         }
       };
       const running = Promise.all([0, 1, 2].map(publisher));
-      await waitUntil(() => acknowledged.length >= 10, "10 acknowledged publishes", waitMs);
+      await waitUntil(() => acknowledged.length >= 10, waitMs, "10 acknowledged publishes");
       faults.brokerDown(1);
       phase = "down";
       for (const value of pending) caught.add(value);
@@ -579,9 +526,11 @@ export function busContract(
         fromBeginning: true,
       });
       try {
-        await waitUntil(() => c.has(acknowledged), "every acknowledged message", waitMs, () => {
-          const seen = new Set(c.values());
-          return `missing: ${acknowledged.filter((v) => !seen.has(v)).join(", ")}`;
+        await waitUntil(() => c.has(acknowledged), waitMs, "every acknowledged message", {
+          detail: () => {
+            const seen = new Set(c.values());
+            return `missing: ${acknowledged.filter((v) => !seen.has(v)).join(", ")}`;
+          },
         });
       } finally {
         await c.close();
@@ -608,7 +557,9 @@ export function busContract(
       fromBeginning: true,
     });
     try {
-      await waitUntil(() => c.messages.length >= 80, "80 messages", waitMs, () => c.describe());
+      await waitUntil(() => c.messages.length >= 80, waitMs, "80 messages", {
+        detail: () => c.describe(),
+      });
       for (const name of ["p1", "p2"]) {
         const seq = c.values().filter((v) => v.startsWith(`${name}-`));
         assert.deepEqual(seq, Array.from({ length: 40 }, (_, i) => `${name}-${i}`));
@@ -625,12 +576,9 @@ export function busContract(
     try {
       await bus.publish(topics[0], [{ key: "k", value: "on-a" }]);
       await bus.publish(topics[1], [{ key: "k", value: "on-b" }]);
-      await waitUntil(
-        () => c.has(["on-a", "on-b"]),
-        "one message per topic",
-        waitMs,
-        () => c.describe(),
-      );
+      await waitUntil(() => c.has(["on-a", "on-b"]), waitMs, "one message per topic", {
+        detail: () => c.describe(),
+      });
       assert.deepEqual(
         c.messages.map((m) => `${m.topic}:${m.value}`).sort(),
         [`${topics[0]}:on-a`, `${topics[1]}:on-b`].sort(),

@@ -36,6 +36,7 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
+import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
 import {
   checkMessages,
@@ -46,7 +47,6 @@ import {
   DEFAULT_PUBLISH_TIMEOUT_MS,
   positiveMs,
   runHandler,
-  sleep,
 } from "./common.ts";
 import {
   type Bus,

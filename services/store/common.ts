@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the Store backends: argument validation with clear
- * messages, the prefix range end, an abortable sleep, and the serial event
- * dispatcher every watcher uses.
+ * messages, the prefix range end, and the serial event dispatcher every
+ * watcher uses.
  *
  * @module
  */
@@ -91,20 +91,6 @@ export function prefixEnd(prefix: string): string | undefined {
 /** True when `key` starts with `prefix`. */
 export function hasPrefix(key: string, prefix: string): boolean {
   return key.startsWith(prefix);
-}
-
-/** Resolves after `ms`, or earlier when `signal` aborts. Never rejects. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { sleep } from "./common.ts";
+import { sleep, waitUntil, within } from "../common/async.ts";
 import {
   openStore,
   type Store,
@@ -50,38 +50,6 @@ function unique(what: string): string {
   return `/contract/${what}-${Date.now().toString(36)}-${(counter++).toString(36)}-${
     Math.random().toString(36).slice(2, 6)
   }/`;
-}
-
-/** Waits until `done()` holds; fails naming `what` (and `detail()`) after `ms`. */
-async function waitUntil(
-  done: () => boolean,
-  what: string,
-  ms: number,
-  detail: () => string = () => "",
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) {
-      const more = detail();
-      assert.fail(`timed out after ${ms} ms waiting for ${what}${more ? `: ${more}` : ""}`);
-    }
-    await sleep(20);
-  }
-}
-
-/** Rejects with a clear message when `promise` does not settle within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function describe(events: WatchEvent[]): string {
@@ -336,13 +304,13 @@ export function storeContract(
         await sleep(2);
       }
     })();
-    await waitUntil(() => written.length >= 20, "the writer to start", waitMs);
+    await waitUntil(() => written.length >= 20, waitMs, "the writer to start");
 
     const listed = await store.list(p);
     const recorder = new Recorder();
     const watcher = await store.watch(p, { fromRevision: listed.revision + 1 }, recorder.handler);
     try {
-      await waitUntil(() => written.length >= 120, "more writes", waitMs);
+      await waitUntil(() => written.length >= 120, waitMs, "more writes");
       stop = true;
       await writing;
       const final = await store.list(p);
@@ -352,9 +320,9 @@ export function storeContract(
       );
       await waitUntil(
         () => recorder.events.some((e) => e.revision >= final.revision),
-        `the watch to reach revision ${final.revision}`,
         waitMs,
-        () => describe(recorder.events.slice(-5)),
+        `the watch to reach revision ${final.revision}`,
+        { detail: () => describe(recorder.events.slice(-5)) },
       );
       // Revisions strictly increase and start after the list.
       const revisions = recorder.events.map((e) => e.revision);
@@ -400,12 +368,9 @@ export function storeContract(
       for (let i = 0; i < 30; i++) revisions.push(await store.put(`${p}k-${i % 4}`, `v-${i}`));
       revisions.push(0);
       await store.delete(`${p}k-0`);
-      await waitUntil(
-        () => recorder.events.length >= 31,
-        "31 events",
-        waitMs,
-        () => describe(recorder.events),
-      );
+      await waitUntil(() => recorder.events.length >= 31, waitMs, "31 events", {
+        detail: () => describe(recorder.events),
+      });
       assert.deepEqual(
         recorder.events.slice(0, 30).map((e) => e.type === "put" ? e.value : "?"),
         Array.from({ length: 30 }, (_, i) => `v-${i}`),
@@ -434,8 +399,8 @@ export function storeContract(
         const r4 = await store.put(`${p}c`, "3");
         await waitUntil(
           () => replay.events.length >= 4 && later.events.length >= 1,
-          "events",
           waitMs,
+          "events",
         );
         assert.deepEqual(
           replay.events.map((e) => `${e.type} ${e.key.slice(p.length)}`),
@@ -469,10 +434,10 @@ export function storeContract(
       });
       try {
         await store.put(`${p}a`, "1");
-        await waitUntil(() => closed.events.length === 1, "the first event", waitMs);
+        await waitUntil(() => closed.events.length === 1, waitMs, "the first event");
         await w1.close();
         await store.put(`${p}b`, "2");
-        await waitUntil(() => survived.length === 1, "the event after the failure", waitMs);
+        await waitUntil(() => survived.length === 1, waitMs, "the event after the failure");
         assert.equal(survived[0].key, `${p}b`);
         // w2 saw b, so b was dispatched; the closed watch must not have seen it.
         await sleep(200);
@@ -497,9 +462,9 @@ export function storeContract(
       await holder.close();
       await waitUntil(
         () => recorder.has("delete", `${p}hb`, put),
-        "the expiry's delete event",
         waitMs,
-        () => describe(recorder.events),
+        "the expiry's delete event",
+        { detail: () => describe(recorder.events) },
       );
       assert.equal(await store.get(`${p}hb`), undefined);
     } finally {
@@ -526,9 +491,9 @@ export function storeContract(
       assert.equal((await store.get(`${p}plain`))?.value, "not leased");
       await waitUntil(
         () => recorder.has("delete", `${p}a`) && recorder.has("delete", `${p}b`),
-        "the revoke's delete events",
         waitMs,
-        () => describe(recorder.events),
+        "the revoke's delete events",
+        { detail: () => describe(recorder.events) },
       );
       await assert.rejects(lease.put(`${p}c`, "3"), /revoked/);
     } finally {
@@ -551,9 +516,9 @@ export function storeContract(
       const last = Number(done.split(" ")[1]);
       await waitUntil(
         () => recorder.events.some((e) => e.revision >= last),
-        `the child's last write (revision ${last})`,
         waitMs,
-        () => describe(recorder.events),
+        `the child's last write (revision ${last})`,
+        { detail: () => describe(recorder.events) },
       );
       assert.deepEqual(
         recorder.events.map((e) => e.type === "put" ? `${e.key.slice(p.length)}=${e.value}` : "?"),
@@ -582,13 +547,13 @@ export function storeContract(
       try {
         const ready = await child.waitForLine("ready ", waitMs * 2);
         const firstLease = ready.split(" ")[1];
-        await waitUntil(() => recorder.has("put", key), "the child's leased put", waitMs);
+        await waitUntil(() => recorder.has("put", key), waitMs, "the child's leased put");
         child.signal("SIGSTOP");
         await waitUntil(
           () => recorder.has("delete", key),
-          "the delete after the frozen child's lease expired",
           waitMs,
-          () => describe(recorder.events),
+          "the delete after the frozen child's lease expired",
+          { detail: () => describe(recorder.events) },
         );
         const deletedAt = recorder.events.find((e) => e.type === "delete")!.revision;
         child.signal("SIGCONT");
@@ -597,9 +562,9 @@ export function storeContract(
         assert.notEqual(secondLease, firstLease);
         await waitUntil(
           () => recorder.has("put", key, deletedAt),
-          "the re-put after the lease was re-established",
           waitMs,
-          () => describe(recorder.events),
+          "the re-put after the lease was re-established",
+          { detail: () => describe(recorder.events) },
         );
         const now = await store.get(key);
         assert.equal(now?.value, "alive");
@@ -633,7 +598,7 @@ export function storeContract(
     const recorder = new Recorder();
     const watcher = await store.watch(p, { fromRevision: last }, recorder.handler);
     try {
-      await waitUntil(() => recorder.events.length === 1, "the kept event", waitMs);
+      await waitUntil(() => recorder.events.length === 1, waitMs, "the kept event");
       assert.equal(recorder.events[0].revision, last);
     } finally {
       await watcher.close();

@@ -26,6 +26,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger, type Logger } from "../common/log.ts";
 import { ChangeNotifier, immediateTransaction, openDatabase } from "../common/sqlite.ts";
 import {
@@ -37,7 +38,6 @@ import {
   checkValue,
   DEFAULT_CONNECT_TIMEOUT_MS,
   prefixEnd,
-  sleep,
   WatchDispatcher,
 } from "./common.ts";
 import {

@@ -37,6 +37,7 @@ import {
   LeaseClient,
   WatchClient,
 } from "etcd3";
+import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
 import {
   checkFunction,
@@ -46,7 +47,6 @@ import {
   checkTtl,
   checkValue,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  sleep,
   WatchDispatcher,
 } from "./common.ts";
 import {
