@@ -11,9 +11,15 @@
  *
  * @module
  */
-import { isAbsolute, resolve } from "node:path";
-import { errorMessage } from "../common/log.ts";
 import { readSecret, type Secret } from "../common/secrets.ts";
+import {
+  optionalString,
+  readTlsFile,
+  secretSources,
+  type TlsFile,
+  tlsFileResolver,
+  tlsMapping,
+} from "../common/security_settings.ts";
 import type { ClientTlsOptions } from "../rpc/mod.ts";
 
 /** Security-related flags of the agent's command line. */
@@ -34,15 +40,6 @@ export interface AgentSecurity {
   token?: Secret;
 }
 
-function optionalString(doc: Record<string, unknown>, key: string, path: string) {
-  const value = doc[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "string" || value === "") {
-    throw new Error(`${path}.${key}: expected a non-empty string, found ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
 /**
  * Reads the TLS files and the token named by `section` (`agent:`), `broker`
  * (`broker:` of the same monitor.yaml, for the token) and `flags` (flags win;
@@ -55,23 +52,9 @@ export async function readAgentSecurity(
   flags: AgentSecurityFlags,
   base: string,
 ): Promise<AgentSecurity> {
-  const tlsRaw = section.tls;
-  if (
-    tlsRaw !== undefined && tlsRaw !== null && (typeof tlsRaw !== "object" || Array.isArray(tlsRaw))
-  ) {
-    throw new Error(
-      `agent.tls: expected a mapping {ca, cert, key, server_name}, found ${JSON.stringify(tlsRaw)}`,
-    );
-  }
-  const doc = (tlsRaw ?? {}) as Record<string, unknown>;
+  const doc = tlsMapping(section, "agent", "{ca, cert, key, server_name}");
   const cwd = Deno.cwd();
-  const pick = (flag: string | undefined, key: string): [string, string] | undefined => {
-    if (flag !== undefined) return [isAbsolute(flag) ? flag : resolve(cwd, flag), `--tls-${key}`];
-    const value = optionalString(doc, key, "agent.tls");
-    return value === undefined
-      ? undefined
-      : [isAbsolute(value) ? value : resolve(base, value), `agent.tls.${key}`];
-  };
+  const pick = tlsFileResolver(doc, "agent", base, cwd);
   const ca = pick(flags.tlsCa, "ca");
   const cert = pick(flags.tlsCert, "cert");
   const key = pick(flags.tlsKey, "key");
@@ -85,14 +68,10 @@ export async function readAgentSecurity(
     );
   }
   if (ca !== undefined || cert !== undefined || serverName !== undefined) {
-    const read = async ([file, what]: [string, string]) => {
-      try {
-        const text = await Deno.readTextFile(file);
-        security.tlsFiles.push(file);
-        return text;
-      } catch (error) {
-        throw new Error(`${what}: cannot read ${file}: ${errorMessage(error)}`, { cause: error });
-      }
+    const read = async (file: TlsFile) => {
+      const text = await readTlsFile(file);
+      security.tlsFiles.push(file[0]);
+      return text;
     };
     const tls: ClientTlsOptions = {};
     if (ca !== undefined) tls.ca = await read(ca);
@@ -111,16 +90,11 @@ export async function readAgentSecurity(
       base: cwd,
     });
   } else {
-    const sources = (doc: Record<string, unknown>, path: string) => ({
-      inline: optionalString(doc, "token", path),
-      file: optionalString(doc, "token_file", path),
-      env: optionalString(doc, "token_env", path),
-    });
-    const own = sources(section, "agent");
+    const own = secretSources(section, "token", "agent");
     const ownGiven = own.inline ?? own.file ?? own.env;
     security.token = await readSecret(
       ownGiven === undefined && broker
-        ? { what: "broker.token", ...sources(broker, "broker"), base }
+        ? { what: "broker.token", ...secretSources(broker, "token", "broker"), base }
         : { what: "agent.token", ...own, base },
     );
   }

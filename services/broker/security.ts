@@ -14,9 +14,13 @@
  *
  * @module
  */
-import { isAbsolute, resolve } from "node:path";
-import { errorMessage } from "../common/log.ts";
 import { readSecret, type Secret } from "../common/secrets.ts";
+import {
+  readTlsFile,
+  secretSources,
+  tlsFileResolver,
+  tlsMapping,
+} from "../common/security_settings.ts";
 import type { ServerTlsOptions } from "../rpc/mod.ts";
 import { isLoopbackHost } from "./admin.ts";
 
@@ -41,15 +45,6 @@ export interface BrokerSecurity {
   adminToken?: Secret;
 }
 
-function optionalString(doc: Record<string, unknown>, key: string, path: string) {
-  const value = doc[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "string" || value === "") {
-    throw new Error(`${path}.${key}: expected a non-empty string, found ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
 /**
  * Reads the TLS files and secrets named by `section` (monitor.yaml's
  * `broker:`) and `flags` (flags win; relative paths of the file are relative
@@ -60,23 +55,9 @@ export async function readBrokerSecurity(
   flags: BrokerSecurityFlags,
   base: string,
 ): Promise<BrokerSecurity> {
-  const tlsRaw = section.tls;
-  if (
-    tlsRaw !== undefined && tlsRaw !== null && (typeof tlsRaw !== "object" || Array.isArray(tlsRaw))
-  ) {
-    throw new Error(
-      `broker.tls: expected a mapping {cert, key, ca}, found ${JSON.stringify(tlsRaw)}`,
-    );
-  }
-  const doc = (tlsRaw ?? {}) as Record<string, unknown>;
+  const doc = tlsMapping(section, "broker", "{cert, key, ca}");
   const cwd = Deno.cwd();
-  const pick = (flag: string | undefined, key: string): [string, string] | undefined => {
-    if (flag !== undefined) return [isAbsolute(flag) ? flag : resolve(cwd, flag), `--tls-${key}`];
-    const value = optionalString(doc, key, "broker.tls");
-    return value === undefined
-      ? undefined
-      : [isAbsolute(value) ? value : resolve(base, value), `broker.tls.${key}`];
-  };
+  const pick = tlsFileResolver(doc, "broker", base, cwd);
   const cert = pick(flags.tlsCert, "cert");
   const key = pick(flags.tlsKey, "key");
   const ca = pick(flags.tlsCa, "ca");
@@ -116,17 +97,14 @@ export async function readBrokerSecurity(
         }: a client CA makes client certificates required; optional client certificates are not supported (remove ca, or drop require_client_cert: false)`,
       );
     }
-    const read = async ([file, what]: [string, string]) => {
-      try {
-        return await Deno.readTextFile(file);
-      } catch (error) {
-        throw new Error(`${what}: cannot read ${file}: ${errorMessage(error)}`, { cause: error });
-      }
+    security.tls = {
+      cert: await readTlsFile(cert),
+      key: await readTlsFile(key),
+      requireClientCert,
     };
-    security.tls = { cert: await read(cert), key: await read(key), requireClientCert };
     security.tlsFiles.push(cert[0], key[0]);
     if (ca !== undefined) {
-      security.tls.ca = await read(ca);
+      security.tls.ca = await readTlsFile(ca);
       security.tlsFiles.push(ca[0]);
     }
   }
@@ -134,13 +112,7 @@ export async function readBrokerSecurity(
   const secret = (name: "token" | "admin_token", file?: string, env?: string) =>
     file !== undefined || env !== undefined
       ? readSecret({ what: `broker.${name}`, file, env, base: cwd })
-      : readSecret({
-        what: `broker.${name}`,
-        inline: optionalString(section, name, "broker"),
-        file: optionalString(section, `${name}_file`, "broker"),
-        env: optionalString(section, `${name}_env`, "broker"),
-        base,
-      });
+      : readSecret({ what: `broker.${name}`, ...secretSources(section, name, "broker"), base });
   security.token = await secret("token", flags.tokenFile, flags.tokenEnv);
   security.adminToken = await secret("admin_token", flags.adminTokenFile, flags.adminTokenEnv);
   return security;
