@@ -5,28 +5,25 @@
  *
  * @module
  */
-import { GRPC_ENV_VARS, PROTO_FILE } from "../broker/permissions.ts";
+import { PROTO_FILE } from "../broker/permissions.ts";
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
+import {
+  GRPC_CLIENT_PROXY_ENV_VARS,
+  GRPC_ENV_VARS,
+  permissionFlags,
+  type PermissionLists,
+} from "../common/permissions.ts";
+import { YAML_ENV_VARS } from "../common/service_settings.ts";
 
-/** Proxy variables grpc-js reads when it opens a client channel. */
-export const GRPC_CLIENT_PROXY_ENV_VARS: readonly string[] = Object.freeze([
-  "grpc_proxy",
-  "https_proxy",
-  "http_proxy",
-  "no_grpc_proxy",
-  "no_proxy",
-]);
-
-/** Variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
-export const YAML_ENV_VARS: readonly string[] = Object.freeze(["LOG_TOKENS", "LOG_STREAM"]);
+/**
+ * Proxy variables grpc-js reads when it opens a client channel, and the
+ * variables npm:yaml reads while parsing (needed with --config monitor.yaml).
+ */
+export { GRPC_CLIENT_PROXY_ENV_VARS, YAML_ENV_VARS };
 
 /** The agent's own permission lists (add the store's: services/store/permissions.ts). */
-export interface AgentPermissions {
-  read: string[];
-  write: string[];
-  net: string[];
-  env: string[];
+export interface AgentPermissions extends PermissionLists {
   /** `--allow-sys` names. */
   sys: string[];
   /** `--allow-run` programs. */
@@ -100,14 +97,7 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
 
 /** {@linkcode agentPermissions} as `deno run` flags (the store's flags come on top). */
 export function agentPermissionFlags(input: AgentPermissionInput): string[] {
-  const p = agentPermissions(input);
-  const flags: string[] = ["--no-prompt"];
-  if (p.read.length) flags.push(`--allow-read=${p.read.join(",")}`);
-  if (p.write.length) flags.push(`--allow-write=${p.write.join(",")}`);
-  if (p.net.length) flags.push(`--allow-net=${p.net.join(",")}`);
-  if (p.env.length) flags.push(`--allow-env=${p.env.join(",")}`);
-  if (p.sys.length) flags.push(`--allow-sys=${p.sys.join(",")}`);
-  if (p.run.length) flags.push(`--allow-run=${p.run.join(",")}`);
+  const flags = ["--no-prompt", ...permissionFlags(agentPermissions(input))];
   if ((input.plugins ?? []).length > 0) flags.push("--unstable-worker-options");
   return flags;
 }

@@ -5,11 +5,8 @@
  *
  * @module
  */
-import {
-  permissionFlags,
-  type ServicePermissionInput,
-  type ServicePermissions,
-} from "../broker/permissions.ts";
+import type { ServicePermissionInput, ServicePermissions } from "../broker/permissions.ts";
+import { permissionFlags } from "../common/permissions.ts";
 import { YAML_ENV_VARS } from "../common/service_settings.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 

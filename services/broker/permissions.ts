@@ -7,29 +7,15 @@
  */
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { GRPC_ENV_VARS, permissionFlags, type PermissionLists } from "../common/permissions.ts";
 import { YAML_ENV_VARS } from "../common/service_settings.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 
-/** Environment variables @grpc/grpc-js reads when it is loaded and when it listens. */
-export const GRPC_ENV_VARS: readonly string[] = Object.freeze([
-  "GRPC_NODE_VERBOSITY",
-  "GRPC_VERBOSITY",
-  "GRPC_NODE_TRACE",
-  "GRPC_TRACE",
-  "GRPC_SSL_CIPHER_SUITES",
-  "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-  "GRPC_NODE_USE_ALTERNATIVE_RESOLVER",
-  "GRPC_NODE_DEBUG_SEND_ERROR_DETAILS",
-  "GRPC_EXPERIMENTAL_ENABLE_OUTLIER_DETECTION",
-]);
+/** The gRPC variables and the flag rendering, from services/common/permissions.ts. */
+export { GRPC_ENV_VARS, permissionFlags };
 
-/** Permission lists, as in services/bus/permissions.ts. */
-export interface ServicePermissions {
-  read: string[];
-  write: string[];
-  net: string[];
-  env: string[];
-}
+/** Permission lists of a service process (services/common/permissions.ts). */
+export type ServicePermissions = PermissionLists;
 
 /** Where a service process reads and writes. */
 export interface ServicePermissionInput {
@@ -74,17 +60,6 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
       ...(input.secretEnv ?? []),
     ],
   };
-}
-
-/** Permission lists as `deno run` flags (empty lists give no flag). */
-export function permissionFlags(p: ServicePermissions): string[] {
-  const flags: string[] = [];
-  const unique = (list: string[]) => [...new Set(list)].join(",");
-  if (p.read.length) flags.push(`--allow-read=${unique(p.read)}`);
-  if (p.write.length) flags.push(`--allow-write=${unique(p.write)}`);
-  if (p.net.length) flags.push(`--allow-net=${unique(p.net)}`);
-  if (p.env.length) flags.push(`--allow-env=${unique(p.env)}`);
-  return flags;
 }
 
 /** {@linkcode brokerPermissions} as `deno run` flags (the store's and bus's flags come on top). */

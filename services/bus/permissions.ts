@@ -5,6 +5,7 @@
  * @module
  */
 import { dirname } from "node:path";
+import { permissionFlags, type PermissionLists } from "../common/permissions.ts";
 import type { BusSettings } from "./types.ts";
 
 /** Environment variables kafkajs reads when it is loaded (kafka backend). */
@@ -17,16 +18,7 @@ export const KAFKA_ENV_VARS: readonly string[] = Object.freeze([
 ]);
 
 /** Permission lists for {@linkcode busPermissions}. */
-export interface BusPermissions {
-  /** `--allow-read` paths. */
-  read: string[];
-  /** `--allow-write` paths. */
-  write: string[];
-  /** `--allow-net` hosts (`host:port`). */
-  net: string[];
-  /** `--allow-env` variable names. */
-  env: string[];
-}
+export type BusPermissions = PermissionLists;
 
 /**
  * The permissions a process needs to open a bus with `settings`:
@@ -44,11 +36,5 @@ export function busPermissions(settings: BusSettings): BusPermissions {
 
 /** {@linkcode busPermissions} as `deno run` flags. */
 export function busPermissionFlags(settings: BusSettings): string[] {
-  const p = busPermissions(settings);
-  const flags: string[] = [];
-  if (p.read.length) flags.push(`--allow-read=${p.read.join(",")}`);
-  if (p.write.length) flags.push(`--allow-write=${p.write.join(",")}`);
-  if (p.net.length) flags.push(`--allow-net=${p.net.join(",")}`);
-  if (p.env.length) flags.push(`--allow-env=${p.env.join(",")}`);
-  return flags;
+  return permissionFlags(busPermissions(settings));
 }

@@ -6,24 +6,18 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  GRPC_CLIENT_PROXY_ENV_VARS,
+  GRPC_ENV_VARS,
+  permissionFlags,
+  type PermissionLists,
+} from "../common/permissions.ts";
 import type { StoreSettings } from "./types.ts";
 
 /** Environment variables grpc-js (under etcd3) reads when it is used (etcd backend). */
 export const ETCD_ENV_VARS: readonly string[] = Object.freeze([
-  "GRPC_NODE_VERBOSITY",
-  "GRPC_VERBOSITY",
-  "GRPC_NODE_TRACE",
-  "GRPC_TRACE",
-  "GRPC_SSL_CIPHER_SUITES",
-  "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-  "GRPC_NODE_USE_ALTERNATIVE_RESOLVER",
-  "GRPC_NODE_DEBUG_SEND_ERROR_DETAILS",
-  "GRPC_EXPERIMENTAL_ENABLE_OUTLIER_DETECTION",
-  "grpc_proxy",
-  "https_proxy",
-  "http_proxy",
-  "no_grpc_proxy",
-  "no_proxy",
+  ...GRPC_ENV_VARS,
+  ...GRPC_CLIENT_PROXY_ENV_VARS,
 ]);
 
 /**
@@ -42,16 +36,7 @@ export function etcd3ProtoDir(): string | undefined {
 }
 
 /** Permission lists for {@linkcode storePermissions}. */
-export interface StorePermissions {
-  /** `--allow-read` paths. */
-  read: string[];
-  /** `--allow-write` paths. */
-  write: string[];
-  /** `--allow-net` hosts (`host:port`). */
-  net: string[];
-  /** `--allow-env` variable names. */
-  env: string[];
-}
+export type StorePermissions = PermissionLists;
 
 /** `host:port` of an endpoint given as `host:port` or `http(s)://host:port[/]`. */
 function hostPort(endpoint: string): string {
@@ -81,11 +66,5 @@ export function storePermissions(settings: StoreSettings): StorePermissions {
 
 /** {@linkcode storePermissions} as `deno run` flags. */
 export function storePermissionFlags(settings: StoreSettings): string[] {
-  const p = storePermissions(settings);
-  const flags: string[] = [];
-  if (p.read.length) flags.push(`--allow-read=${p.read.join(",")}`);
-  if (p.write.length) flags.push(`--allow-write=${p.write.join(",")}`);
-  if (p.net.length) flags.push(`--allow-net=${p.net.join(",")}`);
-  if (p.env.length) flags.push(`--allow-env=${p.env.join(",")}`);
-  return flags;
+  return permissionFlags(storePermissions(settings));
 }
