@@ -5,7 +5,14 @@
  */
 import { Command } from "commander";
 import { resolve } from "node:path";
-import { addCommonOptions, announceReady, fatal, onShutdownSignal } from "../common/cli.ts";
+import {
+  addCommonOptions,
+  announceReady,
+  fatal,
+  onShutdownSignal,
+  parseServiceFlags,
+  type ServiceFlags,
+} from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
 import {
@@ -44,17 +51,7 @@ agent uses broker.listen and the broker.token* keys of the same file. The token 
 given on the command line (it would show in ps): --token-file and --token-env name where
 to read it.`;
 
-interface AgentFlags {
-  config?: string;
-  storeBackend?: string;
-  storeEndpoints?: string;
-  storePrefix?: string;
-  busBackend?: string;
-  busBrokers?: string;
-  stateDir?: string;
-  supervised?: boolean;
-  console?: boolean;
-  logLevel?: string;
+interface AgentFlags extends ServiceFlags {
   broker?: string;
   id?: string;
   tokenFile?: string;
@@ -85,11 +82,8 @@ async function main() {
     .option(
       "--metrics-source <source>",
       "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default native)",
-    )
-    .addHelpText("after", EXAMPLES)
-    .showHelpAfterError()
-    .parse(Deno.args, { from: "user" });
-  const flags = program.opts<AgentFlags>();
+    );
+  const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
   const settings = await resolveServiceSettings("agent", flags);
   setLogLevel(settings.logLevel);

@@ -13,6 +13,8 @@ import {
   fatal,
   onShutdownSignal,
   onTerminal,
+  parseServiceFlags,
+  type ServiceFlags,
 } from "../common/cli.ts";
 import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
 import {
@@ -37,17 +39,7 @@ send <agent|all> <command> [json args], quit.
 
 monitor.yaml keys (section analysis:): group, command_timeout (seconds), summary_interval (seconds).`;
 
-interface AnalysisFlags {
-  config?: string;
-  storeBackend?: string;
-  storeEndpoints?: string;
-  storePrefix?: string;
-  busBackend?: string;
-  busBrokers?: string;
-  stateDir?: string;
-  supervised?: boolean;
-  console?: boolean;
-  logLevel?: string;
+interface AnalysisFlags extends ServiceFlags {
   group?: string;
   commandTimeout?: string;
   summaryInterval?: string;
@@ -68,11 +60,8 @@ async function main() {
       "--summary-interval <seconds>",
       "period of the summary when not on a terminal (default 10)",
     )
-    .option("--from-beginning", "a new consumer group starts at the beginning of the topics")
-    .addHelpText("after", EXAMPLES)
-    .showHelpAfterError()
-    .parse(Deno.args, { from: "user" });
-  const flags = program.opts<AnalysisFlags>();
+    .option("--from-beginning", "a new consumer group starts at the beginning of the topics");
+  const flags = parseServiceFlags<AnalysisFlags>(program, EXAMPLES);
   const log = getLogger("analysis");
   const settings = await resolveServiceSettings("analysis", flags);
   setLogLevel(settings.logLevel);

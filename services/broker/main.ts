@@ -13,6 +13,8 @@ import {
   fatal,
   onShutdownSignal,
   onTerminal,
+  parseServiceFlags,
+  type ServiceFlags,
 } from "../common/cli.ts";
 import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
 import {
@@ -45,17 +47,7 @@ max_batch_samples, tls: {cert, key, ca, require_client_cert}, token_file | token
 admin_token_file | admin_token_env | admin_token. Tokens are never given on the command line
 (they would show in ps): --token-file and --token-env name where to read them.`;
 
-interface BrokerFlags {
-  config?: string;
-  storeBackend?: string;
-  storeEndpoints?: string;
-  storePrefix?: string;
-  busBackend?: string;
-  busBrokers?: string;
-  stateDir?: string;
-  supervised?: boolean;
-  console?: boolean;
-  logLevel?: string;
+interface BrokerFlags extends ServiceFlags {
   listen?: string;
   admin?: string;
   adminTokenFile?: string;
@@ -95,11 +87,8 @@ async function main() {
     .option(
       "--tls-ca <file>",
       "CA (PEM) agent certificates must chain to: mTLS, certificates required",
-    )
-    .addHelpText("after", EXAMPLES)
-    .showHelpAfterError()
-    .parse(Deno.args, { from: "user" });
-  const flags = program.opts<BrokerFlags>();
+    );
+  const flags = parseServiceFlags<BrokerFlags>(program, EXAMPLES);
   const log = getLogger("broker");
 
   const settings = await resolveServiceSettings("broker", flags);

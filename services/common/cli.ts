@@ -7,6 +7,13 @@
 import type { Command } from "commander";
 import process from "node:process";
 import { errorMessage } from "./log.ts";
+import type { CommonFlags } from "./service_settings.ts";
+
+/** The flags {@linkcode addCommonOptions} adds, as commander gives them. */
+export interface ServiceFlags extends CommonFlags {
+  supervised?: boolean;
+  console?: boolean;
+}
 
 /** Adds the common service flags to a commander program. */
 export function addCommonOptions(program: Command): Command {
@@ -21,6 +28,18 @@ export function addCommonOptions(program: Command): Command {
     .option("--supervised", "run under the supervisor: no console, print monitor:ready when ready")
     .option("--console", "force a line-mode console even when stdin is not a terminal")
     .option("--log-level <level>", "debug | info | warn | error", "info");
+}
+
+/**
+ * Ends a service's command line: `examples` after the help, the help after
+ * an error, then parses `Deno.args` and returns the flags.
+ */
+export function parseServiceFlags<T extends ServiceFlags>(program: Command, examples: string): T {
+  return program
+    .addHelpText("after", examples)
+    .showHelpAfterError()
+    .parse(Deno.args, { from: "user" })
+    .opts<T>();
 }
 
 /** True when stdin and stdout are terminals. */
