@@ -19,8 +19,8 @@ import {
   type UrlPlugin,
 } from "../services/plugin_loader/mod.ts";
 import { integrityHex } from "../services/plugin_loader/integrity.ts";
-import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
-import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
+import type { Site } from "./fixtures/url_plugins/site.ts";
+import { withSite } from "./fixtures/url_plugins/store.ts";
 import type { Store } from "../services/store/types.ts";
 
 const PREFIX = "/monitor";
@@ -49,17 +49,6 @@ function recorder(interval = 5): Recorder & { setInterval(seconds: number): void
       emitAlert: (alert) => alerts.push(alert),
     },
   };
-}
-
-async function withSite(fn: (site: Site, store: Store) => Promise<void>) {
-  const site = await openSite();
-  const store = await openEmbeddedStore(await site.tempDir());
-  try {
-    await fn(site, store);
-  } finally {
-    await store.close();
-    await site.cleanup();
-  }
 }
 
 async function pin(site: Site, store: Store, name: string, path: string, extra = {}) {

@@ -15,24 +15,12 @@ import {
   watchPins,
 } from "../services/plugin_loader/mod.ts";
 import { ConfigError } from "../services/config/issues.ts";
-import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
+import { openSite } from "./fixtures/url_plugins/site.ts";
 import { withEtcd } from "./harness/etcd.ts";
 import { openStore } from "../services/store/mod.ts";
-import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
-import type { Store } from "../services/store/types.ts";
+import { withSite } from "./fixtures/url_plugins/store.ts";
 
 const PREFIX = "/monitor";
-
-async function withSite(fn: (site: Site, store: Store) => Promise<void>) {
-  const site = await openSite();
-  const store = await openEmbeddedStore(await site.tempDir());
-  try {
-    await fn(site, store);
-  } finally {
-    await store.close();
-    await site.cleanup();
-  }
-}
 
 Deno.test("pin records every module of the graph with its sha256, version from the URL", async () => {
   await withSite(async (site, store) => {

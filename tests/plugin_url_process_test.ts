@@ -11,9 +11,8 @@ import {
   pinPlugin,
   type PluginPin,
 } from "../services/plugin_loader/mod.ts";
-import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
-import { openEmbeddedStore } from "./fixtures/url_plugins/store.ts";
-import type { Store } from "../services/store/types.ts";
+import type { Site } from "./fixtures/url_plugins/site.ts";
+import { withSite } from "./fixtures/url_plugins/store.ts";
 
 const CHILD = new URL("./fixtures/url_plugins/agent_child.ts", import.meta.url);
 
@@ -64,17 +63,6 @@ async function runChild(
     assert.fail(`the child printed no outcome (exit ${output.code}):\n${stdout}\n${stderr}`);
   }
   return { code: output.code, outcome, stderr };
-}
-
-async function withSite(fn: (site: Site, store: Store) => Promise<void>) {
-  const site = await openSite();
-  const store = await openEmbeddedStore(await site.tempDir());
-  try {
-    await fn(site, store);
-  } finally {
-    await store.close();
-    await site.cleanup();
-  }
 }
 
 Deno.test("an agent process with only the computed permissions fetches, verifies and runs a URL plugin", async () => {
