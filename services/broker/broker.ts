@@ -18,6 +18,7 @@ import { type RpcServer, RpcStatus, type ServerTlsOptions, startRpcServer } from
 import type { Store } from "../store/types.ts";
 import type { Subscription } from "../bus/types.ts";
 import { type AdminServer, startAdminServer } from "./admin.ts";
+import { coalescingBus } from "./coalesce.ts";
 import { sendCommand, type SendEvent, type SendRequest, type SendSummary } from "./send.ts";
 import {
   type ConfigView,
@@ -194,9 +195,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       log.info(`writing received samples to ${options.sinkPath}`);
     }
     await bus.ensureTopics([topics.data, topics.commands, topics.results, topics.alerts]);
+    // Publishes of many sessions (and results of a command to all) go out together.
+    const publisher = coalescingBus(bus);
 
     const publishResults = async (results: ResultMessage[]) => {
-      await bus.publish(
+      await publisher.publish(
         topics.results,
         results.map((r) => ({ key: r.agent_id, value: JSON.stringify(r) })),
       );
@@ -218,7 +221,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     cleanups.push(() => health.close());
 
     const ctx: SessionContext = {
-      bus,
+      bus: publisher,
       topics,
       limits,
       token: options.token,
