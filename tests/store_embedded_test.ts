@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { waitUntil } from "../services/common/async.ts";
+import { DenoLineProcess } from "../services/common/line_process.ts";
 import { storeContract } from "../services/store/contract.ts";
 import { type EmbeddedStore, openEmbeddedStore } from "../services/store/embedded.ts";
 import { DatabaseSync } from "node:sqlite";
@@ -64,43 +65,27 @@ storeContract("embedded", async () => {
 
 /** Runs contract_child.ts in another process; returns it with a line reader. */
 function spawnChild(settings: StoreSettings, args: string[]) {
-  const child = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--quiet",
-      "--config",
-      new URL("../deno.json", import.meta.url).pathname,
-      ...storePermissionFlags(settings),
-      new URL("../services/store/contract_child.ts", import.meta.url).pathname,
-      args[0],
-      JSON.stringify(settings),
-      ...args.slice(1),
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const stderr = new Response(child.stderr).text();
-  const stdout = (async () => {
-    let buffer = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      const parts = buffer.split("\n");
-      buffer = parts.pop() ?? "";
-      lines.push(...parts);
-    }
-  })();
+  const child = new DenoLineProcess([
+    "run",
+    "--quiet",
+    "--config",
+    new URL("../deno.json", import.meta.url).pathname,
+    ...storePermissionFlags(settings),
+    new URL("../services/store/contract_child.ts", import.meta.url).pathname,
+    args[0],
+    JSON.stringify(settings),
+    ...args.slice(1),
+  ]);
   return {
-    lines,
-    kill: () => child.kill("SIGKILL"),
+    lines: child.lines,
+    kill: () => child.signal("SIGKILL"),
     done: async () => {
       try {
-        child.kill("SIGKILL");
+        child.signal("SIGKILL");
       } catch { /* exited */ }
       await child.status;
-      await stdout;
-      return await stderr;
+      await child.stdoutDone;
+      return await child.stderr;
     },
   };
 }

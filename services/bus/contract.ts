@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../common/log.ts";
 import { sleep, waitUntil, within } from "../common/async.ts";
+import { DenoLineProcess } from "../common/line_process.ts";
 import {
   type Bus,
   type BusMessage,
@@ -115,51 +116,24 @@ function messagesFor(prefix: string, count: number, keys: number): OutgoingMessa
   }));
 }
 
-/** A running subprocess whose stdout lines are collected. */
-class Child {
-  readonly lines: string[] = [];
-  readonly #process: Deno.ChildProcess;
-  readonly #stdout: Promise<void>;
-  readonly #stderr: Promise<string>;
-
+/** A `deno run` subprocess of contract_child.ts whose stdout lines are collected. */
+class Child extends DenoLineProcess {
   constructor(permissions: string[], args: string[]) {
-    this.#process = new Deno.Command("deno", {
-      args: ["run", "--quiet", "--config", DENO_JSON, ...permissions, CHILD, ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const stdout = this.#process.stdout;
-    this.#stderr = new Response(this.#process.stderr).text();
-    this.#stdout = (async () => {
-      let buffer = "";
-      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const parts = buffer.split("\n");
-        buffer = parts.pop() ?? "";
-        this.lines.push(...parts);
-      }
-      if (buffer) this.lines.push(buffer);
-    })();
+    super(["run", "--quiet", "--config", DENO_JSON, ...permissions, CHILD, ...args]);
   }
 
   async waitForLine(line: string, ms: number): Promise<void> {
-    let exited = false;
-    const status = this.#process.status.then((s) => {
-      exited = true;
-      return s;
-    });
     await waitUntil(
-      () => this.lines.includes(line) || exited,
+      () => this.lines.includes(line) || this.exited,
       ms,
       `line ${JSON.stringify(line)} from the subprocess`,
       { detail: () => `stdout: ${JSON.stringify(this.lines)}` },
     );
     if (!this.lines.includes(line)) {
-      const { code } = await status;
+      const { code } = await this.status;
       throw new Error(
         `subprocess exited with code ${code} before printing ${JSON.stringify(line)}: ${await this
-          .#stderr}`,
+          .stderr}`,
       );
     }
   }
@@ -167,7 +141,7 @@ class Child {
   /** Kills the process (SIGKILL: no cleanup runs) and waits for it. */
   async kill(): Promise<void> {
     try {
-      this.#process.kill("SIGKILL");
+      this.process.kill("SIGKILL");
     } catch {
       // Already exited.
     }
@@ -176,11 +150,7 @@ class Child {
 
   /** Waits for the exit; returns the status and stderr. */
   async finish(): Promise<{ code: number; stderr: string }> {
-    const [{ code }, stderr] = await Promise.all([
-      this.#process.status,
-      this.#stderr,
-      this.#stdout,
-    ]);
+    const [{ code }, stderr] = await Promise.all([this.status, this.stderr, this.stdoutDone]);
     return { code, stderr };
   }
 }

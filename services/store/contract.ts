@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { sleep, waitUntil, within } from "../common/async.ts";
+import { DenoLineProcess } from "../common/line_process.ts";
 import {
   openStore,
   type Store,
@@ -57,41 +58,9 @@ function describe(events: WatchEvent[]): string {
 }
 
 /** A `deno run` subprocess of contract_child.ts with its output lines. */
-class Child {
-  readonly lines: string[] = [];
-  #process: Deno.ChildProcess;
-  #stdout: Promise<void>;
-  #stderr: Promise<string>;
-  #status: Promise<Deno.CommandStatus>;
-  exited = false;
-
+class Child extends DenoLineProcess {
   constructor(permissions: string[], args: string[]) {
-    this.#process = new Deno.Command("deno", {
-      args: ["run", "--quiet", "--config", DENO_JSON, ...permissions, CHILD, ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#status = this.#process.status.then((s) => {
-      this.exited = true;
-      return s;
-    });
-    this.#stderr = new Response(this.#process.stderr).text();
-    const stdout = this.#process.stdout;
-    this.#stdout = (async () => {
-      let buffer = "";
-      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const parts = buffer.split("\n");
-        buffer = parts.pop() ?? "";
-        this.lines.push(...parts);
-      }
-      if (buffer) this.lines.push(buffer);
-    })();
-  }
-
-  get pid(): number {
-    return this.#process.pid;
+    super(["run", "--quiet", "--config", DENO_JSON, ...permissions, CHILD, ...args]);
   }
 
   /** Waits for a line starting with `start`; fails with the child's stderr when it exits first. */
@@ -101,12 +70,12 @@ class Child {
       const line = this.lines.find((l) => l.startsWith(start));
       if (line !== undefined) return line;
       if (this.exited) {
-        await this.#stdout;
+        await this.stdoutDone;
         const again = this.lines.find((l) => l.startsWith(start));
         if (again !== undefined) return again;
-        const status = await this.#status;
+        const status = await this.status;
         assert.fail(
-          `child exited (code ${status.code}) before printing "${start}": ${await this.#stderr}`,
+          `child exited (code ${status.code}) before printing "${start}": ${await this.stderr}`,
         );
       }
       if (Date.now() > deadline) {
@@ -116,24 +85,20 @@ class Child {
     }
   }
 
-  signal(signal: Deno.Signal) {
-    if (!this.exited) this.#process.kill(signal);
-  }
-
   /** Waits for the exit (SIGTERM first when `stop`), then collects the output. */
   async finish(stop = true): Promise<{ status: Deno.CommandStatus; stderr: string }> {
     if (stop && !this.exited) {
-      this.#process.kill("SIGCONT");
-      this.#process.kill("SIGTERM");
+      this.process.kill("SIGCONT");
+      this.process.kill("SIGTERM");
     }
     // A child that ignores SIGTERM (or was not asked to stop) is killed after 10 s.
     const timer = setTimeout(() => {
-      if (!this.exited) this.#process.kill("SIGKILL");
+      if (!this.exited) this.process.kill("SIGKILL");
     }, 10000);
-    const status = await this.#status;
+    const status = await this.status;
     clearTimeout(timer);
-    await this.#stdout;
-    return { status, stderr: await this.#stderr };
+    await this.stdoutDone;
+    return { status, stderr: await this.stderr };
   }
 }
 
