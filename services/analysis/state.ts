@@ -24,15 +24,21 @@ export interface AgentState {
   firing: Record<string, AlertMessage>;
 }
 
-/** Parses a data message; a string names what is wrong. */
-export function parseData(text: string): DataMessage | string {
+/** Parses `text` as a JSON object; a string names what is wrong. */
+function parseObject(text: string): Record<string, unknown> | string {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return "expected a JSON object, found invalid JSON";
   }
-  if (!isPlainObject(value)) return "expected a JSON object";
+  return isPlainObject(value) ? value : "expected a JSON object";
+}
+
+/** Parses a data message; a string names what is wrong. */
+export function parseData(text: string): DataMessage | string {
+  const value = parseObject(text);
+  if (typeof value === "string") return value;
   if (typeof value.agent_id !== "string" || value.agent_id === "") {
     return "agent_id: expected a non-empty string";
   }
@@ -57,13 +63,8 @@ export function parseData(text: string): DataMessage | string {
 
 /** Parses an alert message; a string names what is wrong. */
 export function parseAlert(text: string): AlertMessage | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return "expected a JSON object, found invalid JSON";
-  }
-  if (!isPlainObject(value)) return "expected a JSON object";
+  const value = parseObject(text);
+  if (typeof value === "string") return value;
   if (typeof value.agent_id !== "string" || value.agent_id === "") {
     return "agent_id: expected a non-empty string";
   }
@@ -79,13 +80,8 @@ export function parseAlert(text: string): AlertMessage | string {
 
 /** Parses a result message; a string names what is wrong. */
 export function parseResultMessage(text: string): ResultMessage | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return "expected a JSON object, found invalid JSON";
-  }
-  if (!isPlainObject(value)) return "expected a JSON object";
+  const value = parseObject(text);
+  if (typeof value === "string") return value;
   if (typeof value.command_id !== "string") return "command_id: expected a string";
   if (typeof value.agent_id !== "string") return "agent_id: expected a string";
   if (value.status !== "ok" && value.status !== "error") {
@@ -100,21 +96,27 @@ export function parseResultMessage(text: string): ResultMessage | string {
   };
 }
 
+/** An agent first heard of at `now` (Unix ms): no sample and no alert yet. */
+function newAgentState(agentId: string, hostname: string, now: number): AgentState {
+  return {
+    agent_id: agentId,
+    hostname,
+    timestamp: 0,
+    received_at: now,
+    metrics: {},
+    samples: 0,
+    firing: {},
+  };
+}
+
 /** The agents known to the analysis application. */
 export class AgentTable {
   #agents = new Map<string, AgentState>();
 
   /** Applies a data message. */
   applyData(message: DataMessage, now = Date.now()): AgentState {
-    const state = this.#agents.get(message.agent_id) ?? {
-      agent_id: message.agent_id,
-      hostname: message.hostname,
-      timestamp: 0,
-      received_at: now,
-      metrics: {},
-      samples: 0,
-      firing: {},
-    };
+    const state = this.#agents.get(message.agent_id) ??
+      newAgentState(message.agent_id, message.hostname, now);
     state.samples++;
     state.received_at = now;
     state.hostname = message.hostname || state.hostname;
@@ -128,15 +130,8 @@ export class AgentTable {
 
   /** Applies an alert transition. */
   applyAlert(alert: AlertMessage, now = Date.now()): AgentState {
-    const state = this.#agents.get(alert.agent_id) ?? {
-      agent_id: alert.agent_id,
-      hostname: alert.agent_id,
-      timestamp: 0,
-      received_at: now,
-      metrics: {},
-      samples: 0,
-      firing: {},
-    };
+    const state = this.#agents.get(alert.agent_id) ??
+      newAgentState(alert.agent_id, alert.agent_id, now);
     if (alert.state === "firing") state.firing[alert.metric] = alert;
     else delete state.firing[alert.metric];
     this.#agents.set(alert.agent_id, state);
