@@ -223,20 +223,12 @@ export class ConfigWatcher {
     const now = Date.now() / 1000;
 
     if (!target) {
-      const { config } = validateAgentConfig(DEFAULT_AGENT_CONFIG_JSON, "", {});
       if (!previous || previous.source !== "builtin" || previous.problem) {
         log.info(
           `no configuration in the store (${this.#own.key} and ${this.#default.key} are absent); running with the built-in defaults`,
         );
       }
-      this.#state = {
-        config: config!,
-        source: "builtin",
-        key: BUILTIN_KEY,
-        revision: 0,
-        applied_at: now,
-        pins: new Map(this.#pins),
-      };
+      this.#state = this.#builtinState(now);
       await this.#options.onChange(this.#state, previous);
       return;
     }
@@ -253,21 +245,12 @@ export class ConfigWatcher {
         );
         this.#state = { ...previous, problem, pins: new Map(this.#pins) };
       } else {
-        const { config } = validateAgentConfig(DEFAULT_AGENT_CONFIG_JSON, "", {});
         log.error(
           `configuration ${target.key} (revision ${target.revision}) rejected; running with the built-in defaults until it is fixed:\n  ${
             lines.join("\n  ")
           }`,
         );
-        this.#state = {
-          config: config!,
-          source: "builtin",
-          key: BUILTIN_KEY,
-          revision: 0,
-          applied_at: now,
-          problem,
-          pins: new Map(this.#pins),
-        };
+        this.#state = this.#builtinState(now, problem);
       }
       await this.#options.onChange(this.#state, previous);
       return;
@@ -288,6 +271,23 @@ export class ConfigWatcher {
       }, plugins ${outcome.config.plugins.map((p) => p.name).join(", ") || "none"}`,
     );
     await this.#options.onChange(this.#state, previous);
+  }
+
+  /**
+   * The built-in default configuration as the state applied at `now` (Unix
+   * seconds), with `problem` when a stored configuration was rejected.
+   */
+  #builtinState(now: number, problem?: ConfigProblem): ConfigState {
+    const { config } = validateAgentConfig(DEFAULT_AGENT_CONFIG_JSON, "", {});
+    return {
+      config: config!,
+      source: "builtin",
+      key: BUILTIN_KEY,
+      revision: 0,
+      applied_at: now,
+      ...(problem ? { problem } : {}),
+      pins: new Map(this.#pins),
+    };
   }
 
   /** Stops watching. */
