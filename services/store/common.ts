@@ -6,7 +6,7 @@
  * @module
  */
 import { errorMessage, type Logger } from "../common/log.ts";
-import type { WatchEvent } from "./types.ts";
+import type { WatchEvent, WatchOptions } from "./types.ts";
 
 /** Default connect timeout of both backends (ms). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
@@ -65,6 +65,49 @@ export function checkTtl(ttl: unknown): asserts ttl is number {
 export function checkFunction(fn: unknown, where: string): void {
   if (typeof fn !== "function") {
     throw new TypeError(`${where}: expected a function, got ${show(fn)}`);
+  }
+}
+
+/**
+ * Validates the arguments of `watch`; throws a TypeError naming the watch
+ * and the bad argument.
+ */
+export function checkWatchArgs(
+  prefix: unknown,
+  options: WatchOptions,
+  onEvent: unknown,
+): asserts prefix is string {
+  checkPrefix(prefix, "watch");
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`watch ${JSON.stringify(prefix)}: options must be an object`);
+  }
+  checkFunction(onEvent, `watch ${JSON.stringify(prefix)}: onEvent`);
+  if (options.onError !== undefined) {
+    checkFunction(options.onError, `watch ${JSON.stringify(prefix)}: onError`);
+  }
+  if (options.fromRevision !== undefined) {
+    checkRevision(options.fromRevision, `watch ${JSON.stringify(prefix)}: fromRevision`, 1);
+  }
+}
+
+/**
+ * Tells a lease's onLost listeners that it was re-established: logs
+ * `error` as a warning, then calls each listener; one that throws is logged
+ * (naming lease `id`) and the others still run.
+ */
+export function notifyLeaseLost(
+  listeners: Iterable<(error: Error) => void>,
+  error: Error,
+  id: number | string,
+  log: Logger,
+): void {
+  log.warn(error.message);
+  for (const listener of listeners) {
+    try {
+      listener(error);
+    } catch (e) {
+      log.error(`lease ${id}: onLost listener threw: ${errorMessage(e)}`);
+    }
   }
 }
 

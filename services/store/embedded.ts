@@ -36,7 +36,9 @@ import {
   checkRevision,
   checkTtl,
   checkValue,
+  checkWatchArgs,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  notifyLeaseLost,
   prefixEnd,
   WatchDispatcher,
 } from "./common.ts";
@@ -543,14 +545,7 @@ class EmbeddedLease implements Lease {
     const error = new Error(
       `lease ${old} expired before its keep-alive; re-established as lease ${this.#id} with ${this.#keys.size} key(s) re-put`,
     );
-    log.warn(error.message);
-    for (const listener of this.#listeners) {
-      try {
-        listener(error);
-      } catch (e) {
-        log.error(`lease ${this.#id}: onLost listener threw: ${errorMessage(e)}`);
-      }
-    }
+    notifyLeaseLost(this.#listeners, error, this.#id, log);
   }
 
   revoke(): Promise<void> {
@@ -685,17 +680,7 @@ export class EmbeddedStore implements Store {
     onEvent: (event: WatchEvent) => void | Promise<void>,
   ): Promise<Watcher> {
     return this.#run(`watch ${JSON.stringify(prefix)}`, () => {
-      checkPrefix(prefix, "watch");
-      if (typeof options !== "object" || options === null) {
-        throw new TypeError(`watch ${JSON.stringify(prefix)}: options must be an object`);
-      }
-      checkFunction(onEvent, `watch ${JSON.stringify(prefix)}: onEvent`);
-      if (options.onError !== undefined) {
-        checkFunction(options.onError, `watch ${JSON.stringify(prefix)}: onError`);
-      }
-      if (options.fromRevision !== undefined) {
-        checkRevision(options.fromRevision, `watch ${JSON.stringify(prefix)}: fromRevision`, 1);
-      }
+      checkWatchArgs(prefix, options, onEvent);
       this.#engine.reapIfExpired();
       const { revision, compacted } = this.#engine.read(() => this.#engine.meta());
       const from = options.fromRevision ?? revision + 1;

@@ -46,7 +46,9 @@ import {
   checkRevision,
   checkTtl,
   checkValue,
+  checkWatchArgs,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  notifyLeaseLost,
   WatchDispatcher,
 } from "./common.ts";
 import {
@@ -350,17 +352,7 @@ export class EtcdStore implements Store {
     options: WatchOptions,
     onEvent: (event: WatchEvent) => void | Promise<void>,
   ): Promise<Watcher> {
-    checkPrefix(prefix, "watch");
-    if (typeof options !== "object" || options === null) {
-      throw new TypeError(`watch ${JSON.stringify(prefix)}: options must be an object`);
-    }
-    checkFunction(onEvent, `watch ${JSON.stringify(prefix)}: onEvent`);
-    if (options.onError !== undefined) {
-      checkFunction(options.onError, `watch ${JSON.stringify(prefix)}: onError`);
-    }
-    if (options.fromRevision !== undefined) {
-      checkRevision(options.fromRevision, `watch ${JSON.stringify(prefix)}: fromRevision`, 1);
-    }
+    checkWatchArgs(prefix, options, onEvent);
     this.#check("watch");
     let from = options.fromRevision;
     let compacted = false;
@@ -862,14 +854,7 @@ class EtcdLease implements Lease {
       }); re-established as lease ${id} with ${this.#keys.size} key(s) re-put`,
       { cause },
     );
-    log.warn(error.message);
-    for (const listener of this.#listeners) {
-      try {
-        listener(error);
-      } catch (e) {
-        log.error(`lease ${id}: onLost listener threw: ${errorMessage(e)}`);
-      }
-    }
+    notifyLeaseLost(this.#listeners, error, id, log);
   }
 
   async revoke(): Promise<void> {
