@@ -93,16 +93,11 @@ export function startLiveDisplay(options: LiveDisplayOptions): LiveDisplay {
   if (mode === "console") {
     const target = options.console;
     if (!target) throw new TypeError("live display: mode console needs a console");
-    const refresh = () => target.setStatus(renderView(analysis.agents(), Date.now(), style));
-    const timer = setInterval(refresh, options.refreshMs ?? 1000);
-    refresh();
-    return {
-      refresh,
-      stop() {
-        clearInterval(timer);
-        target.setStatus([]);
-      },
-    };
+    return redrawn(
+      () => target.setStatus(renderView(analysis.agents(), Date.now(), style)),
+      options.refreshMs ?? 1000,
+      () => target.setStatus([]),
+    );
   }
 
   // mode "tty": a block redrawn in place, log lines printed above it.
@@ -132,13 +127,18 @@ export function startLiveDisplay(options: LiveDisplayOptions): LiveDisplay {
     output.write(line + "\n");
     draw();
   });
-  const timer = setInterval(refresh, options.refreshMs ?? 1000);
+  return redrawn(refresh, options.refreshMs ?? 1000, () => setLogSink(undefined));
+}
+
+/** Calls `refresh` now and every `ms`; `stop` clears the timer, then calls `after`. */
+function redrawn(refresh: () => void, ms: number, after: () => void): LiveDisplay {
+  const timer = setInterval(refresh, ms);
   refresh();
   return {
     refresh,
     stop() {
       clearInterval(timer);
-      setLogSink(undefined);
+      after();
     },
   };
 }
