@@ -19,7 +19,7 @@ import { openStore, storePermissionFlags } from "../services/store/mod.ts";
 import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import type { Store, StoreSettings } from "../services/store/types.ts";
 import { collect, delay, TestAgent, waitUntil, within } from "./broker_support.ts";
-import { mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
+import { inTerminal, mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
 import { freePorts } from "./harness/free_port.ts";
 
 /** A backend pair for the scenarios. */
@@ -447,18 +447,9 @@ export function registerScenarios(options: ScenarioOptions): void {
     () =>
       withSystem(options, async (system) => {
         // `script` gives the broker a real terminal; its input is our pipe.
-        const command = ["deno", "run", ...system.brokerArgs()].map(shellQuote).join(" ");
         const terminal = system.track(
-          new ServiceProcess("broker in a terminal", ["-qfec", command, "/dev/null"], {
-            command: "script",
-            stdin: "piped",
-            env: { TERM: "xterm", EDITOR: "", VISUAL: "" },
-          }),
+          inTerminal("broker in a terminal", ["deno", "run", ...system.brokerArgs()]),
         );
-        const type = async (text: string) => {
-          await terminal.write(text);
-          await delay(150);
-        };
         let at = await terminal.waitForText(/broker> /, waitMs);
         await configureDefault(system, ["cpu"]);
         await system.startAgent("e2e-t");
@@ -467,32 +458,32 @@ export function registerScenarios(options: ScenarioOptions): void {
           waitMs,
           "agent connected",
         );
-        await type("hel\t");
+        await terminal.type("hel\t");
         at = await terminal.waitForText(/help/, waitMs, at);
-        await type("\r");
+        await terminal.type("\r");
         at = await terminal.waitForText(/leave the console/, waitMs, at);
-        await type("send\r");
+        await terminal.type("send\r");
         at = await terminal.waitForText(/Send to which agent\?/, waitMs, at);
-        await type("\u001b[B"); // from "all" down to the connected agent
-        await type("\r");
+        await terminal.type("\u001b[B"); // from "all" down to the connected agent
+        await terminal.type("\r");
         at = await terminal.waitForText(/Which command\?/, waitMs, at);
-        await type("\r"); // status, the default
+        await terminal.type("\r"); // status, the default
         at = await terminal.waitForText(/Arguments as a JSON object/, waitMs, at);
-        await type("\r");
+        await terminal.type("\r");
         at = await terminal.waitForText(/1 answered; ok: e2e-t/, waitMs, at);
         // A command that changes something, sent to every agent, asks first.
-        await type("send all reload\r");
+        await terminal.type("send all reload\r");
         at = await terminal.waitForText(/Send "reload" to every connected agent\?/, waitMs, at);
-        await type("n\r");
+        await terminal.type("n\r");
         at = await terminal.waitForText(/not sent/, waitMs, at);
         // `config` alone: pick the agent, edit its current configuration inline, write it.
-        await type("config\r");
+        await terminal.type("config\r");
         at = await terminal.waitForText(/Configure which agent\?/, waitMs, at);
-        await type("\r"); // e2e-t, the first choice
+        await terminal.type("\r"); // e2e-t, the first choice
         at = await terminal.waitForText(/Configuration of e2e-t \(one line of JSON\)/, waitMs, at);
-        await type("\r"); // keep the text as it is
+        await terminal.type("\r"); // keep the text as it is
         at = await terminal.waitForText(/configuration of e2e-t written to/, waitMs, at);
-        await type("quit\r");
+        await terminal.type("quit\r");
         const status = await terminal.exited(waitMs);
         assert.equal(status.code, 0, terminal.raw);
         const own = await system.store.get("/monitor/config/e2e-t");
@@ -561,8 +552,4 @@ export function registerScenarios(options: ScenarioOptions): void {
         assert.equal(stopped.code, 0, supervised.output);
       }),
   );
-}
-
-function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_./:=,@+-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { shellQuote } from "../services/supervisor/commands.ts";
 import { delay, within } from "./broker_support.ts";
 
 /** Root of the repository. */
@@ -123,6 +124,12 @@ export class ServiceProcess {
     await this.#stdin.write(new TextEncoder().encode(text));
   }
 
+  /** Types `text` on stdin (keys, in a terminal), then lets the terminal settle for 150 ms. */
+  async type(text: string): Promise<void> {
+    await this.write(text);
+    await delay(150);
+  }
+
   /** Closes stdin (end of input). */
   async closeStdin(): Promise<void> {
     const writer = this.#stdin;
@@ -155,6 +162,20 @@ export class ServiceProcess {
       return await this.exited(10_000);
     }
   }
+}
+
+/**
+ * Runs `argv` in a pseudo-terminal through script(1), its input our pipe
+ * (write or {@linkcode ServiceProcess.type} into it), with `TERM=xterm` and
+ * no editor set.
+ */
+export function inTerminal(name: string, argv: string[]): ServiceProcess {
+  const command = argv.map(shellQuote).join(" ");
+  return new ServiceProcess(name, ["-qfec", command, "/dev/null"], {
+    command: "script",
+    stdin: "piped",
+    env: { TERM: "xterm", EDITOR: "", VISUAL: "" },
+  });
 }
 
 /**

@@ -5,9 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { shellQuote } from "../services/supervisor/mod.ts";
-import { delay } from "./broker_support.ts";
-import { ServiceProcess } from "./e2e_support.ts";
+import { inTerminal } from "./e2e_support.ts";
 import { freePorts } from "./harness/free_port.ts";
 
 const WAIT_MS = 120_000;
@@ -26,26 +24,17 @@ agents:
   default: { interval: 1, metrics: [cpu], plugins: [] }
 `,
   );
-  const command = ["deno", "task", "up", "--config", file].map(shellQuote).join(" ");
-  const terminal = new ServiceProcess("up in a terminal", ["-qfec", command, "/dev/null"], {
-    command: "script",
-    stdin: "piped",
-    env: { TERM: "xterm", EDITOR: "", VISUAL: "" },
-  });
-  const type = async (text: string) => {
-    await terminal.write(text);
-    await delay(150);
-  };
+  const terminal = inTerminal("up in a terminal", ["deno", "task", "up", "--config", file]);
   try {
     let at = await terminal.waitForText(/all services ready/, WAIT_MS);
     at = await terminal.waitForText(/monitor> /, WAIT_MS, at);
     const promptAt = at;
     // The agent connects; its data shows in `list`.
     await terminal.waitForText(/agent tty-agent connected/, WAIT_MS, promptAt);
-    await type("list\r");
+    await terminal.type("list\r");
     at = await terminal.waitForText(/tty-agent\s+\S+\s+127\.0\.0\.1:\d+/, WAIT_MS, at);
     at = await terminal.waitForText(/1 agent\(s\) connected/, WAIT_MS, at);
-    await type("health\r");
+    await terminal.type("health\r");
     at = await terminal.waitForText(/tty-agent\s+alive/, WAIT_MS, at);
     // Every service line after the prompt appeared was printed on a cleared line, then the
     // prompt was drawn again below it (never in the middle of the line being typed).
@@ -56,10 +45,10 @@ agents:
       const before = after.slice(Math.max(0, match.index! - 4), match.index!);
       assert.equal(before, "\x1b[0J", `line not cleared before: ${JSON.stringify(match[0])}`);
     }
-    await type("quit\r");
+    await terminal.type("quit\r");
     at = await terminal.waitForText(/Stop every service and quit\?/, WAIT_MS, at);
-    await type("y");
-    await type("\r");
+    await terminal.type("y");
+    await terminal.type("\r");
     const status = await terminal.exited(60_000);
     assert.equal(status.code, 0, terminal.raw.slice(-3000));
     assert.match(terminal.raw.slice(at), /stopping \(quit in the console\)/);
