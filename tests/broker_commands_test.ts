@@ -9,6 +9,14 @@ import type { SendEvent } from "../services/broker/mod.ts";
 import { answerCommands, collect, TestAgent, within } from "./broker_support.ts";
 import { withBroker } from "./broker_fixture.ts";
 
+/** A `status` command message for the commands topic, keyed by its target. */
+function statusCommand(commandId: string, target: string) {
+  return {
+    key: target,
+    value: JSON.stringify({ command_id: commandId, target, command_type: "status", timestamp: 1 }),
+  };
+}
+
 const statusAnswer = (agentId: string) => (c: { command_type: string; args: unknown }) => ({
   status: "ok" as const,
   output: { agent: agentId, type: c.command_type, args: c.args },
@@ -58,15 +66,7 @@ Deno.test("broker commands: target all reaches every connected agent, one result
     );
     agents.forEach((agent, i) => answerCommands(agent, statusAnswer(`all-${i + 1}`)));
     try {
-      await bus.publish(DEFAULT_TOPICS.commands, [{
-        key: "all",
-        value: JSON.stringify({
-          command_id: "c-all",
-          target: "all",
-          command_type: "status",
-          timestamp: 1,
-        }),
-      }]);
+      await bus.publish(DEFAULT_TOPICS.commands, [statusCommand("c-all", "all")]);
       const values = await results.waitFor<ResultMessage>(
         (v) => v.length >= 3,
         10_000,
@@ -85,24 +85,8 @@ Deno.test("broker commands: a target that is not connected gets an error result,
     const results = await collect(bus, DEFAULT_TOPICS.results);
     try {
       await bus.publish(DEFAULT_TOPICS.commands, [
-        {
-          key: "ghost",
-          value: JSON.stringify({
-            command_id: "c-ghost",
-            target: "ghost",
-            command_type: "status",
-            timestamp: 1,
-          }),
-        },
-        {
-          key: "all",
-          value: JSON.stringify({
-            command_id: "c-nobody",
-            target: "all",
-            command_type: "status",
-            timestamp: 1,
-          }),
-        },
+        statusCommand("c-ghost", "ghost"),
+        statusCommand("c-nobody", "all"),
       ]);
       const values = await results.waitFor<ResultMessage>(
         (v) => v.length >= 2,
@@ -133,15 +117,7 @@ Deno.test("broker commands: an agent that does not answer in time gets an error 
     const results = await collect(bus, DEFAULT_TOPICS.results);
     const mute = await TestAgent.connect(broker.address, "mute-1");
     try {
-      await bus.publish(DEFAULT_TOPICS.commands, [{
-        key: "mute-1",
-        value: JSON.stringify({
-          command_id: "c-mute",
-          target: "mute-1",
-          command_type: "status",
-          timestamp: 1,
-        }),
-      }]);
+      await bus.publish(DEFAULT_TOPICS.commands, [statusCommand("c-mute", "mute-1")]);
       const [result] = await results.waitFor<ResultMessage>(
         (v) => v.length >= 1,
         10_000,
@@ -154,15 +130,7 @@ Deno.test("broker commands: an agent that does not answer in time gets an error 
       mute.stream.send({
         result: { command_id: "c-mute", status: "ok", output_json: '"late"', timestamp: 2 },
       });
-      await bus.publish(DEFAULT_TOPICS.commands, [{
-        key: "ghost",
-        value: JSON.stringify({
-          command_id: "c-after",
-          target: "ghost",
-          command_type: "status",
-          timestamp: 1,
-        }),
-      }]);
+      await bus.publish(DEFAULT_TOPICS.commands, [statusCommand("c-after", "ghost")]);
       const values = await results.waitFor<ResultMessage>(
         (v) => v.length >= 2,
         10_000,
@@ -339,15 +307,7 @@ Deno.test("broker commands: a slow commands-group join does not hold up start-up
       // Streams are served while the group join is pending.
       agent.batch(1, [{ timestamp: 1, metrics: { cpu: 1 } }]);
       await agent.waitFor((m) => m.ack?.seq === 1, "ack while joining");
-      await bus.publish(DEFAULT_TOPICS.commands, [{
-        key: "join-1",
-        value: JSON.stringify({
-          command_id: "c-join",
-          target: "join-1",
-          command_type: "status",
-          timestamp: 1,
-        }),
-      }]);
+      await bus.publish(DEFAULT_TOPICS.commands, [statusCommand("c-join", "join-1")]);
       release!();
       const [result] = await results.waitFor<ResultMessage>(
         (v) => v.length >= 1,
