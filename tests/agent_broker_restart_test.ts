@@ -18,12 +18,27 @@
 import assert from "node:assert/strict";
 import { startAgent } from "../services/agent/mod.ts";
 import { setLogLevel } from "../services/common/log.ts";
+import type { Store } from "../services/store/types.ts";
 import { embeddedStore, freePort, waitFor } from "./agent_support.ts";
 import { MiniBrokerProcess } from "./mini_broker_process.ts";
 
 setLogLevel("warn");
 
 const FAST_BACKOFF = { initialMs: 100, maxMs: 500 };
+
+/**
+ * Writes `config` as agent `id`'s configuration in `store`, then starts the
+ * agent against `broker` with fast reconnects.
+ */
+async function startConfiguredAgent(
+  store: Store,
+  id: string,
+  config: Record<string, unknown>,
+  broker: string,
+) {
+  await store.put(`/monitor/config/${id}`, JSON.stringify(config));
+  return await startAgent({ agentId: id, store, broker, backoff: FAST_BACKOFF });
+}
 
 Deno.test({
   name:
@@ -38,16 +53,11 @@ Deno.test({
   let second: MiniBrokerProcess | undefined;
   let agent;
   try {
-    await backend.store.put(
-      "/monitor/config/rs-1",
-      JSON.stringify({ interval: 1, metrics: ["cpu"], batch_max_samples: 1 }),
-    );
-    agent = await startAgent({
-      agentId: "rs-1",
-      store: backend.store,
-      broker: address,
-      backoff: FAST_BACKOFF,
-    });
+    agent = await startConfiguredAgent(backend.store, "rs-1", {
+      interval: 1,
+      metrics: ["cpu"],
+      batch_max_samples: 1,
+    }, address);
     await waitFor(() => first!.acked.size >= 2, 15_000, "two acknowledged batches");
     // The broker stops acknowledging (publishing stalls), then dies with a batch unacknowledged.
     await first.holdAcks(true);
@@ -112,16 +122,12 @@ Deno.test({
   let broker: MiniBrokerProcess | undefined;
   let agent;
   try {
-    await backend.store.put(
-      "/monitor/config/of-1",
-      JSON.stringify({ interval: 3600, metrics: ["memory"], buffer: 3, batch_max_samples: 1 }),
-    );
-    agent = await startAgent({
-      agentId: "of-1",
-      store: backend.store,
-      broker: address,
-      backoff: FAST_BACKOFF,
-    });
+    agent = await startConfiguredAgent(backend.store, "of-1", {
+      interval: 3600,
+      metrics: ["memory"],
+      buffer: 3,
+      batch_max_samples: 1,
+    }, address);
     const taken: number[] = [];
     for (let i = 0; i < 6; i++) taken.push((await agent.collectNow()).collected.timestamp);
     const status = (await agent.command("status")).output as Record<string, unknown>;
@@ -156,16 +162,11 @@ Deno.test({
   let broker: MiniBrokerProcess | undefined;
   let agent;
   try {
-    await backend.store.put(
-      "/monitor/config/split-1",
-      JSON.stringify({ interval: 3600, metrics: ["memory"], batch_max_samples: 5 }),
-    );
-    agent = await startAgent({
-      agentId: "split-1",
-      store: backend.store,
-      broker: address,
-      backoff: FAST_BACKOFF,
-    });
+    agent = await startConfiguredAgent(backend.store, "split-1", {
+      interval: 3600,
+      metrics: ["memory"],
+      batch_max_samples: 5,
+    }, address);
     const taken: number[] = [];
     for (let i = 0; i < 5; i++) taken.push((await agent.collectNow()).collected.timestamp);
     assert.equal((agent.status().buffer as { batches: number }).batches, 1, "coalesced");
