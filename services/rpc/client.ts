@@ -150,6 +150,11 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.enable_retries": 0,
+    // Its own connection, as documented above. Sharing grpc-js's global subchannel pool let a
+    // reconnected agent receive a graceful broker restart's GOAWAY on a connection that
+    // still tracked a cancelled stream, which aborts Deno 2.9.6's HTTP/2 client
+    // (`find_stream_on_goaway_func: stream->closed_next == NULL`, denoland/deno#36788).
+    "grpc.use_local_subchannel_pool": 1,
   };
   if (options.tls?.serverName) {
     channelOptions["grpc.default_authority"] = options.tls.serverName;
