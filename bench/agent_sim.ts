@@ -238,8 +238,8 @@ for await (const line of lines(Deno.stdin.readable)) {
         break;
       case "close":
         // Exits without cancelling stream by stream: the connection closes with the process.
-        // (Cancelling a few hundred streams at once has crashed an in-process broker: see
-        // the bench README notes.)
+        // (Cancelling a few hundred streams at once crashed the broker in the runner's
+        // process with a segfault in Deno's node:http2.)
         reply({ ok: "close" });
         await sleep(20);
         Deno.exit(0);
