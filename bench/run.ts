@@ -20,6 +20,7 @@ import {
   machineInfo,
   type Row,
   type Scenario,
+  toolVersions,
   versions,
 } from "./support.ts";
 import { throughputScenario } from "./throughput.ts";
@@ -146,7 +147,7 @@ async function main() {
     finished_at: new Date().toISOString(),
     mode: flags.quick ? "quick" : "full",
     machine,
-    versions: versions(join(ROOT, "deno.json")),
+    versions: { ...versions(join(ROOT, "deno.json")), tools: await toolVersions() },
     notes: [
       "Medians over repeated runs; ratios measured in the same run.",
       "Everything (simulated agents, broker, Kafka mock, etcd, consumers) shares this machine; figures are noisy.",

@@ -191,6 +191,26 @@ export async function machineInfo(): Promise<MachineInfo> {
   };
 }
 
+/** First line of `command args` that matches `pattern`, or "not installed". */
+async function toolVersion(command: string, args: string[], pattern: RegExp): Promise<string> {
+  try {
+    const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
+      .output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    return text.split("\n").find((line) => pattern.test(line))?.trim() ?? "unknown";
+  } catch {
+    return "not installed";
+  }
+}
+
+/** Versions of the programs the benchmarks run beside the product (etcd, collectd). */
+export async function toolVersions(): Promise<Record<string, string>> {
+  return {
+    etcd: await toolVersion("etcd", ["--version"], /^etcd Version/i),
+    collectd: await toolVersion("collectd", ["-h"], /^collectd \d/),
+  };
+}
+
 /** Deno, V8, TypeScript and the pinned npm dependencies (from deno.json). */
 export function versions(denoJsonPath: string): Record<string, string | Record<string, string>> {
   let deps: Record<string, string> = {};
