@@ -279,10 +279,19 @@ Deno.test("multi-host: agents on hosts B and C stream through the broker on host
         ),
       );
     };
-    startAgent("b");
-    startAgent("c");
-    await broker.waitForLine(/agent host-b connected from /, WAIT_MS, "host-b connected");
-    await broker.waitForLine(/agent host-c connected from /, WAIT_MS, "host-c connected");
+    const agentB = startAgent("b");
+    const agentC = startAgent("c");
+    try {
+      await broker.waitForLine(/agent host-b connected from /, WAIT_MS, "host-b connected");
+      await broker.waitForLine(/agent host-c connected from /, WAIT_MS, "host-c connected");
+    } catch (error) {
+      // The broker's output alone does not say why an agent never came.
+      throw new Error(
+        `${
+          (error as Error).message
+        }\n--- ${agentB.name}:\n${agentB.output}\n--- ${agentC.name}:\n${agentC.output}`,
+      );
+    }
     for (const name of ["host-b", "host-c"]) {
       const peer = (broker.lines.find((l) => l.includes(`agent ${name} connected from`)) ?? "")
         .match(/connected from ([\d.]+):/)?.[1];
