@@ -13,6 +13,7 @@ import {
 } from "../services/analysis/mod.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { COLOR, PLAIN, stripAnsi } from "../services/console/format.ts";
+import { summaryLine } from "../services/console/commands.ts";
 import {
   answerCommands,
   embeddedPath,
@@ -193,6 +194,40 @@ Deno.test("analysis: send reaches agents through the broker and summarises who a
     } finally {
       a.close();
       b.close();
+      await analysis.stop();
+    }
+  }));
+
+Deno.test("analysis: send all waits until its timeout for an agent that went quiet and names it as not answering", () =>
+  withBroker({ commandTimeoutMs: 500 }, async ({ broker, bus }) => {
+    const analysis = await startAnalysis({ bus, group: "analysis-timeout-test" });
+    const live = await TestAgent.connect(broker.address, "to-1");
+    const gone = await TestAgent.connect(broker.address, "to-2");
+    answerCommands(live, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    try {
+      // Both agents are heard from; then to-2 disconnects, so the broker sends `all` to to-1 only.
+      live.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 1 } }]);
+      gone.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 2 } }]);
+      await waitUntil(() => analysis.agents().length === 2, 10_000, "data of both agents");
+      gone.close();
+      await waitUntil(() => broker.agents().length === 1, 10_000, "to-2 to disconnect");
+      const summary = await within(
+        analysis.send("all", "status", undefined, { timeoutMs: 1500 }),
+        15_000,
+        "send all",
+      );
+      assert.deepEqual(summary.expected, ["to-1", "to-2"]);
+      assert.deepEqual(summary.ok, ["to-1"]);
+      assert.deepEqual(summary.errors, []);
+      assert.deepEqual(summary.missing, ["to-2"]);
+      assert.equal(summary.timed_out, true);
+      assert.equal(
+        summaryLine(summary, PLAIN),
+        "1 answered; ok: to-1; no answer: to-2; (wait ended by the timeout)",
+      );
+    } finally {
+      live.close();
+      gone.close();
       await analysis.stop();
     }
   }));
