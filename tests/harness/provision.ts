@@ -184,33 +184,50 @@ async function run(command: string, args: string[]): Promise<boolean> {
   return status.success;
 }
 
+/** Seams of {@linkcode provision}; each defaults to the real system. */
+export interface ProvisionOptions {
+  /** Checks the components. Default {@linkcode checkComponents}. */
+  check?: () => ComponentStatus[];
+  /** Where apt-get is, or undefined when it is not installed. Default: looked up on PATH. */
+  findAptGet?: () => string | undefined;
+  /** Whether this process runs as root. Default: from /proc/self/status or `id -u`. */
+  isRoot?: () => boolean;
+  /** Runs a command, resolving true when it succeeded. Default: spawns it with inherited output. */
+  run?: (command: string, args: string[]) => Promise<boolean>;
+  /** Prints a line for the user. Default `console.error`. */
+  log?: (line: string) => void;
+}
+
 /**
  * Installs missing components when possible. Returns the process exit
  * status: 0 when everything is installed, 1 otherwise (after printing why
  * and the exact install command).
  */
-export async function provision(): Promise<number> {
-  let missing = checkComponents().filter((c) => c.path === undefined);
+export async function provision(options: ProvisionOptions = {}): Promise<number> {
+  const check = options.check ?? checkComponents;
+  const log = options.log ?? ((line: string) => console.error(line));
+  const runCommand = options.run ?? run;
+  let missing = check().filter((c) => c.path === undefined);
   if (missing.length === 0) return 0;
-  const aptGet = findExecutable("apt-get");
-  if (aptGet === undefined || !isRoot()) {
+  const aptGet = (options.findAptGet ?? (() => findExecutable("apt-get")))();
+  if (aptGet === undefined || !(options.isRoot ?? isRoot)()) {
     const why = aptGet === undefined
       ? "apt-get was not found (not a Debian system): install them with your package manager; on Debian:"
       : "not running as root: run as root";
-    console.error(`provision: ${missingMessage(missing)}`);
-    console.error(`provision: ${why} ${INSTALL_COMMAND}`);
+    log(`provision: ${missingMessage(missing)}`);
+    log(`provision: ${why} ${INSTALL_COMMAND}`);
     return 1;
   }
-  console.error(`provision: ${missingMessage(missing)}; installing them now.`);
-  const ok = await run(aptGet, ["update"]) &&
-    await run(aptGet, ["install", "-y", ...DEBIAN_PACKAGES]);
-  missing = checkComponents().filter((c) => c.path === undefined);
+  log(`provision: ${missingMessage(missing)}; installing them now.`);
+  const ok = await runCommand(aptGet, ["update"]) &&
+    await runCommand(aptGet, ["install", "-y", ...DEBIAN_PACKAGES]);
+  missing = check().filter((c) => c.path === undefined);
   if (!ok || missing.length > 0) {
-    if (missing.length > 0) console.error(`provision: ${missingMessage(missing)}`);
-    console.error(`provision: installation failed; run as root: ${INSTALL_COMMAND}`);
+    if (missing.length > 0) log(`provision: ${missingMessage(missing)}`);
+    log(`provision: installation failed; run as root: ${INSTALL_COMMAND}`);
     return 1;
   }
-  console.error("provision: every component is installed.");
+  log("provision: every component is installed.");
   return 0;
 }
 

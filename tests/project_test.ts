@@ -1,0 +1,163 @@
+/**
+ * The project's promises to a newcomer: the README's quick start is the two
+ * `npx` commands, `.ci/run` runs only the README's test command, every task
+ * has a description, dependencies are pinned, and `deno task test` first
+ * provisions the real components (installing them as root on Debian, else
+ * failing with the exact install command — never skipping).
+ */
+import assert from "node:assert/strict";
+import {
+  checkComponents,
+  type ComponentStatus,
+  DEBIAN_PACKAGES,
+  INSTALL_COMMAND,
+  provision,
+} from "./harness/provision.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
+
+/** The commands of the first ```sh block after the `## Quick start` heading, comments removed. */
+async function quickStartCommands(): Promise<string[]> {
+  const readme = await read("README.md");
+  const section = readme.split(/^## /m).find((s) => s.startsWith("Quick start\n"));
+  assert.ok(section, "README.md: expected a '## Quick start' section");
+  const block = /```sh\n([\s\S]*?)```/.exec(section);
+  assert.ok(block, "README.md Quick start: expected a ```sh code block");
+  return block[1].split("\n").map((l) => l.replace(/#.*$/, "").trim()).filter((l) => l !== "");
+}
+
+Deno.test("README: the quick start is exactly the two npx commands (up, test) on the pinned Deno", async () => {
+  assert.deepEqual(await quickStartCommands(), [
+    "npx -y deno@2.9.6 task up",
+    "npx -y deno@2.9.6 task test",
+  ]);
+  const readme = await read("README.md");
+  assert.match(readme, /`deno task up` and `deno task test`/);
+});
+
+Deno.test(".ci/run runs the README's test command and nothing a user is not told", async () => {
+  const testCommand = (await quickStartCommands()).find((c) => c.endsWith("task test"));
+  const script = await read(".ci/run");
+  const commands = script.split("\n").map((l) => l.trim()).filter((l) =>
+    l !== "" && !l.startsWith("#") && !l.startsWith("set ") &&
+    !/^cd "\$\(dirname "\$0"\)\/\.\."$/.test(l)
+  );
+  assert.deepEqual(commands, [testCommand]);
+  const info = await Deno.stat(new URL(".ci/run", ROOT));
+  assert.ok(
+    info.mode === null || (info.mode & 0o111) !== 0,
+    ".ci/run: expected an executable file",
+  );
+});
+
+Deno.test("deno.json: every task has a description; npm dependencies are pinned; the lockfile is frozen", async () => {
+  const config = JSON.parse(await read("deno.json")) as {
+    tasks: Record<string, { description?: string; command?: string }>;
+    imports: Record<string, string>;
+    lock: { frozen?: boolean };
+  };
+  for (const name of ["up", "test", "check", "bench", "validate", "broker", "agent", "analysis"]) {
+    const task = config.tasks[name];
+    assert.ok(task, `deno.json: expected a task "${name}"`);
+    assert.ok(
+      (task.description ?? "").length > 10,
+      `deno.json tasks.${name}: expected a description`,
+    );
+  }
+  for (const name of ["@grpc/grpc-js", "kafkajs", "etcd3", "systeminformation", "yaml"]) {
+    assert.match(config.imports[name] ?? "", /^npm:(@[^/]+\/)?[^@]+@\d+\.\d+\.\d+$/, name);
+  }
+  for (const [name, spec] of Object.entries(config.imports)) {
+    if (spec.startsWith("npm:")) {
+      assert.match(spec, /@\d+\.\d+\.\d+$/, `deno.json imports.${name}: expected an exact version`);
+    }
+  }
+  assert.equal(config.lock.frozen, true);
+  // `deno task test` provisions first, then runs every test with sanitizers on.
+  const test = config.tasks.test.command ?? "";
+  assert.match(
+    test,
+    /^deno run [^&]*tests\/harness\/provision\.ts && deno test --sanitize-ops --sanitize-resources /,
+  );
+  for (const name of ["up", "validate", "broker", "agent", "analysis", "bench"]) {
+    assert.doesNotMatch(
+      config.tasks[name].command ?? "",
+      /(^| )(-A|--allow-all|--allow-ffi)( |=|$)/,
+      name,
+    );
+  }
+});
+
+/** A fake system for {@linkcode provision}: which components are installed, root, apt-get. */
+function fakeSystem(options: { root: boolean; aptGet: boolean; installWorks: boolean }) {
+  let installed = false;
+  const ran: string[] = [];
+  const lines: string[] = [];
+  const check = (): ComponentStatus[] =>
+    checkComponents().map(({ name, debianPackage }) =>
+      installed ? { name, debianPackage, path: `/usr/bin/${name}` } : { name, debianPackage }
+    );
+  return {
+    ran,
+    lines,
+    options: {
+      check,
+      findAptGet: () => options.aptGet ? "/usr/bin/apt-get" : undefined,
+      isRoot: () => options.root,
+      run: (command: string, args: string[]) => {
+        ran.push([command, ...args].join(" "));
+        if (args[0] === "install" && options.installWorks) installed = true;
+        return Promise.resolve(true);
+      },
+      log: (line: string) => lines.push(line),
+    },
+  };
+}
+
+Deno.test("provision: missing packages are installed with apt-get when root on Debian", async () => {
+  const system = fakeSystem({ root: true, aptGet: true, installWorks: true });
+  assert.equal(await provision(system.options), 0);
+  assert.deepEqual(system.ran, [
+    "/usr/bin/apt-get update",
+    `/usr/bin/apt-get install -y ${DEBIAN_PACKAGES.join(" ")}`,
+  ]);
+  assert.match(system.lines.join("\n"), /every component is installed/);
+});
+
+Deno.test("provision: not root, or no apt-get, fails with the exact install command and installs nothing", async () => {
+  assert.equal(
+    INSTALL_COMMAND,
+    "apt-get update && apt-get install -y etcd-server etcd-client librdkafka1 kcat",
+  );
+  for (const setup of [{ root: false, aptGet: true }, { root: true, aptGet: false }]) {
+    const system = fakeSystem({ ...setup, installWorks: true });
+    assert.equal(await provision(system.options), 1, JSON.stringify(setup));
+    assert.deepEqual(system.ran, []);
+    const text = system.lines.join("\n");
+    assert.match(text, /etcd \(Debian package etcd-server\)/);
+    assert.match(text, /librdkafka\.so\.1 \(Debian package librdkafka1\)/);
+    assert.ok(text.includes(INSTALL_COMMAND), text);
+    assert.match(text, setup.root ? /apt-get was not found/ : /not running as root: run as root/);
+  }
+});
+
+Deno.test("provision: an install that leaves a component missing fails with the command", async () => {
+  const system = fakeSystem({ root: true, aptGet: true, installWorks: false });
+  assert.equal(await provision(system.options), 1);
+  assert.equal(system.ran.length, 2);
+  assert.ok(system.lines.at(-1)!.includes(`installation failed; run as root: ${INSTALL_COMMAND}`));
+});
+
+Deno.test("provision: the script `deno task test` runs first succeeds when every component is installed", async () => {
+  // Whatever was missing was installed (or reported) by `deno task test`'s first step already.
+  const missing = checkComponents().filter((c) => c.path === undefined);
+  assert.deepEqual(missing, [], "the real components are installed");
+  const output = await new Deno.Command("deno", {
+    args: ["run", "--allow-run", "--allow-read", "--allow-env", "tests/harness/provision.ts"],
+    cwd: new URL(".", ROOT).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+});
