@@ -12,6 +12,7 @@ import {
   parseCommandLine,
   startAdminConsole,
   startConsole,
+  stripAnsi,
 } from "../services/console/mod.ts";
 import { answerCommands, tempDir, TestAgent, waitUntil, within } from "./broker_support.ts";
 import { withBroker } from "./broker_fixture.ts";
@@ -184,3 +185,52 @@ Deno.test("console: log lines are printed above the prompt and the typed text is
     input.end();
   }
 });
+
+Deno.test("console: on a terminal, tab completes connected agent ids and command types from the broker", () =>
+  withBroker({ commandTimeoutMs: 2000 }, async ({ broker, adminUrl }) => {
+    const agent = await TestAgent.connect(broker.address, "tab-1");
+    answerCommands(agent, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    const input = new PassThrough();
+    const output = new Capture();
+    const console = startAdminConsole({
+      adminUrl,
+      input,
+      output,
+      terminal: true,
+      captureLogs: false,
+    });
+    try {
+      // "ta" completes to the only connected agent, "stat" to the command type status.
+      input.write("send ta\t");
+      await waitUntil(() => output.text.includes("send tab-1"), 5000, "agent id completed");
+      input.write("stat\t");
+      await waitUntil(() => output.text.includes("send tab-1 status"), 5000, "command completed", {
+        detail: () => JSON.stringify(output.text),
+      });
+      input.write("\r");
+      await waitUntil(
+        () => stripAnsi(output.text).includes("1 answered; ok: tab-1"),
+        10_000,
+        "the completed send to run",
+      );
+      input.write("config tab\t");
+      await waitUntil(
+        () => stripAnsi(output.text).includes("config tab-1 "),
+        5000,
+        "agent id completed after config",
+        { detail: () => JSON.stringify(output.text.slice(-300)) },
+      );
+      input.write("\r");
+      await waitUntil(
+        () => stripAnsi(output.text).includes("tab-1 has no configuration"),
+        10_000,
+        "the completed config to run",
+      );
+      input.write("quit\r");
+      await within(console.done, 5000, "quit");
+    } finally {
+      console.close();
+      input.end();
+      agent.close();
+    }
+  }));

@@ -311,7 +311,11 @@ export function startConsole(options: ConsoleOptions): Console {
     if (!spec?.complete) return [[], current];
     try {
       const candidates = await spec.complete(words.length - 2, words.slice(1, -1));
-      return [[...new Set(candidates)].filter((c) => c.startsWith(current)), current];
+      // Like commands, a completed argument ends with a space so the next one can be typed.
+      return [
+        [...new Set(candidates)].filter((c) => c.startsWith(current)).map((c) => c + " "),
+        current,
+      ];
     } catch {
       return [[], current];
     }
