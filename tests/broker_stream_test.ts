@@ -205,6 +205,7 @@ Deno.test("broker: an oversized message gets RESOURCE_EXHAUSTED and other agents
       big.batch(1, [{ timestamp: 1, metrics }]);
       const error = await big.closed();
       assert.equal(error?.code, RpcStatus.RESOURCE_EXHAUSTED);
+      assert.match(error?.details ?? "", /message larger than max \(\d+ vs\.? 4096\)/);
       good.batch(1, [{ timestamp: 1, metrics: { cpu: 1 } }]);
       await good.waitFor((m) => m.ack?.seq === 1, "good agent's ack");
     } finally {

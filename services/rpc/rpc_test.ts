@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import {
   type AgentMessage,
   type BrokerMessage,
@@ -128,6 +130,55 @@ Deno.test("rpc: an oversized message is refused with RESOURCE_EXHAUSTED", async 
     assert.equal(error.code, RpcStatus.RESOURCE_EXHAUSTED);
   } finally {
     client.close();
+    await server.close(1000);
+  }
+});
+
+Deno.test("rpc: bytes that are not an AgentMessage end only that stream with INVALID_ARGUMENT saying what was expected", async () => {
+  const received: AgentMessage[] = [];
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    onStream(stream) {
+      stream.onMessage((message) => {
+        received.push(message);
+        if (message.hello) stream.send({ welcome: { broker_version: "t", max_batch_samples: 1 } });
+      });
+    },
+  });
+  // A raw client that sends bytes as they are: field 1 (hello) claiming 255 bytes, then nothing.
+  const raw = new grpc.Client(server.address, grpc.credentials.createInsecure());
+  const good = openAgentStream({ address: server.address });
+  try {
+    const call = raw.makeBidiStreamRequest(
+      "/monitoring.v1.Monitoring/Connect",
+      (bytes: Buffer) => bytes,
+      (bytes: Buffer) => bytes,
+    );
+    const status = within<grpc.StatusObject>(5000, "status of the raw stream", (done) => {
+      call.on("status", done);
+      call.on("error", () => {});
+      call.on("data", () => {});
+    });
+    call.write(Buffer.from([0x0a, 0xff, 0x01]));
+    const { code, details } = await status;
+    assert.equal(code, RpcStatus.INVALID_ARGUMENT);
+    assert.match(
+      details,
+      /^expected a monitoring\.v1\.AgentMessage \(protobuf\), found 3 bytes that do not decode: /,
+    );
+    const welcome = within<void>(
+      5000,
+      "welcome",
+      (done) => good.onMessage((m) => m.welcome && done()),
+    );
+    good.send({ hello: { agent_id: "good", hostname: "h", version: "1", token: "" } });
+    await welcome;
+    assert.equal(good.closed, false);
+    // The undecodable message never reached the broker's handler.
+    assert.deepEqual(received.map((m) => Object.keys(m)), [["hello"]]);
+  } finally {
+    good.close();
+    raw.close();
     await server.close(1000);
   }
 });

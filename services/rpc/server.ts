@@ -78,6 +78,42 @@ export interface RpcServer {
 
 type Duplex = grpc.ServerDuplexStream<unknown, unknown>;
 
+/** Marks a received message whose bytes are not a valid AgentMessage (see {@linkcode agentService}). */
+const UNDECODABLE = Symbol("undecodable agent message");
+
+interface Undecodable {
+  [UNDECODABLE]: string;
+}
+
+function isUndecodable(data: unknown): data is Undecodable {
+  return typeof data === "object" && data !== null && UNDECODABLE in data;
+}
+
+/**
+ * The Monitoring service whose request decoder does not throw: grpc-js would
+ * end such a stream INTERNAL "Error deserializing request"; the stream gets
+ * INVALID_ARGUMENT saying what was expected instead (see GrpcServerStream).
+ */
+function agentService(): grpc.ServiceDefinition {
+  const service = monitoringService().service;
+  return Object.fromEntries(
+    Object.entries(service).map(([name, method]) => [name, {
+      ...method,
+      requestDeserialize: (bytes: Uint8Array) => {
+        try {
+          return method.requestDeserialize(bytes as Buffer);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          return {
+            [UNDECODABLE]:
+              `expected a monitoring.v1.AgentMessage (protobuf), found ${bytes.length} bytes that do not decode: ${reason}`,
+          } satisfies Undecodable;
+        }
+      },
+    }]),
+  );
+}
+
 class GrpcServerStream implements ServerStream {
   #call: Duplex;
   #closeListeners: Array<(error?: Error) => void> = [];
@@ -100,6 +136,9 @@ class GrpcServerStream implements ServerStream {
     const cn = certificate?.subject?.CN;
     this.peerName = Array.isArray(cn) ? cn[0] : cn;
     this.token = tokenOf(call.metadata);
+    call.on("data", (data: unknown) => {
+      if (isUndecodable(data)) this.fail(RpcStatus.INVALID_ARGUMENT, data[UNDECODABLE]);
+    });
     call.on("error", (error: Error) => this.#finish(error));
     call.on("end", () => {
       if (!this.#closed) {
@@ -128,7 +167,9 @@ class GrpcServerStream implements ServerStream {
   }
 
   onMessage(listener: (message: AgentMessage) => void): void {
-    this.#call.on("data", (data: unknown) => listener(stripOneof<AgentMessage>(data)));
+    this.#call.on("data", (data: unknown) => {
+      if (!isUndecodable(data)) listener(stripOneof<AgentMessage>(data));
+    });
   }
 
   onClose(listener: (error?: Error) => void): void {
@@ -192,7 +233,7 @@ export function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
     options.onTlsError ??
       ((peer, reason) => getLogger("rpc").warn(`refused a TLS connection from ${peer}: ${reason}`)),
   );
-  server.addService(monitoringService().service, {
+  server.addService(agentService(), {
     Connect: (call: Duplex) => {
       const stream = new GrpcServerStream(call);
       if (mutual && !stream.authenticatedPeer) {
