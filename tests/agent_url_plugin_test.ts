@@ -6,9 +6,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startAgent } from "../services/agent/mod.ts";
-import { setLogLevel } from "../services/common/log.ts";
+import { setLogLevel, setLogSink } from "../services/common/log.ts";
 import { pinPlugin } from "../services/plugin_loader/mod.ts";
-import { embeddedStore, MiniBroker } from "./agent_support.ts";
+import type { HeartbeatValue } from "../services/agent/heartbeat.ts";
+import { embeddedStore, MiniBroker, output, waitFor } from "./agent_support.ts";
 import { openSite } from "./fixtures/url_plugins/site.ts";
 
 setLogLevel("warn");
@@ -86,6 +87,113 @@ Deno.test("agent: a pinned URL plugin named in the config runs in the pipeline; 
     assert.equal((status.plugins as Array<{ name: string }>)[0].name, "scale");
   } finally {
     await agent?.stop();
+    await broker.close();
+    await site.cleanup();
+    await backend.cleanup();
+  }
+});
+
+Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disabled, said in the log, status and heartbeat; the other plugins keep running", async () => {
+  const backend = await embeddedStore();
+  const site = await openSite();
+  const broker = await MiniBroker.start();
+  const logged: string[] = [];
+  setLogSink((line) => logged.push(line));
+  let agent;
+  try {
+    await site.write("/agentscale@1.0.0/mod.ts", PLUGIN_SOURCE);
+    await pinPlugin(backend.store, "/monitor", "scale", {
+      url: site.url("/agentscale@1.0.0/mod.ts"),
+    });
+    // marker: pinned, then one byte of its dependency changes on the site (nothing cached).
+    await pinPlugin(backend.store, "/monitor", "marker", {
+      url: site.url("/marker@1.0.0/mod.ts"),
+      permissions: { net: [site.host] },
+    });
+    await site.changeOneByte("/marker@1.0.0/dep.ts", "1", "2");
+    // snoop: reads a file it was not granted (the agent itself may read it).
+    const secret = join(await site.tempDir(), "secret.txt");
+    await Deno.writeTextFile(secret, "secret");
+    await pinPlugin(backend.store, "/monitor", "snoop", {
+      url: site.url("/snoop@1.0.0/mod.ts"),
+      config: { action: "read", path: secret },
+    });
+    await backend.store.put(
+      "/monitor/config/bad-url-1",
+      JSON.stringify({
+        interval: 3600,
+        metrics: ["memory"],
+        plugins: ["marker", "snoop", { name: "scale", config: { factor: 2 } }, "logger"],
+      }),
+    );
+    agent = await startAgent({
+      agentId: "bad-url-1",
+      store: backend.store,
+      broker: broker.address,
+      stateDir: backend.dir,
+    });
+    const last = await agent.collectNow(false);
+    // scale ran after the two broken plugins; the sample went on.
+    assert.ok(last.sent, JSON.stringify(agent.status().plugins));
+    assert.ok(Math.abs(last.sent.metrics.memory - last.collected.metrics.memory * 2) < 1e-6);
+    assert.equal(site.hits("/ran/marker-dep"), 0, "no byte of the tampered plugin ran");
+
+    // The broker's status command: both disabled at once (the violation after one call).
+    const status = output(await broker.command("status"));
+    assert.equal(status.status, "degraded");
+    const states = Object.fromEntries(
+      (status.plugins as Array<{ name: string; state: string; last_error?: string }>).map((
+        p,
+      ) => [p.name, p]),
+    );
+    assert.equal(states.marker.state, "failed");
+    assert.match(states.marker.last_error!, /could not load: .*plugin "marker"/);
+    assert.ok(states.marker.last_error!.includes(site.url("/marker@1.0.0/dep.ts")));
+    assert.equal(states.snoop.state, "disabled");
+    assert.ok(
+      states.snoop.last_error!.includes(`run() needed read access to "${secret}"`),
+      String(states.snoop.last_error),
+    );
+    assert.equal(states.scale.state, "active");
+    assert.equal(states.logger.state, "active");
+    const problems = (status.problems as string[]).join("\n");
+    assert.match(problems, /plugin marker failed: could not load/);
+    assert.match(problems, /plugin snoop disabled: run\(\) threw: plugin "snoop" was stopped/);
+
+    // The heartbeat says the same.
+    const beat = await waitFor(
+      async () => {
+        const kv = await backend.store.get("/monitor/heartbeat/bad-url-1");
+        const value = kv ? JSON.parse(kv.value) as HeartbeatValue : undefined;
+        return value?.reasons.some((r) => r.startsWith("plugin snoop disabled"))
+          ? value
+          : undefined;
+      },
+      10_000,
+      "the disabled plugins in the heartbeat",
+    );
+    assert.equal(beat.status, "degraded");
+    assert.deepEqual(
+      beat.plugins.map((p) => [p.name, p.state]),
+      [["marker", "failed"], ["snoop", "disabled"], ["scale", "active"], ["logger", "active"]],
+    );
+    assert.ok(beat.reasons.some((r) => r.startsWith("plugin marker failed: could not load")));
+
+    // And the log.
+    assert.ok(
+      logged.some((l) => /plugin marker could not load: .*the pipeline runs without it/.test(l)),
+      logged.join("\n"),
+    );
+    assert.ok(
+      logged.some((l) => /plugin snoop disabled: .*needed read access/.test(l)),
+      logged.join("\n"),
+    );
+    // A second sample: the disabled plugins are skipped; the agent keeps going.
+    const again = await agent.collectNow(false);
+    assert.ok(Math.abs(again.sent!.metrics.memory - again.collected.metrics.memory * 2) < 1e-6);
+  } finally {
+    await agent?.stop();
+    setLogSink(undefined);
     await broker.close();
     await site.cleanup();
     await backend.cleanup();

@@ -10,7 +10,9 @@
  *   be interrupted; its overrun is noticed when it returns.
  * - After `plugin_max_failures` consecutive failures the plugin is disabled
  *   with a log message; its state shows in `status` and the heartbeat. It gets
- *   another chance when its settings change or on `reload`.
+ *   another chance when its settings change or on `reload`. A plugin that
+ *   throws {@linkcode PluginStoppedError} (a URL plugin stopped by its sandbox)
+ *   is disabled at once: it cannot run again.
  * - A configuration change finalizes removed plugins, initializes new ones and
  *   re-initializes plugins whose settings changed.
  *
@@ -94,6 +96,8 @@ interface Slot {
   source?: string;
   plugin?: Plugin & { close?(): Promise<void> | void };
   state: PluginState;
+  /** It threw {@linkcode PluginStoppedError}: a retry loads it again. */
+  stopped?: boolean;
 }
 
 const TIMEOUT = Symbol("timeout");
@@ -147,6 +151,19 @@ export function checkPluginOutput(value: unknown): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Thrown by a plugin that can never run again (a URL plugin whose sandbox
+ * stopped it after a permission violation): the pipeline disables it at once
+ * instead of counting failures up to `plugin_max_failures`.
+ */
+export class PluginStoppedError extends Error {
+  /** @param message why the plugin stopped (already naming the plugin) */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PluginStoppedError";
+  }
 }
 
 /** Runs plugins in order with budgets, failure counting and live reconfiguration. */
@@ -323,19 +340,33 @@ export class Pipeline {
       retried.push(slot.spec.name);
       slot.state.failures = 0;
       slot.state.consecutive_failures = 0;
-      if (slot.plugin) await this.#initialize(slot);
+      if (slot.stopped) {
+        // Its sandbox refuses every call, finalize() too: only its Worker is closed.
+        try {
+          await slot.plugin?.close?.();
+        } catch (error) {
+          this.#log.warn(`plugin ${slot.spec.name} close failed: ${errorMessage(error)}`);
+        }
+      }
+      if (slot.plugin && !slot.stopped) await this.#initialize(slot);
       else this.#slots[i] = await this.#create(slot.spec, slot.source);
     }
     if (retried.length > 0) this.#options.onStateChange?.();
     return retried;
   }
 
-  #fail(slot: Slot, message: string) {
+  #fail(slot: Slot, message: string, stopped = false) {
     const state = slot.state;
     state.failures++;
     state.consecutive_failures++;
     state.last_error = message;
-    if (state.consecutive_failures >= this.#limits.maxFailures) {
+    if (stopped) {
+      slot.stopped = true;
+      state.state = "disabled";
+      this.#log.error(
+        `plugin ${slot.spec.name} disabled: ${message}; it cannot run again until reloaded, samples pass it unchanged`,
+      );
+    } else if (state.consecutive_failures >= this.#limits.maxFailures) {
       state.state = "disabled";
       this.#log.error(
         `plugin ${slot.spec.name} disabled after ${state.consecutive_failures} consecutive failures (last: ${message}); samples pass it unchanged`,
@@ -362,7 +393,11 @@ export class Pipeline {
       try {
         outcome = await withBudget(() => plugin.run(input), this.#limits.timeoutMs);
       } catch (error) {
-        this.#fail(slot, `run() threw: ${errorMessage(error)}`);
+        this.#fail(
+          slot,
+          `run() threw: ${errorMessage(error)}`,
+          error instanceof PluginStoppedError,
+        );
         continue;
       }
       if (outcome === TIMEOUT) {

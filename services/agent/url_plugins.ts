@@ -14,7 +14,8 @@
  */
 import type { Plugin, PluginContext, PluginLogLevel } from "../../plugins/api.ts";
 import type { PluginSpec } from "../config/agent_config.ts";
-import type { UrlPluginLoader } from "./pipeline.ts";
+import { errorMessage } from "../common/log.ts";
+import { PluginStoppedError, type UrlPluginLoader } from "./pipeline.ts";
 
 /** A loaded URL plugin; `close()` terminates its Worker. */
 export type LoadedUrlPlugin = Plugin & { close?(): Promise<void> | void };
@@ -67,7 +68,18 @@ export function createUrlPluginLoader(options: UrlPluginLoaderOptions): UrlPlugi
       },
       initialize: (config: Record<string, unknown>, context: PluginContext) =>
         plugin.initialize({ ...base, ...config }, context),
-      run: (sample) => plugin.run(sample),
+      // A plugin its sandbox stopped (permission violation) refuses every later call:
+      // said so, the pipeline disables it at once.
+      run: async (sample) => {
+        try {
+          return await plugin.run(sample);
+        } catch (error) {
+          if (plugin.status().state !== "stopped") throw error;
+          throw new PluginStoppedError(errorMessage(error), {
+            cause: error,
+          });
+        }
+      },
       finalize: () => plugin.finalize(),
       close: () => plugin.close(),
     };
