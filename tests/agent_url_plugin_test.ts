@@ -191,6 +191,27 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
     // A second sample: the disabled plugins are skipped; the agent keeps going.
     const again = await agent.collectNow(false);
     assert.ok(Math.abs(again.sent!.metrics.memory - again.collected.metrics.memory * 2) < 1e-6);
+
+    // reload loads both again: marker is still tampered; snoop starts in a fresh sandbox
+    // and is stopped again by its next violation.
+    const reload = output(await broker.command("reload"));
+    assert.deepEqual(reload.retried_plugins, ["marker", "snoop"]);
+    const stateOf = () =>
+      Object.fromEntries(
+        (agent!.status().plugins as Array<{ name: string; state: string }>).map((p) => [
+          p.name,
+          p.state,
+        ]),
+      );
+    assert.deepEqual(stateOf(), {
+      marker: "failed",
+      snoop: "active",
+      scale: "active",
+      logger: "active",
+    });
+    await agent.collectNow(false);
+    assert.equal(stateOf().snoop, "disabled");
+    assert.equal(site.hits("/ran/marker-dep"), 0);
   } finally {
     await agent?.stop();
     setLogSink(undefined);
