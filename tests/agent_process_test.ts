@@ -27,6 +27,31 @@ function lines(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void
   );
 }
 
+/**
+ * `deno run` and the agent's own scoped permissions plus those of the embedded
+ * store at `storePath`; the script and its flags follow.
+ */
+function runWithAgentPermissions(broker: string, storePath: string): string[] {
+  const agent = agentPermissions({ broker });
+  const store = storePermissions({
+    backend: "embedded",
+    endpoints: [],
+    prefix: "/monitor",
+    path: storePath,
+  });
+  const join = (list: string[]) => [...new Set(list)].join(",");
+  return [
+    "run",
+    "--no-prompt",
+    `--allow-read=${join([...agent.read, ...store.read])}`,
+    `--allow-write=${join([...agent.write, ...store.write])}`,
+    `--allow-net=${join([...agent.net, ...store.net])}`,
+    `--allow-env=${join([...agent.env, ...store.env])}`,
+    `--allow-sys=${join(agent.sys)}`,
+    `--allow-run=${join(agent.run)}`,
+  ];
+}
+
 async function heartbeatOf(store: Store, id: string) {
   const kv = await store.get(`/monitor/heartbeat/${id}`);
   return kv ? JSON.parse(kv.value) : undefined;
@@ -44,23 +69,8 @@ Deno.test("agent process: a config change in the store is applied by the same pr
       "/monitor/config/proc-1",
       JSON.stringify({ interval: 1, metrics: ["cpu"], heartbeat_ttl: 3 }),
     );
-    const agent = agentPermissions({ broker: broker.address });
-    const store = storePermissions({
-      backend: "embedded",
-      endpoints: [],
-      prefix: "/monitor",
-      path: backend.path,
-    });
-    const join = (list: string[]) => [...new Set(list)].join(",");
     const args = [
-      "run",
-      "--no-prompt",
-      `--allow-read=${join([...agent.read, ...store.read])}`,
-      `--allow-write=${join([...agent.write, ...store.write])}`,
-      `--allow-net=${join([...agent.net, ...store.net])}`,
-      `--allow-env=${join([...agent.env, ...store.env])}`,
-      `--allow-sys=${join(agent.sys)}`,
-      `--allow-run=${join(agent.run)}`,
+      ...runWithAgentPermissions(broker.address, backend.path),
       MAIN,
       "--supervised",
       "--broker",
@@ -264,6 +274,61 @@ Deno.test("agent CLI: --config monitor.yaml supplies the id, the broker address 
       await child.status;
     }
     await pumps;
+    await broker.close();
+    await backend.cleanup();
+  }
+});
+
+Deno.test("agent CLI: without --id the agent is named after its host", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  const output: string[] = [];
+  let child: Deno.ChildProcess | undefined;
+  let pumps: Promise<unknown> | undefined;
+  const host = Deno.hostname();
+  try {
+    await backend.store.put(
+      "/monitor/config/default",
+      JSON.stringify({ interval: 1, metrics: ["memory"] }),
+    );
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        ...runWithAgentPermissions(broker.address, backend.path),
+        MAIN,
+        "--supervised",
+        "--broker",
+        broker.address,
+        "--store-backend",
+        "embedded",
+        "--state-dir",
+        backend.dir,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    pumps = Promise.all([lines(child.stdout, output), lines(child.stderr, output)]);
+    const beat = await waitFor(() => heartbeatOf(backend.store, host), 30_000, "the heartbeat")
+      .catch((error) => {
+        throw new Error(`${error.message}\n${output.join("\n")}`);
+      });
+    assert.equal(beat.agent_id, host);
+    assert.equal(beat.hostname, host);
+    await waitFor(() => broker.hellos.length >= 1, 15_000, "the hello");
+    assert.equal(broker.hellos[0].agent_id, host);
+    child.kill("SIGTERM");
+    const result = await child.status;
+    child = undefined;
+    assert.equal(result.code, 0, output.join("\n"));
+  } finally {
+    if (child) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already ended */ }
+      await child.status;
+    }
+    await pumps;
+    await delay(0);
     await broker.close();
     await backend.cleanup();
   }
