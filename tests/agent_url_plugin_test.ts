@@ -93,7 +93,7 @@ Deno.test("agent: a pinned URL plugin named in the config runs in the pipeline; 
   }
 });
 
-Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disabled, said in the log, status and heartbeat; the other plugins keep running", async () => {
+Deno.test("agent: a tampered URL plugin, one that cannot be fetched and one breaking its sandbox are disabled, said in the log, status and heartbeat; the other plugins keep running", async () => {
   const backend = await embeddedStore();
   const site = await openSite();
   const broker = await MiniBroker.start();
@@ -111,6 +111,11 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
       permissions: { net: [site.host] },
     });
     await site.changeOneByte("/marker@1.0.0/dep.ts", "1", "2");
+    // gone: pinned, then its module disappears from the site (nothing cached).
+    // (Other bytes than scale's: the cache is content-addressed, scale's copy would serve it.)
+    await site.write("/gone@1.0.0/mod.ts", `// gone\n${PLUGIN_SOURCE}`);
+    await pinPlugin(backend.store, "/monitor", "gone", { url: site.url("/gone@1.0.0/mod.ts") });
+    await Deno.remove(join(site.dir, "gone@1.0.0/mod.ts"));
     // snoop: reads a file it was not granted (the agent itself may read it).
     const secret = join(await site.tempDir(), "secret.txt");
     await Deno.writeTextFile(secret, "secret");
@@ -123,7 +128,7 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
       JSON.stringify({
         interval: 3600,
         metrics: ["memory"],
-        plugins: ["marker", "snoop", { name: "scale", config: { factor: 2 } }, "logger"],
+        plugins: ["marker", "gone", "snoop", { name: "scale", config: { factor: 2 } }, "logger"],
       }),
     );
     agent = await startAgent({
@@ -149,6 +154,12 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
     assert.equal(states.marker.state, "failed");
     assert.match(states.marker.last_error!, /could not load: .*plugin "marker"/);
     assert.ok(states.marker.last_error!.includes(site.url("/marker@1.0.0/dep.ts")));
+    assert.equal(states.gone.state, "failed");
+    assert.ok(
+      states.gone.last_error!.includes(site.url("/gone@1.0.0/mod.ts")),
+      String(states.gone.last_error),
+    );
+    assert.match(states.gone.last_error!, /HTTP 404/);
     assert.equal(states.snoop.state, "disabled");
     assert.ok(
       states.snoop.last_error!.includes(`run() needed read access to "${secret}"`),
@@ -175,9 +186,16 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
     assert.equal(beat.status, "degraded");
     assert.deepEqual(
       beat.plugins.map((p) => [p.name, p.state]),
-      [["marker", "failed"], ["snoop", "disabled"], ["scale", "active"], ["logger", "active"]],
+      [
+        ["marker", "failed"],
+        ["gone", "failed"],
+        ["snoop", "disabled"],
+        ["scale", "active"],
+        ["logger", "active"],
+      ],
     );
     assert.ok(beat.reasons.some((r) => r.startsWith("plugin marker failed: could not load")));
+    assert.ok(beat.reasons.some((r) => r.startsWith("plugin gone failed: could not load")));
 
     // And the log.
     assert.ok(
@@ -195,7 +213,7 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
     // reload loads both again: marker is still tampered; snoop starts in a fresh sandbox
     // and is stopped again by its next violation.
     const reload = output(await broker.command("reload"));
-    assert.deepEqual(reload.retried_plugins, ["marker", "snoop"]);
+    assert.deepEqual(reload.retried_plugins, ["marker", "gone", "snoop"]);
     const stateOf = () =>
       Object.fromEntries(
         (agent!.status().plugins as Array<{ name: string; state: string }>).map((p) => [
@@ -205,6 +223,7 @@ Deno.test("agent: a tampered URL plugin and one breaking its sandbox are disable
       );
     assert.deepEqual(stateOf(), {
       marker: "failed",
+      gone: "failed",
       snoop: "active",
       scale: "active",
       logger: "active",
