@@ -6,6 +6,8 @@ import {
   parseDf,
   parseDiskstats,
   parseNetDev,
+  runCommand,
+  splitProcOutput,
 } from "../services/agent/metrics.ts";
 
 const PERCENT = new Set(["cpu", "memory", "disk"]);
@@ -53,6 +55,38 @@ Deno.test("metrics (native): only the metrics asked for are read; a busy cpu sho
   assertInRange((await collector.collect()).metrics, ["memory", "net in"]);
 });
 
+Deno.test("metrics (native): one cat per collection naming only the /proc files asked for; cpu and memory start no process", async () => {
+  const started: string[] = [];
+  const collector = createCollector("native", {
+    runCommand: (command, args) => {
+      started.push([command, ...args].join(" "));
+      return runCommand(command, args);
+    },
+  });
+  const round = async (metrics: MetricName[]) => {
+    await collector.configure(metrics);
+    started.length = 0;
+    const sample = await collector.collect();
+    assert.deepEqual(sample.errors, {});
+    assertInRange(sample.metrics, metrics);
+    return [...started];
+  };
+  assert.deepEqual(await round(["cpu"]), [], "cpu alone reads no /proc file");
+  assert.deepEqual(await round(["cpu", "memory"]), []);
+  assert.deepEqual(await round(["net in"]), ["cat /proc/net/dev"]);
+  assert.deepEqual(await round(["disk write"]), ["cat /proc/diskstats"]);
+  assert.deepEqual(await round(["disk read", "net out"]), ["cat /proc/diskstats /proc/net/dev"]);
+  assert.deepEqual(await round([...METRIC_NAMES]), [
+    "cat /proc/diskstats /proc/net/dev",
+    "df -kP /",
+  ]);
+  // A configuration change reads the new baselines with one cat too.
+  await collector.configure(["cpu"]);
+  started.length = 0;
+  await collector.configure(["cpu", "disk read", "net in"]);
+  assert.deepEqual(started, ["cat /proc/diskstats /proc/net/dev"]);
+});
+
 Deno.test("metrics (systeminformation): every metric of this machine, in range", async () => {
   const collector = createCollector("systeminformation");
   const names: MetricName[] = [...METRIC_NAMES];
@@ -79,7 +113,7 @@ Deno.test("metrics: a missing permission is reported per metric, naming the flag
       new URL("../services/agent/metrics.ts", import.meta.url).href
     }";
      const c = createCollector("native");
-     await c.configure(["cpu", "disk", "net in"]);
+     await c.configure(["cpu", "disk", "disk read", "net in"]);
      console.log(JSON.stringify(await c.collect()));`,
   );
   // No permission flags at all: every metric must fail with a message, none may crash.
@@ -102,6 +136,7 @@ Deno.test("metrics: a missing permission is reported per metric, naming the flag
   assert.match(collected.errors.cpu, /needs --allow-sys=cpus/);
   assert.match(collected.errors.disk, /needs --allow-run=df/);
   assert.match(collected.errors["net in"], /needs --allow-run=cat/);
+  assert.match(collected.errors["disk read"], /needs --allow-run=cat/);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -130,4 +165,25 @@ Deno.test("metrics: parsers of /proc/diskstats, /proc/net/dev and df", () => {
 /dev/vda         264212084 22943608  83405316      22% /`;
   assert.ok(Math.abs(parseDf(df) - 21.57) < 0.01);
   assert.throws(() => parseDf("garbage"), /unexpected df output/);
+
+  // One cat of both files is split at the header /proc/net/dev starts with.
+  const both = splitProcOutput(`${diskstats}\n${netdev}\n`, { disk: true, net: true });
+  assert.deepEqual(
+    Object.fromEntries(parseDiskstats(both.disk!)),
+    Object.fromEntries(parseDiskstats(diskstats)),
+  );
+  assert.deepEqual(Object.fromEntries(parseNetDev(both.net!)), {
+    "eth0#in": 122235915,
+    "eth0#out": 229694,
+  });
+  // An empty /proc/diskstats (some containers) leaves no disk and every interface.
+  const noDisks = splitProcOutput(`${netdev}\n`, { disk: true, net: true });
+  assert.equal(noDisks.disk, "");
+  assert.deepEqual([...parseNetDev(noDisks.net!).keys()], ["eth0#in", "eth0#out"]);
+  assert.deepEqual(splitProcOutput(netdev, { disk: false, net: true }), { net: netdev });
+  assert.deepEqual(splitProcOutput(diskstats, { disk: true, net: false }), { disk: diskstats });
+  assert.throws(
+    () => splitProcOutput(diskstats, { disk: true, net: true }),
+    /cat \/proc\/diskstats \/proc\/net\/dev: expected the "Inter-\|" header of \/proc\/net\/dev/,
+  );
 });
