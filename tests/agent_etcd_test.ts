@@ -56,6 +56,14 @@ Deno.test("agent (etcd): the seed's config put with etcdctl works; live changes;
     assert.equal(beat.status, "ok");
     const leaseLine = await etcd.etcdctl("get", "-w", "json", "/monitor/heartbeat/etcd-1");
     assert.ok(Number(JSON.parse(leaseLine).kvs[0].lease) !== 0, "attached to a lease");
+    // The seed sets no heartbeat_ttl: the lease has the default TTL of 10 s.
+    const leases = (await etcd.etcdctl("lease", "list")).trim().split("\n").slice(1);
+    const lives = await Promise.all(
+      leases.map((id) => etcd.etcdctl("lease", "timetolive", "--keys", id.trim())),
+    );
+    const heartbeatLease = lives.find((text) => text.includes("/monitor/heartbeat/etcd-1"));
+    assert.ok(heartbeatLease, `the heartbeat's lease among:\n${lives.join("\n")}`);
+    assert.match(heartbeatLease, /granted with TTL\(10s\)/);
 
     // A change with etcdctl to the agent's own key applies at once.
     await etcd.etcdctl(
