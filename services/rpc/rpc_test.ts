@@ -10,6 +10,7 @@ import {
   type ServerStream,
   startRpcServer,
 } from "./mod.ts";
+import { monitoringService } from "./proto.ts";
 
 /** Resolves with the value `fn` waits for, or rejects after `ms`. */
 function within<T>(ms: number, what: string, fn: (done: (v: T) => void) => void): Promise<T> {
@@ -178,6 +179,61 @@ Deno.test("rpc: bytes that are not an AgentMessage end only that stream with INV
     assert.deepEqual(received.map((m) => Object.keys(m)), [["hello"]]);
   } finally {
     good.close();
+    raw.close();
+    await server.close(1000);
+  }
+});
+
+Deno.test("rpc: one connection gets at most maxStreamsPerConnection streams at once; more wait for a free one", async () => {
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    maxStreamsPerConnection: 2,
+    onStream(stream) {
+      stream.onMessage((m) => {
+        if (m.hello) stream.send({ welcome: { broker_version: "t", max_batch_samples: 1 } });
+      });
+    },
+  });
+  // Four streams on ONE connection (a plain grpc-js client shares it); agents use one each.
+  const raw = new grpc.Client(server.address, grpc.credentials.createInsecure());
+  const method = monitoringService().service.Connect;
+  const calls: grpc.ClientDuplexStream<unknown, unknown>[] = [];
+  const welcomes: Promise<void>[] = [];
+  let cancelled = 0;
+  /** Per stream: how many streams had been cancelled when its welcome arrived. */
+  const cancelledBeforeWelcome: number[] = [];
+  const openCall = (i: number) => {
+    const call = raw.makeBidiStreamRequest(
+      "/monitoring.v1.Monitoring/Connect",
+      method.requestSerialize as (value: unknown) => Buffer,
+      method.responseDeserialize,
+    );
+    call.on("error", () => {});
+    welcomes[i] = within<void>(10_000, `welcome of stream ${i}`, (done) =>
+      call.on("data", () => {
+        cancelledBeforeWelcome[i] ??= cancelled;
+        done();
+      }));
+    call.write({ hello: { agent_id: `s-${i}`, hostname: "h", version: "1", token: "" } });
+    calls[i] = call;
+  };
+  const cancel = (i: number) => {
+    cancelled++;
+    calls[i].cancel();
+  };
+  try {
+    openCall(0);
+    await welcomes[0]; // the connection and its settings are up
+    for (const i of [1, 2, 3]) openCall(i);
+    await welcomes[1];
+    cancel(0); // frees a place for stream 2
+    await welcomes[2];
+    cancel(1); // and for stream 3
+    await welcomes[3];
+    // Streams 2 and 3 were only served once a place was free.
+    assert.deepEqual(cancelledBeforeWelcome, [0, 0, 1, 2]);
+  } finally {
+    for (const call of calls) call.cancel();
     raw.close();
     await server.close(1000);
   }
