@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { answerCommands, TestAgent, waitUntil } from "./broker_support.ts";
 import { withBroker } from "./broker_fixture.ts";
+import { setLogSink } from "../services/common/log.ts";
 
 async function getJson(
   url: string,
@@ -32,8 +33,16 @@ Deno.test("broker admin: /agents, /stats and /health answer JSON; unknown paths 
       const total = stats.body.total as Record<string, unknown>;
       assert.equal(total.samples, 1);
       assert.equal(total.batches, 1);
-      assert.ok((total.publish_latency_ms as { count: number }).count >= 1);
-      assert.ok("adm-1" in (stats.body.agents as object));
+      type Latency = { p50: number | null; p99: number | null; count: number };
+      const latency = total.publish_latency_ms as Latency;
+      assert.ok(latency.count >= 1);
+      assert.equal(typeof latency.p50, "number");
+      assert.ok(latency.p50! >= 0 && latency.p99! >= latency.p50!);
+      assert.ok((total.rates as { samples: number }).samples > 0);
+      const own = (stats.body.agents as Record<string, Record<string, unknown>>)["adm-1"];
+      assert.ok(own, "per-agent stats of adm-1");
+      assert.equal(own.samples, 1);
+      assert.equal((own.publish_latency_ms as Latency).count, 1);
 
       const health = await getJson(`${adminUrl}/health`);
       const entries = health.body.agents as Array<Record<string, unknown>>;
@@ -142,8 +151,30 @@ Deno.test("broker admin: /metrics is Prometheus text with broker counters and ea
     }
   }));
 
-Deno.test("broker health: heartbeats listed at start and watched; deleted or expired means dead", () =>
-  withBroker({
+Deno.test("broker health: heartbeats listed at start and watched; deleted or expired means dead; each transition logged", async () => {
+  const logged: string[] = [];
+  setLogSink((line) => logged.push(line));
+  try {
+    await healthScenario();
+  } finally {
+    setLogSink(undefined);
+  }
+  const transitions = logged.filter((l) => /broker\/health: agent \S+ is (alive|dead)/.test(l))
+    .map((l) => l.replace(/^.*broker\/health: /, ""));
+  const expected = [
+    /^agent early-1 is alive \(heartbeat running\)$/,
+    /^agent late-1 is alive \(heartbeat running\)$/,
+    /^agent early-1 is dead: its heartbeat expired or was deleted \(last seen 1970-01-01T00:16:40\.000Z\)$/,
+    /^agent late-1 is dead: its heartbeat expired or was deleted \(last seen \d{4}-\d\d-\d\dT[\d:.]+Z\)$/,
+    /^agent early-1 is alive again \(heartbeat present\)$/,
+  ];
+  assert.equal(transitions.length, expected.length, transitions.join("\n"));
+  expected.forEach((pattern, i) => assert.match(transitions[i], pattern));
+});
+
+/** Heartbeats appear, are deleted, expire and come back; `health` and /metrics follow. */
+function healthScenario() {
+  return withBroker({
     beforeStart: async (store) => {
       await store.put(
         "/monitor/heartbeat/early-1",
@@ -186,7 +217,8 @@ Deno.test("broker health: heartbeats listed at start and watched; deleted or exp
     const metrics = broker.metrics();
     assert.match(metrics, /monitor_agent_up\{agent="early-1"\} 1/);
     assert.match(metrics, /monitor_agent_up\{agent="late-1"\} 0/);
-  }));
+  });
+}
 
 Deno.test("broker admin: PUT /config validates with the agent-config validator, then writes the store; GET falls back to the default", () =>
   withBroker({}, async ({ adminUrl, store }) => {

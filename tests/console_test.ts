@@ -78,7 +78,8 @@ Deno.test("console: piped commands against the broker admin API; errors say what
       assert.match(text, /cpu 12\.5%\s+mem 40%/);
       assert.match(text, /1 agent\(s\) connected/);
       assert.match(text, /con-1\s+unknown/);
-      assert.match(text, /total\s+1\s+1/);
+      assert.match(text, /PUBLISH p50\/p99/);
+      assert.match(text, /total\s+1\s+1\s+0\s+[\d.]+ \w?B\s+[\d.]+\/s\s+[\d.]+\/[\d.]+ ms\s+0/);
       assert.match(text, /con-1 {2}ok {2}\{"type":"status","uptime":42\}/);
       assert.match(text, /1 answered; ok: con-1/);
       assert.match(text, /ghost-7 {2}error {2}agent ghost-7 is not connected/);
