@@ -161,3 +161,30 @@ Deno.test("provision: the script `deno task test` runs first succeeds when every
   }).output();
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
 });
+
+Deno.test("layout: the top level is the one the README describes", async () => {
+  const entries = [
+    "deno.json",
+    "deno.lock",
+    "services/supervisor/main.ts",
+    "services/agent/main.ts",
+    "services/broker/main.ts",
+    "services/analysis/main.ts",
+    "plugins",
+    "proto/monitoring.proto",
+    "monitor.yaml",
+    "docker-compose.yml",
+    "tests",
+    "README.md",
+    ".ci/run",
+  ];
+  for (const entry of entries) {
+    await Deno.stat(new URL(entry, ROOT)).catch(() => {
+      throw new Error(`expected ${entry} at the top of the repository`);
+    });
+  }
+  const readme = await read("README.md");
+  for (const dir of ["supervisor/", "agent/", "broker/", "analysis/"]) {
+    assert.ok(readme.includes(`  ${dir}`), `README.md Layout: expected services/${dir}`);
+  }
+});
