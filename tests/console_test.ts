@@ -8,8 +8,10 @@ import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { getLogger } from "../services/common/log.ts";
 import {
+  type Choice,
   type CommandSpec,
   parseCommandLine,
+  type Prompter,
   startAdminConsole,
   startConsole,
   stripAnsi,
@@ -227,6 +229,94 @@ Deno.test("console: on a terminal, tab completes connected agent ids and command
         10_000,
         "the completed config to run",
       );
+      input.write("quit\r");
+      await within(console.done, 5000, "quit");
+    } finally {
+      console.close();
+      input.end();
+      agent.close();
+    }
+  }));
+
+/** A prompter that answers from a script and records every question. */
+class ScriptedPrompter implements Prompter {
+  asked: string[] = [];
+  constructor(readonly answers: Array<string | boolean | ((text: string) => string)>) {}
+  #next(message: string) {
+    this.asked.push(message);
+    if (this.answers.length === 0) throw new Error(`no scripted answer for "${message}"`);
+    return this.answers.shift()!;
+  }
+  select(message: string, _choices: Choice[]) {
+    return Promise.resolve(String(this.#next(message)));
+  }
+  input(message: string) {
+    return Promise.resolve(String(this.#next(message)));
+  }
+  confirm(message: string) {
+    return Promise.resolve(this.#next(message) === true);
+  }
+  edit(message: string, text: string) {
+    const answer = this.#next(message);
+    return Promise.resolve(typeof answer === "function" ? answer(text) : String(answer));
+  }
+}
+
+Deno.test("console: config alone offers the agent, opens its configuration for editing and asks before replacing it", () =>
+  withBroker({}, async ({ broker, adminUrl, store }) => {
+    const agent = await TestAgent.connect(broker.address, "cfg-1");
+    const key = "/monitor/config/cfg-1";
+    await store.put(key, JSON.stringify({ interval: 5, metrics: ["cpu"] }));
+    const edited: string[] = [];
+    const withInterval = (interval: number) => (text: string) => {
+      edited.push(text);
+      return JSON.stringify({ ...JSON.parse(text), interval });
+    };
+    const prompter = new ScriptedPrompter([
+      "cfg-1", // Configure which agent?
+      withInterval(7), // the editor
+      false, // Replace the configuration of cfg-1? no
+      "cfg-1",
+      withInterval(9),
+      true, // yes
+    ]);
+    const input = new PassThrough();
+    const output = new Capture();
+    const console = startAdminConsole({
+      adminUrl,
+      input,
+      output,
+      terminal: true,
+      captureLogs: false,
+      prompter,
+    });
+    try {
+      input.write("config\r");
+      await waitUntil(() => stripAnsi(output.text).includes("not written"), 10_000, "declined");
+      assert.equal(JSON.parse((await store.get(key))!.value).interval, 5, "unchanged after no");
+      input.write("config\r");
+      await waitUntil(
+        () =>
+          stripAnsi(output.text).includes(
+            "configuration of cfg-1 written to /monitor/config/cfg-1",
+          ),
+        10_000,
+        "written after yes",
+      );
+      assert.deepEqual(JSON.parse((await store.get(key))!.value), {
+        interval: 9,
+        metrics: ["cpu"],
+      });
+      // The editor was opened on the agent's current configuration.
+      assert.deepEqual(JSON.parse(edited[0]), { interval: 5, metrics: ["cpu"] });
+      assert.deepEqual(prompter.asked, [
+        "Configure which agent?",
+        "Configuration of cfg-1",
+        "Replace the configuration of cfg-1?",
+        "Configure which agent?",
+        "Configuration of cfg-1",
+        "Replace the configuration of cfg-1?",
+      ]);
       input.write("quit\r");
       await within(console.done, 5000, "quit");
     } finally {
