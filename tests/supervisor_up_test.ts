@@ -280,7 +280,7 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
   }
 });
 
-Deno.test("deno task up: a crash-looping broker is given up on while the other services keep running, and retried after an edit", async () => {
+Deno.test("deno task up: a crash-looping broker is given up on while the other services keep running, and retried after an edit; Ctrl-C stops all", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sup-loop-" });
   const stateDir = join(dir, "state");
   const file = join(dir, "monitor.yaml");
@@ -326,9 +326,11 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     );
     assert.equal(readyPid(up, "agent"), agent, "the agent was not restarted");
     children = await descendants(up.child.pid);
-    up.kill("SIGTERM");
+    // Ctrl-C (SIGINT) stops everything cleanly too; the other test uses SIGTERM.
+    up.kill("SIGINT");
     const status = await up.exited(60_000);
     assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
+    assert.ok(up.lines.some((l) => l.includes("supervisor| all services stopped")));
     for (const child of children) assert.ok(!alive(child.pid), child.args);
   } finally {
     if (blocked) blocker.close();
