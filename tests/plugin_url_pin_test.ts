@@ -161,18 +161,18 @@ Deno.test("an explicit version must agree with the URL; one without a version in
   });
 });
 
-Deno.test("npm: dependencies and missing modules are refused with the module named", async () => {
+Deno.test("CommonJS npm: dependencies and missing modules are refused with the module named", async () => {
   await withSite(async (site, store) => {
     await site.write(
       "/npmdep@1.0.0/mod.js",
       'import leftPad from "npm:left-pad@1.3.0";\nexport default () => ({ run: (s) => s, pad: leftPad });\n',
     );
     const npm = await pinPlugin(store, PREFIX, "npmdep", { url: site.url("/npmdep@1.0.0/mod.js") })
-      .then(() => assert.fail("npm: must be refused"), (e) => e);
+      .then(() => assert.fail("a CommonJS npm: package must be refused"), (e) => e);
     assert.ok(npm instanceof PinError, String(npm));
     assert.match(npm.message, /plugin "npmdep"/);
     assert.match(npm.message, /npm:left-pad@1\.3\.0/);
-    assert.match(npm.message, /npm: packages are not supported/);
+    assert.match(npm.message, /npm package left-pad@1\.3\.0 is CommonJS/);
 
     await site.write(
       "/broken@1.0.0/mod.js",

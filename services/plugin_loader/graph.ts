@@ -10,10 +10,20 @@
  *
  * @module
  */
-import { join, relative, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join, relative, sep } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { ModuleFetchError } from "./fetch.ts";
+import {
+  fetchPackageFiles,
+  npmModuleUrl,
+  packageEntry,
+  parseNpmUrl,
+  registryPackage,
+  splitBareSpecifier,
+} from "./npm.ts";
 import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
 import { PLUGIN_URL_SCHEMES } from "./spec.ts";
+import type { PinnedNpmPackage } from "./types.ts";
 
 /** Default time budget of one `deno info` run. */
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 120_000;
@@ -27,12 +37,16 @@ export interface GraphModule {
   size: number;
   /** Code dependencies: specifier as written -> final URL (or `node:` builtin). */
   dependencies: { specifier: string; url: string }[];
+  /** The bytes, for files of npm packages (taken from their checked tarball). */
+  bytes?: Uint8Array;
 }
 
 /** A resolved graph: the entry module (final URL) and every module reachable by code imports. */
 export interface Graph {
   entry: string;
   modules: GraphModule[];
+  /** npm packages the modules come from (`npm:/…` module URLs), sorted by name and version. */
+  npm: PinnedNpmPackage[];
 }
 
 /** Options of {@linkcode resolveGraph}. */
@@ -69,10 +83,17 @@ interface InfoModule {
   dependencies?: InfoDependency[];
 }
 
+interface InfoNpmPackage {
+  name?: unknown;
+  version?: unknown;
+  dependencies?: unknown;
+}
+
 interface InfoOutput {
   roots: string[];
   modules: InfoModule[];
   redirects: Record<string, string>;
+  npmPackages: Record<string, InfoNpmPackage>;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -134,6 +155,10 @@ async function denoInfo(
       roots: doc.roots as string[],
       modules: doc.modules as InfoModule[],
       redirects: (doc.redirects ?? {}) as Record<string, string>,
+      npmPackages: (isObject(doc.npmPackages) ? doc.npmPackages : {}) as Record<
+        string,
+        InfoNpmPackage
+      >,
     };
   } finally {
     await Deno.remove(scratch, { recursive: true }).catch(() => {});
@@ -148,9 +173,12 @@ function followRedirects(url: string, redirects: Record<string, string>): string
 
 /**
  * Resolves the graph of code reachable from `root`. Type-only imports are
- * left out (they never run). Throws {@linkcode GraphError} for a module that
- * cannot be loaded, an `npm:`/`jsr:`/`data:` dependency, or an unsupported
- * media type.
+ * left out (they never run). `npm:` imports are resolved by Deno to exact
+ * versions; each package's tarball is downloaded from the registry, checked
+ * against its `sha512`, and the files the plugin loads become modules
+ * (`npm:/<name>@<version>/<path>`, with their bytes). Throws
+ * {@linkcode GraphError} for a module that cannot be loaded, a
+ * `data:` dependency, a CommonJS package, or an unsupported media type.
  */
 export async function resolveGraph(root: string, options: ResolveOptions): Promise<Graph> {
   // `deno info` imports only from hosts it is allowed to (by default a few public CDNs).
@@ -161,7 +189,10 @@ export async function resolveGraph(root: string, options: ResolveOptions): Promi
   if (rootUrl.protocol !== "file:") allowed.push(importHost(rootUrl));
   for (let round = 0; round < 20; round++) {
     try {
-      return graphFrom(root, await denoInfo(root, options, allowed));
+      const info = await denoInfo(root, options, allowed);
+      const { graph, npmRoots } = graphFrom(root, info);
+      if (npmRoots.size === 0) return graph;
+      return await withNpm(graph, npmRoots, info.npmPackages, options);
     } catch (error) {
       if (!(error instanceof ImportHostNeeded) || allowed.includes(error.host)) {
         throw error instanceof ImportHostNeeded ? new GraphError(error.message) : error;
@@ -184,7 +215,12 @@ class ImportHostNeeded extends Error {
   }
 }
 
-function graphFrom(root: string, info: InfoOutput): Graph {
+function graphFrom(
+  root: string,
+  info: InfoOutput,
+): { graph: Graph; npmRoots: Map<string, string> } {
+  /** Deno's resolution of each npm import -> where it is imported (for messages). */
+  const npmRoots = new Map<string, string>();
   const byUrl = new Map<string, InfoModule>();
   for (const module of info.modules) {
     if (isObject(module) && typeof module.specifier === "string") {
@@ -206,12 +242,6 @@ function graphFrom(root: string, info: InfoOutput): Graph {
       throw new GraphError(`${where}: ${module.error}`);
     }
     const scheme = new URL(url).protocol;
-    if (module.kind === "npm" || scheme === "npm:") {
-      throw new GraphError(
-        `${where}: npm: packages are not supported in URL plugins; publish the code as ES modules ` +
-          `next to the plugin so that it is pinned by hash`,
-      );
-    }
     if (!PLUGIN_URL_SCHEMES.includes(scheme)) {
       throw new GraphError(`${where}: only http:, https: and file: modules can be pinned`);
     }
@@ -239,15 +269,21 @@ function graphFrom(root: string, info: InfoOutput): Graph {
           `module ${url}: import ${JSON.stringify(specifier)}: ${dependency.code.error}`,
         );
       }
-      if (dependency.npmPackage !== undefined || specifier.startsWith("npm:")) {
-        throw new GraphError(
-          `module ${url}: import ${JSON.stringify(specifier)}: npm: packages are not supported ` +
-            `in URL plugins; publish the code as ES modules next to the plugin so that it is ` +
-            `pinned by hash`,
-        );
-      }
       if (typeof dependency.code.specifier !== "string") continue;
       const target = followRedirects(dependency.code.specifier, info.redirects);
+      if (dependency.npmPackage !== undefined || specifier.startsWith("npm:")) {
+        if (!target.startsWith("npm:/")) {
+          throw new GraphError(
+            `module ${url}: import ${JSON.stringify(specifier)}: Deno did not resolve it to an ` +
+              `exact npm package version (got ${target})`,
+          );
+        }
+        dependencies.push({ specifier, url: target });
+        if (!npmRoots.has(target)) {
+          npmRoots.set(target, `module ${url}: import ${JSON.stringify(specifier)}`);
+        }
+        continue;
+      }
       if (target.startsWith("node:")) {
         dependencies.push({ specifier, url: target });
         continue;
@@ -265,8 +301,203 @@ function graphFrom(root: string, info: InfoOutput): Graph {
       dependencies,
     });
   }
-  modules.sort((a, b) => a.url < b.url ? -1 : a.url > b.url ? 1 : 0);
-  return { entry, modules };
+  modules.sort(compareUrl);
+  return { graph: { entry, modules, npm: [] }, npmRoots };
+}
+
+function compareUrl(a: { url: string }, b: { url: string }): number {
+  return a.url < b.url ? -1 : a.url > b.url ? 1 : 0;
+}
+
+/** A package of the npm graph, unpacked in the scratch directory. */
+interface UnpackedPackage {
+  pin: PinnedNpmPackage;
+  /** Dependency name -> `name@version` key of the package it resolves to. */
+  dependencies: Map<string, string>;
+  files: Map<string, Uint8Array>;
+  manifest: Record<string, unknown>;
+  /** Directory of the unpacked copy. */
+  dir: string;
+}
+
+/**
+ * Adds the files of npm packages the graph loads: `npmRoots` are Deno's
+ * resolutions of the plugin's `npm:` imports (`npm:/<name>@<version>[/<subpath>]`).
+ */
+async function withNpm(
+  graph: Graph,
+  npmRoots: ReadonlyMap<string, string>,
+  infoPackages: Record<string, InfoNpmPackage>,
+  options: ResolveOptions,
+): Promise<Graph> {
+  const scratch = join(options.workDir, `npm-${crypto.randomUUID()}`);
+  try {
+    const packages = new Map<string, UnpackedPackage>();
+    const keyOf = new Map<string, string>(); // deno info package id -> name@version
+    for (const [id, raw] of Object.entries(infoPackages)) {
+      if (typeof raw.name !== "string" || typeof raw.version !== "string") {
+        throw new GraphError(`"deno info" listed npm package ${id} without name and version`);
+      }
+      keyOf.set(id, `${raw.name}@${raw.version}`);
+    }
+    for (const [id, raw] of Object.entries(infoPackages)) {
+      const name = raw.name as string;
+      const version = raw.version as string;
+      const key = keyOf.get(id)!;
+      if (packages.has(key)) continue;
+      let pin: PinnedNpmPackage;
+      let files: Map<string, Uint8Array>;
+      try {
+        pin = await registryPackage(name, version, { timeoutMs: options.timeoutMs });
+        files = await fetchPackageFiles(pin, { timeoutMs: options.timeoutMs });
+      } catch (error) {
+        const reason = error instanceof ModuleFetchError ? error.message : (error as Error).message;
+        throw new GraphError(`npm package ${key}: ${reason}`, { cause: error });
+      }
+      const manifestBytes = files.get("package.json");
+      let manifest: Record<string, unknown>;
+      try {
+        manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+      } catch {
+        throw new GraphError(`npm package ${key}: its tarball has no readable package.json`);
+      }
+      const dependencies = new Map<string, string>();
+      for (const dep of Array.isArray(raw.dependencies) ? raw.dependencies : []) {
+        const depKey = keyOf.get(String(dep));
+        if (depKey) dependencies.set(depKey.slice(0, depKey.lastIndexOf("@")), depKey);
+      }
+      const dir = join(scratch, ...key.split("/"));
+      for (const [path, bytes] of files) {
+        const file = join(dir, ...path.split("/"));
+        await Deno.mkdir(dirname(file), { recursive: true });
+        await Deno.writeFile(file, bytes);
+      }
+      packages.set(key, { pin, dependencies, files, manifest, dir });
+    }
+    const modules = new Map<string, GraphModule>();
+    const entryUrl = (key: string, subpath: string, from: string): string => {
+      const pkg = packages.get(key);
+      if (!pkg) throw new GraphError(`${from}: npm package ${key} is not in Deno's npm graph`);
+      let path: string;
+      try {
+        path = packageEntry(pkg.manifest, subpath, pkg.files, `npm package ${key}`);
+      } catch (error) {
+        throw new GraphError(`${from}: ${(error as Error).message}`);
+      }
+      if (pkg.manifest.type !== "module" && !path.endsWith(".mjs")) {
+        throw new GraphError(
+          `${from}: npm package ${key} is CommonJS (its package.json has no "type": "module"); ` +
+            `only ES module packages can be pinned`,
+        );
+      }
+      return npmModuleUrl(pkg.pin.name, pkg.pin.version, path);
+    };
+    const pending: string[] = [];
+    const rootUrls = new Map<string, string>();
+    for (const [root, where] of npmRoots) {
+      const parsed = parseNpmUrl(root);
+      if (!parsed) throw new GraphError(`cannot read the npm resolution ${root}`);
+      const url = entryUrl(
+        `${parsed.name}@${parsed.version}`,
+        parsed.path ? `./${parsed.path}` : ".",
+        `${where} (${root})`,
+      );
+      rootUrls.set(root, url);
+      pending.push(url);
+    }
+    const fileUrlOf = (url: string): string => {
+      const parsed = parseNpmUrl(url)!;
+      const pkg = packages.get(`${parsed.name}@${parsed.version}`)!;
+      return pathToFileURL(join(pkg.dir, ...parsed.path.split("/"))).href;
+    };
+    const npmUrlOf = (fileUrl: string): string | undefined => {
+      if (!fileUrl.startsWith("file:")) return undefined;
+      const rel = relative(scratch, fileURLToPath(fileUrl)).split(sep);
+      const count = rel[0]?.startsWith("@") ? 2 : 1;
+      const pkg = packages.get(rel.slice(0, count).join("/"));
+      if (!pkg || rel.length <= count || rel[0] === "..") return undefined;
+      return npmModuleUrl(pkg.pin.name, pkg.pin.version, rel.slice(count).join("/"));
+    };
+    while (pending.length > 0) {
+      const start = pending.shift()!;
+      if (modules.has(start)) continue;
+      const info = await denoInfo(fileUrlOf(start), { ...options, noRemote: true });
+      for (const module of info.modules) {
+        if (typeof module.specifier !== "string") continue;
+        const url = npmUrlOf(module.specifier);
+        if (!url) throw new GraphError(`npm module ${start} loads ${module.specifier}`);
+        if (modules.has(url)) continue;
+        const parsed = parseNpmUrl(url)!;
+        const key = `${parsed.name}@${parsed.version}`;
+        const pkg = packages.get(key)!;
+        if (typeof module.error === "string") {
+          throw new GraphError(`npm module ${url}: ${module.error.split(scratch).join("")}`);
+        }
+        const mediaType = String(module.mediaType);
+        if (
+          (module.kind !== "esm" && module.kind !== "asserted") ||
+          !(mediaType in MEDIA_TYPE_EXTENSIONS) ||
+          (mediaType === "JavaScript" && pkg.manifest.type !== "module")
+        ) {
+          throw new GraphError(
+            `npm module ${url}: not an ES module (${mediaType}); only ES module packages can be ` +
+              `pinned`,
+          );
+        }
+        const dependencies: GraphModule["dependencies"] = [];
+        for (const dependency of module.dependencies ?? []) {
+          if (!isObject(dependency.code) || typeof dependency.specifier !== "string") continue;
+          const specifier = dependency.specifier;
+          const code = dependency.code;
+          if (typeof code.specifier === "string" && code.specifier.startsWith("node:")) {
+            dependencies.push({ specifier, url: code.specifier });
+          } else if (typeof code.specifier === "string" && npmUrlOf(code.specifier)) {
+            dependencies.push({ specifier, url: npmUrlOf(code.specifier)! });
+          } else if (/^[@a-z0-9]/i.test(specifier) && !specifier.includes(":")) {
+            const { name, subpath } = splitBareSpecifier(specifier);
+            const depKey = name === parsed.name ? key : pkg.dependencies.get(name);
+            if (!depKey) {
+              throw new GraphError(
+                `npm module ${url}: import ${JSON.stringify(specifier)}: ${name} is not a ` +
+                  `dependency of ${key} (Node built-ins must be imported as "node:${name}")`,
+              );
+            }
+            const target = entryUrl(depKey, subpath, `npm module ${url}`);
+            dependencies.push({ specifier, url: target });
+            pending.push(target);
+          } else {
+            throw new GraphError(
+              `npm module ${url}: import ${JSON.stringify(specifier)} cannot be pinned` +
+                (typeof code.error === "string" ? ` (${code.error})` : ""),
+            );
+          }
+        }
+        const bytes = pkg.files.get(parsed.path);
+        if (!bytes) throw new GraphError(`npm module ${url} is not in its package's tarball`);
+        modules.set(url, { url, mediaType, size: bytes.length, dependencies, bytes });
+      }
+    }
+    const used = new Set([...modules.keys()].map((u) => {
+      const p = parseNpmUrl(u)!;
+      return `${p.name}@${p.version}`;
+    }));
+    return {
+      entry: graph.entry,
+      modules: [
+        ...graph.modules.map((m) => ({
+          ...m,
+          dependencies: m.dependencies.map((d) => ({ ...d, url: rootUrls.get(d.url) ?? d.url })),
+        })),
+        ...modules.values(),
+      ].sort(compareUrl),
+      npm: [...packages.entries()].filter(([key]) => used.has(key)).map(([, p]) => p.pin)
+        .sort((a, b) =>
+          compareUrl({ url: `${a.name}@${a.version}` }, { url: `${b.name}@${b.version}` })
+        ),
+    };
+  } finally {
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  }
 }
 
 /**

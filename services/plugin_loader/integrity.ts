@@ -39,10 +39,17 @@ export function integrityHex(integrity: string): string {
 }
 
 /**
- * Digest of a whole graph: SHA-256 over the sorted `url integrity` lines.
- * Any change of any module's bytes (or of the module list) changes it.
+ * Digest of a whole graph: SHA-256 over the sorted `url integrity` lines,
+ * plus a `npm:<name>@<version> <tarball> <integrity>` line per npm package.
+ * Any change of any module's bytes (or of the module or package list) changes it.
  */
-export function graphIntegrity(modules: { url: string; integrity: string }[]): Promise<string> {
-  const lines = modules.map((m) => `${m.url} ${m.integrity}\n`).sort();
+export function graphIntegrity(
+  modules: { url: string; integrity: string }[],
+  npm: { name: string; version: string; tarball: string; integrity: string }[] = [],
+): Promise<string> {
+  const lines = [
+    ...modules.map((m) => `${m.url} ${m.integrity}\n`),
+    ...npm.map((p) => `npm:${p.name}@${p.version} ${p.tarball} ${p.integrity}\n`),
+  ].sort();
   return sha256Integrity(lines.join(""));
 }

@@ -41,6 +41,8 @@ export function localPathOf(url: string, mediaType: string): string {
   const scheme = parsed.protocol.replace(/:$/, "");
   const host = scheme === "file"
     ? "local"
+    : scheme === "npm"
+    ? "registry"
     : safeSegment(parsed.port ? `${parsed.hostname}_${parsed.port}` : parsed.hostname);
   const raw = parsed.pathname.split("/").slice(1);
   if (raw.length === 0 || raw[raw.length - 1] === "") raw[raw.length - 1] = "index";

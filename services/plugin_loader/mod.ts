@@ -24,6 +24,7 @@ export type {
   PinHistoryEntry,
   PinnedDependency,
   PinnedModule,
+  PinnedNpmPackage,
   PluginPermissions,
   PluginPin,
   PluginSpec,
@@ -49,6 +50,7 @@ export {
   versionFromUrl,
 } from "./spec.ts";
 export { decodePin, encodePin } from "./pin_codec.ts";
+export { NPM_REGISTRY, NPM_REGISTRY_HOST } from "./npm.ts";
 export {
   buildPin,
   deletePin,

@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { NPM_REGISTRY_HOST } from "./npm.ts";
 import type { PluginPermissions } from "./types.ts";
 
 /** Name of the module cache directory inside the state directory. */
@@ -63,7 +64,8 @@ export function agentPluginPermissions(
     const urls = [plugin.url, ...(plugin.modules ?? []).map((m) => m.url)];
     for (const text of urls) {
       const url = new URL(text);
-      if (url.protocol === "file:") read.add(fileURLToPath(url));
+      if (url.protocol === "npm:") net.add(NPM_REGISTRY_HOST); // files of a tarball
+      else if (url.protocol === "file:") read.add(fileURLToPath(url));
       else net.add(hostOf(url));
     }
     for (const host of plugin.permissions?.net ?? []) net.add(host);

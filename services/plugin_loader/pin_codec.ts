@@ -7,12 +7,14 @@
  */
 import { ConfigError, type ConfigIssue, describeValue } from "../config/issues.ts";
 import { isSha256Integrity } from "./integrity.ts";
+import { isNpmName, isNpmVersion, isSha512Integrity, NPM_REGISTRY, parseNpmUrl } from "./npm.ts";
 import { checkPermissions, isPluginName, PLUGIN_URL_SCHEMES, VERSION_PATTERN } from "./spec.ts";
 import {
   PIN_FORMAT,
   type PinHistoryEntry,
   type PinnedDependency,
   type PinnedModule,
+  type PinnedNpmPackage,
   type PluginPin,
 } from "./types.ts";
 
@@ -115,6 +117,50 @@ function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
       if (module) modules.push(module);
     });
   }
+  const npm: PinnedNpmPackage[] = [];
+  if (doc.npm !== undefined) {
+    if (!Array.isArray(doc.npm)) {
+      issues.push({
+        path: "npm",
+        expected: "a list of npm packages",
+        found: describeValue(doc.npm),
+      });
+    } else {
+      doc.npm.forEach((raw, i) => {
+        if (
+          isObject(raw) && isNpmName(raw.name) && isNpmVersion(raw.version) &&
+          typeof raw.tarball === "string" && raw.tarball.startsWith(NPM_REGISTRY) &&
+          isSha512Integrity(raw.integrity)
+        ) {
+          npm.push({
+            name: raw.name,
+            version: raw.version,
+            tarball: raw.tarball,
+            integrity: raw.integrity,
+          });
+        } else {
+          issues.push({
+            path: `npm[${i}]`,
+            expected: `{name, version, tarball (${NPM_REGISTRY}…), integrity (sha512-<base64>)}`,
+            found: describeValue(raw),
+          });
+        }
+      });
+    }
+  }
+  const packageKeys = new Set(npm.map((p) => `${p.name}@${p.version}`));
+  modules.forEach((m, i) => {
+    const parsed = parseNpmUrl(m.url);
+    if (
+      m.url.startsWith("npm:") && (!parsed || !packageKeys.has(`${parsed.name}@${parsed.version}`))
+    ) {
+      issues.push({
+        path: `modules[${i}].url`,
+        expected: "a file of one of the pin's npm packages",
+        found: describeValue(m.url),
+      });
+    }
+  });
   const urls = new Set(modules.map((m) => m.url));
   if (urls.size !== modules.length) {
     issues.push({ path: "modules", expected: "each module URL once", found: "duplicates" });
@@ -179,6 +225,7 @@ function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
     permissions,
     config: doc.config as Record<string, unknown>,
     modules,
+    ...(npm.length > 0 ? { npm } : {}),
     history,
   };
 }
@@ -192,7 +239,11 @@ function checkModule(raw: unknown, where: string, issues: ConfigIssue[]): Pinned
   const need = (ok: boolean, key: string, expected: string) => {
     if (!ok) issues.push({ path: `${where}.${key}`, expected, found: describeValue(raw[key]) });
   };
-  need(isModuleUrl(raw.url), "url", "an http:, https: or file: module URL");
+  need(
+    isModuleUrl(raw.url) || (typeof raw.url === "string" && raw.url.startsWith("npm:/")),
+    "url",
+    "an http:, https: or file: module URL, or npm:/<name>@<version>/<path>",
+  );
   need(isSha256Integrity(raw.integrity), "integrity", "a sha256-<base64> hash");
   need(
     typeof raw.size === "number" && Number.isSafeInteger(raw.size) && raw.size >= 0,

@@ -134,7 +134,7 @@ async function buildPinIn(
   for (const module of graph.modules) {
     let data: Uint8Array;
     try {
-      data = await fetchModule(module.url, { timeoutMs: options.fetchTimeoutMs });
+      data = module.bytes ?? await fetchModule(module.url, { timeoutMs: options.fetchTimeoutMs });
     } catch (error) {
       const reason = error instanceof ModuleFetchError ? error.reason : (error as Error).message;
       return fail(`cannot fetch module ${module.url}: ${reason}`, error);
@@ -160,11 +160,12 @@ async function buildPinIn(
     url: checked.url,
     entry: graph.entry,
     version,
-    integrity: await graphIntegrity(modules),
+    integrity: await graphIntegrity(modules, graph.npm),
     pinned_at: (options.now ?? (() => Date.now() / 1000))(),
     permissions: normalizePermissions(checked.permissions),
     config: checked.config ?? {},
     modules,
+    ...(graph.npm.length > 0 ? { npm: graph.npm } : {}),
     history: [],
   };
   // The local copy the agent will run must load exactly this graph and nothing remote.

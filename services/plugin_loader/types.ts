@@ -38,7 +38,10 @@ export interface PinnedDependency {
 
 /** One module of a pinned graph. */
 export interface PinnedModule {
-  /** Final URL the bytes are fetched from (after redirects). */
+  /**
+   * Final URL the bytes are fetched from (after redirects), or
+   * `npm:/<name>@<version>/<path>` for a file of a pinned npm package.
+   */
   url: string;
   /** `sha256-<base64>` of the exact bytes (Subresource Integrity form). */
   integrity: string;
@@ -48,6 +51,18 @@ export interface PinnedModule {
   media_type: string;
   /** Code dependencies (static imports, re-exports, literal dynamic imports). */
   dependencies: PinnedDependency[];
+}
+
+/** An npm package of a pinned graph, at its resolved exact version. */
+export interface PinnedNpmPackage {
+  /** Package name, e.g. `fast-string-width` or `@scope/name`. */
+  name: string;
+  /** Exact version the pin resolved. */
+  version: string;
+  /** Tarball URL on the registry (`dist.tarball`). */
+  tarball: string;
+  /** The registry's `dist.integrity` of the tarball: `sha512-<base64>`, checked when pinning. */
+  integrity: string;
 }
 
 /** An earlier pin of the same plugin, kept to refuse re-pinning changed bytes. */
@@ -73,15 +88,20 @@ export interface PluginPin {
   /** Entry module URL after redirects (a key of `modules`). */
   entry: string;
   version: string;
-  /** Graph digest: `sha256-<base64>` over every module's URL and integrity. */
+  /** Graph digest: `sha256-<base64>` over every module's URL and integrity (and npm package). */
   integrity: string;
   /** Unix seconds. */
   pinned_at: number;
   permissions: PluginPermissions;
   /** Settings from monitor.yaml (the agent's own plugin settings override them). */
   config: Record<string, unknown>;
-  /** Every module of the graph, sorted by URL. */
+  /**
+   * Every module of the graph, sorted by URL; files of npm packages have URLs
+   * `npm:/<name>@<version>/<path>`.
+   */
   modules: PinnedModule[];
+  /** The npm packages those files come from (omitted when the plugin imports none). */
+  npm?: PinnedNpmPackage[];
   /** Earlier pins (newest first, bounded), for tamper detection across versions. */
   history: PinHistoryEntry[];
 }

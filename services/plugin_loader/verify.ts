@@ -13,6 +13,7 @@ import { PluginError, PluginFetchError, PluginIntegrityError } from "./errors.ts
 import { fetchModule, type FetchOptions, ModuleFetchError } from "./fetch.ts";
 import { graphIntegrity, integrityHex, sha256Integrity } from "./integrity.ts";
 import { dependencyOrder, materializeModule, planLayout, relativeSpecifier } from "./layout.ts";
+import { fetchPackageFiles, NpmIntegrityError, parseNpmUrl } from "./npm.ts";
 import { MEDIA_TYPE_CONTENT_TYPES } from "./pin_codec.ts";
 import { hostSource } from "./worker_host.ts";
 import type { PluginPin } from "./types.ts";
@@ -31,7 +32,7 @@ export interface VerifyOptions extends FetchOptions {
 
 /** Checks that the pin's graph digest matches its module list. */
 export async function checkGraphDigest(pin: PluginPin): Promise<void> {
-  const digest = await graphIntegrity(pin.modules);
+  const digest = await graphIntegrity(pin.modules, pin.npm ?? []);
   if (digest !== pin.integrity) {
     throw new PluginError(
       pin.name,
@@ -52,6 +53,43 @@ export async function collectVerified(
 ): Promise<Map<string, Uint8Array>> {
   await checkGraphDigest(pin);
   const result = new Map<string, Uint8Array>();
+  // Files of npm packages come from their tarball, checked against the pinned sha512 first.
+  const tarballs = new Map<string, Promise<Map<string, Uint8Array>>>();
+  const npmFile = async (url: string): Promise<Uint8Array> => {
+    const parsed = parseNpmUrl(url);
+    const pkg = parsed &&
+      pin.npm?.find((p) => p.name === parsed.name && p.version === parsed.version);
+    if (!parsed || !pkg) {
+      throw new PluginError(pin.name, `plugin "${pin.name}": module ${url} has no pinned package`);
+    }
+    let files = tarballs.get(pkg.tarball);
+    if (!files) {
+      files = fetchPackageFiles(pkg, options);
+      tarballs.set(pkg.tarball, files);
+    }
+    try {
+      const bytes = (await files).get(parsed.path);
+      if (!bytes) throw new ModuleFetchError(url, `not in the tarball ${pkg.tarball}`);
+      return bytes;
+    } catch (error) {
+      if (error instanceof NpmIntegrityError) {
+        throw new PluginIntegrityError(
+          pin.name,
+          pin.url,
+          `${url} (tarball ${pkg.tarball})`,
+          error.expected,
+          error.actual,
+        );
+      }
+      if (error instanceof ModuleFetchError && error.url === pkg.tarball) {
+        throw new ModuleFetchError(url, `tarball ${pkg.tarball}: ${error.reason}`, {
+          cause: error,
+        });
+      }
+      if (error instanceof ModuleFetchError) throw error;
+      throw new ModuleFetchError(url, (error as Error).message, { cause: error });
+    }
+  };
   const queue = [...pin.modules];
   const worker = async () => {
     for (let module = queue.shift(); module; module = queue.shift()) {
@@ -70,8 +108,11 @@ export async function collectVerified(
       }
       let bytes: Uint8Array;
       try {
-        bytes = await fetchModule(module.url, options);
+        bytes = module.url.startsWith("npm:")
+          ? await npmFile(module.url)
+          : await fetchModule(module.url, options);
       } catch (error) {
+        if (error instanceof PluginError) throw error;
         const reason = error instanceof ModuleFetchError ? error.reason : (error as Error).message;
         throw new PluginFetchError(pin.name, pin.url, module.url, reason, { cause: error });
       }
