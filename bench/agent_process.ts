@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import type { MetricName } from "../services/common/messages.ts";
 import { storePermissionFlags } from "../services/store/permissions.ts";
-import { lines, mergeFlags, within } from "./support.ts";
+import { within } from "../services/common/async.ts";
+import { lines, mergeFlags } from "./support.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 

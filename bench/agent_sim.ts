@@ -20,7 +20,8 @@
  * @module
  */
 import { type AgentStream, openAgentStream } from "../services/rpc/mod.ts";
-import { lines, sleep, waitUntil } from "./support.ts";
+import { sleep, waitUntil } from "../services/common/async.ts";
+import { lines, percentile, randomMetrics } from "./support.ts";
 
 interface SimAgent {
   id: string;
@@ -43,28 +44,11 @@ let commandsAnswered = 0;
 /** Send → ack times (ms) while a rate run records them. */
 let ackTimes: number[] | undefined;
 
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
-function metrics(): Record<string, number> {
-  return {
-    cpu: Math.random() * 100,
-    memory: Math.random() * 100,
-    "disk read": Math.random() * 1e6,
-    "disk write": Math.random() * 1e6,
-    "net in": Math.random() * 1e6,
-    "net out": Math.random() * 1e6,
-  };
-}
-
 function sendBatch(agent: SimAgent, samples: number): boolean {
   const seq = ++agent.seq;
   const now = Date.now() / 1000;
   const list = [];
-  for (let i = 0; i < samples; i++) list.push({ timestamp: now, metrics: metrics() });
+  for (let i = 0; i < samples; i++) list.push({ timestamp: now, metrics: randomMetrics() });
   agent.inflight.set(seq, { samples, at: performance.now() });
   return agent.stream.send({ batch: { seq, samples: list, alerts: [] } });
 }
@@ -133,7 +117,9 @@ function live(): SimAgent[] {
 
 async function drain(ms: number): Promise<boolean> {
   try {
-    await waitUntil(() => live().every((a) => a.inflight.size === 0), ms, "outstanding acks", 10);
+    await waitUntil(() => live().every((a) => a.inflight.size === 0), ms, "outstanding acks", {
+      intervalMs: 10,
+    });
     return true;
   } catch {
     return false;

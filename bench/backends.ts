@@ -8,9 +8,11 @@
  */
 import { join } from "node:path";
 import { type Broker, startBroker } from "../services/broker/mod.ts";
-import { type Bus, type GroupTiming, openBus } from "../services/bus/mod.ts";
+import { type Bus, type BusMessage, type GroupTiming, openBus } from "../services/bus/mod.ts";
 import { openStore, type Store } from "../services/store/mod.ts";
 import { type KafkaMock, startKafkaMock } from "../tests/harness/kafka_mock.ts";
+import { type AgentSim, startAgentSim } from "./sim_client.ts";
+import type { BenchContext } from "./support.ts";
 
 export type { KafkaMock };
 
@@ -53,4 +55,88 @@ export function benchBroker(bus: Bus, store: Store): Promise<Broker> {
     store,
     commandsGroup: `bench-broker-${crypto.randomUUID().slice(0, 8)}`,
   });
+}
+
+/** What {@linkcode withBrokerRig} sets up. */
+export interface BrokerRigOptions {
+  /** Prefix of the temporary directory of the embedded store. */
+  tempPrefix: string;
+  /** Consumer-group timing of the broker's bus (the defaults when absent). */
+  brokerGroup?: GroupTiming;
+  /** Client id and consumer-group timing of the second bus, the consumer's. */
+  consumer: { clientId: string; group: GroupTiming };
+  /** Topic, group and handler of the consumer's subscription (new messages only). */
+  subscribe: { topic: string; group: string; handler: (message: BusMessage) => void };
+  /** Simulated agents connected before `body` runs, and their id prefix. */
+  agents: number;
+  agentPrefix: string;
+}
+
+/** The running pieces {@linkcode withBrokerRig} hands to its body. */
+export interface BrokerRig {
+  /** The simulator process, its first `agents` streams connected to `broker`. */
+  sim: AgentSim;
+  /** The broker's gRPC address (127.0.0.1:port). */
+  address: string;
+  /** The consumer's bus (to publish on, as the analysis application does). */
+  bus: Bus;
+}
+
+/**
+ * Kafka mock cluster, a broker on its own bus over the embedded store, a
+ * consumer subscribed through a second bus and the agent simulator with
+ * `agents` streams connected; runs `body`, then stops everything in reverse
+ * order however it ends. The consumer's group join, the broker's start (its
+ * own join) and connecting the agents overlap: each join takes seconds on the
+ * mock cluster.
+ */
+export async function withBrokerRig<T>(
+  ctx: BenchContext,
+  options: BrokerRigOptions,
+  body: (rig: BrokerRig) => Promise<T>,
+): Promise<T> {
+  const sim = startAgentSim();
+  const mock = await kafkaMock();
+  let brokerBus: Bus | undefined;
+  let bus: Bus | undefined;
+  try {
+    brokerBus = await kafkaBus(mock, "bench-broker", options.brokerGroup);
+    bus = await kafkaBus(mock, options.consumer.clientId, options.consumer.group);
+    const store = await embeddedStore(await ctx.tempDir(options.tempPrefix));
+    const subscribing = bus.subscribe({
+      topics: [options.subscribe.topic],
+      group: options.subscribe.group,
+      fromBeginning: false,
+      handler: options.subscribe.handler,
+    });
+    const broker = await benchBroker(brokerBus, store).catch(async (error) => {
+      await subscribing.then((s) => s.close(), () => {});
+      await store.close();
+      throw error;
+    });
+    const connecting = sim.request(
+      {
+        op: "connect",
+        address: broker.address,
+        count: options.agents,
+        prefix: options.agentPrefix,
+      },
+      120_000,
+    );
+    const subscription = await subscribing;
+    try {
+      await connecting;
+      return await body({ sim, address: broker.address, bus });
+    } finally {
+      await sim.close();
+      await subscription.close();
+      await broker.stop();
+      await store.close();
+    }
+  } finally {
+    await sim.close();
+    await bus?.close();
+    await brokerBus?.close();
+    mock.stop();
+  }
 }

@@ -6,19 +6,10 @@
  *
  * @module
  */
-import type { Bus } from "../services/bus/mod.ts";
+import { sleep, within } from "../services/common/async.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
-import { benchBroker, embeddedStore, kafkaBus, kafkaMock } from "./backends.ts";
-import { startAgentSim } from "./sim_client.ts";
-import {
-  type BenchContext,
-  median,
-  percentile,
-  type Row,
-  type Scenario,
-  sleep,
-  within,
-} from "./support.ts";
+import { withBrokerRig } from "./backends.ts";
+import { type BenchContext, median, percentile, type Row, type Scenario } from "./support.ts";
 
 /**
  * Longest wait of an empty fetch for the broker's commands consumer and the
@@ -40,23 +31,17 @@ async function run(ctx: BenchContext): Promise<Row[]> {
   const toOne = ctx.quick ? 10 : 50;
   const toAll = ctx.quick ? 3 : 10;
   const scenario = "3 commands";
-  const sim = startAgentSim();
-  const mock = await kafkaMock();
-  let brokerBus: Bus | undefined;
-  let bus: Bus | undefined;
   const waiting = new Map<string, Waiting>();
   const oneRtt: number[] = [];
   const allDone: number[] = [];
   const allEach: number[] = [];
-  try {
-    brokerBus = await kafkaBus(mock, "bench-broker", { maxWaitMs: MAX_WAIT_MS });
-    bus = await kafkaBus(mock, "bench-analysis", { maxWaitMs: MAX_WAIT_MS });
-    const store = await embeddedStore(await ctx.tempDir("bench-commands-"));
-    // The results consumer's group join overlaps the broker's start (its own join).
-    const subscribing = bus.subscribe({
-      topics: [DEFAULT_TOPICS.results],
+  await withBrokerRig(ctx, {
+    tempPrefix: "bench-commands-",
+    brokerGroup: { maxWaitMs: MAX_WAIT_MS },
+    consumer: { clientId: "bench-analysis", group: { maxWaitMs: MAX_WAIT_MS } },
+    subscribe: {
+      topic: DEFAULT_TOPICS.results,
       group: `bench-results-${crypto.randomUUID().slice(0, 8)}`,
-      fromBeginning: false,
       handler(message) {
         const result = JSON.parse(message.value) as { command_id: string; status: string };
         const w = waiting.get(result.command_id);
@@ -64,24 +49,17 @@ async function run(ctx: BenchContext): Promise<Row[]> {
         w.latencies.push(performance.now() - w.started);
         if (w.latencies.length >= w.expected) w.done();
       },
-    });
-    const broker = await benchBroker(brokerBus, store).catch(async (error) => {
-      await subscribing.then((s) => s.close(), () => {});
-      await store.close();
-      throw error;
-    });
-    const connecting = sim.request(
-      { op: "connect", address: broker.address, count: agents, prefix: "cmd" },
-      120_000,
-    );
-    const results = await subscribing;
+    },
+    agents,
+    agentPrefix: "cmd",
+  }, async ({ bus }) => {
     const send = async (target: string, expected: number): Promise<number[]> => {
       const commandId = `bench-${crypto.randomUUID()}`;
       let done!: () => void;
       const finished = new Promise<void>((resolve) => done = resolve);
       const w: Waiting = { expected, started: performance.now(), latencies: [], done };
       waiting.set(commandId, w);
-      await bus!.publish(DEFAULT_TOPICS.commands, [{
+      await bus.publish(DEFAULT_TOPICS.commands, [{
         key: target,
         value: JSON.stringify({
           command_id: commandId,
@@ -97,38 +75,25 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       }
       return w.latencies;
     };
-    try {
-      await connecting;
-      // Warm-up: the first command also waits for partitions and metadata.
-      await send("cmd-0", 1);
-      await send("all", agents);
-      for (let i = 0; i < toOne; i++) {
-        const target = `cmd-${Math.floor(Math.random() * agents)}`;
-        oneRtt.push((await send(target, 1))[0]);
-      }
-      for (let i = 0; i < toAll; i++) {
-        const latencies = await send("all", agents);
-        allDone.push(Math.max(...latencies));
-        allEach.push(...latencies);
-        await sleep(100);
-      }
-      ctx.progress(
-        `commands: to one p50 ${Math.round(median(oneRtt))} ms, to all ${agents} p50 ${
-          Math.round(median(allDone))
-        } ms`,
-      );
-    } finally {
-      await sim.close();
-      await results.close();
-      await broker.stop();
-      await store.close();
+    // Warm-up: the first command also waits for partitions and metadata.
+    await send("cmd-0", 1);
+    await send("all", agents);
+    for (let i = 0; i < toOne; i++) {
+      const target = `cmd-${Math.floor(Math.random() * agents)}`;
+      oneRtt.push((await send(target, 1))[0]);
     }
-  } finally {
-    await sim.close();
-    await bus?.close();
-    await brokerBus?.close();
-    mock.stop();
-  }
+    for (let i = 0; i < toAll; i++) {
+      const latencies = await send("all", agents);
+      allDone.push(Math.max(...latencies));
+      allEach.push(...latencies);
+      await sleep(100);
+    }
+    ctx.progress(
+      `commands: to one p50 ${Math.round(median(oneRtt))} ms, to all ${agents} p50 ${
+        Math.round(median(allDone))
+      } ms`,
+    );
+  });
   const how = `kafka mock; consumers' fetch wait ${MAX_WAIT_MS} ms`;
   return [
     {

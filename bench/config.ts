@@ -15,21 +15,14 @@
  */
 import { type AgentHandle, startAgent } from "../services/agent/mod.ts";
 import { setLogLevel } from "../services/common/log.ts";
+import { sleep, waitUntil } from "../services/common/async.ts";
 import { storeKeys } from "../services/store/keys.ts";
 import type { Store } from "../services/store/mod.ts";
 import { startEtcd } from "../tests/harness/etcd.ts";
 import { freePort } from "../tests/harness/free_port.ts";
 import { type AgentStoreSpec, startAgentProcess } from "./agent_process.ts";
 import { benchBroker, embeddedBus, embeddedStore, etcdStore } from "./backends.ts";
-import {
-  type BenchContext,
-  median,
-  percentile,
-  type Row,
-  type Scenario,
-  sleep,
-  waitUntil,
-} from "./support.ts";
+import { type BenchContext, median, percentile, type Row, type Scenario } from "./support.ts";
 
 const KEYS = storeKeys("/monitor");
 
@@ -79,7 +72,7 @@ async function propagation(
         () => agent.heartbeat().config_revision >= revision,
         10_000,
         `agent ${agent.agentId} to apply revision ${revision} (${backend.label})`,
-        1,
+        { intervalMs: 1 },
       );
       times.push(performance.now() - started);
       await sleep(20);
@@ -125,7 +118,7 @@ async function detection(
       () => broker.health().find((h) => h.agent_id === id && h.status === "dead"),
       ttl * 3000 + 15_000,
       `broker to report ${id} dead (${backend.label})`,
-      10,
+      { intervalMs: 10 },
     );
     const seconds = (performance.now() - killed) / 1000;
     ctx.progress(

@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import { DEFAULT_AGENT_CONFIG_JSON } from "../services/config/agent_config.ts";
 import type { MetricName } from "../services/common/messages.ts";
+import { sleep, within } from "../services/common/async.ts";
 import { storeKeys } from "../services/store/keys.ts";
 import { startAgentProcess } from "./agent_process.ts";
 import { benchBroker, embeddedBus, embeddedStore } from "./backends.ts";
@@ -20,8 +21,6 @@ import {
   procUsage,
   type Row,
   type Scenario,
-  sleep,
-  within,
 } from "./support.ts";
 
 /** Install command shown when collectd is missing. */

@@ -9,19 +9,11 @@
  *
  * @module
  */
-import type { Bus } from "../services/bus/mod.ts";
+import { sleep, waitUntil } from "../services/common/async.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
-import { benchBroker, embeddedStore, kafkaBus, kafkaMock } from "./backends.ts";
-import { startAgentSim } from "./sim_client.ts";
-import {
-  type BenchContext,
-  median,
-  percentile,
-  type Row,
-  type Scenario,
-  sleep,
-  waitUntil,
-} from "./support.ts";
+import { withBrokerRig } from "./backends.ts";
+import type { AgentSim } from "./sim_client.ts";
+import { type BenchContext, median, percentile, type Row, type Scenario } from "./support.ts";
 
 /** Arrivals seen by the consumer: sample timestamp (s) and latency (ms). */
 class Arrivals {
@@ -72,7 +64,7 @@ interface StepResult {
 
 async function step(
   ctx: BenchContext,
-  sim: ReturnType<typeof startAgentSim>,
+  sim: AgentSim,
   arrivals: Arrivals,
   agents: number,
   runMs: number,
@@ -83,7 +75,9 @@ async function step(
   const sent = Number(r.sent);
   // Grace for what is still on its way.
   try {
-    await waitUntil(() => arrivals.between(from, to).length >= sent, 10_000, "consumption", 50);
+    await waitUntil(() => arrivals.between(from, to).length >= sent, 10_000, "consumption", {
+      intervalMs: 50,
+    });
   } catch { /* counted as lost below */ }
   const all = arrivals.between(from, to);
   const third = (to - from) / 3;
@@ -128,129 +122,101 @@ async function run(ctx: BenchContext): Promise<Row[]> {
   const scenario = "2 latency";
   const rows: Row[] = [];
 
-  const sim = startAgentSim();
-  const mock = await kafkaMock();
-  let bus: Bus | undefined;
-  let consumerBus: Bus | undefined;
-  try {
-    bus = await kafkaBus(mock, "bench-broker");
-    consumerBus = await kafkaBus(mock, "bench-consumer", { maxWaitMs: MAX_WAIT_MS });
-    const store = await embeddedStore(await ctx.tempDir("bench-latency-"));
-    const arrivals = new Arrivals();
-    // The consumer's group join, the broker's start (its own join) and connecting the agents
-    // overlap: each join takes seconds on the mock cluster.
-    const subscribing = consumerBus.subscribe({
-      topics: [DEFAULT_TOPICS.data],
+  const arrivals = new Arrivals();
+  await withBrokerRig(ctx, {
+    tempPrefix: "bench-latency-",
+    consumer: { clientId: "bench-consumer", group: { maxWaitMs: MAX_WAIT_MS } },
+    subscribe: {
+      topic: DEFAULT_TOPICS.data,
       group: `bench-latency-${crypto.randomUUID().slice(0, 8)}`,
-      fromBeginning: false,
       handler: (message) => arrivals.record(message.value),
+    },
+    agents: baseAgents,
+    agentPrefix: "lat",
+  }, async ({ sim, address }) => {
+    // Warm-up second (JIT, metadata, consumer fetch loop).
+    await sim.request({ op: "rate", ms: quick ? 500 : 1000, perSecond: 1 }, 60_000);
+    await sleep(300);
+    const base = await step(ctx, sim, arrivals, baseAgents, baseMs);
+    const note = `${baseAgents} agents × 1 batch/s (1 sample) for ${
+      baseMs / 1000
+    } s; ${base.consumed}/${base.sent} consumed; kafka mock, consumer through the bus`;
+    rows.push({
+      scenario,
+      measure: `agent → consumer p50 (${baseAgents} agents)`,
+      value: base.p50,
+      unit: "ms",
+      note,
     });
-    const broker = await benchBroker(bus, store).catch(async (error) => {
-      await subscribing.then((s) => s.close(), () => {});
-      await store.close();
-      throw error;
+    rows.push({
+      scenario,
+      measure: `agent → consumer p95 (${baseAgents} agents)`,
+      value: base.p95,
+      unit: "ms",
     });
-    const connecting = sim.request(
-      { op: "connect", address: broker.address, count: baseAgents, prefix: "lat" },
-      120_000,
-    );
-    const subscription = await subscribing;
-    try {
-      await connecting;
-      // Warm-up second (JIT, metadata, consumer fetch loop).
-      await sim.request({ op: "rate", ms: quick ? 500 : 1000, perSecond: 1 }, 60_000);
-      await sleep(300);
-      const base = await step(ctx, sim, arrivals, baseAgents, baseMs);
-      const note = `${baseAgents} agents × 1 batch/s (1 sample) for ${
-        baseMs / 1000
-      } s; ${base.consumed}/${base.sent} consumed; kafka mock, consumer through the bus`;
-      rows.push({
-        scenario,
-        measure: `agent → consumer p50 (${baseAgents} agents)`,
-        value: base.p50,
-        unit: "ms",
-        note,
-      });
-      rows.push({
-        scenario,
-        measure: `agent → consumer p95 (${baseAgents} agents)`,
-        value: base.p95,
-        unit: "ms",
-      });
-      rows.push({
-        scenario,
-        measure: `agent → consumer p99 (${baseAgents} agents)`,
-        value: base.p99,
-        unit: "ms",
-      });
-      rows.push({
-        scenario,
-        measure: `agent send → broker ack p50 / p99 (${baseAgents} agents)`,
-        value: base.ackP50,
-        unit: "ms",
-        note: `p99 ${
-          Math.round(base.ackP99)
-        } ms; the broker acknowledges after Kafka accepted the batch`,
-      });
+    rows.push({
+      scenario,
+      measure: `agent → consumer p99 (${baseAgents} agents)`,
+      value: base.p99,
+      unit: "ms",
+    });
+    rows.push({
+      scenario,
+      measure: `agent send → broker ack p50 / p99 (${baseAgents} agents)`,
+      value: base.ackP50,
+      unit: "ms",
+      note: `p99 ${
+        Math.round(base.ackP99)
+      } ms; the broker acknowledges after Kafka accepted the batch`,
+    });
 
-      let carried = base.ok ? baseAgents : 0;
-      let limit = base.ok ? "" : `already at ${baseAgents}`;
-      let total = baseAgents;
-      if (base.ok) {
-        for (const target of steps) {
-          const connected = await sim.request(
-            {
-              op: "connect",
-              address: broker.address,
-              count: target - total,
-              prefix: `lat${target}`,
-            },
-            180_000,
-          );
-          total = Number(connected.agents);
-          if (Number(connected.failed) > 0) {
-            limit = `${connected.failed} of ${target} streams could not connect`;
-            break;
-          }
-          const result = await step(ctx, sim, arrivals, target, stepMs);
-          if (!result.ok) {
-            limit = `${target}: ${
-              result.consumed < result.sent
-                ? `${
-                  result.sent - result.consumed
-                } of ${result.sent} samples not consumed within 10 s`
-                : `lag grew from ${Math.round(result.firstThirdP50)} to ${
-                  Math.round(result.lastThirdP50)
-                } ms (p50)`
-            }${result.simBehind > 0 ? `, simulator ${result.simBehind} sends late` : ""}`;
-            break;
-          }
-          carried = target;
+    let carried = base.ok ? baseAgents : 0;
+    let limit = base.ok ? "" : `already at ${baseAgents}`;
+    let total = baseAgents;
+    if (base.ok) {
+      for (const target of steps) {
+        const connected = await sim.request(
+          {
+            op: "connect",
+            address,
+            count: target - total,
+            prefix: `lat${target}`,
+          },
+          180_000,
+        );
+        total = Number(connected.agents);
+        if (Number(connected.failed) > 0) {
+          limit = `${connected.failed} of ${target} streams could not connect`;
+          break;
         }
+        const result = await step(ctx, sim, arrivals, target, stepMs);
+        if (!result.ok) {
+          limit = `${target}: ${
+            result.consumed < result.sent
+              ? `${
+                result.sent - result.consumed
+              } of ${result.sent} samples not consumed within 10 s`
+              : `lag grew from ${Math.round(result.firstThirdP50)} to ${
+                Math.round(result.lastThirdP50)
+              } ms (p50)`
+          }${result.simBehind > 0 ? `, simulator ${result.simBehind} sends late` : ""}`;
+          break;
+        }
+        carried = target;
       }
-      rows.push({
-        scenario,
-        measure: "most agents one broker carried (1 batch/s each)",
-        value: carried,
-        unit: "agents",
-        note: limit
-          ? `stepped ${[baseAgents, ...steps].join("/")}, ${stepMs / 1000} s each; limit: ${limit}`
-          : `stepped ${[baseAgents, ...steps].join("/")}, ${
-            stepMs / 1000
-          } s each; no loss or growing lag at the largest step`,
-      });
-    } finally {
-      await sim.close();
-      await subscription.close();
-      await broker.stop();
-      await store.close();
     }
-  } finally {
-    await sim.close();
-    await consumerBus?.close();
-    await bus?.close();
-    mock.stop();
-  }
+    rows.push({
+      scenario,
+      measure: "most agents one broker carried (1 batch/s each)",
+      value: carried,
+      unit: "agents",
+      note: limit
+        ? `stepped ${[baseAgents, ...steps].join("/")}, ${stepMs / 1000} s each; limit: ${limit}`
+        : `stepped ${[baseAgents, ...steps].join("/")}, ${
+          stepMs / 1000
+        } s each; no loss or growing lag at the largest step`,
+    });
+  });
   return rows;
 }
 

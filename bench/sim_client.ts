@@ -7,7 +7,8 @@
  */
 import { fileURLToPath } from "node:url";
 import { agentPermissions } from "../services/agent/permissions.ts";
-import { lines, within } from "./support.ts";
+import { within } from "../services/common/async.ts";
+import { lines } from "./support.ts";
 
 const SIM = fileURLToPath(new URL("./agent_sim.ts", import.meta.url));
 

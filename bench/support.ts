@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the benchmarks: statistics (medians, percentiles), the
- * result rows every scenario returns, bounded waits, the table printer and
+ * result rows every scenario returns, simulated metrics, the table printer and
  * the machine and version description written with each run.
  *
  * @module
@@ -56,45 +56,19 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
-/** Sleeps `ms` milliseconds. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Rejects after `ms` with a message naming what was awaited; clears its timer either way. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`bench: timed out after ${ms} ms waiting for ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `check` every `everyMs` until it returns a truthy value; fails after `ms` naming `what`. */
-export async function waitUntil<T>(
-  check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  ms: number,
-  what: string,
-  everyMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`bench: timed out after ${ms} ms waiting for ${what}`);
-    }
-    await sleep(everyMs);
-  }
+/**
+ * The six metrics of a simulated sample (random values), as the agents and
+ * the broker's data messages carry them.
+ */
+export function randomMetrics(): Record<string, number> {
+  return {
+    cpu: Math.random() * 100,
+    memory: Math.random() * 100,
+    "disk read": Math.random() * 1e6,
+    "disk write": Math.random() * 1e6,
+    "net in": Math.random() * 1e6,
+    "net out": Math.random() * 1e6,
+  };
 }
 
 /** Rounds to a sensible number of significant digits for the table. */

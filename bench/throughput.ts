@@ -17,7 +17,8 @@ import type { Bus, OutgoingMessage } from "../services/bus/mod.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { benchBroker, embeddedBus, embeddedStore, kafkaBus, kafkaMock } from "./backends.ts";
 import { startAgentSim } from "./sim_client.ts";
-import { type BenchContext, median, type Row, type Scenario, sleep } from "./support.ts";
+import { sleep } from "../services/common/async.ts";
+import { type BenchContext, median, randomMetrics, type Row, type Scenario } from "./support.ts";
 
 const TOPIC = DEFAULT_TOPICS.data;
 
@@ -35,21 +36,13 @@ function messagesFor(agents: number, samples: number): OutgoingMessage[][] {
     const id = `bare-${a}`;
     const list: OutgoingMessage[] = [];
     for (let s = 0; s < samples; s++) {
-      const metrics = {
-        cpu: Math.random() * 100,
-        memory: Math.random() * 100,
-        "disk read": Math.random() * 1e6,
-        "disk write": Math.random() * 1e6,
-        "net in": Math.random() * 1e6,
-        "net out": Math.random() * 1e6,
-      };
       list.push({
         key: id,
         value: JSON.stringify({
           agent_id: id,
           hostname: `${id}.bench`,
           timestamp: Date.now() / 1000,
-          metrics,
+          metrics: randomMetrics(),
         }),
       });
     }
