@@ -29,6 +29,37 @@ class Capture extends Writable {
   }
 }
 
+/** A terminal admin console on piped streams, `prompter` answering its questions. */
+interface TerminalConsole {
+  input: PassThrough;
+  output: Capture;
+  console: ReturnType<typeof startAdminConsole>;
+}
+
+/** Runs `body` with a terminal admin console on `adminUrl`; closes it and its input however it ends. */
+async function withTerminalConsole(
+  adminUrl: string,
+  prompter: Prompter | undefined,
+  body: (c: TerminalConsole) => Promise<void>,
+): Promise<void> {
+  const input = new PassThrough();
+  const output = new Capture();
+  const console = startAdminConsole({
+    adminUrl,
+    input,
+    output,
+    terminal: true,
+    captureLogs: false,
+    prompter,
+  });
+  try {
+    await body({ input, output, console });
+  } finally {
+    console.close();
+    input.end();
+  }
+}
+
 Deno.test("console: command lines split into words; quotes group; rest keeps raw JSON", () => {
   const line = parseCommandLine(`  send web-1 status {"a": [1, 2], "b": "x y"}  `)!;
   assert.equal(line.name, "send");
@@ -193,47 +224,43 @@ Deno.test("console: on a terminal, tab completes connected agent ids and command
   withBroker({ commandTimeoutMs: 2000 }, async ({ broker, adminUrl }) => {
     const agent = await TestAgent.connect(broker.address, "tab-1");
     answerCommands(agent, (c) => ({ status: "ok", output: { type: c.command_type } }));
-    const input = new PassThrough();
-    const output = new Capture();
-    const console = startAdminConsole({
-      adminUrl,
-      input,
-      output,
-      terminal: true,
-      captureLogs: false,
-    });
     try {
-      // "ta" completes to the only connected agent, "stat" to the command type status.
-      input.write("send ta\t");
-      await waitUntil(() => output.text.includes("send tab-1"), 5000, "agent id completed");
-      input.write("stat\t");
-      await waitUntil(() => output.text.includes("send tab-1 status"), 5000, "command completed", {
-        detail: () => JSON.stringify(output.text),
+      await withTerminalConsole(adminUrl, undefined, async ({ input, output, console }) => {
+        // "ta" completes to the only connected agent, "stat" to the command type status.
+        input.write("send ta\t");
+        await waitUntil(() => output.text.includes("send tab-1"), 5000, "agent id completed");
+        input.write("stat\t");
+        await waitUntil(
+          () => output.text.includes("send tab-1 status"),
+          5000,
+          "command completed",
+          {
+            detail: () => JSON.stringify(output.text),
+          },
+        );
+        input.write("\r");
+        await waitUntil(
+          () => stripAnsi(output.text).includes("1 answered; ok: tab-1"),
+          10_000,
+          "the completed send to run",
+        );
+        input.write("config tab\t");
+        await waitUntil(
+          () => stripAnsi(output.text).includes("config tab-1 "),
+          5000,
+          "agent id completed after config",
+          { detail: () => JSON.stringify(output.text.slice(-300)) },
+        );
+        input.write("\r");
+        await waitUntil(
+          () => stripAnsi(output.text).includes("tab-1 has no configuration"),
+          10_000,
+          "the completed config to run",
+        );
+        input.write("quit\r");
+        await within(console.done, 5000, "quit");
       });
-      input.write("\r");
-      await waitUntil(
-        () => stripAnsi(output.text).includes("1 answered; ok: tab-1"),
-        10_000,
-        "the completed send to run",
-      );
-      input.write("config tab\t");
-      await waitUntil(
-        () => stripAnsi(output.text).includes("config tab-1 "),
-        5000,
-        "agent id completed after config",
-        { detail: () => JSON.stringify(output.text.slice(-300)) },
-      );
-      input.write("\r");
-      await waitUntil(
-        () => stripAnsi(output.text).includes("tab-1 has no configuration"),
-        10_000,
-        "the completed config to run",
-      );
-      input.write("quit\r");
-      await within(console.done, 5000, "quit");
     } finally {
-      console.close();
-      input.end();
       agent.close();
     }
   }));
@@ -280,48 +307,38 @@ Deno.test("console: config alone offers the agent, opens its configuration for e
       withInterval(9),
       true, // yes
     ]);
-    const input = new PassThrough();
-    const output = new Capture();
-    const console = startAdminConsole({
-      adminUrl,
-      input,
-      output,
-      terminal: true,
-      captureLogs: false,
-      prompter,
-    });
     try {
-      input.write("config\r");
-      await waitUntil(() => stripAnsi(output.text).includes("not written"), 10_000, "declined");
-      assert.equal(JSON.parse((await store.get(key))!.value).interval, 5, "unchanged after no");
-      input.write("config\r");
-      await waitUntil(
-        () =>
-          stripAnsi(output.text).includes(
-            "configuration of cfg-1 written to /monitor/config/cfg-1",
-          ),
-        10_000,
-        "written after yes",
-      );
-      assert.deepEqual(JSON.parse((await store.get(key))!.value), {
-        interval: 9,
-        metrics: ["cpu"],
+      await withTerminalConsole(adminUrl, prompter, async ({ input, output, console }) => {
+        input.write("config\r");
+        await waitUntil(() => stripAnsi(output.text).includes("not written"), 10_000, "declined");
+        assert.equal(JSON.parse((await store.get(key))!.value).interval, 5, "unchanged after no");
+        input.write("config\r");
+        await waitUntil(
+          () =>
+            stripAnsi(output.text).includes(
+              "configuration of cfg-1 written to /monitor/config/cfg-1",
+            ),
+          10_000,
+          "written after yes",
+        );
+        assert.deepEqual(JSON.parse((await store.get(key))!.value), {
+          interval: 9,
+          metrics: ["cpu"],
+        });
+        // The editor was opened on the agent's current configuration.
+        assert.deepEqual(JSON.parse(edited[0]), { interval: 5, metrics: ["cpu"] });
+        assert.deepEqual(prompter.asked, [
+          "Configure which agent?",
+          "Configuration of cfg-1",
+          "Replace the configuration of cfg-1?",
+          "Configure which agent?",
+          "Configuration of cfg-1",
+          "Replace the configuration of cfg-1?",
+        ]);
+        input.write("quit\r");
+        await within(console.done, 5000, "quit");
       });
-      // The editor was opened on the agent's current configuration.
-      assert.deepEqual(JSON.parse(edited[0]), { interval: 5, metrics: ["cpu"] });
-      assert.deepEqual(prompter.asked, [
-        "Configure which agent?",
-        "Configuration of cfg-1",
-        "Replace the configuration of cfg-1?",
-        "Configure which agent?",
-        "Configuration of cfg-1",
-        "Replace the configuration of cfg-1?",
-      ]);
-      input.write("quit\r");
-      await within(console.done, 5000, "quit");
     } finally {
-      console.close();
-      input.end();
       agent.close();
     }
   }));
