@@ -27,6 +27,36 @@ function lines(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void
   );
 }
 
+/** Spawns `deno <args>`, its stdout and stderr lines collected into `stdout` and `stderr`. */
+function spawnDeno(
+  args: string[],
+  stdout: string[],
+  stderr: string[] = stdout,
+): { child: Deno.ChildProcess; pumps: Promise<unknown> } {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return { child, pumps: Promise.all([lines(child.stdout, stdout), lines(child.stderr, stderr)]) };
+}
+
+/** Kills `child` when it still runs (SIGKILL) and waits for it and its output. */
+async function reap(
+  child: Deno.ChildProcess | undefined,
+  pumps: Promise<unknown> | undefined,
+): Promise<void> {
+  if (child) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already ended */ }
+    await child.status;
+  }
+  await pumps;
+  await delay(0);
+}
+
 /**
  * `deno run` and the agent's own scoped permissions plus those of the embedded
  * store at `storePath`; the script and its flags follow.
@@ -84,13 +114,7 @@ Deno.test("agent process: a config change in the store is applied by the same pr
       "--log-level",
       "info",
     ];
-    child = new Deno.Command(Deno.execPath(), {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    pumps = Promise.all([lines(child.stdout, stdout), lines(child.stderr, stderr)]);
+    ({ child, pumps } = spawnDeno(args, stdout, stderr));
     const pid = child.pid;
     await waitFor(() => stdout.includes("monitor:ready"), 30_000, "monitor:ready").catch(
       (error) => {
@@ -145,14 +169,7 @@ Deno.test("agent process: a config change in the store is applied by the same pr
     assert.equal(await backend.store.get("/monitor/heartbeat/proc-1"), undefined);
     assert.ok(stdout.concat(stderr).some((l) => /agent proc-1 stopped/.test(l)));
   } finally {
-    if (child) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already ended */ }
-      await child.status;
-    }
-    await pumps;
-    await delay(0);
+    await reap(child, pumps);
     await broker.close();
     await backend.cleanup();
   }
@@ -239,8 +256,8 @@ Deno.test("agent CLI: --config monitor.yaml supplies the id, the broker address 
       path: backend.path,
     });
     const join = (list: string[]) => [...new Set(list)].join(",");
-    child = new Deno.Command(Deno.execPath(), {
-      args: [
+    ({ child, pumps } = spawnDeno(
+      [
         "run",
         "--no-prompt",
         `--allow-read=${join([...agent.read, ...store.read])}`,
@@ -253,11 +270,9 @@ Deno.test("agent CLI: --config monitor.yaml supplies the id, the broker address 
         yaml,
         "--supervised",
       ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    pumps = Promise.all([lines(child.stdout, stdout), lines(child.stderr, stderr)]);
+      stdout,
+      stderr,
+    ));
     await waitFor(() => broker.hellos.length > 0, 30_000, "the agent's hello").catch((error) => {
       throw new Error(`${error.message}\n${stdout.join("\n")}\n${stderr.join("\n")}`);
     });
@@ -267,13 +282,7 @@ Deno.test("agent CLI: --config monitor.yaml supplies the id, the broker address 
     assert.equal((await child.status).code, 0);
     child = undefined;
   } finally {
-    if (child) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already ended */ }
-      await child.status;
-    }
-    await pumps;
+    await reap(child, pumps);
     await broker.close();
     await backend.cleanup();
   }
@@ -291,23 +300,17 @@ Deno.test("agent CLI: without --id the agent is named after its host", async () 
       "/monitor/config/default",
       JSON.stringify({ interval: 1, metrics: ["memory"] }),
     );
-    child = new Deno.Command(Deno.execPath(), {
-      args: [
-        ...runWithAgentPermissions(broker.address, backend.path),
-        MAIN,
-        "--supervised",
-        "--broker",
-        broker.address,
-        "--store-backend",
-        "embedded",
-        "--state-dir",
-        backend.dir,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    pumps = Promise.all([lines(child.stdout, output), lines(child.stderr, output)]);
+    ({ child, pumps } = spawnDeno([
+      ...runWithAgentPermissions(broker.address, backend.path),
+      MAIN,
+      "--supervised",
+      "--broker",
+      broker.address,
+      "--store-backend",
+      "embedded",
+      "--state-dir",
+      backend.dir,
+    ], output));
     const beat = await waitFor(() => heartbeatOf(backend.store, host), 30_000, "the heartbeat")
       .catch((error) => {
         throw new Error(`${error.message}\n${output.join("\n")}`);
@@ -321,14 +324,7 @@ Deno.test("agent CLI: without --id the agent is named after its host", async () 
     child = undefined;
     assert.equal(result.code, 0, output.join("\n"));
   } finally {
-    if (child) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already ended */ }
-      await child.status;
-    }
-    await pumps;
-    await delay(0);
+    await reap(child, pumps);
     await broker.close();
     await backend.cleanup();
   }
