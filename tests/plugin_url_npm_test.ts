@@ -26,6 +26,7 @@ import {
 } from "../services/plugin_loader/mod.ts";
 import { graphIntegrity, integrityHex } from "../services/plugin_loader/integrity.ts";
 import type { Site } from "./fixtures/url_plugins/site.ts";
+import { childSetup, runAgentChild } from "./fixtures/url_plugins/run_child.ts";
 import { withSite } from "./fixtures/url_plugins/store.ts";
 import type { Store } from "../services/store/types.ts";
 
@@ -313,36 +314,15 @@ Deno.test("an agent process with only the computed permissions and the project's
     const pin = await pinNpm(site, store, "npmwidth", "/npmwidth@1.0.0/mod.js", {
       config: { text: "日本語 x" },
     });
-    const dir = await site.tempDir();
-    const pinFile = join(dir, "pin.json");
-    await Deno.writeTextFile(pinFile, encodePin(pin));
-    const stateDir = join(dir, "state");
-    const needs = agentPluginPermissions([pin], stateDir);
+    const setup = await childSetup(site, pin);
+    const { needs } = setup;
     assert.deepEqual(needs.net, [site.host, NPM_REGISTRY_HOST].sort());
     // Run from the repository root: deno.json applies, with its frozen deno.lock that knows
     // nothing of the plugin's packages. No read access to any npm cache, no --allow-env.
     const root = new URL("..", import.meta.url);
     assert.equal(JSON.parse(await Deno.readTextFile(new URL("deno.json", root))).lock.frozen, true);
-    const output = await new Deno.Command("deno", {
-      args: [
-        "run",
-        ...needs.flags,
-        `--allow-read=${[pinFile, ...needs.read].join(",")}`,
-        `--allow-write=${needs.write.join(",")}`,
-        `--allow-net=${needs.net.join(",")}`,
-        "tests/fixtures/url_plugins/agent_child.ts",
-        pinFile,
-        join(stateDir, "plugin-cache"),
-      ],
-      cwd: root,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(60_000),
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout).trim();
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.equal(output.code, 0, `${stdout}\n${stderr}`);
+    const { code, stdout, stderr } = await runAgentChild(setup, { cwd: root });
+    assert.equal(code, 0, `${stdout}\n${stderr}`);
     assert.deepEqual(JSON.parse(stdout.split("\n").at(-1)!), {
       ok: { timestamp: 1, metrics: { cpu: 2, width: 8, reached: 0 } },
       alive: true,

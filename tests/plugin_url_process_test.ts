@@ -12,9 +12,8 @@ import {
   type PluginPin,
 } from "../services/plugin_loader/mod.ts";
 import type { Site } from "./fixtures/url_plugins/site.ts";
+import { AGENT_CHILD, childSetup, runAgentChild } from "./fixtures/url_plugins/run_child.ts";
 import { withSite } from "./fixtures/url_plugins/store.ts";
-
-const CHILD = new URL("./fixtures/url_plugins/agent_child.ts", import.meta.url);
 
 interface ChildOutcome {
   ok?: { timestamp: number; metrics: Record<string, number> };
@@ -28,41 +27,17 @@ async function runChild(
   pin: PluginPin,
   extraRead: string[] = [],
 ): Promise<{ code: number; outcome: ChildOutcome; stderr: string }> {
-  const dir = await site.tempDir();
-  const pinFile = join(dir, "pin.json");
-  await Deno.writeTextFile(pinFile, JSON.stringify(pin));
-  const cacheDir = join(dir, "state", "plugin-cache");
-  const needs = agentPluginPermissions([pin], join(dir, "state"));
-  assert.deepEqual(needs.write, [cacheDir]);
-  assert.deepEqual(needs.flags, ["--unstable-worker-options"]);
-  const read = [pinFile, ...needs.read, ...extraRead];
-  const args = [
-    "run",
-    ...needs.flags,
-    `--allow-read=${read.join(",")}`,
-    `--allow-write=${needs.write.join(",")}`,
-    `--allow-net=${needs.net.join(",")}`,
-    ...(needs.env.length ? [`--allow-env=${needs.env.join(",")}`] : []),
-    CHILD.pathname,
-    pinFile,
-    cacheDir,
-  ];
-  const output = await new Deno.Command("deno", {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const stdout = new TextDecoder().decode(output.stdout).trim();
-  const stderr = new TextDecoder().decode(output.stderr);
+  const setup = await childSetup(site, pin);
+  assert.deepEqual(setup.needs.write, [setup.cacheDir]);
+  assert.deepEqual(setup.needs.flags, ["--unstable-worker-options"]);
+  const { code, stdout, stderr } = await runAgentChild(setup, { extraRead });
   let outcome: ChildOutcome = {};
   try {
     outcome = JSON.parse(stdout.split("\n").at(-1) ?? "");
   } catch {
-    assert.fail(`the child printed no outcome (exit ${output.code}):\n${stdout}\n${stderr}`);
+    assert.fail(`the child printed no outcome (exit ${code}):\n${stdout}\n${stderr}`);
   }
-  return { code: output.code, outcome, stderr };
+  return { code, outcome, stderr };
 }
 
 Deno.test("an agent process with only the computed permissions fetches, verifies and runs a URL plugin", async () => {
@@ -123,7 +98,7 @@ Deno.test("a plugin declaring more than the agent was granted does not start, wi
         `--allow-read=${pinFile},${cacheDir}`,
         `--allow-write=${cacheDir}`,
         `--allow-net=${site.host}`,
-        CHILD.pathname,
+        AGENT_CHILD,
         pinFile,
         cacheDir,
       ],
