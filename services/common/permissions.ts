@@ -49,7 +49,8 @@ export const GRPC_CLIENT_PROXY_ENV_VARS: readonly string[] = Object.freeze([
 /**
  * Permission lists as `deno run` flags, in the order read, write, net, env,
  * sys, run: one `--allow-<name>=a,b` flag per non-empty list, repeated
- * entries given once; an empty or missing list gives no flag.
+ * entries given once; an empty or missing list gives no flag, and a list
+ * holding `*` gives `--allow-<name>` without a list (all of that kind).
  */
 export function permissionFlags(p: PermissionLists): string[] {
   const flags: string[] = [];
@@ -62,7 +63,10 @@ export function permissionFlags(p: PermissionLists): string[] {
     ["run", p.run],
   ];
   for (const [name, list] of lists) {
-    if (list?.length) flags.push(`--allow-${name}=${[...new Set(list)].join(",")}`);
+    if (!list?.length) continue;
+    flags.push(
+      list.includes("*") ? `--allow-${name}` : `--allow-${name}=${[...new Set(list)].join(",")}`,
+    );
   }
   return flags;
 }

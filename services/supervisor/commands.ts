@@ -13,6 +13,7 @@ import { analysisPermissions } from "../analysis/permissions.ts";
 import { brokerPermissions } from "../broker/permissions.ts";
 import { busPermissions } from "../bus/permissions.ts";
 import type { BusSettings } from "../bus/types.ts";
+import { permissionFlags, type PermissionLists } from "../common/permissions.ts";
 import { YAML_ENV_VARS } from "../common/service_settings.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 import { agentPluginPermissions } from "../plugin_loader/permissions.ts";
@@ -95,16 +96,11 @@ export interface DeploymentSettings {
   plugins: PluginNeeds[];
 }
 
-/** Permission lists of one process. */
-export interface PermissionSet {
-  read: string[];
-  write: string[];
-  net: string[];
-  /** Named variables; `["*"]` means every variable (`--allow-env` without a list). */
-  env: string[];
-  sys: string[];
-  run: string[];
-}
+/**
+ * Permission lists of one process, every list present; `["*"]` means all of
+ * that kind (e.g. `--allow-env` without a list).
+ */
+export type PermissionSet = Required<PermissionLists>;
 
 function emptySet(): PermissionSet {
   return { read: [], write: [], net: [], env: [], sys: [], run: [] };
@@ -121,20 +117,9 @@ export function mergePermissions(...parts: Array<Partial<PermissionSet>>): Permi
   return out;
 }
 
-/** Permission lists as `deno run` flags, always led by `--no-prompt`. */
+/** Permission lists as `deno run` flags ({@linkcode permissionFlags}), always led by `--no-prompt`. */
 export function permissionArgs(p: PermissionSet): string[] {
-  const flags = ["--no-prompt"];
-  const add = (name: string, list: string[]) => {
-    if (list.length === 0) return;
-    flags.push(list.includes("*") ? `--allow-${name}` : `--allow-${name}=${list.join(",")}`);
-  };
-  add("read", p.read);
-  add("write", p.write);
-  add("net", p.net);
-  add("env", p.env);
-  add("sys", p.sys);
-  add("run", p.run);
-  return flags;
+  return ["--no-prompt", ...permissionFlags(p)];
 }
 
 function commonServiceArgs(settings: DeploymentSettings): string[] {
