@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { forEachLine } from "./lines.ts";
 
 /** A running `deno <args>` (stdin closed) with its stdout lines and stderr. */
 export class DenoLineProcess {
@@ -34,17 +35,7 @@ export class DenoLineProcess {
       return s;
     });
     this.stderr = new Response(this.process.stderr).text();
-    const stdout = this.process.stdout;
-    this.stdoutDone = (async () => {
-      let buffer = "";
-      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const parts = buffer.split("\n");
-        buffer = parts.pop() ?? "";
-        this.lines.push(...parts);
-      }
-      if (buffer) this.lines.push(buffer);
-    })();
+    this.stdoutDone = forEachLine(this.process.stdout, (line) => this.lines.push(line));
   }
 
   /** The process id. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { forEachLine } from "../common/lines.ts";
 import {
   type RestartDecision,
   RestartPolicy,
@@ -275,7 +276,6 @@ export class ManagedService {
   }
 
   async #read(stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr", generation: number) {
-    let buffer = "";
     const emit = (text: string) => {
       const line = text.endsWith("\r") ? text.slice(0, -1) : text;
       if (which === "stdout" && line === READY_LINE && generation === this.#generation) {
@@ -285,17 +285,8 @@ export class ManagedService {
       this.#reporter.line(this.name, which, line);
     };
     try {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        let newline = buffer.indexOf("\n");
-        while (newline >= 0) {
-          emit(buffer.slice(0, newline));
-          buffer = buffer.slice(newline + 1);
-          newline = buffer.indexOf("\n");
-        }
-      }
+      await forEachLine(stream, emit);
     } catch { /* the stream broke with the process */ }
-    if (buffer !== "") emit(buffer);
   }
 
   #onReady(generation: number) {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { forEachLine } from "../common/lines.ts";
 import { errorMessage } from "../common/log.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { listPins } from "../plugin_loader/pinning.ts";
@@ -158,16 +159,8 @@ export class Supervisor {
     this.#output.say("info", `pinning URL plugins: ${names.join(", ")}`);
     const child = this.#spawn(command);
     this.#pinChild = child;
-    const pump = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
-      let buffer = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const lines = buffer.split("\n");
-        buffer = lines.pop()!;
-        for (const line of lines) this.#output.line("plugins", which, line);
-      }
-      if (buffer) this.#output.line("plugins", which, buffer);
-    };
+    const pump = (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") =>
+      forEachLine(stream, (line) => this.#output.line("plugins", which, line));
     const readers = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((resolve) =>
@@ -199,12 +192,11 @@ export class Supervisor {
     try {
       const { pins } = await listPins(this.#store!, plan.deployment.store.prefix);
       const byName = new Map(pins.map((p) => [p.name, p]));
-      this.#pinned = names.map((name) => {
+      this.#pinned = names.map((name, i) => {
         const pin = byName.get(name);
-        const declared = plan.deployment.plugins[names.indexOf(name)];
         return pin
           ? { url: pin.url, permissions: pin.permissions, modules: pin.modules }
-          : declared;
+          : plan.deployment.plugins[i];
       });
     } catch (error) {
       this.#output.say("warn", `cannot read the pins: ${errorMessage(error)}`);
