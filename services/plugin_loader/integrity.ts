@@ -19,11 +19,20 @@ function fromBase64(text: string): Uint8Array {
   return bytes;
 }
 
+/** `<algorithm>-<base64 of the digest of bytes>`, e.g. `sha256-...`. */
+async function sriDigest(algorithm: "SHA-256" | "SHA-512", bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest(algorithm, bytes as BufferSource));
+  return `${algorithm.replace("-", "").toLowerCase()}-${toBase64(digest)}`;
+}
+
 /** SHA-256 of `bytes` as `sha256-<base64>`. */
-export async function sha256Integrity(bytes: Uint8Array | string): Promise<string> {
-  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
-  return `sha256-${toBase64(digest)}`;
+export function sha256Integrity(bytes: Uint8Array | string): Promise<string> {
+  return sriDigest("SHA-256", typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
+}
+
+/** SHA-512 of `bytes` as `sha512-<base64>` (the form of npm's `dist.integrity`). */
+export function sha512Integrity(bytes: Uint8Array): Promise<string> {
+  return sriDigest("SHA-512", bytes);
 }
 
 /** True when `value` is a well-formed `sha256-<base64>` string. */

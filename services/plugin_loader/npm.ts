@@ -16,7 +16,11 @@
  * @module
  */
 import { fetchModule, type FetchOptions } from "./fetch.ts";
+import { sha512Integrity } from "./integrity.ts";
 import type { PinnedNpmPackage } from "./types.ts";
+
+/** SHA-512 as `sha512-<base64>` (the registry's `dist.integrity` form), from integrity.ts. */
+export { sha512Integrity };
 
 /** The registry every npm package of a plugin is pinned from (and its tarball fetched from). */
 export const NPM_REGISTRY = "https://registry.npmjs.org/";
@@ -47,14 +51,6 @@ export function isNpmVersion(value: unknown): value is string {
 /** True when `value` is a well-formed `sha512-<base64>` string. */
 export function isSha512Integrity(value: unknown): value is string {
   return typeof value === "string" && SHA512_PATTERN.test(value);
-}
-
-/** SHA-512 of `bytes` as `sha512-<base64>` (the registry's `dist.integrity` form). */
-export async function sha512Integrity(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-512", bytes as BufferSource));
-  let binary = "";
-  for (let i = 0; i < digest.length; i++) binary += String.fromCharCode(digest[i]);
-  return `sha512-${btoa(binary)}`;
 }
 
 /** URL of the pinned module for `path` inside package `name@version`. */
