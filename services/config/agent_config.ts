@@ -145,11 +145,13 @@ const PLUGIN_OBJECT_KEYS = ["name", "url", "config"] as const;
 /** URL plugin names: like agent ids. */
 const PLUGIN_NAME_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
-function join(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
+/** `parent.key`, or `key` at the top level. */
+export function joinPath(parent: string, key: string): string {
+  return parent ? `${parent}.${key}` : key;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+/** True for a plain (non-list) object. */
+export function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
@@ -169,14 +171,14 @@ export function checkPluginSettings(
   schema: SettingsSchema,
   path: string,
 ): ConfigIssue[] {
-  if (!isObject(settings)) {
+  if (!isMapping(settings)) {
     return [{ path, expected: "a mapping of plugin settings", found: describeValue(settings) }];
   }
   const issues: ConfigIssue[] = [];
   const fieldNames = Object.keys(schema.fields);
   const metricNames: readonly string[] = schema.metricKeys ? METRIC_NAMES : [];
   for (const [key, value] of Object.entries(settings)) {
-    const where = join(path, key);
+    const where = joinPath(path, key);
     const spec = schema.fields[key] ??
       (metricNames.includes(key) ? schema.metricKeys : undefined);
     if (!spec) {
@@ -305,7 +307,7 @@ function checkPluginEntry(
     }
     return { where, spec: { name: entry, kind: "url", config: {} } };
   }
-  if (!isObject(entry)) {
+  if (!isMapping(entry)) {
     issues.push({
       path: where,
       expected: 'a plugin name or an object {"name": ..., "url"?: ..., "config"?: {...}}',
@@ -318,7 +320,7 @@ function checkPluginEntry(
     if (!(PLUGIN_OBJECT_KEYS as readonly string[]).includes(key)) {
       const hint = didYouMean(key, PLUGIN_OBJECT_KEYS);
       issues.push({
-        path: join(where, key),
+        path: joinPath(where, key),
         expected: 'one of the plugin keys "name", "url", "config"',
         found: `unknown key ${JSON.stringify(key)}`,
         hint: hint ? `did you mean ${JSON.stringify(hint)}?` : undefined,
@@ -329,7 +331,7 @@ function checkPluginEntry(
   const name = entry.name;
   if (typeof name !== "string" || name.length === 0) {
     issues.push({
-      path: join(where, "name"),
+      path: joinPath(where, "name"),
       expected: "the plugin's name (a non-empty string)",
       found: describeValue(name),
     });
@@ -348,26 +350,26 @@ function checkPluginEntry(
     }
     if (!valid) {
       issues.push({
-        path: join(where, "url"),
+        path: joinPath(where, "url"),
         expected: "an absolute https: or http: URL of the plugin module",
         found: describeValue(url),
       });
       ok = false;
     }
   }
-  if (entry.config !== undefined && !isObject(entry.config)) {
+  if (entry.config !== undefined && !isMapping(entry.config)) {
     issues.push({
-      path: join(where, "config"),
+      path: joinPath(where, "config"),
       expected: "a mapping of plugin settings",
       found: describeValue(entry.config),
     });
     ok = false;
   }
-  const resolved = resolvePluginName(name, join(where, "name"), true, options, issues);
+  const resolved = resolvePluginName(name, joinPath(where, "name"), true, options, issues);
   if (!resolved) return undefined;
   if (resolved.builtin && url !== undefined) {
     issues.push({
-      path: join(where, "url"),
+      path: joinPath(where, "url"),
       expected: `no url: ${JSON.stringify(name)} is a built-in plugin`,
       found: describeValue(url),
     });
@@ -402,7 +404,7 @@ export function validateAgentConfig(
   options: ValidateOptions = {},
 ): ValidationResult {
   const issues: ConfigIssue[] = [];
-  if (!isObject(value)) {
+  if (!isMapping(value)) {
     issues.push({
       path,
       expected:
@@ -415,7 +417,7 @@ export function validateAgentConfig(
     if (!(TOP_LEVEL_KEYS as readonly string[]).includes(key)) {
       const hint = didYouMean(key, TOP_LEVEL_KEYS);
       issues.push({
-        path: join(path, key),
+        path: joinPath(path, key),
         expected: `one of the agent configuration keys ${TOP_LEVEL_KEYS.join(", ")}`,
         found: `unknown key ${JSON.stringify(key)}`,
         hint: hint ? `did you mean ${JSON.stringify(hint)}?` : undefined,
@@ -432,7 +434,7 @@ export function validateAgentConfig(
     rawInterval > iMax
   ) {
     issues.push({
-      path: join(path, "interval"),
+      path: joinPath(path, "interval"),
       expected: `the collection interval in seconds, a number from ${iMin} to ${iMax}`,
       found: describeValue(rawInterval),
       hint: typeof rawInterval === "string" && /^\d+(\.\d+)?\s*s$/.test(rawInterval)
@@ -444,7 +446,7 @@ export function validateAgentConfig(
   // metrics (required, non-empty, unique, known)
   const metrics: MetricName[] = [];
   const rawMetrics = value.metrics;
-  const metricsPath = join(path, "metrics");
+  const metricsPath = joinPath(path, "metrics");
   if (!Array.isArray(rawMetrics) || rawMetrics.length === 0) {
     issues.push({
       path: metricsPath,
@@ -481,7 +483,7 @@ export function validateAgentConfig(
   // plugins (optional, default none)
   const refs: PluginRef[] = [];
   const rawPlugins = value.plugins;
-  const pluginsPath = join(path, "plugins");
+  const pluginsPath = joinPath(path, "plugins");
   if (rawPlugins !== undefined) {
     if (!Array.isArray(rawPlugins)) {
       issues.push({
@@ -508,10 +510,10 @@ export function validateAgentConfig(
 
   // plugin_configs (optional): settings keyed by any name of a plugin
   const rawConfigs = value.plugin_configs;
-  const configsPath = join(path, "plugin_configs");
+  const configsPath = joinPath(path, "plugin_configs");
   const fromConfigs = new Map<string, { where: string; settings: unknown }>();
   if (rawConfigs !== undefined) {
-    if (!isObject(rawConfigs)) {
+    if (!isMapping(rawConfigs)) {
       issues.push({
         path: configsPath,
         expected: "a mapping from plugin name to its settings",
@@ -519,7 +521,7 @@ export function validateAgentConfig(
       });
     } else {
       for (const [key, settings] of Object.entries(rawConfigs)) {
-        const where = join(configsPath, key);
+        const where = joinPath(configsPath, key);
         const builtin = findBuiltinPlugin(key);
         const ref = refs.find((r) => r.spec.name === (builtin?.name ?? key));
         if (!builtin && !ref) {
@@ -547,7 +549,7 @@ export function validateAgentConfig(
         fromConfigs.set(canonical, { where, settings });
         // Settings of a built-in that is not in the pipeline are still checked.
         if (builtin && !ref) issues.push(...checkPluginSettings(settings, builtin.settings, where));
-        if (!builtin && !isObject(settings)) {
+        if (!builtin && !isMapping(settings)) {
           issues.push({
             path: where,
             expected: "a mapping of plugin settings",
@@ -561,20 +563,20 @@ export function validateAgentConfig(
     const external = fromConfigs.get(ref.spec.name);
     if (ref.inline !== undefined && external) {
       issues.push({
-        path: join(ref.where, "config"),
+        path: joinPath(ref.where, "config"),
         expected: `the settings of ${JSON.stringify(ref.spec.name)} in one place`,
         found: `settings here and in ${external.where}`,
       });
       continue;
     }
     const settings = ref.inline ?? external?.settings ?? {};
-    const where = ref.inline !== undefined ? join(ref.where, "config") : external?.where ??
+    const where = ref.inline !== undefined ? joinPath(ref.where, "config") : external?.where ??
       ref.where;
     if (ref.builtin) {
       const problems = checkPluginSettings(settings, ref.builtin.settings, where);
       issues.push(...problems);
       if (problems.length === 0) ref.spec.config = { ...(settings as Record<string, unknown>) };
-    } else if (isObject(settings)) {
+    } else if (isMapping(settings)) {
       ref.spec.config = structuredClone(settings);
     }
   }
@@ -584,7 +586,7 @@ export function validateAgentConfig(
   const optional = (key: keyof typeof L & string, unit: string, fallback: number) =>
     value[key] === undefined
       ? fallback
-      : checkWholeNumber(value[key], join(path, key), L[key], unit, issues) ?? fallback;
+      : checkWholeNumber(value[key], joinPath(path, key), L[key], unit, issues) ?? fallback;
   const heartbeatTtl = optional("heartbeat_ttl", "seconds", L.heartbeat_ttl.default);
   const buffer = optional("buffer", "batches", L.buffer.default);
   const batchMax = optional("batch_max_samples", "samples", L.batch_max_samples.default);
@@ -599,7 +601,7 @@ export function validateAgentConfig(
     if (isLogLevel(value.log_level)) logLevel = value.log_level;
     else {
       issues.push({
-        path: join(path, "log_level"),
+        path: joinPath(path, "log_level"),
         expected: `one of ${LOG_LEVELS.join(", ")}`,
         found: describeValue(value.log_level),
       });

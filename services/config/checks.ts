@@ -6,6 +6,7 @@
  * @module
  */
 import { isHostPort } from "../common/service_settings.ts";
+import { isMapping, joinPath } from "./agent_config.ts";
 import { type ConfigIssue, describeValue, didYouMean } from "./issues.ts";
 import type { IssueAnchor } from "./yaml_source.ts";
 
@@ -18,15 +19,8 @@ export interface AnchoredIssue extends ConfigIssue {
 /** A plain mapping. */
 export type Mapping = Record<string, unknown>;
 
-/** True for a plain (non-list) object. */
-export function isMapping(value: unknown): value is Mapping {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** `parent.key`, or `key` at the top level. */
-export function joinPath(parent: string, key: string): string {
-  return parent ? `${parent}.${key}` : key;
-}
+/** {@linkcode isMapping} and {@linkcode joinPath} are the agent configuration's own. */
+export { isMapping, joinPath };
 
 /** `"a", "b" or "c"`. */
 export function quotedList(values: readonly string[]): string {
