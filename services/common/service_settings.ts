@@ -7,7 +7,6 @@
  * @module
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import type { BusSettings } from "../bus/types.ts";
 import type { StoreSettings } from "../store/types.ts";
 import { ConfigError, type ConfigIssue, describeValue } from "../config/issues.ts";
@@ -61,7 +60,7 @@ export function isHostPort(value: string): boolean {
   return match !== null && Number(match[2]) <= 65535;
 }
 
-/** Reads monitor.yaml (or returns undefined when `path` is undefined). */
+/** Reads and fully checks a monitor.yaml; returns its document (`{}` when empty). */
 export async function readMonitorYaml(
   path: string,
 ): Promise<Record<string, unknown>> {
@@ -74,23 +73,10 @@ export async function readMonitorYaml(
   // The full schema check (line:column, key path, did-you-mean), as `deno task validate`
   // and the supervisor do. Imported lazily: the config module imports this one.
   const { checkMonitorConfig } = await import("../config/monitor_config.ts");
-  const { issues } = checkMonitorConfig(text, path, { hostname: "localhost" });
+  const { issues, document } = checkMonitorConfig(text, path, { hostname: "localhost" });
   if (issues.length > 0) throw new ConfigError(issues, path);
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (error) {
-    throw new Error(`${path}: not valid YAML: ${(error as Error).message}`);
-  }
-  if (doc === null || doc === undefined) return {};
-  if (!isObject(doc)) {
-    throw new ConfigError([{
-      path: "",
-      expected: "a mapping of settings",
-      found: describeValue(doc),
-    }], path);
-  }
-  return doc;
+  // A valid monitor.yaml is a mapping, or empty.
+  return isObject(document) ? document : {};
 }
 
 /**

@@ -227,6 +227,8 @@ export interface ParseOptions {
 /** Outcome of {@linkcode checkMonitorConfig}: a config when there are no issues. */
 export interface MonitorCheck {
   config?: MonitorConfig;
+  /** The document as parsed (before defaults), when it is valid YAML. */
+  document?: unknown;
   /** Every issue, with line and column when known. */
   issues: ConfigIssue[];
 }
@@ -653,7 +655,9 @@ export function checkMonitorConfig(
   });
   // In the order of the file (issues without a position first, as found).
   located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
-  return config ? { config, issues: [] } : { issues: located };
+  return config
+    ? { config, document: source.value, issues: [] }
+    : { document: source.value, issues: located };
 }
 
 /**
