@@ -6,6 +6,7 @@
  */
 import { storeKeys } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
+import { canonicalJson } from "./plan.ts";
 
 /** What {@linkcode writeAgentConfigs} did. */
 export interface AgentWrites {
@@ -54,7 +55,7 @@ export async function writeAgentConfigs(
 function sameJsonText(a: string, b: string): boolean {
   if (a === b) return true;
   try {
-    return JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
+    return canonicalJson(JSON.parse(a)) === canonicalJson(JSON.parse(b));
   } catch {
     return false;
   }

@@ -37,8 +37,11 @@ export async function supervise(args: string[]): Promise<number> {
   }
   const output = new ServiceOutput();
   let plan;
+  // One read: the plan and the watcher's starting point are the same text.
+  const text = await Deno.readTextFile(file).catch(() => undefined);
   try {
-    plan = await loadPlan(file);
+    // Without the text, loadPlan names why the file cannot be read.
+    plan = text === undefined ? await loadPlan(file) : parsePlan(text, file);
   } catch (error) {
     if (error instanceof ConfigError) {
       for (const issue of error.issues) console.error(formatIssue(issue, error.file ?? file));
@@ -71,7 +74,7 @@ export async function supervise(args: string[]): Promise<number> {
 
   let relaunch = false;
   const watch = watchFile(file, (text) => supervisor.applyEdit(text, file), {
-    initialText: await Deno.readTextFile(file).catch(() => undefined),
+    initialText: text,
     onError: (error) => output.say("warn", `watching ${file}: ${errorMessage(error)}`),
   });
   supervisor.relaunchRequested.then((why) => {
