@@ -91,6 +91,7 @@ export class AgentSession {
     this.#stream = stream;
     this.#ctx = ctx;
     stream.onMessage((message) => this.#receive(message));
+    stream.onInvalid((details) => this.#invalid(details));
     stream.onClose((error) => this.#closed(error));
     if (
       ctx.token !== undefined && stream.token !== undefined && !sameSecret(stream.token, ctx.token)

@@ -184,6 +184,41 @@ Deno.test("rpc: bytes that are not an AgentMessage end only that stream with INV
   }
 });
 
+Deno.test("rpc: with an onInvalid listener, undecodable bytes go to it (the owner decides how the stream ends)", async () => {
+  const invalid: string[] = [];
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    onStream(stream) {
+      stream.onInvalid((details) => {
+        invalid.push(details);
+        stream.fail(RpcStatus.INVALID_ARGUMENT, `counted: ${details}`);
+      });
+    },
+  });
+  const raw = new grpc.Client(server.address, grpc.credentials.createInsecure());
+  try {
+    const call = raw.makeBidiStreamRequest(
+      "/monitoring.v1.Monitoring/Connect",
+      (bytes: Buffer) => bytes,
+      (bytes: Buffer) => bytes,
+    );
+    const status = within<grpc.StatusObject>(5000, "status of the raw stream", (done) => {
+      call.on("status", done);
+      call.on("error", () => {});
+      call.on("data", () => {});
+    });
+    call.write(Buffer.from([0x0a, 0xff, 0x01]));
+    const { code, details } = await status;
+    assert.equal(code, RpcStatus.INVALID_ARGUMENT);
+    assert.match(details, /^counted: expected a monitoring\.v1\.AgentMessage \(protobuf\)/);
+    assert.equal(invalid.length, 1);
+    assert.match(invalid[0], /found 3 bytes that do not decode/);
+  } finally {
+    raw.close();
+    await server.close(1000);
+  }
+});
+
 Deno.test("rpc: one connection gets at most maxStreamsPerConnection streams at once; more wait for a free one", async () => {
   const server = await startRpcServer({
     listen: "127.0.0.1:0",

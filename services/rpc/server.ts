@@ -45,6 +45,11 @@ export interface ServerStream {
   send(message: BrokerMessage): boolean;
   /** Listener for every message the agent sends, in order. */
   onMessage(listener: (message: AgentMessage) => void): void;
+  /**
+   * Listener for bytes that do not decode as an AgentMessage (`details` says
+   * what was expected). Without one, such a stream is failed INVALID_ARGUMENT.
+   */
+  onInvalid(listener: (details: string) => void): void;
   /** Listener called once when the stream ends (error: why, from the agent's side or transport). */
   onClose(listener: (error?: Error) => void): void;
   /** Ends the stream normally. */
@@ -135,6 +140,7 @@ class GrpcServerStream implements ServerStream {
   #call: Duplex;
   #closeListeners: Array<(error?: Error) => void> = [];
   #closed = false;
+  #invalidListener: ((details: string) => void) | undefined;
   readonly peer: string;
   readonly authenticatedPeer: boolean;
   readonly peerName: string | undefined;
@@ -154,7 +160,9 @@ class GrpcServerStream implements ServerStream {
     this.peerName = Array.isArray(cn) ? cn[0] : cn;
     this.token = tokenOf(call.metadata);
     call.on("data", (data: unknown) => {
-      if (isUndecodable(data)) this.fail(RpcStatus.INVALID_ARGUMENT, data[UNDECODABLE]);
+      if (!isUndecodable(data)) return;
+      if (this.#invalidListener) this.#invalidListener(data[UNDECODABLE]);
+      else this.fail(RpcStatus.INVALID_ARGUMENT, data[UNDECODABLE]);
     });
     call.on("error", (error: Error) => this.#finish(error));
     call.on("end", () => {
@@ -187,6 +195,10 @@ class GrpcServerStream implements ServerStream {
     this.#call.on("data", (data: unknown) => {
       if (!isUndecodable(data)) listener(stripOneof<AgentMessage>(data));
     });
+  }
+
+  onInvalid(listener: (details: string) => void): void {
+    this.#invalidListener = listener;
   }
 
   onClose(listener: (error?: Error) => void): void {
