@@ -289,7 +289,11 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
   const blocker = Deno.listen({ hostname: "127.0.0.1", port });
   let blocked = true;
   await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort));
-  const up = new ServiceProcess("up", ["task", "up", "--config", file], { command: "deno" });
+  // In its own process group (setsid keeps the pid), so that Ctrl-C can be sent the way a
+  // terminal sends it: to the whole group.
+  const up = new ServiceProcess("up", ["deno", "task", "up", "--config", file], {
+    command: "setsid",
+  });
   let children: Awaited<ReturnType<typeof descendants>> = [];
   try {
     const loop = await up.waitForLine(/crash loop/, WAIT_MS, "the crash loop");
@@ -326,11 +330,20 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     );
     assert.equal(readyPid(up, "agent"), agent, "the agent was not restarted");
     children = await descendants(up.child.pid);
-    // Ctrl-C (SIGINT) stops everything cleanly too; the other test uses SIGTERM.
-    up.kill("SIGINT");
+    // Ctrl-C stops everything cleanly too (the other test uses SIGTERM). Without the console
+    // (e.g. `deno task up | tee log`) a terminal sends SIGINT to the whole foreground process
+    // group: launcher, supervisor and every service get it at once.
+    const group = await new Deno.Command("kill", { args: ["-INT", "--", `-${up.child.pid}`] })
+      .output();
+    assert.ok(group.success, new TextDecoder().decode(group.stderr));
     const status = await up.exited(60_000);
     assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
     assert.ok(up.lines.some((l) => l.includes("supervisor| all services stopped")));
+    // The services run in process groups of their own: the group's Ctrl-C reached only the
+    // launcher and the supervisor, which stopped the services in order with SIGTERM.
+    const serviceLines = up.lines.filter((l) => /^(agent|analysis|broker) *\|/.test(l));
+    assert.ok(!serviceLines.some((l) => l.includes("received SIGINT")), up.output);
+    assert.ok(serviceLines.some((l) => /^agent .*stopping: received SIGTERM/.test(l)), up.output);
     for (const child of children) assert.ok(!alive(child.pid), child.args);
   } finally {
     if (blocked) blocker.close();
