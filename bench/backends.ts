@@ -123,13 +123,15 @@ export async function withBrokerRig<T>(
       },
       120_000,
     );
-    const subscription = await subscribing;
+    connecting.catch(() => {}); // awaited below; not unhandled when subscribing fails first
     try {
+      await subscribing;
       await connecting;
       return await body({ sim, address: broker.address, bus });
     } finally {
+      // Also when subscribing or connecting failed: nothing is left open.
       await sim.close();
-      await subscription.close();
+      await subscribing.then((s) => s.close(), () => {});
       await broker.stop();
       await store.close();
     }
