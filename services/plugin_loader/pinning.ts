@@ -83,6 +83,27 @@ function changedModules(before: PinnedModule[], after: PinnedModule[]): string[]
   return changed.sort();
 }
 
+/** True for the URL of a file of a pinned npm package (`npm:/<name>@<version>/<path>`). */
+function isNpmModule(url: string): boolean {
+  return url.startsWith("npm:");
+}
+
+/**
+ * True when `before` and `after` (same URL and version) differ only in their
+ * npm packages: same entry, and every module that is not a file of an npm
+ * package has the same URL, integrity and non-npm dependencies in both.
+ */
+function onlyNpmDiffers(before: PluginPin, after: PluginPin): boolean {
+  if (before.entry !== after.entry) return false;
+  const own = (pin: PluginPin) =>
+    pin.modules.filter((m) => !isNpmModule(m.url)).map((m) => ({
+      url: m.url,
+      integrity: m.integrity,
+      dependencies: m.dependencies.filter((d) => !isNpmModule(d.url)),
+    }));
+  return sameJson(own(before), own(after));
+}
+
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -210,6 +231,10 @@ async function buildPinIn(
  * - Same URL and version as the current pin (or one in its history) with
  *   different bytes: {@linkcode PinTamperError} unless `force`.
  * - Same bytes: nothing written unless permissions or config changed.
+ * - Same URL and version as the current pin, same bytes of the plugin's own
+ *   modules, npm ranges now resolving to other releases: the npm packages
+ *   and files already pinned are kept (`unchanged`, or `updated` with only
+ *   the new permissions or config).
  * - Another URL or version: a new pin (the old one moves to `history`).
  */
 export async function pinPlugin(
@@ -243,8 +268,21 @@ export async function pinPlugin(
     ].find((p) => p.url === fresh.url && p.version === fresh.version);
     let action: PinOutcome["action"];
     let changed: string[] | undefined;
-    const next: PluginPin = { ...fresh };
-    if (known && known.integrity !== fresh.integrity) {
+    let next: PluginPin = { ...fresh };
+    // Same plugin bytes, npm ranges resolved to newer releases since: keep the npm versions
+    // already pinned (the previous pin's graph) rather than calling it tampering.
+    const keepNpm = known !== undefined && known.fromCurrent &&
+      known.integrity !== fresh.integrity && onlyNpmDiffers(previous!, fresh);
+    if (keepNpm) {
+      const { npm: _npm, ...rest } = fresh;
+      next = {
+        ...rest,
+        modules: previous!.modules,
+        integrity: previous!.integrity,
+        ...(previous!.npm ? { npm: previous!.npm } : {}),
+      };
+    }
+    if (known && known.integrity !== fresh.integrity && !keepNpm) {
       changed = known.fromCurrent
         ? changedModules(previous!.modules, fresh.modules)
         : [`graph digest ${known.integrity} -> ${fresh.integrity}`];
