@@ -77,6 +77,17 @@ function readyPid(up: ServiceProcess, service: string): number | undefined {
   return last ? Number(/\(pid (\d+)\)/.exec(last)![1]) : undefined;
 }
 
+/** Stops `deno task up`, kills any service left behind and removes the test folder. */
+async function cleanUp(up: ServiceProcess, children: Array<{ pid: number }>, dir: string) {
+  await up.stop();
+  for (const child of children) {
+    try {
+      Deno.kill(child.pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
 function assertScoped(args: string, what: string) {
   const words = args.split(/\s+/);
   for (const w of words) {
@@ -270,13 +281,7 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
     await data?.close();
     await bus?.close();
     await store?.close();
-    await up.stop();
-    for (const child of children) {
-      try {
-        Deno.kill(child.pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await cleanUp(up, children, dir);
   }
 });
 
@@ -347,12 +352,6 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     for (const child of children) assert.ok(!alive(child.pid), child.args);
   } finally {
     if (blocked) blocker.close();
-    await up.stop();
-    for (const child of children) {
-      try {
-        Deno.kill(child.pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await cleanUp(up, children, dir);
   }
 });

@@ -135,6 +135,22 @@ Deno.test("rpc: an oversized message is refused with RESOURCE_EXHAUSTED", async 
   }
 });
 
+/** Sends `bytes` as they are on a new Connect stream of `raw`; resolves with its final status. */
+function sendRawBytes(raw: grpc.Client, bytes: number[]): Promise<grpc.StatusObject> {
+  const call = raw.makeBidiStreamRequest(
+    "/monitoring.v1.Monitoring/Connect",
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+  );
+  const status = within<grpc.StatusObject>(5000, "status of the raw stream", (done) => {
+    call.on("status", done);
+    call.on("error", () => {});
+    call.on("data", () => {});
+  });
+  call.write(Buffer.from(bytes));
+  return status;
+}
+
 Deno.test("rpc: bytes that are not an AgentMessage end only that stream with INVALID_ARGUMENT saying what was expected", async () => {
   const received: AgentMessage[] = [];
   const server = await startRpcServer({
@@ -150,18 +166,7 @@ Deno.test("rpc: bytes that are not an AgentMessage end only that stream with INV
   const raw = new grpc.Client(server.address, grpc.credentials.createInsecure());
   const good = openAgentStream({ address: server.address });
   try {
-    const call = raw.makeBidiStreamRequest(
-      "/monitoring.v1.Monitoring/Connect",
-      (bytes: Buffer) => bytes,
-      (bytes: Buffer) => bytes,
-    );
-    const status = within<grpc.StatusObject>(5000, "status of the raw stream", (done) => {
-      call.on("status", done);
-      call.on("error", () => {});
-      call.on("data", () => {});
-    });
-    call.write(Buffer.from([0x0a, 0xff, 0x01]));
-    const { code, details } = await status;
+    const { code, details } = await sendRawBytes(raw, [0x0a, 0xff, 0x01]);
     assert.equal(code, RpcStatus.INVALID_ARGUMENT);
     assert.match(
       details,
@@ -197,18 +202,7 @@ Deno.test("rpc: with an onInvalid listener, undecodable bytes go to it (the owne
   });
   const raw = new grpc.Client(server.address, grpc.credentials.createInsecure());
   try {
-    const call = raw.makeBidiStreamRequest(
-      "/monitoring.v1.Monitoring/Connect",
-      (bytes: Buffer) => bytes,
-      (bytes: Buffer) => bytes,
-    );
-    const status = within<grpc.StatusObject>(5000, "status of the raw stream", (done) => {
-      call.on("status", done);
-      call.on("error", () => {});
-      call.on("data", () => {});
-    });
-    call.write(Buffer.from([0x0a, 0xff, 0x01]));
-    const { code, details } = await status;
+    const { code, details } = await sendRawBytes(raw, [0x0a, 0xff, 0x01]);
     assert.equal(code, RpcStatus.INVALID_ARGUMENT);
     assert.match(details, /^counted: expected a monitoring\.v1\.AgentMessage \(protobuf\)/);
     assert.equal(invalid.length, 1);
