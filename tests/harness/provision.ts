@@ -1,11 +1,14 @@
 /**
  * Test harness: makes sure the real components the tests need are installed:
  * `etcd` and `etcdctl` (Debian `etcd-server`, `etcd-client`), `librdkafka.so.1`
- * (Debian `librdkafka1`, for the Kafka mock cluster) and `kcat`.
+ * (Debian `librdkafka1`, for the Kafka mock cluster), `kcat`, `chromium` (the
+ * dashboard's browser tests), `prometheus` and `promtool` (Debian
+ * `prometheus`, the exposition tests) and `collectd` (Debian `collectd-core`,
+ * the footprint peer of the bench).
  *
  * Run as a script (first step of `deno task test`): when something is
  * missing and this is root on a system with `apt-get`, it runs `apt-get
- * update` and `apt-get install -y etcd-server etcd-client librdkafka1 kcat`;
+ * update` and `apt-get install -y` of {@linkcode DEBIAN_PACKAGES};
  * otherwise it exits with status 1 printing the exact install command.
  * Needs `--allow-run --allow-read --allow-env`.
  *
@@ -21,13 +24,24 @@ export const DEBIAN_PACKAGES: readonly string[] = Object.freeze([
   "etcd-client",
   "librdkafka1",
   "kcat",
+  "chromium",
+  "prometheus",
+  "collectd-core",
 ]);
 
 /** The exact command that installs every component on Debian (as root). */
 export const INSTALL_COMMAND = `apt-get update && apt-get install -y ${DEBIAN_PACKAGES.join(" ")}`;
 
 /** A component the tests need. */
-export type ComponentName = "etcd" | "etcdctl" | "kcat" | "librdkafka.so.1";
+export type ComponentName =
+  | "etcd"
+  | "etcdctl"
+  | "kcat"
+  | "librdkafka.so.1"
+  | "chromium"
+  | "prometheus"
+  | "promtool"
+  | "collectd";
 
 /** One checked component. */
 export interface ComponentStatus {
@@ -44,6 +58,10 @@ const COMPONENTS: readonly { name: ComponentName; debianPackage: string; kind: "
   { name: "etcdctl", debianPackage: "etcd-client", kind: "bin" },
   { name: "kcat", debianPackage: "kcat", kind: "bin" },
   { name: "librdkafka.so.1", debianPackage: "librdkafka1", kind: "lib" },
+  { name: "chromium", debianPackage: "chromium", kind: "bin" },
+  { name: "prometheus", debianPackage: "prometheus", kind: "bin" },
+  { name: "promtool", debianPackage: "prometheus", kind: "bin" },
+  { name: "collectd", debianPackage: "collectd-core", kind: "bin" },
 ];
 
 function env(name: string): string | undefined {
