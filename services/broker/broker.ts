@@ -26,6 +26,7 @@ import {
   readAgentConfig,
   writeAgentConfig,
 } from "./config_store.ts";
+import { Fleet, type SessionRecord } from "./fleet.ts";
 import { HealthMonitor } from "./health.ts";
 import { renderMetrics } from "./prometheus.ts";
 import { Registry } from "./registry.ts";
@@ -45,6 +46,15 @@ export const DEFAULT_ADMIN = "127.0.0.1:50053";
 export const COMMANDS_JOIN_WAIT_MS = 5000;
 /** Default time an agent has to answer a command (ms). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+/**
+ * Default most agent streams one broker process accepts. Deno 2.9's node:http2
+ * aborted the broker process at about 7,000 streams (issue 14); nothing was
+ * lost at 4,000. Beyond the ceiling a new stream is refused RESOURCE_EXHAUSTED
+ * and its agent goes to another broker.
+ */
+export const DEFAULT_MAX_STREAMS = 4000;
+/** Seconds an agent refused at the ceiling is told to wait before trying this broker again. */
+export const RETRY_AFTER_S = 5;
 
 export type { SendEvent, SendRequest, SendSummary } from "./send.ts";
 
@@ -85,6 +95,13 @@ export interface BrokerOptions {
   sinkPath?: string;
   /** Close the bus and store on stop. Default false. */
   closeBackends?: boolean;
+  /**
+   * This broker's id in the fleet (unique per deployment). Default
+   * `<host>:<port>` of the gRPC address, the hostname for a wildcard host.
+   */
+  brokerId?: string;
+  /** Most agent streams at once; more are refused RESOURCE_EXHAUSTED. Default {@linkcode DEFAULT_MAX_STREAMS}. */
+  maxStreams?: number;
   /** Logger. Default `broker`. */
   log?: Logger;
 }
@@ -101,8 +118,10 @@ export interface AgentInfo {
   last_batch: number | null;
   /** Batches acknowledged on this connection. */
   batches: number;
-  /** Latest values published for this agent. */
+  /** Latest values published for this agent (null for agents on other brokers). */
   latest: Record<string, number> | null;
+  /** Id of the broker holding the agent's stream. */
+  broker: string;
 }
 
 /** One agent in `health` and `GET /health`. */
@@ -114,15 +133,33 @@ export interface HealthEntry {
   last_seen: number | null;
   /** When the current status began (Unix seconds), or null when unknown. */
   since: number | null;
-  /** Connected to this broker right now. */
+  /** Connected to a broker of the fleet right now. */
   connected: boolean;
+  /** Id of the broker holding the agent's stream, or null. */
+  broker: string | null;
   hostname?: string;
+}
+
+/** One broker of the fleet in `stats` and `GET /stats`. */
+export interface FleetBroker {
+  broker_id: string;
+  address: string;
+  admin?: string;
+  /** Agents whose streams it holds. */
+  connected: number;
+  /** True for the broker answering these statistics. */
+  self: boolean;
 }
 
 /** `stats` and `GET /stats`. */
 export interface BrokerStats {
   uptime_s: number;
+  /** This broker's id. */
+  broker_id: string;
+  /** Agents connected to this broker. */
   connected: number;
+  /** Every live broker and the agents each holds. */
+  fleet: FleetBroker[];
   /** Commands waiting for an agent's answer. */
   pending_commands: number;
   total: StatsSnapshot;
@@ -135,6 +172,8 @@ export interface Broker {
   readonly address: string;
   /** The admin API address, when enabled. */
   readonly adminAddress: string | undefined;
+  /** This broker's id in the fleet. */
+  readonly brokerId: string;
   /** Connected agents. */
   agents(): AgentInfo[];
   /** Health of every agent seen in heartbeats or connected. */
@@ -153,6 +192,32 @@ export interface Broker {
   onRouterEvent(listener: (event: RouterEvent) => void): () => void;
   /** Graceful shutdown; idempotent. */
   stop(reason?: string): Promise<void>;
+}
+
+/** The default broker id: `<host>:<port>` of `address`, the hostname for a wildcard host. */
+export function defaultBrokerId(address: string): string {
+  const colon = address.lastIndexOf(":");
+  let host = address.slice(0, colon);
+  if (host === "0.0.0.0" || host === "[::]" || host === "::") {
+    try {
+      host = Deno.hostname();
+    } catch { /* no --allow-sys=hostname: keep the address */ }
+  }
+  return `${host}:${address.slice(colon + 1)}`.replaceAll("/", "_");
+}
+
+function remoteAgent(r: SessionRecord): AgentInfo {
+  return {
+    agent_id: r.agent_id,
+    hostname: r.hostname,
+    version: r.version,
+    peer: r.peer,
+    connected_since: r.connected_since,
+    last_batch: null,
+    batches: 0,
+    latest: null,
+    broker: r.broker_id,
+  };
 }
 
 /** Starts the broker; resolves once it listens and consumes commands. */
@@ -204,9 +269,25 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         results.map((r) => ({ key: r.agent_id, value: JSON.stringify(r) })),
       );
     };
+    let fleet: Fleet | undefined;
+    let health: HealthMonitor | undefined;
     const router = new CommandRouter({
       get: (id) => registry.get(id),
       list: () => registry.list(),
+      fleet: {
+        leader: () => fleet?.leader ?? true,
+        async heldElsewhere(agentId) {
+          if (!fleet) return false;
+          const record = await fleet.lookup(agentId).catch(() => fleet?.session(agentId));
+          return record !== undefined && record.instance !== fleet.instance &&
+            fleet.brokers().some((b) => b.broker_id === record.broker_id);
+        },
+        unheld: () =>
+          (health?.list() ?? []).filter((h) =>
+            h.status === "alive" && !registry.get(h.agent_id) && !fleet?.session(h.agent_id)
+          ).map((h) => h.agent_id),
+        heldCount: () => Math.max(registry.size, fleet?.sessions().length ?? 0),
+      },
       publishResults,
       timeoutMs: commandTimeoutMs,
       log: log.child("commands"),
@@ -217,8 +298,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     });
     cleanups.push(() => router.close("the broker stopped before the agent answered"));
 
-    const health = await HealthMonitor.start(store, prefix, log.child("health"));
-    cleanups.push(() => health.close());
+    const healthMonitor = await HealthMonitor.start(store, prefix, log.child("health"));
+    health = healthMonitor;
+    cleanups.push(() => healthMonitor.close());
 
     const ctx: SessionContext = {
       bus: publisher,
@@ -242,7 +324,13 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       onResult(agentId, result) {
         void router.onResult(agentId, result);
       },
+      onConnection(session, connected) {
+        if (connected) void fleet?.held(session);
+        else void fleet?.released(session.agentId);
+      },
     };
+    const maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
+    let refusedAtCeiling = 0;
 
     const server: RpcServer = await startRpcServer({
       listen: options.listen ?? DEFAULT_LISTEN,
@@ -253,6 +341,20 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           stream.fail(RpcStatus.UNAVAILABLE, "the broker is shutting down; reconnect later");
           return;
         }
+        if (sessions.size >= maxStreams) {
+          // Refused before the runtime's HTTP/2 layer is pushed past what it holds.
+          total.count("errors");
+          if (refusedAtCeiling++ % 100 === 0) {
+            log.warn(
+              `refused a stream from ${stream.peer}: this broker carries its maximum of ${maxStreams} streams (broker.max_streams; ${refusedAtCeiling} refused so far)`,
+            );
+          }
+          stream.fail(
+            RpcStatus.RESOURCE_EXHAUSTED,
+            `this broker carries its maximum of ${maxStreams} agent streams (broker.max_streams); connect to another broker, or retry this one in ${RETRY_AFTER_S} s`,
+          );
+          return;
+        }
         const session = new AgentSession(stream, ctx);
         sessions.add(session);
         stream.onClose(() => sessions.delete(session));
@@ -260,10 +362,40 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     });
     cleanups.push(() => server.close(1000));
 
+    const brokerId = options.brokerId ?? defaultBrokerId(server.address);
+    fleet = await Fleet.start({
+      store,
+      prefix,
+      brokerId,
+      address: server.address,
+      holds(agentId) {
+        const s = registry.get(agentId);
+        return s && !s.ended ? s : undefined;
+      },
+      onConflict(agentId, record) {
+        const mine = registry.get(agentId);
+        if (!mine) return;
+        if (record.connected_since * 1000 >= mine.connectedAt) {
+          mine.close(
+            `agent ${agentId} connected to broker ${record.broker_id} (${record.broker_address}) since`,
+          );
+        } else void fleet?.held(mine);
+      },
+      log: log.child("fleet"),
+    });
+    const fleetNow = fleet;
+    cleanups.push(() => fleetNow.close());
+    // Agents that connected while the fleet key was being written.
+    for (const s of registry.list()) void fleetNow.held(s);
+
     // Joining the commands consumer group can take until the session of a crashed
     // predecessor expires (Kafka: 30 s). The group then has committed offsets, so nothing
     // is missed by not waiting: after COMMANDS_JOIN_WAIT_MS the broker starts anyway.
-    const group = options.commandsGroup ?? "broker";
+    // Every broker reads every command (its own consumer group) and delivers it to the
+    // agents it holds; the group keeps the broker's id, so a restarted broker resumes.
+    const group = `${options.commandsGroup ?? "broker"}.${
+      brokerId.replace(/[^A-Za-z0-9._-]/g, "_")
+    }`;
     const subscribing: Promise<Subscription> = bus.subscribe({
       topics: [topics.commands],
       group,
@@ -293,8 +425,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       );
     }
 
-    const agents = (): AgentInfo[] =>
-      registry.list().map((s) => ({
+    const agents = (): AgentInfo[] => {
+      const out: AgentInfo[] = registry.list().map((s) => ({
         agent_id: s.agentId,
         hostname: s.hostname,
         version: s.version,
@@ -303,7 +435,15 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         last_batch: s.lastBatchAt === undefined ? null : s.lastBatchAt / 1000,
         batches: s.batches,
         latest: latest.get(s.agentId)?.metrics ?? null,
+        broker: brokerId,
       }));
+      const here = new Set(out.map((a) => a.agent_id));
+      for (const r of fleetNow.sessions()) {
+        if (here.has(r.agent_id) || r.instance === fleetNow.instance) continue;
+        out.push(remoteAgent(r));
+      }
+      return out.sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+    };
 
     const healthList = (): HealthEntry[] => {
       const byId = new Map<string, HealthEntry>();
@@ -314,8 +454,23 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           last_seen: h.last_seen,
           since: h.since,
           connected: false,
+          broker: null,
           hostname: h.hostname,
         });
+      }
+      for (const r of fleetNow.sessions()) {
+        const entry = byId.get(r.agent_id) ?? {
+          agent_id: r.agent_id,
+          status: "unknown" as const,
+          last_seen: null,
+          since: null,
+          connected: false,
+          broker: null,
+          hostname: r.hostname,
+        };
+        entry.connected = true;
+        entry.broker = r.broker_id;
+        byId.set(r.agent_id, entry);
       }
       for (const s of registry.list()) {
         const entry = byId.get(s.agentId) ?? {
@@ -324,9 +479,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           last_seen: null,
           since: null,
           connected: false,
+          broker: null,
           hostname: s.hostname,
         };
         entry.connected = true;
+        entry.broker = brokerId;
         const lastBatch = s.lastBatchAt === undefined ? undefined : s.lastBatchAt / 1000;
         if (lastBatch !== undefined && entry.status !== "dead") {
           entry.last_seen = Math.max(entry.last_seen ?? 0, lastBatch);
@@ -342,9 +499,21 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       for (const [id, s] of [...perAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
         agentsOut[id] = s.snapshot(now);
       }
+      const held = new Map<string, number>();
+      for (const r of fleetNow.sessions()) held.set(r.broker_id, (held.get(r.broker_id) ?? 0) + 1);
+      held.set(brokerId, registry.size);
+      const fleetOut: FleetBroker[] = fleetNow.brokers().map((b) => ({
+        broker_id: b.broker_id,
+        address: b.address,
+        ...(b.admin ? { admin: b.admin } : {}),
+        connected: held.get(b.broker_id) ?? 0,
+        self: b.broker_id === brokerId,
+      }));
       return {
         uptime_s: Math.round((now - startedAt) / 100) / 10,
+        broker_id: brokerId,
         connected: registry.size,
+        fleet: fleetOut,
         pending_commands: router.pendingCount,
         total: total.snapshot(now),
         agents: agentsOut,
@@ -362,6 +531,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     let adminAddress: string | undefined;
     const broker: Broker = {
       address: server.address,
+      brokerId,
       get adminAddress() {
         return adminAddress;
       },
@@ -380,7 +550,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         const agentsMap = new Map<string, StatsSnapshot>();
         for (const [id, s] of perAgent) agentsMap.set(id, s.snapshot(now));
         const alive = new Map<string, boolean>();
-        for (const h of health.list()) alive.set(h.agent_id, h.status === "alive");
+        for (const h of healthMonitor.list()) alive.set(h.agent_id, h.status === "alive");
         return renderMetrics({
           total: total.snapshot(now),
           agents: agentsMap,
@@ -400,6 +570,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
             log.warn(`closing the commands subscription: ${errorMessage(error)}`)
           );
           await Promise.all([...sessions].map((s) => s.drain()));
+          // The fleet lease is revoked below (every session key at once), not key by key.
+          fleetNow.quiesce();
           for (const s of [...sessions]) s.close(reason);
           // Commands still waiting get their error results now, which also ends any
           // admin `send` in progress, so the admin server can shut down at once.
