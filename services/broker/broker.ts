@@ -269,24 +269,27 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         results.map((r) => ({ key: r.agent_id, value: JSON.stringify(r) })),
       );
     };
-    let fleet: Fleet | undefined;
-    let health: HealthMonitor | undefined;
+    const healthMonitor = await HealthMonitor.start(store, prefix, log.child("health"));
+    cleanups.push(() => healthMonitor.close());
+    // The fleet starts once the gRPC address is known; until then this broker is alone.
+    const late: { fleet?: Fleet } = {};
     const router = new CommandRouter({
       get: (id) => registry.get(id),
       list: () => registry.list(),
       fleet: {
-        leader: () => fleet?.leader ?? true,
+        leader: () => late.fleet?.leader ?? true,
         async heldElsewhere(agentId) {
+          const fleet = late.fleet;
           if (!fleet) return false;
           const record = await fleet.lookup(agentId).catch(() => fleet?.session(agentId));
           return record !== undefined && record.instance !== fleet.instance &&
             fleet.brokers().some((b) => b.broker_id === record.broker_id);
         },
         unheld: () =>
-          (health?.list() ?? []).filter((h) =>
-            h.status === "alive" && !registry.get(h.agent_id) && !fleet?.session(h.agent_id)
+          healthMonitor.list().filter((h) =>
+            h.status === "alive" && !registry.get(h.agent_id) && !late.fleet?.session(h.agent_id)
           ).map((h) => h.agent_id),
-        heldCount: () => Math.max(registry.size, fleet?.sessions().length ?? 0),
+        heldCount: () => Math.max(registry.size, late.fleet?.sessions().length ?? 0),
       },
       publishResults,
       timeoutMs: commandTimeoutMs,
@@ -297,10 +300,6 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       },
     });
     cleanups.push(() => router.close("the broker stopped before the agent answered"));
-
-    const healthMonitor = await HealthMonitor.start(store, prefix, log.child("health"));
-    health = healthMonitor;
-    cleanups.push(() => healthMonitor.close());
 
     const ctx: SessionContext = {
       bus: publisher,
@@ -325,8 +324,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         void router.onResult(agentId, result);
       },
       onConnection(session, connected) {
-        if (connected) void fleet?.held(session);
-        else void fleet?.released(session.agentId);
+        if (connected) void late.fleet?.held(session);
+        else void late.fleet?.released(session.agentId);
       },
     };
     const maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
@@ -363,7 +362,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     cleanups.push(() => server.close(1000));
 
     const brokerId = options.brokerId ?? defaultBrokerId(server.address);
-    fleet = await Fleet.start({
+    const fleetNow = await Fleet.start({
       store,
       prefix,
       brokerId,
@@ -379,11 +378,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           mine.close(
             `agent ${agentId} connected to broker ${record.broker_id} (${record.broker_address}) since`,
           );
-        } else void fleet?.held(mine);
+        } else void late.fleet?.held(mine);
       },
       log: log.child("fleet"),
     });
-    const fleetNow = fleet;
+    late.fleet = fleetNow;
     cleanups.push(() => fleetNow.close());
     // Agents that connected while the fleet key was being written.
     for (const s of registry.list()) void fleetNow.held(s);
@@ -447,7 +446,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
     const healthList = (): HealthEntry[] => {
       const byId = new Map<string, HealthEntry>();
-      for (const h of health.list()) {
+      for (const h of healthMonitor.list()) {
         byId.set(h.agent_id, {
           agent_id: h.agent_id,
           status: h.status,
