@@ -13,6 +13,7 @@ import {
   KNOWN_COMMAND_TYPES,
   READ_ONLY_COMMAND_TYPES,
 } from "../common/commands.ts";
+import { escapeText } from "../common/escape.ts";
 import type { ResultMessage } from "../common/messages.ts";
 import { ConfigError } from "../config/issues.ts";
 import type { AnalysisBackend, BrokerBackend } from "./backend.ts";
@@ -68,13 +69,13 @@ export function parseConfigJson(text: string): unknown {
 
 function outputText(output: unknown): string {
   const text = typeof output === "string" ? output : JSON.stringify(output);
-  return text.length > 2000 ? text.slice(0, 1997) + "..." : text;
+  return escapeText(text.length > 2000 ? text.slice(0, 1997) + "..." : text);
 }
 
 /** One result line: `web-1  ok     {"uptime": 12}`. */
 export function resultLine(result: ResultMessage, style: Style): string {
   const status = result.status === "ok" ? style.green("ok") : style.red("error");
-  return `${result.agent_id}  ${status}  ${outputText(result.output)}`;
+  return `${escapeText(result.agent_id)}  ${status}  ${outputText(result.output)}`;
 }
 
 /** The closing summary of a send. */
@@ -226,9 +227,9 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "HOST", "PEER", "CONNECTED", "LAST BATCH", "LATEST"],
         agents.map((a) => [
-          a.agent_id,
-          a.hostname,
-          a.peer,
+          escapeText(a.agent_id),
+          escapeText(a.hostname),
+          escapeText(a.peer),
           formatAge(a.connected_since),
           formatAge(a.last_batch),
           a.latest ? formatMetrics(a.latest) : "-",
@@ -253,7 +254,7 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED"],
         entries.map((h) => [
-          h.agent_id,
+          escapeText(h.agent_id),
           colored(h.status),
           h.last_seen === null ? "never" : `${formatTime(h.last_seen)} (${formatAge(h.last_seen)})`,
           formatTime(h.since),
