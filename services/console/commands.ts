@@ -13,6 +13,7 @@ import {
   KNOWN_COMMAND_TYPES,
   READ_ONLY_COMMAND_TYPES,
 } from "../common/commands.ts";
+import { escapeText } from "../common/escape.ts";
 import type { ResultMessage } from "../common/messages.ts";
 import { ConfigError } from "../config/issues.ts";
 import type { AnalysisBackend, BrokerBackend } from "./backend.ts";
@@ -78,9 +79,12 @@ export const MAX_OUTPUT_LINES = 80;
 export function outputText(output: unknown): { inline: string } | { block: string[] } {
   if (output === undefined || output === null || output === "") return { inline: "" };
   const compact = typeof output === "string" ? output : JSON.stringify(output);
-  if (compact.length <= INLINE_OUTPUT && !compact.includes("\n")) return { inline: compact };
+  if (compact.length <= INLINE_OUTPUT && !compact.includes("\n")) {
+    return { inline: escapeText(compact) };
+  }
   const text = typeof output === "string" ? output : JSON.stringify(output, null, 2);
-  const lines = text.split("\n");
+  // Each line escaped (an agent's output is outside data); the breaks between them are ours.
+  const lines = text.split("\n").map(escapeText);
   if (lines.length <= MAX_OUTPUT_LINES) return { block: lines };
   const shown = lines.slice(0, MAX_OUTPUT_LINES - 1);
   shown.push(`… ${lines.length - shown.length} more lines`);
@@ -93,7 +97,7 @@ export function outputText(output: unknown): { inline: string } | { block: strin
  */
 export function resultLine(result: ResultMessage, style: Style): string {
   const status = result.status === "ok" ? style.green("ok") : style.red("error");
-  const head = `${result.agent_id}  ${status}`;
+  const head = `${escapeText(result.agent_id)}  ${status}`;
   const text = outputText(result.output);
   if ("inline" in text) return text.inline === "" ? head : `${head}  ${text.inline}`;
   return [head, ...text.block.map((line) => `  ${line}`)].join("\n");
@@ -248,9 +252,9 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "HOST", "PEER", "CONNECTED", "LAST BATCH", "LATEST"],
         agents.map((a) => [
-          a.agent_id,
-          a.hostname,
-          a.peer,
+          escapeText(a.agent_id),
+          escapeText(a.hostname),
+          escapeText(a.peer),
           formatAge(a.connected_since),
           formatAge(a.last_batch),
           a.latest ? formatMetrics(a.latest) : "-",
@@ -275,7 +279,7 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED"],
         entries.map((h) => [
-          h.agent_id,
+          escapeText(h.agent_id),
           colored(h.status),
           h.last_seen === null ? "never" : `${formatTime(h.last_seen)} (${formatAge(h.last_seen)})`,
           formatTime(h.since),

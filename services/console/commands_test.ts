@@ -37,3 +37,11 @@ Deno.test("console: a short result stays on one line; a long one is pretty-print
   assert.equal(cut.length, 1 + MAX_OUTPUT_LINES);
   assert.match(cut.at(-1)!, /^ {2}… \d+ more lines$/);
 });
+
+Deno.test("console: a result's output cannot forge lines or reach the terminal raw", () => {
+  const text = resultLine(result({ note: "x\nFORGED\x1b[2J".repeat(10) }), PLAIN);
+  assert.ok(!text.includes("\x1b"));
+  assert.ok(text.split("\n").slice(1).every((line) => line.startsWith("  ")));
+  const plain = resultLine(result("a\nFORGED-LINE\x1b[2J"), PLAIN);
+  assert.equal(plain, "web-1  ok\n  a\n  FORGED-LINE\\x1b[2J");
+});
