@@ -353,3 +353,44 @@ Deno.test("broker admin: bodies must be JSON and, without a token, the host must
     assert.match(rebound, /host: expected a loopback address/);
     assert.match(await raw("localhost:50053"), /^HTTP\/1\.1 200/);
   }));
+
+Deno.test("broker admin: malformed requests get 400 naming what was expected, never 500 nor an ERROR log", async () => {
+  const errors: string[] = [];
+  setLogSink((line, level) => {
+    if (level === "error") errors.push(line);
+  });
+  try {
+    await withBroker({}, async ({ adminUrl }) => {
+      const json = { "content-type": "application/json" };
+      const cases: Array<[string, string, RequestInit, RegExp]> = [
+        [
+          "GET",
+          "/config/%ZZ",
+          {},
+          /\/config\/%ZZ: expected \/config\/<agent id> with valid %-escapes/,
+        ],
+        ["PUT", "/config/%ZZ", { headers: json, body: "{}" }, /malformed %-escape/],
+        ["GET", "/config/%", {}, /malformed %-escape/],
+        ["GET", "/config/%E0%A4%A", {}, /malformed %-escape/],
+        ["GET", "/config/a%2Fb", {}, /agent id "a\/b" is not valid/],
+        ["GET", `/config/${"x".repeat(300)}`, {}, /is not valid/],
+        ["PUT", "/config/web-1", { headers: json, body: "null" }, /expected/],
+        ["PUT", "/config/web-1", { headers: json, body: "[1]" }, /expected/],
+        ["POST", "/send", { headers: json, body: "[]" }, /request body: expected \{"target"/],
+        ["POST", "/send", {
+          headers: json,
+          body: JSON.stringify({ target: "all", command_type: "status", timeout_ms: "x" }),
+        }, /timeout_ms: expected a positive number/],
+      ];
+      for (const [method, path, init, pattern] of cases) {
+        const response = await fetch(`${adminUrl}${path}`, { method, ...init });
+        const body = await response.json();
+        assert.equal(response.status, 400, `${method} ${path}: ${JSON.stringify(body)}`);
+        assert.match(String(body.error), pattern, `${method} ${path}`);
+      }
+    });
+  } finally {
+    setLogSink(undefined);
+  }
+  assert.deepEqual(errors, []);
+});

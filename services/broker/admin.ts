@@ -110,6 +110,15 @@ async function readJson(request: Request): Promise<{ value: unknown } | Response
   }
 }
 
+/** Decodes one %-escaped path segment; undefined when an escape is malformed. */
+function decodePathPart(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
 const ENDPOINTS = [
   "GET /agents",
   "GET /health",
@@ -171,7 +180,13 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
         return new Response(body, { headers: { "content-type": contentType } });
       }
       if (path.startsWith("/config/")) {
-        const agentId = decodeURIComponent(path.slice("/config/".length));
+        const agentId = decodePathPart(path.slice("/config/".length));
+        if (agentId === undefined) {
+          return problem(
+            400,
+            `${path}: expected /config/<agent id> with valid %-escapes (such as %2D), found a malformed %-escape`,
+          );
+        }
         if (method === "GET") return json(200, await broker.getConfig(agentId));
         if (method === "PUT") {
           const body = await readJson(request);
@@ -191,7 +206,9 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
       if (error instanceof ConfigError) {
         return problem(400, error.message, { issues: error.issues });
       }
-      if (error instanceof TypeError) return problem(400, error.message);
+      if (error instanceof TypeError || error instanceof URIError) {
+        return problem(400, error.message);
+      }
       log.error(`${method} ${path} failed: ${errorMessage(error)}`);
       return problem(500, errorMessage(error));
     }
