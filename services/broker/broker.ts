@@ -28,7 +28,8 @@ import {
 } from "./config_store.ts";
 import { Fleet, type SessionRecord } from "./fleet.ts";
 import { HealthMonitor } from "./health.ts";
-import { renderMetrics } from "./prometheus.ts";
+import { AgentStateTable } from "../common/agent_state.ts";
+import { createPublishHistogram, type ExpositionFormat, renderExposition } from "./prometheus.ts";
 import { Registry } from "./registry.ts";
 import { CommandRouter, type RouterEvent } from "./router.ts";
 import { AgentSession, type SessionContext } from "./session.ts";
@@ -118,7 +119,11 @@ export interface AgentInfo {
   last_batch: number | null;
   /** Batches acknowledged on this connection. */
   batches: number;
-  /** Latest values published for this agent (null for agents on other brokers). */
+  /**
+   * Current values of this agent: the newest of each metric, carried forward
+   * while the keep-alive window holds (stale ones left out); null before the
+   * first sample, and null for agents on other brokers.
+   */
   latest: Record<string, number> | null;
   /** Id of the broker holding the agent's stream. */
   broker: string;
@@ -138,6 +143,10 @@ export interface HealthEntry {
   /** Id of the broker holding the agent's stream, or null. */
   broker: string | null;
   hostname?: string;
+  /** Timestamp of the agent's newest sample (Unix seconds), or null before the first. */
+  last_sample?: number | null;
+  /** Metrics not reported within the agent's keep-alive window (their values are stale). */
+  stale_metrics?: string[];
 }
 
 /** One broker of the fleet in `stats` and `GET /stats`. */
@@ -186,8 +195,8 @@ export interface Broker {
   putConfig(agentId: string, config: unknown): Promise<ConfigWrite>;
   /** Publishes a command on the commands topic and collects the results. */
   send(request: SendRequest, onEvent?: (event: SendEvent) => void): Promise<SendSummary>;
-  /** Prometheus text. */
-  metrics(): string;
+  /** `/metrics`: the exposition in the format asked for (default the Prometheus text format). */
+  metrics(format?: ExpositionFormat): Promise<{ body: string; contentType: string }>;
   /** Watches router events (commands dispatched, results published). */
   onRouterEvent(listener: (event: RouterEvent) => void): () => void;
   /** Graceful shutdown; idempotent. */
@@ -229,14 +238,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   const { bus, store } = options;
   const startedAt = Date.now();
-  const total = new ScopeStats(startedAt);
+  const publishDuration = createPublishHistogram();
+  const total = new ScopeStats(startedAt, (ms) => publishDuration.observe(ms / 1000));
   const perAgent = new Map<string, ScopeStats>();
   const agentStats = (id: string) => {
     let stats = perAgent.get(id);
     if (!stats) perAgent.set(id, stats = new ScopeStats());
     return stats;
   };
-  const latest = new Map<string, { timestamp: number; metrics: Record<string, number> }>();
+  // Every agent's current state: values carried forward while the keep-alive window holds.
+  const states = new AgentStateTable();
   const registry = new Registry<AgentSession>();
   const sessions = new Set<AgentSession>();
   let stopping = false;
@@ -301,6 +312,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     });
     cleanups.push(() => router.close("the broker stopped before the agent answered"));
 
+    for (const h of healthMonitor.list()) {
+      states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname);
+    }
+    healthMonitor.onTransition((h) =>
+      states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname)
+    );
+    /** The states now, with each agent's connection to this broker. */
+    const snapshots = (now = Date.now() / 1000) => {
+      for (const id of states.ids()) states.connection(id, registry.get(id) !== undefined);
+      for (const s of registry.list()) states.connection(s.agentId, true, s.hostname);
+      return states.list(now);
+    };
+
     const ctx: SessionContext = {
       bus: publisher,
       topics,
@@ -311,13 +335,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       log,
       total,
       agentStats,
-      onPublished(agentId: string, messages: DataMessage[]) {
-        let newest = messages[0];
-        for (const m of messages) if (m.timestamp >= newest.timestamp) newest = m;
-        const previous = latest.get(agentId);
-        if (!previous || newest.timestamp >= previous.timestamp) {
-          latest.set(agentId, { timestamp: newest.timestamp, metrics: newest.metrics });
-        }
+      onPublished(_agentId: string, messages: DataMessage[]) {
+        const now = Date.now() / 1000;
+        for (const m of messages) states.ingest(m, now);
         sink?.write(messages);
       },
       onResult(agentId, result) {
@@ -433,7 +453,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         connected_since: s.connectedAt / 1000,
         last_batch: s.lastBatchAt === undefined ? null : s.lastBatchAt / 1000,
         batches: s.batches,
-        latest: latest.get(s.agentId)?.metrics ?? null,
+        latest: states.get(s.agentId) ? states.values(s.agentId) : null,
         broker: brokerId,
       }));
       const here = new Set(out.map((a) => a.agent_id));
@@ -446,6 +466,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
     const healthList = (): HealthEntry[] => {
       const byId = new Map<string, HealthEntry>();
+      const now = Date.now() / 1000;
       for (const h of healthMonitor.list()) {
         byId.set(h.agent_id, {
           agent_id: h.agent_id,
@@ -488,6 +509,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           entry.last_seen = Math.max(entry.last_seen ?? 0, lastBatch);
         }
         byId.set(s.agentId, entry);
+      }
+      for (const entry of byId.values()) {
+        const state = states.get(entry.agent_id, now);
+        entry.last_sample = state?.last_sample ?? null;
+        entry.stale_metrics = Object.entries(state?.metrics ?? {})
+          .filter(([, m]) => m.stale).map(([name]) => name);
       }
       return [...byId.values()].sort((a, b) => a.agent_id.localeCompare(b.agent_id));
     };
@@ -544,21 +571,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return written;
       },
       send,
-      metrics: () => {
-        const now = Date.now();
-        const agentsMap = new Map<string, StatsSnapshot>();
-        for (const [id, s] of perAgent) agentsMap.set(id, s.snapshot(now));
-        const alive = new Map<string, boolean>();
-        for (const h of healthMonitor.list()) alive.set(h.agent_id, h.status === "alive");
-        return renderMetrics({
-          total: total.snapshot(now),
-          agents: agentsMap,
-          latest,
-          connected: new Set(registry.list().map((s) => s.agentId)),
-          alive,
-          uptimeSeconds: (now - startedAt) / 1000,
-        });
-      },
+      metrics: (format: ExpositionFormat = "prometheus") =>
+        renderExposition({
+          startTimeSeconds: startedAt / 1000,
+          connectedAgents: registry.size,
+          pendingCommands: router.pendingCount,
+          total: total.counters,
+          perAgent: new Map([...perAgent].map(([id, s]) => [id, s.counters])),
+          agents: snapshots(),
+          publishDuration,
+        }, format),
       onRouterEvent: (listener) => router.subscribe(listener),
       stop(reason = "the broker is shutting down") {
         stopped ??= (async () => {

@@ -13,6 +13,7 @@ import {
   KNOWN_COMMAND_TYPES,
   READ_ONLY_COMMAND_TYPES,
 } from "../common/commands.ts";
+import { escapeText } from "../common/escape.ts";
 import type { ResultMessage } from "../common/messages.ts";
 import { ConfigError } from "../config/issues.ts";
 import type { AnalysisBackend, BrokerBackend } from "./backend.ts";
@@ -66,15 +67,40 @@ export function parseConfigJson(text: string): unknown {
   }
 }
 
-function outputText(output: unknown): string {
-  const text = typeof output === "string" ? output : JSON.stringify(output);
-  return text.length > 2000 ? text.slice(0, 1997) + "..." : text;
+/** Outputs up to this many characters of JSON stay on the result's line. */
+const INLINE_OUTPUT = 60;
+/** Longest output shown, in lines (the rest is counted, not printed). */
+export const MAX_OUTPUT_LINES = 80;
+
+/**
+ * A command's output as text: short JSON on one line, longer JSON indented
+ * on lines of its own (as `jq` prints it), strings as they are.
+ */
+export function outputText(output: unknown): { inline: string } | { block: string[] } {
+  if (output === undefined || output === null || output === "") return { inline: "" };
+  const compact = typeof output === "string" ? output : JSON.stringify(output);
+  if (compact.length <= INLINE_OUTPUT && !compact.includes("\n")) {
+    return { inline: escapeText(compact) };
+  }
+  const text = typeof output === "string" ? output : JSON.stringify(output, null, 2);
+  // Each line escaped (an agent's output is outside data); the breaks between them are ours.
+  const lines = text.split("\n").map(escapeText);
+  if (lines.length <= MAX_OUTPUT_LINES) return { block: lines };
+  const shown = lines.slice(0, MAX_OUTPUT_LINES - 1);
+  shown.push(`… ${lines.length - shown.length} more lines`);
+  return { block: shown };
 }
 
-/** One result line: `web-1  ok     {"uptime": 12}`. */
+/**
+ * One result: `web-1  ok  {"uptime": 12}`, or the agent and status on a line
+ * and a longer output pretty-printed below it, indented by two spaces.
+ */
 export function resultLine(result: ResultMessage, style: Style): string {
   const status = result.status === "ok" ? style.green("ok") : style.red("error");
-  return `${result.agent_id}  ${status}  ${outputText(result.output)}`;
+  const head = `${escapeText(result.agent_id)}  ${status}`;
+  const text = outputText(result.output);
+  if ("inline" in text) return text.inline === "" ? head : `${head}  ${text.inline}`;
+  return [head, ...text.block.map((line) => `  ${line}`)].join("\n");
 }
 
 /** The closing summary of a send. */
@@ -226,9 +252,9 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "HOST", "PEER", "CONNECTED", "LAST BATCH", "LATEST"],
         agents.map((a) => [
-          a.agent_id,
-          a.hostname,
-          a.peer,
+          escapeText(a.agent_id),
+          escapeText(a.hostname),
+          escapeText(a.peer),
           formatAge(a.connected_since),
           formatAge(a.last_batch),
           a.latest ? formatMetrics(a.latest) : "-",
@@ -253,7 +279,7 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED"],
         entries.map((h) => [
-          h.agent_id,
+          escapeText(h.agent_id),
           colored(h.status),
           h.last_seen === null ? "never" : `${formatTime(h.last_seen)} (${formatAge(h.last_seen)})`,
           formatTime(h.since),
