@@ -82,6 +82,8 @@ Deno.test("monitor.yaml: an empty file resolves to the embedded defaults", () =>
       admin: "127.0.0.1:50053",
       command_timeout: 10,
       max_batch_samples: 1000,
+      replicas: 1,
+      max_streams: 4000,
     });
     assert.deepEqual(config.analysis, {
       group: "analysis",
@@ -163,6 +165,8 @@ Deno.test("monitor.yaml: a full valid file resolves every key", () => {
     sink: "samples.jsonl",
     command_timeout: 2.5,
     max_batch_samples: 200,
+    replicas: 1,
+    max_streams: 4000,
     tls: { cert: "b.pem", key: "b-key.pem", ca: "ca.pem", require_client_cert: true },
   });
   assert.deepEqual(config.analysis, { group: "ops", command_timeout: 15, summary_interval: 30 });
@@ -207,7 +211,7 @@ Deno.test("monitor.yaml: an unknown top-level key names its line:column and a di
 
 Deno.test("monitor.yaml: an unknown nested key points at the key", () => {
   assert.deepEqual(problems(["broker:", "  listen: 127.0.0.1:1", "  lisen: 127.0.0.1:2"]), [
-    'm.yaml:3:3: broker.lisen: expected one of the keys of broker: listen, admin, admin_token, admin_token_file, admin_token_env, token, token_file, token_env, sink, command_timeout, max_batch_samples, tls, found unknown key "lisen" (did you mean "listen"?)',
+    'm.yaml:3:3: broker.lisen: expected one of the keys of broker: listen, admin, admin_token, admin_token_file, admin_token_env, token, token_file, token_env, sink, command_timeout, max_batch_samples, replicas, max_streams, tls, found unknown key "lisen" (did you mean "listen"?)',
   ]);
   const issue = problem(["bus:", "  topics: {data: d, alrets: a}"]);
   assert.deepEqual([issue.path, issue.line, issue.column], ["bus.topics.alrets", 2, 21]);

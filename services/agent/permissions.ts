@@ -32,7 +32,7 @@ export interface AgentPermissions extends PermissionLists {
 
 /** What the agent is asked to do. */
 export interface AgentPermissionInput {
-  /** Broker `host:port`, or every broker the agent may fail over to. */
+  /** Broker `host:port`, or every broker the agent may fail over to (a list, or comma-separated). */
   broker: string | readonly string[];
   /** monitor.yaml, when passed with --config. */
   configFile?: string;
@@ -82,7 +82,7 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
     ]),
     write: [],
     net: unique([
-      ...(typeof input.broker === "string" ? [input.broker] : input.broker),
+      ...(typeof input.broker === "string" ? input.broker.split(",") : input.broker),
       ...plugins.flatMap((p) => p.net ?? []),
     ]),
     env: unique([

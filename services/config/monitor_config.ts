@@ -151,10 +151,6 @@ export interface BrokerConfig {
   replicas: number;
   /** Streams (agents) one broker process accepts; more are refused RESOURCE_EXHAUSTED. */
   max_streams: number;
-  /** Every broker's gRPC address (`listen`, then port + 1, ... for `replicas`). */
-  addresses: string[];
-  /** Every broker's admin address (`admin` port + i), empty when `admin` is `off`. */
-  admin_addresses: string[];
   /** TLS of the gRPC listener (plaintext when absent). */
   tls?: BrokerTlsConfig;
 }
@@ -185,13 +181,12 @@ export interface AgentTlsConfig {
 export interface LocalAgentConfig {
   /** Agent id (default: the hostname). */
   id: string;
-  /** The first broker address (see `brokers`). */
-  broker: string;
   /**
-   * Every broker the agent may use, in the order given (default: the
-   * brokers of `broker.listen` and `broker.replicas`, 0.0.0.0 read as 127.0.0.1).
+   * Broker address, or several separated by commas (a YAML list is accepted
+   * too): the agent picks one by its id and fails over to the others. Default:
+   * every broker of `broker.listen` and `broker.replicas`, 0.0.0.0 read as 127.0.0.1.
    */
-  brokers: string[];
+  broker: string;
   /** Shared secret for the broker (default: `broker.token`). */
   token?: string;
   /** File holding the token (instead of `token`; default: `broker.token_file`). */
@@ -386,6 +381,16 @@ function checkBus(raw: unknown, issues: Issues): BusConfig {
 
 const SECONDS = "a number of seconds greater than 0";
 
+/**
+ * Every broker of a resolved `broker:` section: gRPC and admin address of
+ * replica i (`listen` port + i, `admin` port + i; admin undefined when off).
+ */
+export function brokerReplicas(broker: BrokerConfig): Array<{ listen: string; admin?: string }> {
+  const listens = replicaAddresses(broker.listen, broker.replicas);
+  const admins = broker.admin === "off" ? [] : replicaAddresses(broker.admin, broker.replicas);
+  return listens.map((listen, i) => (admins[i] ? { listen, admin: admins[i] } : { listen }));
+}
+
 function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
   const d = MONITOR_DEFAULTS.broker;
   const doc = section(raw, "broker", BROKER_KEYS, issues) ?? {};
@@ -425,6 +430,7 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
         `ports that fit: ${(error as Error).message}`,
         doc.replicas,
       );
+      replicas = 1;
     }
     const port = (a: string) => a.slice(a.lastIndexOf(":") + 1);
     const grpcPorts = new Set(addresses.map(port));
@@ -451,8 +457,7 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
       what: "a whole number of streams (agents) greater than 0",
       whole: true,
     }),
-    addresses,
-    admin_addresses: adminAddresses,
+
     command_timeout: positive(doc, "command_timeout", "broker", issues, {
       fallback: d.command_timeout,
       what: SECONDS,
@@ -553,7 +558,7 @@ function checkAgent(
       );
     }
   }
-  let brokers = broker.addresses.map(localAddress);
+  let brokers = brokerReplicas(broker).map((b) => localAddress(b.listen));
   if (doc.broker !== undefined && doc.broker !== null) {
     const parsed = parseBrokerList(doc.broker);
     if (typeof parsed === "string") {
@@ -567,8 +572,7 @@ function checkAgent(
   }
   const config: LocalAgentConfig = {
     id,
-    broker: brokers[0],
-    brokers,
+    broker: brokers.join(","),
     metrics_source: oneOf(doc, "metrics_source", "agent", METRICS_SOURCES, "auto", issues),
   };
   const secrets: Record<string, string> = {};
