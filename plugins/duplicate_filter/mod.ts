@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { Plugin, PluginContext, Sample } from "../api.ts";
-import type { SettingsSchema } from "../../services/config/agent_config.ts";
+import type { Plugin, PluginContext, Sample, SettingsSchema } from "../api.ts";
 
 /** Settings of the duplicate filter. */
 export const DUPLICATE_FILTER_SETTINGS: SettingsSchema = {
