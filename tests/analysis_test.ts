@@ -231,3 +231,30 @@ Deno.test("analysis: send all waits until its timeout for an agent that went qui
       await analysis.stop();
     }
   }));
+
+Deno.test("analysis: send all before any data returns once the connected agents answered, not at the timeout", () =>
+  withBroker({ commandTimeoutMs: 500 }, async ({ broker, bus }) => {
+    const analysis = await startAnalysis({
+      bus,
+      group: "analysis-settle-test",
+      commandTimeoutMs: 20_000,
+    });
+    const a = await TestAgent.connect(broker.address, "st-1");
+    const b = await TestAgent.connect(broker.address, "st-2");
+    answerCommands(a, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    answerCommands(b, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    try {
+      // No data yet: the analysis knows no agent, as right after `deno task analysis` starts.
+      assert.equal(analysis.agents().length, 0);
+      const started = Date.now();
+      const summary = await within(analysis.send("all", "ping"), 15_000, "send all");
+      assert.equal(summary.timed_out, false, "ended by the settle time, not the 20 s timeout");
+      assert.ok(Date.now() - started < 15_000);
+      assert.deepEqual(summary.expected, []);
+      assert.deepEqual(summary.ok.sort(), ["st-1", "st-2"]);
+    } finally {
+      a.close();
+      b.close();
+      await analysis.stop();
+    }
+  }));

@@ -53,12 +53,33 @@ export function parseData(text: string): DataMessage | string {
     }
     metrics[name] = v;
   }
-  return {
+  const message: DataMessage = {
     agent_id: value.agent_id,
     hostname: typeof value.hostname === "string" ? value.hostname : value.agent_id,
     timestamp: value.timestamp,
     metrics,
   };
+  // Additive fields (see DataMessage): checked when present.
+  if (value.counters !== undefined) {
+    if (!isPlainObject(value.counters)) return "counters: expected an object of numbers";
+    const counters: Record<string, number> = {};
+    for (const [name, v] of Object.entries(value.counters)) {
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+        return `counters[${JSON.stringify(name)}]: expected a number >= 0`;
+      }
+      counters[name] = v;
+    }
+    message.counters = counters;
+  }
+  for (const field of ["interval", "keepalive"] as const) {
+    const v = value[field];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      return `${field}: expected a number of seconds > 0`;
+    }
+    message[field] = v;
+  }
+  return message;
 }
 
 /** Parses an alert message; a string names what is wrong. */

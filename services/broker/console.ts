@@ -32,6 +32,7 @@
  */
 import type { Readable, Writable } from "node:stream";
 import { checkTarget } from "../common/commands.ts";
+import { escapeText } from "../common/escape.ts";
 import { ConfigError } from "../config/issues.ts";
 import {
   type Choice,
@@ -127,9 +128,9 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "HOST", "PEER", "CONNECTED", "LAST BATCH", "LATEST"],
         agents.map((a) => [
-          a.agent_id,
-          a.hostname,
-          a.peer,
+          escapeText(a.agent_id),
+          escapeText(a.hostname),
+          escapeText(a.peer),
           formatAge(a.connected_since),
           formatAge(a.last_batch),
           a.latest ? formatMetrics(a.latest) : "-",
@@ -154,7 +155,7 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       io.print(table(
         ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED"],
         entries.map((h) => [
-          h.agent_id,
+          escapeText(h.agent_id),
           colored(h.status),
           h.last_seen === null ? "never" : `${formatTime(h.last_seen)} (${formatAge(h.last_seen)})`,
           formatTime(h.since),

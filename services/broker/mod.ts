@@ -59,3 +59,10 @@ export {
   type ServicePermissionInput,
   type ServicePermissions,
 } from "./permissions.ts";
+export {
+  type AgentSnapshot,
+  AgentStateTable,
+  DEFAULT_KEEPALIVE_SECONDS,
+  type MetricState,
+  STALE_GRACE_SECONDS,
+} from "../common/agent_state.ts";

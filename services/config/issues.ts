@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { escapeText } from "../common/escape.ts";
 
 /** One problem in a configuration document. */
 export interface ConfigIssue {
@@ -20,14 +21,17 @@ export interface ConfigIssue {
   hint?: string;
 }
 
-/** Formats an issue as one line: `file:line:col: path: expected X, found Y (hint)`. */
+/**
+ * Formats an issue as one line: `file:line:col: path: expected X, found Y (hint)`.
+ * Every part is escaped (keys and values come from the document), so one issue is one line.
+ */
 export function formatIssue(issue: ConfigIssue, file?: string): string {
   const where = [file, issue.line, issue.column].filter((p) => p !== undefined).join(":");
-  const head = where ? `${where}: ` : "";
-  const hint = issue.hint ? ` (${issue.hint})` : "";
-  return `${head}${
-    issue.path || "(top level)"
-  }: expected ${issue.expected}, found ${issue.found}${hint}`;
+  const head = where ? `${escapeText(where)}: ` : "";
+  const hint = issue.hint ? ` (${escapeText(issue.hint)})` : "";
+  return `${head}${escapeText(issue.path || "(top level)")}: expected ${
+    escapeText(issue.expected)
+  }, found ${escapeText(issue.found)}${hint}`;
 }
 
 /** Describes a value for `found`: `"5s" (a string)`, `3 (a number)`, `nothing`. */

@@ -14,6 +14,7 @@ import {
   KNOWN_COMMAND_TYPES,
   READ_ONLY_COMMAND_TYPES,
 } from "../common/commands.ts";
+import { escapeText } from "../common/escape.ts";
 import type { ResultMessage } from "../common/messages.ts";
 import type { Style } from "./format.ts";
 import type { Choice } from "./prompts.ts";
@@ -21,6 +22,7 @@ import type { CommandIO, CommandLine, CommandSpec } from "./repl.ts";
 
 /** Usage of `send`. */
 export const SEND_USAGE = "send <agent|all> <command> [json args]";
+
 /** Parses `[json args]`: empty is none; otherwise a JSON object. */
 export function parseArgs(text: string): Record<string, unknown> | undefined {
   if (text.trim() === "") return undefined;
@@ -40,15 +42,40 @@ export function parseArgs(text: string): Record<string, unknown> | undefined {
   return value;
 }
 
-function outputText(output: unknown): string {
-  const text = typeof output === "string" ? output : JSON.stringify(output);
-  return text.length > 2000 ? text.slice(0, 1997) + "..." : text;
+/** Outputs up to this many characters of JSON stay on the result's line. */
+const INLINE_OUTPUT = 60;
+/** Longest output shown, in lines (the rest is counted, not printed). */
+export const MAX_OUTPUT_LINES = 80;
+
+/**
+ * A command's output as text: short JSON on one line, longer JSON indented
+ * on lines of its own (as `jq` prints it), strings as they are.
+ */
+export function outputText(output: unknown): { inline: string } | { block: string[] } {
+  if (output === undefined || output === null || output === "") return { inline: "" };
+  const compact = typeof output === "string" ? output : JSON.stringify(output);
+  if (compact.length <= INLINE_OUTPUT && !compact.includes("\n")) {
+    return { inline: escapeText(compact) };
+  }
+  const text = typeof output === "string" ? output : JSON.stringify(output, null, 2);
+  // Each line escaped (an agent's output is outside data); the breaks between them are ours.
+  const lines = text.split("\n").map(escapeText);
+  if (lines.length <= MAX_OUTPUT_LINES) return { block: lines };
+  const shown = lines.slice(0, MAX_OUTPUT_LINES - 1);
+  shown.push(`… ${lines.length - shown.length} more lines`);
+  return { block: shown };
 }
 
-/** One result line: `web-1  ok     {"uptime": 12}`. */
+/**
+ * One result: `web-1  ok  {"uptime": 12}`, or the agent and status on a line
+ * and a longer output pretty-printed below it, indented by two spaces.
+ */
 export function resultLine(result: ResultMessage, style: Style): string {
   const status = result.status === "ok" ? style.green("ok") : style.red("error");
-  return `${result.agent_id}  ${status}  ${outputText(result.output)}`;
+  const head = `${escapeText(result.agent_id)}  ${status}`;
+  const text = outputText(result.output);
+  if ("inline" in text) return text.inline === "" ? head : `${head}  ${text.inline}`;
+  return [head, ...text.block.map((line) => `  ${line}`)].join("\n");
 }
 
 /** The closing summary of a send. */
