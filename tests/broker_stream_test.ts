@@ -47,7 +47,8 @@ Deno.test("broker: each sample is published with the contract fields, alerts too
       assert.equal(stats.total.alerts, 1);
       assert.equal(stats.agents["web-1"].batches, 1);
       assert.equal(broker.agents()[0].agent_id, "web-1");
-      assert.deepEqual(broker.agents()[0].latest, { cpu: 13 });
+      // Samples from 2023 are long past the keep-alive window: no current values.
+      assert.deepEqual(broker.agents()[0].latest, {});
     } finally {
       agent.close();
       await data.close();

@@ -192,6 +192,9 @@ Deno.test("console: terminal mode keeps history across runs and completes comman
     }
     const saved = await Deno.readTextFile(historyFile);
     assert.deepEqual(saved.trim().split("\n"), ["stats", "send db-1", "quit", "stats", "quit"]);
+    // Private to the user, whatever the umask (Deno's node:fs ignores it).
+    assert.equal((await Deno.stat(historyFile)).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(join(dir, "history"))).mode! & 0o777, 0o700);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

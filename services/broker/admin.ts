@@ -12,7 +12,7 @@
  * |                        | 200 `ConfigWrite`, or 400 `{"error", "issues": ConfigIssue[]}`          |
  * | `POST /send`           | body `{"target", "command_type", "args"?, "timeout_ms"?}`; answers      |
  * |                        | `application/x-ndjson`, one `SendEvent` per line, the last a summary    |
- * | `GET /metrics`         | Prometheus text format 0.0.4                                            |
+ * | `GET /metrics`         | Prometheus text format 0.0.4, or OpenMetrics 1.0 when `Accept` asks     |
  *
  * PUT and POST bodies must be sent as `application/json`. Without a token,
  * only requests for a loopback host name are answered.
@@ -27,9 +27,9 @@ import { checkCommandType, checkTarget, isPlainObject } from "../common/commands
 import { errorMessage, type Logger } from "../common/log.ts";
 import { isLoopbackHost, splitHostPort } from "../common/net.ts";
 import { ConfigError } from "../config/issues.ts";
+import { negotiateFormat } from "./prometheus.ts";
 import type { SendEvent, SendRequest } from "./send.ts";
 import type { Broker } from "./types.ts";
-import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
 
 /** Options of {@linkcode startAdminServer}. */
 export interface AdminServerOptions {
@@ -94,6 +94,15 @@ async function readJson(request: Request): Promise<{ value: unknown } | Response
   }
 }
 
+/** Decodes one %-escaped path segment; undefined when an escape is malformed. */
+function decodePathPart(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
 const ENDPOINTS = [
   "GET /agents",
   "GET /health",
@@ -149,12 +158,19 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
       if (path === "/stats") return method === "GET" ? json(200, broker.stats()) : only("GET");
       if (path === "/metrics") {
         if (method !== "GET") return only("GET");
-        return new Response(broker.metrics(), {
-          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
-        });
+        const { body, contentType } = await broker.metrics(
+          negotiateFormat(request.headers.get("accept")),
+        );
+        return new Response(body, { headers: { "content-type": contentType } });
       }
       if (path.startsWith("/config/")) {
-        const agentId = decodeURIComponent(path.slice("/config/".length));
+        const agentId = decodePathPart(path.slice("/config/".length));
+        if (agentId === undefined) {
+          return problem(
+            400,
+            `${path}: expected /config/<agent id> with valid %-escapes (such as %2D), found a malformed %-escape`,
+          );
+        }
         if (method === "GET") return json(200, await broker.getConfig(agentId));
         if (method === "PUT") {
           const body = await readJson(request);
@@ -174,7 +190,9 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
       if (error instanceof ConfigError) {
         return problem(400, error.message, { issues: error.issues });
       }
-      if (error instanceof TypeError) return problem(400, error.message);
+      if (error instanceof TypeError || error instanceof URIError) {
+        return problem(400, error.message);
+      }
       log.error(`${method} ${path} failed: ${errorMessage(error)}`);
       return problem(500, errorMessage(error));
     }

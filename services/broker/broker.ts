@@ -22,7 +22,8 @@ import { coalescingBus } from "./coalesce.ts";
 import { sendCommand, type SendEvent, type SendRequest } from "./send.ts";
 import { readAgentConfig, writeAgentConfig } from "./config_store.ts";
 import { HealthMonitor } from "./health.ts";
-import { renderMetrics } from "./prometheus.ts";
+import { AgentStateTable } from "../common/agent_state.ts";
+import { createPublishHistogram, type ExpositionFormat, renderExposition } from "./prometheus.ts";
 import { Registry } from "./registry.ts";
 import { CommandRouter } from "./router.ts";
 import { AgentSession, type SessionContext } from "./session.ts";
@@ -95,14 +96,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   const { bus, store } = options;
   const startedAt = Date.now();
-  const total = new ScopeStats(startedAt);
+  const publishDuration = createPublishHistogram();
+  const total = new ScopeStats(startedAt, (ms) => publishDuration.observe(ms / 1000));
   const perAgent = new Map<string, ScopeStats>();
   const agentStats = (id: string) => {
     let stats = perAgent.get(id);
     if (!stats) perAgent.set(id, stats = new ScopeStats());
     return stats;
   };
-  const latest = new Map<string, { timestamp: number; metrics: Record<string, number> }>();
+  // Every agent's current state: values carried forward while the keep-alive window holds.
+  const states = new AgentStateTable();
   const registry = new Registry<AgentSession>();
   const sessions = new Set<AgentSession>();
   let stopping = false;
@@ -150,6 +153,18 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
     const health = await HealthMonitor.start(store, prefix, log.child("health"));
     cleanups.push(() => health.close());
+    for (const h of health.list()) {
+      states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname);
+    }
+    health.onTransition((h) =>
+      states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname)
+    );
+    /** The states now, with each agent's connection to this broker. */
+    const snapshots = (now = Date.now() / 1000) => {
+      for (const id of states.ids()) states.connection(id, registry.get(id) !== undefined);
+      for (const s of registry.list()) states.connection(s.agentId, true, s.hostname);
+      return states.list(now);
+    };
 
     const ctx: SessionContext = {
       bus: publisher,
@@ -161,13 +176,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       log,
       total,
       agentStats,
-      onPublished(agentId: string, messages: DataMessage[]) {
-        let newest = messages[0];
-        for (const m of messages) if (m.timestamp >= newest.timestamp) newest = m;
-        const previous = latest.get(agentId);
-        if (!previous || newest.timestamp >= previous.timestamp) {
-          latest.set(agentId, { timestamp: newest.timestamp, metrics: newest.metrics });
-        }
+      onPublished(_agentId: string, messages: DataMessage[]) {
+        const now = Date.now() / 1000;
+        for (const m of messages) states.ingest(m, now);
         sink?.write(messages);
       },
       onResult(agentId, result) {
@@ -233,11 +244,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         connected_since: s.connectedAt / 1000,
         last_batch: s.lastBatchAt === undefined ? null : s.lastBatchAt / 1000,
         batches: s.batches,
-        latest: latest.get(s.agentId)?.metrics ?? null,
+        latest: states.get(s.agentId) ? states.values(s.agentId) : null,
       }));
 
     const healthList = (): HealthEntry[] => {
       const byId = new Map<string, HealthEntry>();
+      const now = Date.now() / 1000;
       for (const h of health.list()) {
         byId.set(h.agent_id, {
           agent_id: h.agent_id,
@@ -263,6 +275,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           entry.last_seen = Math.max(entry.last_seen ?? 0, lastBatch);
         }
         byId.set(s.agentId, entry);
+      }
+      for (const entry of byId.values()) {
+        const state = states.get(entry.agent_id, now);
+        entry.last_sample = state?.last_sample ?? null;
+        entry.stale_metrics = Object.entries(state?.metrics ?? {})
+          .filter(([, m]) => m.stale).map(([name]) => name);
       }
       return [...byId.values()].sort((a, b) => a.agent_id.localeCompare(b.agent_id));
     };
@@ -306,21 +324,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return written;
       },
       send,
-      metrics: () => {
-        const now = Date.now();
-        const agentsMap = new Map<string, StatsSnapshot>();
-        for (const [id, s] of perAgent) agentsMap.set(id, s.snapshot(now));
-        const alive = new Map<string, boolean>();
-        for (const h of health.list()) alive.set(h.agent_id, h.status === "alive");
-        return renderMetrics({
-          total: total.snapshot(now),
-          agents: agentsMap,
-          latest,
-          connected: new Set(registry.list().map((s) => s.agentId)),
-          alive,
-          uptimeSeconds: (now - startedAt) / 1000,
-        });
-      },
+      metrics: (format: ExpositionFormat = "prometheus") =>
+        renderExposition({
+          startTimeSeconds: startedAt / 1000,
+          connectedAgents: registry.size,
+          pendingCommands: router.pendingCount,
+          total: total.counters,
+          perAgent: new Map([...perAgent].map(([id, s]) => [id, s.counters])),
+          agents: snapshots(),
+          publishDuration,
+        }, format),
       onRouterEvent: (listener) => router.subscribe(listener),
       stop(reason = "the broker is shutting down") {
         stopped ??= (async () => {

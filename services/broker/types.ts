@@ -6,6 +6,7 @@
  * @module
  */
 import type { ConfigView, ConfigWrite } from "./config_store.ts";
+import type { ExpositionFormat } from "./prometheus.ts";
 import type { RouterEvent } from "./router.ts";
 import type { SendEvent, SendRequest, SendSummary } from "./send.ts";
 import type { StatsSnapshot } from "./stats.ts";
@@ -22,7 +23,10 @@ export interface AgentInfo {
   last_batch: number | null;
   /** Batches acknowledged on this connection. */
   batches: number;
-  /** Latest values published for this agent. */
+  /**
+   * Current values of this agent: the newest of each metric, carried forward
+   * while the keep-alive window holds (stale ones left out); null before the first sample.
+   */
   latest: Record<string, number> | null;
 }
 
@@ -38,6 +42,10 @@ export interface HealthEntry {
   /** Connected to this broker right now. */
   connected: boolean;
   hostname?: string;
+  /** Timestamp of the agent's newest sample (Unix seconds), or null before the first. */
+  last_sample?: number | null;
+  /** Metrics not reported within the agent's keep-alive window (their values are stale). */
+  stale_metrics?: string[];
 }
 
 /** `stats` and `GET /stats`. */
@@ -68,8 +76,8 @@ export interface Broker {
   putConfig(agentId: string, config: unknown): Promise<ConfigWrite>;
   /** Publishes a command on the commands topic and collects the results. */
   send(request: SendRequest, onEvent?: (event: SendEvent) => void): Promise<SendSummary>;
-  /** Prometheus text. */
-  metrics(): string;
+  /** `/metrics`: the exposition in the format asked for (default the Prometheus text format). */
+  metrics(format?: ExpositionFormat): Promise<{ body: string; contentType: string }>;
   /** Watches router events (commands dispatched, results published). */
   onRouterEvent(listener: (event: RouterEvent) => void): () => void;
   /** Graceful shutdown; idempotent. */
