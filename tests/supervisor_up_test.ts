@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openBus } from "../services/bus/mod.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
-import { AdminClient } from "../services/console/mod.ts";
+import { AdminClient } from "../services/broker/admin_client.ts";
 import { openStore, storeKeys } from "../services/store/mod.ts";
 import { collect, delay, waitUntil } from "./broker_support.ts";
 import { ServiceProcess } from "./e2e_support.ts";
