@@ -20,7 +20,7 @@ import {
   readMonitorYaml,
   resolveServiceSettings,
   sectionString,
-} from "../common/service_settings.ts";
+} from "../config/service_settings.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
 import { startAgent } from "./agent.ts";

@@ -278,7 +278,12 @@ export class BrokerLink {
     if (this.#welcomed) {
       this.#log.info(
         `stream to broker ${address} ended: ${
-          closeReason ?? (error ? describeRpcError(error) : "closed by the broker")
+          closeReason ??
+            (this.#stopped
+              ? "the agent is stopping"
+              : error
+              ? describeRpcError(error)
+              : "closed by the broker")
         }`,
       );
     }

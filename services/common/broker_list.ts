@@ -8,11 +8,7 @@
  * @module
  */
 
-/** `host:port` check (IPv6 literals in brackets). */
-export function isBrokerAddress(value: string): boolean {
-  const match = /^(\[[^\]]+\]|[^:\s,]+):(\d{1,5})$/.exec(value);
-  return match !== null && Number(match[2]) <= 65535;
-}
+import { isHostPort } from "./net.ts";
 
 /** What a broker list must look like, for error messages. */
 export const BROKER_LIST_EXPECTED =
@@ -43,7 +39,7 @@ export function parseBrokerList(value: unknown): string[] | string {
   const out: string[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
-    if (typeof item !== "string" || !isBrokerAddress(item)) {
+    if (typeof item !== "string" || !isHostPort(item)) {
       const where = items.length > 1 ? `item ${i + 1}: ` : "";
       return `${where}expected host:port, e.g. 10.0.0.5:50052, found ${describe(item)}`;
     }

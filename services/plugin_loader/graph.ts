@@ -23,7 +23,7 @@ import {
   splitBareSpecifier,
 } from "./npm.ts";
 import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
-import { PLUGIN_URL_SCHEMES } from "./spec.ts";
+import { PLUGIN_URL_SCHEMES } from "../config/plugin_spec.ts";
 import type { PinnedNpmPackage } from "./types.ts";
 
 /** Default time budget of one `deno info` run. */
