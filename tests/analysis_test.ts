@@ -107,6 +107,43 @@ Deno.test("analysis: latest values per agent, alerts firing then resolved, inval
     await waitUntil(() => analysis.stats().alerts_firing === 0, 10_000, "the alert resolved");
   }));
 
+Deno.test("analysis: a metric the duplicate filter left out keeps its value; past the keep-alive window it is shown stale", () =>
+  withAnalysis(async (analysis, bus) => {
+    const now = Date.now() / 1000;
+    const filtered = (agent: string, timestamp: number, metrics: Record<string, number>) => ({
+      key: agent,
+      value: JSON.stringify({
+        agent_id: agent,
+        hostname: `${agent}.host`,
+        timestamp,
+        metrics,
+        interval: 1,
+        keepalive: 20,
+      }),
+    });
+    await bus.publish(DEFAULT_TOPICS.data, [
+      filtered("dup-1", now - 3, { cpu: 100, memory: 40 }),
+      // cpu unchanged: the filter left it out.
+      filtered("dup-1", now - 2, { memory: 41 }),
+      filtered("dup-1", now - 1, { memory: 42 }),
+      filtered("old-1", now - 600, { cpu: 5 }),
+      filtered("half-1", now - 100, { cpu: 7 }),
+      filtered("half-1", now, { memory: 1 }),
+    ]);
+    await waitUntil(() => analysis.stats().consumed.data === 6, 10_000, "messages consumed");
+    const [dup, half, old] = analysis.agents();
+    assert.deepEqual(dup.metrics, { cpu: 100, memory: 42 });
+    assert.deepEqual(dup.stale_metrics, {});
+    assert.deepEqual(half.metrics, { memory: 1 });
+    assert.deepEqual(half.stale_metrics, { cpu: 7 });
+    assert.deepEqual(old.metrics, {});
+    assert.deepEqual(old.stale_metrics, { cpu: 5 });
+    const plain = renderView(analysis.agents(), Date.now(), PLAIN, 200);
+    assert.match(plain[1], /^dup-1 {2}cpu 100% {2}mem 42% {2}\ds ago$/);
+    assert.match(plain[2], /^half-1 {2}mem 1% {2}stale: cpu {2}\ds ago$/);
+    assert.match(plain[3], /^old-1 {2}stale, last sample 10m ago$/);
+  }));
+
 Deno.test("analysis: off a terminal the view is a periodic compact summary, one line per agent", () =>
   withAnalysis(async (analysis, bus) => {
     const lines: string[] = [];

@@ -12,10 +12,10 @@ import {
   type CommandSpec,
   parseCommandLine,
   type Prompter,
-  startAdminConsole,
   startConsole,
   stripAnsi,
 } from "../services/console/mod.ts";
+import { startAdminConsole } from "../services/broker/console.ts";
 import { answerCommands, tempDir, TestAgent, waitUntil, within } from "./broker_support.ts";
 import { withBroker } from "./broker_fixture.ts";
 

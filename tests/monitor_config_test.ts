@@ -11,7 +11,7 @@ import { parse as parseYaml } from "yaml";
 import { DEFAULT_BROKER } from "../services/agent/main.ts";
 import { DEFAULT_ADMIN, DEFAULT_LISTEN } from "../services/broker/mod.ts";
 import { DEFAULT_COMMAND_TIMEOUT_MS } from "../services/broker/broker.ts";
-import { resolveServiceSettings } from "../services/common/service_settings.ts";
+import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import {
   checkMonitorConfig,

@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { Plugin, PluginContext, Sample } from "../api.ts";
-import type { SettingsSchema } from "../../services/config/agent_config.ts";
+import type { Plugin, PluginContext, Sample, SettingsSchema } from "../api.ts";
 
 /** Default of `max_silent_intervals`. */
 export const DEFAULT_MAX_SILENT_INTERVALS = 12;

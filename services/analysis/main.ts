@@ -21,8 +21,9 @@ import {
   resolveServiceSettings,
   sectionNumber,
   sectionString,
-} from "../common/service_settings.ts";
-import { analysisCommands, localAnalysisBackend, startConsole } from "../console/mod.ts";
+} from "../config/service_settings.ts";
+import { startConsole } from "../console/mod.ts";
+import { analysisCommands, localAnalysisBackend } from "./console.ts";
 import { chooseGroup } from "./group.ts";
 import { startAnalysis, startLiveDisplay } from "./mod.ts";
 

@@ -25,6 +25,7 @@ export { type AgentState, parseAlert, parseData, parseResultMessage } from "./st
 export { agentLine, renderView, summaryLines } from "./view.ts";
 export { type LiveDisplay, type LiveDisplayOptions, startLiveDisplay } from "./live.ts";
 export { analysisPermissionFlags, analysisPermissions } from "./permissions.ts";
+export { type AnalysisBackend, analysisCommands, localAnalysisBackend } from "./console.ts";
 export {
   type AgentSnapshot,
   AgentStateTable,

@@ -25,9 +25,11 @@
 import { timingSafeEqual } from "node:crypto";
 import { checkCommandType, checkTarget, isPlainObject } from "../common/commands.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
+import { isLoopbackHost, splitHostPort } from "../common/net.ts";
 import { ConfigError } from "../config/issues.ts";
-import type { Broker, SendEvent, SendRequest } from "./broker.ts";
 import { negotiateFormat } from "./prometheus.ts";
+import type { SendEvent, SendRequest } from "./send.ts";
+import type { Broker } from "./types.ts";
 
 /** Options of {@linkcode startAdminServer}. */
 export interface AdminServerOptions {
@@ -54,24 +56,6 @@ function sameToken(given: string | null, expected: string): boolean {
   const a = new TextEncoder().encode(given ?? "");
   const b = new TextEncoder().encode(expected);
   return a.length === b.length && timingSafeEqual(a, b);
-}
-
-/** True for loopback host names and addresses. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-/** Splits `host:port` (IPv6 in brackets allowed); throws naming what was expected. */
-export function splitHostPort(address: string, what: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) {
-    throw new TypeError(
-      `${what}: expected host:port (for example 127.0.0.1:50053), found ${JSON.stringify(address)}`,
-    );
-  }
-  return { host: match[1].replace(/^\[|\]$/g, ""), port };
 }
 
 function json(status: number, body: unknown): Response {

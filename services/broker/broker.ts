@@ -19,21 +19,17 @@ import type { Store } from "../store/types.ts";
 import type { Subscription } from "../bus/types.ts";
 import { type AdminServer, startAdminServer } from "./admin.ts";
 import { coalescingBus } from "./coalesce.ts";
-import { sendCommand, type SendEvent, type SendRequest, type SendSummary } from "./send.ts";
-import {
-  type ConfigView,
-  type ConfigWrite,
-  readAgentConfig,
-  writeAgentConfig,
-} from "./config_store.ts";
+import { sendCommand, type SendEvent, type SendRequest } from "./send.ts";
+import { readAgentConfig, writeAgentConfig } from "./config_store.ts";
 import { HealthMonitor } from "./health.ts";
 import { AgentStateTable } from "../common/agent_state.ts";
 import { createPublishHistogram, type ExpositionFormat, renderExposition } from "./prometheus.ts";
 import { Registry } from "./registry.ts";
-import { CommandRouter, type RouterEvent } from "./router.ts";
+import { CommandRouter } from "./router.ts";
 import { AgentSession, type SessionContext } from "./session.ts";
 import { DataSink } from "./sink.ts";
 import { ScopeStats, type StatsSnapshot } from "./stats.ts";
+import type { AgentInfo, Broker, BrokerStats, HealthEntry } from "./types.ts";
 import { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 
 /** Version string the broker reports in Welcome. */
@@ -48,6 +44,7 @@ export const COMMANDS_JOIN_WAIT_MS = 5000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
 export type { SendEvent, SendRequest, SendSummary } from "./send.ts";
+export type { AgentInfo, Broker, BrokerStats, HealthEntry } from "./types.ts";
 
 /** Options of {@linkcode startBroker}. */
 export interface BrokerOptions {
@@ -88,79 +85,6 @@ export interface BrokerOptions {
   closeBackends?: boolean;
   /** Logger. Default `broker`. */
   log?: Logger;
-}
-
-/** A connected agent as listed by `list` and `GET /agents`. */
-export interface AgentInfo {
-  agent_id: string;
-  hostname: string;
-  version: string;
-  peer: string;
-  /** Unix seconds. */
-  connected_since: number;
-  /** Unix seconds of the last acknowledged batch, or null. */
-  last_batch: number | null;
-  /** Batches acknowledged on this connection. */
-  batches: number;
-  /**
-   * Current values of this agent: the newest of each metric, carried forward
-   * while the keep-alive window holds (stale ones left out); null before the first sample.
-   */
-  latest: Record<string, number> | null;
-}
-
-/** One agent in `health` and `GET /health`. */
-export interface HealthEntry {
-  agent_id: string;
-  /** From heartbeats: alive or dead; `unknown` for a connected agent without heartbeat. */
-  status: "alive" | "dead" | "unknown";
-  /** Last sign of life (heartbeat or batch), Unix seconds, or null. */
-  last_seen: number | null;
-  /** When the current status began (Unix seconds), or null when unknown. */
-  since: number | null;
-  /** Connected to this broker right now. */
-  connected: boolean;
-  hostname?: string;
-  /** Timestamp of the agent's newest sample (Unix seconds), or null before the first. */
-  last_sample?: number | null;
-  /** Metrics not reported within the agent's keep-alive window (their values are stale). */
-  stale_metrics?: string[];
-}
-
-/** `stats` and `GET /stats`. */
-export interface BrokerStats {
-  uptime_s: number;
-  connected: number;
-  /** Commands waiting for an agent's answer. */
-  pending_commands: number;
-  total: StatsSnapshot;
-  agents: Record<string, StatsSnapshot>;
-}
-
-/** A running broker. */
-export interface Broker {
-  /** The gRPC address (`host:port`, real port). */
-  readonly address: string;
-  /** The admin API address, when enabled. */
-  readonly adminAddress: string | undefined;
-  /** Connected agents. */
-  agents(): AgentInfo[];
-  /** Health of every agent seen in heartbeats or connected. */
-  health(): HealthEntry[];
-  /** Statistics. */
-  stats(): BrokerStats;
-  /** An agent's configuration from the store. */
-  getConfig(agentId: string): Promise<ConfigView>;
-  /** Validates and writes an agent's configuration; throws ConfigError when invalid. */
-  putConfig(agentId: string, config: unknown): Promise<ConfigWrite>;
-  /** Publishes a command on the commands topic and collects the results. */
-  send(request: SendRequest, onEvent?: (event: SendEvent) => void): Promise<SendSummary>;
-  /** `/metrics`: the exposition in the format asked for (default the Prometheus text format). */
-  metrics(format?: ExpositionFormat): Promise<{ body: string; contentType: string }>;
-  /** Watches router events (commands dispatched, results published). */
-  onRouterEvent(listener: (event: RouterEvent) => void): () => void;
-  /** Graceful shutdown; idempotent. */
-  stop(reason?: string): Promise<void>;
 }
 
 /** Starts the broker; resolves once it listens and consumes commands. */
