@@ -206,7 +206,7 @@ Deno.test("monitor.yaml: an unknown top-level key names its line:column and a di
   const issue = problem(["# comment", "stor:", "  backend: etcd"]);
   assert.equal(
     formatIssue(issue, "m.yaml"),
-    'm.yaml:2:1: stor: expected one of the top-level keys state_dir, log_level, store, bus, broker, agent, analysis, agents, plugins, found unknown key "stor" (did you mean "store"?)',
+    'm.yaml:2:1: stor: expected one of the top-level keys state_dir, log_level, log_format, store, bus, broker, agent, analysis, agents, plugins, found unknown key "stor" (did you mean "store"?)',
   );
 });
 
@@ -670,4 +670,13 @@ Deno.test("monitor.yaml: agent.broker takes one address, a comma-separated strin
   const issue = problem(["agent:", "  broker: [a:1, b]"]);
   assert.equal(issue.path, "agent.broker");
   assert.match(issue.hint ?? "", /item 2: expected host:port/);
+});
+
+Deno.test("monitor.yaml: log_format is text (default) or json; anything else names the key", () => {
+  const { config } = checkMonitorConfig("log_format: json\n", "m.yaml", OPTS);
+  assert.equal(config?.log_format, "json");
+  assert.equal(checkMonitorConfig("{}\n", "m.yaml", OPTS).config?.log_format, "text");
+  assert.deepEqual(problems(["log_format: jsn"]), [
+    'm.yaml:1:13: log_format: expected "text" or "json", found "jsn" (a string) (did you mean "json"?)',
+  ]);
 });
