@@ -4,9 +4,14 @@
  * `broker.max_streams` at its default) carry simulated agents spread over
  * several simulator processes (one gRPC connection each, each agent on the
  * broker its id prefers, moving on when refused at a ceiling). Every agent
- * sends one single-sample batch per second; a consumer through the bus
- * measures sample → Kafka-consumer latency. The load steps up per broker
- * count until samples are lost, the lag grows, or a broker process dies.
+ * sends one single-sample batch per second. Sample → Kafka is the time from
+ * the agent's send to the broker's acknowledgement, which comes only after
+ * Kafka accepted the batch; a consumer through the bus counts every sample
+ * (and measures sample → consumer, which on the mock cluster includes its
+ * slow fetches of many small produce requests, see the README). The load
+ * steps up per broker count until a sample is lost (not acknowledged or not
+ * consumed within 30 s), the p99 sample → Kafka passes 1 s, an agent finds no
+ * broker with room, or a broker process dies.
  *
  * @module
  */
@@ -142,6 +147,11 @@ interface StepResult {
   consumed: number;
   p50: number;
   p99: number;
+  /** Send → ack (published to Kafka), the worst p50 / p99 over the simulators. */
+  ackP50: number;
+  ackP99: number;
+  /** Sends the simulators made more than a period late (they could not keep up). */
+  behind: number;
   firstThirdP50: number;
   lastThirdP50: number;
   crashed: string[];
@@ -159,6 +169,7 @@ async function fleetRun(
   brokerCount: number,
   steps: number[],
   stepMs: number,
+  warmUpMs: number,
 ): Promise<StepResult[]> {
   const dir = await ctx.tempDir(`bench-fleet-${brokerCount}-`);
   const etcd = await startEtcd();
@@ -224,6 +235,10 @@ async function fleetRun(
           movedOn = Math.max(movedOn, Number(a.movedOn));
         }
         total = target;
+        // Warm-up (new streams, the brokers' producers, the consumer's fetch loop), not measured.
+        await Promise.all(
+          sims.map((sim) => sim.request({ op: "rate", ms: warmUpMs, perSecond: 1 }, 180_000)),
+        );
         await sleep(1000);
         const before = await Promise.all(
           brokers.map((b) => procUsage(b.child.pid).catch(() => undefined)),
@@ -243,7 +258,7 @@ async function fleetRun(
         const sent = rates.reduce((n, r) => n + Number(r.sent), 0);
         const acked = rates.reduce((n, r) => n + Number(r.acked), 0);
         try {
-          await waitUntil(() => arrivals.between(from, to).length >= sent, 15_000, "consumption", {
+          await waitUntil(() => arrivals.between(from, to).length >= sent, 30_000, "consumption", {
             intervalMs: 100,
           });
         } catch { /* counted as lost below */ }
@@ -254,19 +269,21 @@ async function fleetRun(
         const crashed = brokers.filter((b) => b.exited).map((b) =>
           `${b.address}: ${b.tail.slice(-3).join(" | ")}`
         );
-        const growing = lastP50 > 2 * firstP50 && lastP50 - firstP50 > 250;
         const p99 = percentile(all, 99);
+        const ackP50 = Math.max(...rates.map((r) => Number(r.ackP50)));
+        const ackP99 = Math.max(...rates.map((r) => Number(r.ackP99)));
+        const behind = rates.reduce((n, r) => n + Number(r.behind), 0);
         const lost = sent - all.length;
         const why = crashed.length > 0
           ? `broker died: ${crashed.join("; ")}`
           : failed > 0
           ? `${failed} of ${target} agents found no broker with room`
+          : acked < sent
+          ? `${sent - acked} of ${sent} samples not acknowledged`
           : lost > 0
-          ? `${lost} of ${sent} samples not consumed within 15 s`
-          : growing
-          ? `lag grew from ${Math.round(firstP50)} to ${Math.round(lastP50)} ms (p50)`
-          : p99 > 1000
-          ? `p99 ${Math.round(p99)} ms > 1 s`
+          ? `${lost} of ${sent} samples not consumed within 30 s`
+          : ackP99 > 1000
+          ? `p99 sample → Kafka ${Math.round(ackP99)} ms > 1 s`
           : "";
         const result: StepResult = {
           agents: target,
@@ -277,6 +294,9 @@ async function fleetRun(
           consumed: all.length,
           p50: median(all),
           p99,
+          ackP50,
+          ackP99,
+          behind,
           firstThirdP50: firstP50,
           lastThirdP50: lastP50,
           crashed,
@@ -291,9 +311,13 @@ async function fleetRun(
         };
         results.push(result);
         ctx.progress(
-          `fleet: ${brokerCount} broker(s), ${target} agents: sent ${sent}, acked ${acked}, consumed ${all.length}, p50 ${
-            Math.round(result.p50)
-          } ms, p99 ${Math.round(p99)} ms, broker CPU ${result.cpu.join("/")} %, RSS ${
+          `fleet: ${brokerCount} broker(s), ${target} agents: sent ${sent}, acked ${acked}, consumed ${all.length}, → Kafka p50/p99 ${
+            Math.round(ackP50)
+          }/${Math.round(ackP99)} ms, → consumer p50/p99 ${Math.round(result.p50)}/${
+            Math.round(p99)
+          } ms (thirds ${Math.round(firstP50)} → ${
+            Math.round(lastP50)
+          }), sim late ${behind}, broker CPU ${result.cpu.join("/")} %, RSS ${
             result.rssMiB.join("/")
           } MiB, moved on ${movedOn} → ${why || "ok"}`,
         );
@@ -337,7 +361,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     const steps = ladder.filter((n) => n <= brokerCount * DEFAULT_MAX_STREAMS);
     let results: StepResult[];
     try {
-      results = await fleetRun(ctx, brokerCount, steps, stepMs);
+      results = await fleetRun(ctx, brokerCount, steps, stepMs, quick ? 1500 : 5000);
     } catch (error) {
       rows.push({
         scenario: SCENARIO,
@@ -360,7 +384,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       note: `steps ${steps.join("/")} of ${stepMs / 1000} s; ${
         failed
           ? `next step: ${failed.why}`
-          : "no loss, no growing lag, no crash at the largest step"
+          : "no loss, no crash, p99 sample → Kafka ≤ 1 s at the largest step"
       }${
         brokerCount * DEFAULT_MAX_STREAMS < ladder[ladder.length - 1]
           ? `; broker.max_streams ${DEFAULT_MAX_STREAMS} caps ${brokerCount} broker(s) at ${
@@ -372,10 +396,14 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     if (best) {
       rows.push({
         scenario: SCENARIO,
-        measure: `${brokerCount} broker(s), ${best.agents} agents: sample → consumer p50 / p99`,
-        value: Math.round(best.p99),
-        unit: "ms (p99)",
-        note: `p50 ${Math.round(best.p50)} ms; ${best.consumed}/${best.sent} consumed; ${
+        measure: `${brokerCount} broker(s), ${best.agents} agents: p99 sample → Kafka`,
+        value: Math.round(best.ackP99),
+        unit: "ms",
+        note: `p50 ${
+          Math.round(best.ackP50)
+        } ms (agent send → broker ack after Kafka accepted); → consumer p50/p99 ${
+          Math.round(best.p50)
+        }/${Math.round(best.p99)} ms; ${best.consumed}/${best.sent} consumed; ${
           Math.round(rate)
         } samples/s per broker; broker CPU ${best.cpu.join("/")} % of a core, RSS ${
           best.rssMiB.join("/")
