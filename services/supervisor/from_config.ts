@@ -37,6 +37,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
     },
     bus: { backend: config.bus.backend, brokers: [...config.bus.brokers], path },
     logLevel: config.log_level,
+    logFormat: config.log_format,
     broker: {
       listen: broker.listen,
       admin: broker.admin === "off" ? undefined : broker.admin,
@@ -74,6 +75,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
     sharedInputs: {
       state_dir: deployment.stateDir,
       log_level: config.log_level,
+      log_format: config.log_format,
       store: config.store,
       bus: config.bus,
     },
