@@ -91,7 +91,7 @@ agents:
     assert.deepEqual(supervisor.pendingAgentConfigs, ["default"]);
     assert.ok(
       lines.some((l) =>
-        /error: cannot write agent configuration \(default\): .*keeping the desired state and retrying in [\d.]+ s \(attempt 1\)/
+        /ERROR +supervisor: cannot write agent configuration \(default\): .*keeping the desired state and retrying in [\d.]+ s \(attempt 1\)/
           .test(l)
       ),
       lines.join("\n"),
@@ -173,7 +173,10 @@ plugins:
     );
     // The failing pin is named; the rest of the edit applied.
     assert.equal(await store.get(KEYS.plugin("missing")), undefined);
-    assert.ok(lines.some((l) => /error: pinning failed for missing\b/.test(l)), lines.join("\n"));
+    assert.ok(
+      lines.some((l) => /ERROR +supervisor: pinning failed for missing\b/.test(l)),
+      lines.join("\n"),
+    );
     assert.ok(lines.some((l) => /^plugins +\| .*missing/.test(l)), lines.join("\n"));
     assert.equal(JSON.parse((await store.get(KEYS.config("web-1")))!.value).interval, 3);
   } finally {
