@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { PROTO_FILE } from "../broker/permissions.ts";
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
 import {
@@ -58,8 +57,8 @@ export interface AgentPermissionInput {
  * - `--allow-run=awk` (disk read/write, net in/out: `/proc/diskstats`,
  *   `/proc/net/dev` through one long-lived reader child; Deno refuses to read
  *   /proc itself without --allow-all) and `df` (disk);
- * - `--allow-net` to the broker, `--allow-read` of the proto file, the
- *   config file and TLS files, the gRPC environment variables.
+ * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
+ *   files, the gRPC environment variables.
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
   const metrics = input.metrics ?? METRIC_NAMES;
@@ -74,8 +73,8 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
   const plugins = input.plugins ?? [];
   const unique = (list: string[]) => [...new Set(list)];
   return {
+    // No proto file: the agent's gRPC client uses the precompiled codec (services/rpc/codec.ts).
     read: unique([
-      PROTO_FILE,
       ...(input.configFile ? [input.configFile] : []),
       ...(input.tlsFiles ?? []),
       ...(input.tokenFile ? [input.tokenFile] : []),
