@@ -12,8 +12,8 @@ import {
   GRPC_ENV_VARS,
   permissionFlags,
   type PermissionLists,
+  YAML_ENV_VARS,
 } from "../common/permissions.ts";
-import { YAML_ENV_VARS } from "../common/service_settings.ts";
 import { PROC_READER_PROGRAM } from "./proc_reader.ts";
 
 /**

@@ -21,8 +21,10 @@ import {
   resolveServiceSettings,
   sectionNumber,
   sectionString,
-} from "../common/service_settings.ts";
-import { analysisCommands, localAnalysisBackend, startConsole } from "../console/mod.ts";
+} from "../config/service_settings.ts";
+import { startConsole } from "../console/mod.ts";
+import { analysisCommands, localAnalysisBackend } from "./console.ts";
+import { chooseGroup } from "./group.ts";
 import { startAnalysis, startLiveDisplay } from "./mod.ts";
 
 const EXAMPLES = `
@@ -37,7 +39,12 @@ place on a terminal; when the output is not a terminal, a compact summary every
 --summary-interval seconds. Console (terminal, or --console): help, stats,
 send <agent|all> <command> [json args], quit.
 
-monitor.yaml keys (section analysis:): group, command_timeout (seconds), summary_interval (seconds).`;
+On a terminal or with --console the analysis joins a consumer group of its own
+(analysis-console-<random>, starting with new messages) so that it sees everything
+even beside the analysis of "deno task up"; --group chooses one.
+
+monitor.yaml keys (section analysis:): group (of the analysis the supervisor starts),
+command_timeout (seconds), summary_interval (seconds).`;
 
 interface AnalysisFlags extends ServiceFlags {
   group?: string;
@@ -54,7 +61,10 @@ async function main() {
         "Consumes monitoring data, results and alerts; shows a live view per agent; sends commands to agents.",
       ),
   )
-    .option("--group <name>", "consumer group (default analysis)")
+    .option(
+      "--group <name>",
+      "consumer group (default: analysis under the supervisor; a group of its own on a terminal or with --console)",
+    )
     .option("--command-timeout <seconds>", "how long send waits for results (default 15)")
     .option(
       "--summary-interval <seconds>",
@@ -80,19 +90,27 @@ async function main() {
     "a number of seconds greater than 0",
   ) ?? 10;
 
+  const terminal = onTerminal();
+  const withConsole = !flags.supervised && (terminal || Boolean(flags.console));
+  // monitor.yaml's analysis.group is the supervised analysis's; an interactive one beside it
+  // takes a group of its own unless --group says otherwise.
+  const configuredGroup = sectionString(settings, "analysis", "group", flags.group);
+  const { group } = chooseGroup({
+    configured: withConsole ? flags.group : configuredGroup,
+    supervised: Boolean(flags.supervised),
+    interactive: withConsole,
+  });
   const bus = await openBus({ ...settings.bus, clientId: "analysis" });
   const analysis = await startAnalysis({
     bus,
     topics: settings.topics,
-    group: sectionString(settings, "analysis", "group", flags.group),
+    group,
     fromBeginning: flags.fromBeginning,
     commandTimeoutMs: commandTimeout === undefined ? undefined : commandTimeout * 1000,
     closeBus: true,
     log,
   });
 
-  const terminal = onTerminal();
-  const withConsole = !flags.supervised && (terminal || Boolean(flags.console));
   const console = withConsole
     ? startConsole({
       name: "analysis",

@@ -6,8 +6,7 @@
  * @module
  */
 import type { ServicePermissionInput, ServicePermissions } from "../broker/permissions.ts";
-import { permissionFlags } from "../common/permissions.ts";
-import { YAML_ENV_VARS } from "../common/service_settings.ts";
+import { permissionFlags, YAML_ENV_VARS } from "../common/permissions.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 
 /** The analysis application's own permissions (add the bus's). */

@@ -215,14 +215,21 @@ class Reader {
   }
 }
 
-function writeSample(w: Writer, sample: WireSample) {
-  w.double(1, sample.timestamp);
-  for (const [name, value] of Object.entries(sample.metrics ?? {})) {
-    w.message(2, (entry) => {
+function writeMap(w: Writer, field: number, map: Record<string, number> | undefined) {
+  for (const [name, value] of Object.entries(map ?? {})) {
+    w.message(field, (entry) => {
       entry.string(1, name);
       entry.double(2, value);
     });
   }
+}
+
+function writeSample(w: Writer, sample: WireSample) {
+  w.double(1, sample.timestamp);
+  writeMap(w, 2, sample.metrics);
+  writeMap(w, 3, sample.counters);
+  w.double(4, sample.interval ?? 0);
+  w.double(5, sample.keepalive ?? 0);
 }
 
 function writeAlert(w: Writer, alert: WireAlert) {

@@ -32,8 +32,11 @@ const agentMessages: AgentMessage[] = [
         {
           timestamp: 1796503596.743,
           metrics: { cpu: 12.5, memory: 40.1, "disk read": 0, "net in": 1e12, "ünï": -3.25 },
+          counters: { "disk read": 123456789012, "net in": 0 },
+          interval: 1,
+          keepalive: 60,
         },
-        { timestamp: 0, metrics: {} },
+        { timestamp: 0, metrics: {}, counters: {}, interval: 0, keepalive: 0 },
       ],
       alerts: [
         { metric: "cpu", value: 95, threshold: 80, state: "firing", timestamp: 1796503597.5 },
