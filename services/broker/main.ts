@@ -24,6 +24,7 @@ import {
   sectionString,
 } from "../config/service_settings.ts";
 import { startConsole } from "../console/mod.ts";
+import { consoleEditDir } from "../console/permissions.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
 import { DEFAULT_ADMIN, DEFAULT_LISTEN, startBroker } from "./mod.ts";
@@ -175,6 +176,7 @@ async function main() {
       name: "broker",
       commands: brokerCommands(localBrokerBackend(broker)),
       historyFile: join(settings.stateDir, "history", "broker"),
+      editDir: consoleEditDir(settings.stateDir),
       terminal: onTerminal(),
     });
     await console.done;
