@@ -45,6 +45,7 @@ import {
   type PluginPermissions,
   specVersion,
 } from "./plugin_spec.ts";
+import { type FlagOverride, overrideAt, withOverrides } from "./flags.ts";
 import { parseYamlSource } from "./yaml_source.ts";
 
 /** File name of the shared SQLite database in the state directory. */
@@ -228,6 +229,11 @@ export interface ParseOptions {
   hostname?: string;
   /** Folder relative paths are resolved against (default: the file's folder). */
   dir?: string;
+  /**
+   * Command-line flags as key paths ({@linkcode flagOverrides}), written into
+   * the document before it is checked; their issues name the flag.
+   */
+  flags?: readonly FlagOverride[];
 }
 
 /** Outcome of {@linkcode checkMonitorConfig}: a config when there are no issues. */
@@ -648,8 +654,18 @@ export function checkMonitorConfig(
 ): MonitorCheck {
   const source = parseYamlSource(text);
   if (source.syntaxIssues.length > 0) return { issues: source.syntaxIssues };
-  const { config, issues } = resolveMonitorValue(source.value, { ...options, file });
+  const flags = options.flags ?? [];
+  const { config, issues } = resolveMonitorValue(withOverrides(source.value, flags), {
+    ...options,
+    file,
+  });
   const located = issues.map(({ anchor, ...issue }) => {
+    const flag = overrideAt(flags, issue.path);
+    if (flag) {
+      const out: ConfigIssue = { ...issue, path: flag.flag };
+      if (out.hint === undefined) delete out.hint;
+      return out;
+    }
     const where = source.locate(issue.path, anchor ?? (isKeyIssue(issue) ? "key" : "value"));
     const out: ConfigIssue = { ...issue };
     if (out.hint === undefined) delete out.hint;
@@ -679,7 +695,36 @@ export function parseMonitorConfig(
   options: ParseOptions = {},
 ): MonitorConfig {
   const { config, issues } = checkMonitorConfig(text, file, options);
-  if (!config) throw new ConfigError(issues, file);
+  if (!config) {
+    // Issues of flags alone are not the file's.
+    const fromFlags = issues.every((i) => i.path.startsWith("--"));
+    throw new ConfigError(issues, fromFlags ? undefined : file);
+  }
+  return config;
+}
+
+/** Options of {@linkcode resolveConfig}. */
+export interface ResolveOptions extends ParseOptions {
+  /** The monitor.yaml to read; none: the defaults and the flags alone. */
+  file?: string;
+  /** Base of relative paths without a file (default: the current folder). */
+  cwd?: string;
+}
+
+/**
+ * THE resolution of a process's configuration: monitor.yaml (when given)
+ * with the command-line flags written at their key paths, validated once
+ * and every default filled in. Relative paths of the file are relative to
+ * its folder; without a file, to `cwd`.
+ * @throws ConfigError listing every issue (flag issues name the flag)
+ */
+export async function resolveConfig(options: ResolveOptions = {}): Promise<MonitorConfig> {
+  const { file, cwd, ...parse } = options;
+  if (file !== undefined) return await loadMonitorConfig(file, parse);
+  const dir = resolve(cwd ?? Deno.cwd());
+  const { config, issues } = checkMonitorConfig("", "(command line)", { dir, ...parse });
+  if (!config) throw new ConfigError(issues);
+  delete config.source.file;
   return config;
 }
 
