@@ -127,6 +127,17 @@ Deno.test("broker: malformed messages end only that stream with INVALID_ARGUMENT
         field: /batch\.samples\[0\]\.metrics\["cpu"\]: expected a finite number/,
       },
       {
+        name: "negative raw counter",
+        act: (a) =>
+          a.batch(1, [{ timestamp: 1, metrics: { cpu: 1 }, counters: { "disk read": -5 } }]),
+        field: /batch\.samples\[0\]\.counters\["disk read"\]: expected a finite number >= 0/,
+      },
+      {
+        name: "negative keep-alive",
+        act: (a) => a.batch(1, [{ timestamp: 1, metrics: { cpu: 1 }, keepalive: -1 }]),
+        field: /batch\.samples\[0\]\.keepalive: expected seconds/,
+      },
+      {
         name: "infinite timestamp",
         act: (a) => a.batch(1, [{ timestamp: Infinity, metrics: { cpu: 1 } }]),
         field: /batch\.samples\[0\]\.timestamp/,

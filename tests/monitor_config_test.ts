@@ -201,7 +201,7 @@ Deno.test("monitor.yaml: an unknown top-level key names its line:column and a di
   const issue = problem(["# comment", "stor:", "  backend: etcd"]);
   assert.equal(
     formatIssue(issue, "m.yaml"),
-    'm.yaml:2:1: stor: expected one of the top-level keys state_dir, log_level, store, bus, broker, agent, analysis, agents, plugins, found unknown key "stor" (did you mean "store"?)',
+    'm.yaml:2:1: stor: expected one of the top-level keys state_dir, log_level, log_format, store, bus, broker, agent, analysis, agents, plugins, found unknown key "stor" (did you mean "store"?)',
   );
 });
 
@@ -349,7 +349,7 @@ Deno.test("monitor.yaml: YAML syntax errors name the line, column and entry", ()
     "m.yaml:2:1: store: expected valid YAML, found Tabs are not allowed as indentation",
   ]);
   assert.deepEqual(problems(["agents:", "  default: {interval: 5}", "agents: {}"]), [
-    "m.yaml:3:1: agents: expected valid YAML, found Map keys must be unique",
+    'm.yaml:3:1: agents: expected each key once in a mapping, found "agents" again (first at line 1)',
   ]);
   assert.deepEqual(problems(["store: {}", "---", "bus: {}"]), [
     "m.yaml:2:1: (top level): expected one YAML document, found a second document (after ---)",
@@ -616,4 +616,13 @@ Deno.test("monitor.yaml: an unknown plugin_configs entry points at its key; BOM 
   );
   const issue = problem(["\uFEFFstore: {backend: etcd}\r", "bus: {backend: kafak}\r"]);
   assert.deepEqual([issue.path, issue.line, issue.column], ["bus.backend", 2, 16]);
+});
+
+Deno.test("monitor.yaml: log_format is text (default) or json; anything else names the key", () => {
+  const { config } = checkMonitorConfig("log_format: json\n", "m.yaml", OPTS);
+  assert.equal(config?.log_format, "json");
+  assert.equal(checkMonitorConfig("{}\n", "m.yaml", OPTS).config?.log_format, "text");
+  assert.deepEqual(problems(["log_format: jsn"]), [
+    'm.yaml:1:13: log_format: expected "text" or "json", found "jsn" (a string) (did you mean "json"?)',
+  ]);
 });

@@ -8,13 +8,14 @@ import { resolve } from "node:path";
 import {
   addCommonOptions,
   announceReady,
+  configureLogging,
   fatal,
   onShutdownSignal,
   parseServiceFlags,
   type ServiceFlags,
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
+import { errorMessage, getLogger, setLogContext } from "../common/log.ts";
 import { isHostPort } from "../common/net.ts";
 import {
   readMonitorYaml,
@@ -86,7 +87,6 @@ async function main() {
   const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
   const settings = await resolveServiceSettings("agent", flags);
-  setLogLevel(settings.logLevel);
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
   // The local agent of a monitor.yaml talks to that file's broker unless agent: says otherwise.
@@ -106,6 +106,7 @@ async function main() {
     const problem = checkAgentId(id);
     if (problem) throw new Error(`--id: ${problem}`);
   }
+  configureLogging(settings, { service: "agent", agent: id });
   const source = sectionString(settings, "agent", "metrics_source", flags.metricsSource) ?? "auto";
   if (!["auto", "native", "systeminformation"].includes(source)) {
     throw new Error(
@@ -137,6 +138,7 @@ async function main() {
     await store.close().catch(() => {});
     throw error;
   }
+  setLogContext({ service: "agent", agent: agent.agentId });
 
   let exiting = false;
   const shutdown = async (why: string) => {

@@ -10,13 +10,14 @@ import { openBus } from "../bus/mod.ts";
 import {
   addCommonOptions,
   announceReady,
+  configureLogging,
   fatal,
   onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
 } from "../common/cli.ts";
-import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
+import { errorMessage, getLogger } from "../common/log.ts";
 import {
   resolveServiceSettings,
   sectionNumber,
@@ -74,7 +75,7 @@ async function main() {
   const flags = parseServiceFlags<AnalysisFlags>(program, EXAMPLES);
   const log = getLogger("analysis");
   const settings = await resolveServiceSettings("analysis", flags);
-  setLogLevel(settings.logLevel);
+  configureLogging(settings, { service: "analysis" });
   const commandTimeout = sectionNumber(
     settings,
     "analysis",

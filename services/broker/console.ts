@@ -143,7 +143,7 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
   const health: CommandSpec = {
     name: "health",
     usage: "health",
-    summary: "alive or dead per agent (from heartbeats), with the last time seen",
+    summary: "alive or dead per agent (from heartbeats), the last time seen, stale metrics",
     async run(_line, io) {
       const entries = await backend.health();
       if (entries.length === 0) {
@@ -153,13 +153,15 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       const colored = (s: string) =>
         s === "alive" ? io.style.green(s) : s === "dead" ? io.style.red(s) : io.style.yellow(s);
       io.print(table(
-        ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED"],
+        ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED", "STALE METRICS"],
         entries.map((h) => [
           escapeText(h.agent_id),
           colored(h.status),
           h.last_seen === null ? "never" : `${formatTime(h.last_seen)} (${formatAge(h.last_seen)})`,
           formatTime(h.since),
           h.connected ? "yes" : "no",
+          // Metrics not reported within the agent's keep-alive window (services/common/agent_state.ts).
+          h.stale_metrics?.length ? io.style.yellow(escapeText(h.stale_metrics.join(", "))) : "-",
         ]),
       ));
       const alive = entries.filter((h) => h.status === "alive").length;

@@ -10,13 +10,14 @@ import type { Bus } from "../bus/types.ts";
 import {
   addCommonOptions,
   announceReady,
+  configureLogging,
   fatal,
   onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
 } from "../common/cli.ts";
-import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
+import { errorMessage, getLogger } from "../common/log.ts";
 import {
   resolveServiceSettings,
   sectionNumber,
@@ -93,7 +94,7 @@ async function main() {
   const log = getLogger("broker");
 
   const settings = await resolveServiceSettings("broker", flags);
-  setLogLevel(settings.logLevel);
+  configureLogging(settings, { service: "broker" });
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
   const path = (p: string) =>
     isAbsolute(p) ? p : resolve(flags.sink !== undefined ? Deno.cwd() : base, p);

@@ -21,7 +21,7 @@
  */
 import { isLogLevel, LOG_LEVELS, type LogLevel } from "../common/log.ts";
 import { METRIC_NAMES, type MetricName } from "../common/messages.ts";
-import { type ConfigIssue, describeValue, didYouMean } from "./issues.ts";
+import { type ConfigIssue, describeValue, didYouMean, someOf } from "./issues.ts";
 import { BUILTIN_PLUGINS, type BuiltinPlugin, findBuiltinPlugin } from "../../plugins/mod.ts";
 import type { SettingSpec, SettingsSchema } from "../../plugins/api.ts";
 
@@ -258,7 +258,7 @@ function resolvePluginName(
     path: where,
     expected: `a built-in plugin (${builtinList}, or their class names and dotted seed names)${
       urlNames && urlNames.length > 0
-        ? ` or a URL plugin declared in monitor.yaml plugins: (${urlNames.join(", ")})`
+        ? ` or a URL plugin declared in monitor.yaml plugins: (${someOf(urlNames)})`
         : " or a URL plugin declared in monitor.yaml plugins:"
     }`,
     found: `unknown plugin ${JSON.stringify(name)}`,

@@ -2,7 +2,7 @@
  * monitor.yaml: the one file describing a deployment. Parsed with source
  * positions, validated against the schema of its fixed top-level keys
  * (`store`, `bus`, `broker`, `agent`, `analysis`, `agents`, `plugins`, plus
- * `state_dir` and `log_level`), and resolved into a {@linkcode MonitorConfig}
+ * `state_dir`, `log_level` and `log_format`), and resolved into a {@linkcode MonitorConfig}
  * with every default filled in.
  *
  * Every issue names the file, line and column, the key path
@@ -19,7 +19,13 @@
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { checkAgentId } from "../common/ids.ts";
-import { LOG_LEVELS, type LogLevel } from "../common/log.ts";
+import {
+  DEFAULT_LOG_FORMAT,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from "../common/log.ts";
 import { isLoopbackHost } from "../common/net.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
 import {
@@ -55,6 +61,7 @@ export const DATABASE_FILE = "monitor.db";
 export const MONITOR_KEYS: readonly string[] = Object.freeze([
   "state_dir",
   "log_level",
+  "log_format",
   "store",
   "bus",
   "broker",
@@ -68,6 +75,7 @@ export const MONITOR_KEYS: readonly string[] = Object.freeze([
 export const MONITOR_DEFAULTS = Object.freeze({
   state_dir: ".monitor",
   log_level: "info" as LogLevel,
+  log_format: DEFAULT_LOG_FORMAT as LogFormat,
   store: Object.freeze({ backend: "embedded", endpoints: ["127.0.0.1:2379"], prefix: "/monitor" }),
   bus: Object.freeze({ backend: "embedded", brokers: ["127.0.0.1:9092"] }),
   broker: Object.freeze({
@@ -200,6 +208,8 @@ export interface MonitorConfig {
   state_dir: string;
   /** Log level of every service. */
   log_level: LogLevel;
+  /** Line format of every service's and the supervisor's logs: text or json (one object a line). */
+  log_format: LogFormat;
   store: StoreConfig;
   bus: BusConfig;
   broker: BrokerConfig;
@@ -595,6 +605,7 @@ export function resolveMonitorValue(
     else issues.wrong("state_dir", "a directory path, e.g. .monitor", doc.state_dir);
   }
   const logLevel = oneOf(doc, "log_level", "", LOG_LEVELS, MONITOR_DEFAULTS.log_level, issues);
+  const logFormat = oneOf(doc, "log_format", "", LOG_FORMATS, MONITOR_DEFAULTS.log_format, issues);
   const store = checkStore(doc.store, issues);
   const bus = checkBus(doc.bus, issues);
   const broker = checkBroker(doc.broker, issues);
@@ -608,6 +619,7 @@ export function resolveMonitorValue(
   const config: MonitorConfig = {
     state_dir: stateDir,
     log_level: logLevel,
+    log_format: logFormat,
     store,
     bus,
     broker,

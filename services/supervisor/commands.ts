@@ -68,6 +68,8 @@ export interface DeploymentSettings {
   bus: BusSettings;
   /** `--log-level` for every service, when not `info`. */
   logLevel?: string;
+  /** `log_format` of monitor.yaml (services get `--log-format` when not text). */
+  logFormat?: string;
   broker: {
     /** gRPC address agents connect to (`host:port`). */
     listen: string;
@@ -144,6 +146,9 @@ function commonServiceArgs(settings: DeploymentSettings): string[] {
   ];
   if (settings.logLevel && settings.logLevel !== "info") {
     args.push("--log-level", settings.logLevel);
+  }
+  if (settings.logFormat && settings.logFormat !== "text") {
+    args.push("--log-format", settings.logFormat);
   }
   return args;
 }

@@ -40,6 +40,7 @@ export function planFromConfig(config: MonitorConfig, file?: string): Supervisor
     },
     bus: { backend: config.bus.backend, brokers: [...config.bus.brokers], path },
     logLevel: config.log_level,
+    logFormat: config.log_format,
     broker: {
       listen: broker.listen,
       admin: broker.admin === "off" ? undefined : broker.admin,
@@ -77,6 +78,7 @@ export function planFromConfig(config: MonitorConfig, file?: string): Supervisor
     sharedInputs: {
       state_dir: deployment.stateDir,
       log_level: config.log_level,
+      log_format: config.log_format,
       store: config.store,
       bus: config.bus,
     },

@@ -6,7 +6,7 @@
  * @module
  */
 import { forEachLine } from "../common/lines.ts";
-import { errorMessage } from "../common/log.ts";
+import { errorMessage, isLogFormat } from "../common/log.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { listPins } from "../plugin_loader/pinning.ts";
 import { openStore } from "../store/mod.ts";
@@ -241,6 +241,7 @@ export class Supervisor {
       return;
     }
     this.#plan = next;
+    if (isLogFormat(next.deployment.logFormat)) this.#output.setFormat(next.deployment.logFormat);
     this.#output.say("info", `${file} changed; applying`);
     if (diff.agentsPut.length > 0 || diff.agentsDeleted.length > 0) {
       const put = Object.fromEntries(diff.agentsPut.map((id) => [id, next.agents[id]]));
