@@ -73,6 +73,7 @@ const COMMON: readonly FlagKey[] = [
   { flag: "--store-prefix", path: "store.prefix", kind: "text" },
   { flag: "--state-dir", path: "state_dir", kind: "path" },
   { flag: "--log-level", path: "log_level", kind: "text" },
+  { flag: "--log-format", path: "log_format", kind: "text" },
 ];
 const BUS: readonly FlagKey[] = [
   { flag: "--bus-backend", path: "bus.backend", kind: "text" },
