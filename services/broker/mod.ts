@@ -21,7 +21,11 @@ export {
   DEFAULT_ADMIN,
   DEFAULT_COMMAND_TIMEOUT_MS,
   DEFAULT_LISTEN,
+  DEFAULT_MAX_STREAMS,
+  defaultBrokerId,
+  type FleetBroker,
   type HealthEntry,
+  RETRY_AFTER_S,
   type SendEvent,
   type SendRequest,
   type SendSummary,
@@ -34,18 +38,13 @@ export {
   AdminClient,
   type AdminClientOptions,
 } from "./admin_client.ts";
-export {
-  type AdminConsoleOptions,
-  type BrokerBackend,
-  brokerCommands,
-  CONFIG_USAGE,
-  localBrokerBackend,
-  parseConfigJson,
-  startAdminConsole,
-} from "./console.ts";
+// The broker's console (./console.ts) is imported from its own module: it loads the
+// terminal prompts, which users of the broker as a library do not need.
+export type { BrokerBackend } from "./types.ts";
 export { isLoopbackHost, splitHostPort } from "../common/net.ts";
 export type { ConfigView, ConfigWrite } from "./config_store.ts";
 export type { AgentHealth } from "./health.ts";
+export { type BrokerRecord, FLEET_LEASE_TTL_S, type SessionRecord } from "./fleet.ts";
 export type { RouterEvent } from "./router.ts";
 export type { Counters, StatsSnapshot } from "./stats.ts";
 export { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";

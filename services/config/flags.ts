@@ -97,6 +97,7 @@ export const SERVICE_FLAG_KEYS: Readonly<Record<FlagService, readonly FlagKey[]>
     { flag: "--sink", path: "broker.sink", kind: "path" },
     { flag: "--command-timeout", path: "broker.command_timeout", kind: "number" },
     { flag: "--max-batch-samples", path: "broker.max_batch_samples", kind: "number" },
+    { flag: "--max-streams", path: "broker.max_streams", kind: "number" },
     { flag: "--tls-cert", path: "broker.tls.cert", kind: "path" },
     { flag: "--tls-key", path: "broker.tls.key", kind: "path" },
     { flag: "--tls-ca", path: "broker.tls.ca", kind: "path" },

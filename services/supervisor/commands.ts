@@ -86,6 +86,11 @@ export interface DeploymentSettings {
     /** The admin token's file or variable (the supervisor's console reads it too). */
     adminTokenFile?: string;
     adminTokenEnv?: string;
+    /**
+     * `broker.replicas`: every broker started on this host, the first being
+     * `listen`/`admin` itself (absent: that one only).
+     */
+    replicas?: Array<{ listen: string; admin?: string }>;
   };
   agent: {
     /** Broker address the local agent connects to. */
@@ -153,14 +158,17 @@ function commonServiceArgs(settings: DeploymentSettings): string[] {
   return args;
 }
 
-/** The broker's permissions: its own, the store's and the bus's. */
-export function brokerPermissionSet(settings: DeploymentSettings): PermissionSet {
+/** The broker's permissions: its own, the store's and the bus's (`replica` i: its addresses). */
+export function brokerPermissionSet(settings: DeploymentSettings, replica = 0): PermissionSet {
+  const own = replica === 0
+    ? { listen: settings.broker.listen, admin: settings.broker.admin }
+    : settings.broker.replicas![replica];
   return mergePermissions(
     brokerPermissions({
       stateDir: settings.stateDir,
       configFile: settings.configFile,
-      listen: settings.broker.listen,
-      admin: settings.broker.admin,
+      listen: own.listen,
+      admin: own.admin,
       sink: settings.broker.sink,
       tlsFiles: settings.broker.tlsFiles,
       secretFiles: settings.broker.secretFiles,
@@ -222,6 +230,12 @@ function unstableArgs(name: ServiceName, settings: DeploymentSettings): string[]
 export function serviceCommand(name: ServiceName, settings: DeploymentSettings): ServiceCommand {
   const permissions = servicePermissionSet(name, settings);
   const extra = unstableArgs(name, settings);
+  // With replicas the first broker's admin port is derived (after the brokers' ports):
+  // every broker gets its addresses on the command line.
+  const replicas = settings.broker.replicas ?? [];
+  const addresses = name === "broker" && replicas.length > 1
+    ? ["--listen", replicas[0].listen, "--admin", replicas[0].admin ?? "off"]
+    : [];
   return {
     program: "deno",
     args: [
@@ -230,6 +244,36 @@ export function serviceCommand(name: ServiceName, settings: DeploymentSettings):
       ...extra,
       SERVICE_SCRIPTS[name],
       ...commonServiceArgs(settings),
+      ...addresses,
+    ],
+    cwd: REPO_ROOT,
+  };
+}
+
+/** Name of broker replica `i` (0-based) as the supervisor reports it: `broker`, `broker-2`, ... */
+export function brokerReplicaName(i: number): string {
+  return i === 0 ? "broker" : `broker-${i + 1}`;
+}
+
+/**
+ * The command line of broker replica `i` (1-based beyond the first, which is
+ * {@linkcode serviceCommand}`("broker")`): the same file with its own
+ * `--listen` and `--admin` (port + i), and permissions for those addresses.
+ */
+export function brokerReplicaCommand(settings: DeploymentSettings, i: number): ServiceCommand {
+  const replica = settings.broker.replicas?.[i];
+  if (i === 0 || replica === undefined) return serviceCommand("broker", settings);
+  return {
+    program: "deno",
+    args: [
+      "run",
+      ...permissionArgs(brokerPermissionSet(settings, i)),
+      SERVICE_SCRIPTS.broker,
+      ...commonServiceArgs(settings),
+      "--listen",
+      replica.listen,
+      "--admin",
+      replica.admin ?? "off",
     ],
     cwd: REPO_ROOT,
   };

@@ -6,6 +6,7 @@
  */
 import { resolve } from "node:path";
 import {
+  brokerReplicas,
   configPath,
   databasePath,
   loadMonitorConfig,
@@ -54,6 +55,7 @@ export function planFromConfig(config: MonitorConfig, file?: string): Supervisor
         ? undefined
         : configPath(config, broker.admin_token_file),
       adminTokenEnv: broker.admin_token_env,
+      replicas: brokerReplicas(broker),
     },
     agent: {
       broker: config.agent.broker,
