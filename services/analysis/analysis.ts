@@ -10,6 +10,7 @@ import { buildCommand } from "../common/commands.ts";
 import { errorMessage, getLogger, type Logger } from "../common/log.ts";
 import {
   type AlertMessage,
+  type DataMessage,
   DEFAULT_TOPICS,
   type ResultMessage,
   type TopicNames,
@@ -58,7 +59,7 @@ export interface AnalysisStats {
 
 /** What happened, for live views and consoles. */
 export type AnalysisEvent =
-  | { type: "data"; agent: AgentState }
+  | { type: "data"; agent: AgentState; sample: DataMessage }
   | { type: "alert"; alert: AlertMessage }
   | { type: "result"; result: ResultMessage };
 
@@ -68,6 +69,8 @@ export interface AnalysisSendOptions {
   timeoutMs?: number;
   /** Called with each result as it arrives. */
   onResult?(result: ResultMessage): void;
+  /** The command id to use (default: a new one). */
+  commandId?: string;
 }
 
 /** Outcome of {@linkcode Analysis.send}. */
@@ -152,7 +155,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
       if (delays.length < 1024) delays.push(delay);
       else delays[delayNext] = delay;
       delayNext = (delayNext + 1) % 1024;
-      emit({ type: "data", agent: table.applyData(data, now) });
+      emit({ type: "data", agent: table.applyData(data, now), sample: data });
     } else if (message.topic === topics.alerts) {
       const alert = parseAlert(message.value);
       if (typeof alert === "string") return skip(message, alert);
@@ -221,7 +224,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     args?: Record<string, unknown>,
     sendOptions: AnalysisSendOptions = {},
   ): Promise<AnalysisSendSummary> => {
-    const command = buildCommand(target, commandType, args);
+    const command = buildCommand(target, commandType, args, sendOptions.commandId);
     const timeoutMs = sendOptions.timeoutMs ?? options.commandTimeoutMs ?? 15_000;
     const expected = target === "all"
       ? table.activeSince(options.activeWindowSeconds ?? 60)

@@ -22,8 +22,13 @@
  *
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
 import { checkCommandType, checkTarget, isPlainObject } from "../common/commands.ts";
+import {
+  checkRequestAccess,
+  exposureProblem,
+  isLoopbackHost,
+  splitHostPort,
+} from "../common/http_security.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
 import { ConfigError } from "../config/issues.ts";
 import type { Broker, SendEvent, SendRequest } from "./broker.ts";
@@ -50,29 +55,8 @@ export interface AdminServer {
 /** Largest request body (bytes). */
 const MAX_BODY = 1024 * 1024;
 
-function sameToken(given: string | null, expected: string): boolean {
-  const a = new TextEncoder().encode(given ?? "");
-  const b = new TextEncoder().encode(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-/** True for loopback host names and addresses. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-/** Splits `host:port` (IPv6 in brackets allowed); throws naming what was expected. */
-export function splitHostPort(address: string, what: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) {
-    throw new TypeError(
-      `${what}: expected host:port (for example 127.0.0.1:50053), found ${JSON.stringify(address)}`,
-    );
-  }
-  return { host: match[1].replace(/^\[|\]$/g, ""), port };
-}
+/** The listener rules are shared with the analysis dashboard (services/common/http_security.ts). */
+export { isLoopbackHost, splitHostPort };
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body, null, 2) + "\n", {
@@ -123,29 +107,24 @@ const ENDPOINTS = [
 /** Starts the admin API. */
 export function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = splitHostPort(options.listen, "--admin");
-  if (!isLoopbackHost(host) && !options.token) {
+  if (exposureProblem(`${host}:${port}`, { token: Boolean(options.token) }) !== undefined) {
     throw new Error(
       `--admin ${options.listen}: the admin API listens on loopback only (127.0.0.1 or ::1) unless an admin token is set`,
     );
   }
   const { broker, log } = options;
-  const expected = options.token ? `Bearer ${options.token}` : undefined;
 
   const handle = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
     // Without a token only loopback host names are answered (no DNS rebinding from a web page).
-    const hostHeader = request.headers.get("host") ?? "";
-    const hostName = hostHeader.replace(/:\d+$/, "");
-    if (expected === undefined && !isLoopbackHost(hostName)) {
-      log.warn(`refused ${request.method} ${url.pathname} for host ${JSON.stringify(hostHeader)}`);
-      return problem(
-        403,
-        `host: expected a loopback address such as 127.0.0.1, found ${JSON.stringify(hostHeader)}`,
+    const refused = checkRequestAccess(request, options.token);
+    if (refused) {
+      log.warn(
+        `refused ${request.method} ${url.pathname}: ${
+          refused.status === 401 ? "missing or wrong admin token" : refused.error
+        }`,
       );
-    }
-    if (expected !== undefined && !sameToken(request.headers.get("authorization"), expected)) {
-      log.warn(`refused ${request.method} ${url.pathname}: missing or wrong admin token`);
-      return problem(401, 'authorization: expected "Bearer <admin token>"');
+      return problem(refused.status, refused.error.replace("<token>", "<admin token>"));
     }
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = request.method;

@@ -13,6 +13,7 @@ import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
 import { writeAgentConfigs } from "./agents.ts";
 import {
+  dashboardUrl,
   type DeploymentSettings,
   formatCommand,
   pinCommand,
@@ -119,7 +120,11 @@ export class Supervisor {
         this.#output.say("warn", `${name} is not running; starting the next services anyway`);
       }
     }
-    if (allReady && !this.#stopping) this.#output.say("info", "all services ready");
+    if (allReady && !this.#stopping) {
+      this.#output.say("info", "all services ready");
+      const url = dashboardUrl(this.#deployment(plan));
+      if (url) this.#output.say("info", `dashboard: ${url}`);
+    }
     return allReady && !this.#stopping;
   }
 
