@@ -124,6 +124,8 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
   const delays: number[] = [];
   let delayNext = 0;
   let lastInvalidLog = 0;
+  /** Ends the sends waiting for results (on stop). */
+  const pendingSends = new Set<() => void>();
 
   const emit = (event: AnalysisEvent) => {
     for (const listener of [...listeners]) {
@@ -260,10 +262,12 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
       else if (expected.length > 0 && expected.every((id) => answered.has(id))) finish();
     };
     listeners.add(listener);
-    const timer = setTimeout(() => {
+    const giveUp = () => {
       summary.timed_out = true;
       finish();
-    }, timeoutMs);
+    };
+    pendingSends.add(giveUp);
+    const timer = setTimeout(giveUp, timeoutMs);
     try {
       await bus.publish(topics.commands, [{ key: target, value: JSON.stringify(command) }]);
       commandsSent++;
@@ -271,6 +275,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
       await done;
     } finally {
       clearTimeout(timer);
+      pendingSends.delete(giveUp);
       listeners.delete(listener);
     }
     summary.missing = expected.filter((id) => !answered.has(id));
@@ -289,6 +294,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     },
     stop() {
       stopped ??= (async () => {
+        for (const giveUp of [...pendingSends]) giveUp();
         listeners.clear();
         await subscription.close().catch((error) =>
           log.warn(`closing the subscription: ${errorMessage(error)}`)
