@@ -16,6 +16,7 @@ import { GRPC_ENV_VARS } from "../services/broker/permissions.ts";
 import { GRPC_CLIENT_PROXY_ENV_VARS } from "../services/agent/permissions.ts";
 import { KAFKA_ENV_VARS } from "../services/bus/mod.ts";
 import { etcd3ProtoDir } from "../services/store/mod.ts";
+import { YAML_ENV_VARS } from "../services/common/service_settings.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -39,6 +40,8 @@ export function runnerFlags(tmp: string): string[] {
       ...GRPC_ENV_VARS,
       ...GRPC_CLIENT_PROXY_ENV_VARS,
       ...KAFKA_ENV_VARS,
+      // The yaml package reads these (scenario 7 parses monitor.yaml documents).
+      ...YAML_ENV_VARS,
       "NODE_ENV",
       "PATH",
       "TMPDIR",

@@ -29,6 +29,7 @@ import { commandsScenario } from "./commands.ts";
 import { configScenario } from "./config.ts";
 import { footprintScenario } from "./footprint.ts";
 import { pluginsScenario } from "./plugins.ts";
+import { validateScenario } from "./validate.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -38,6 +39,7 @@ export const SCENARIOS: readonly Scenario[] = [
   configScenario,
   footprintScenario,
   pluginsScenario,
+  validateScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -67,3 +67,29 @@ export interface Plugin {
 
 /** The default export of a plugin module loaded by URL. */
 export type PluginFactory = () => Plugin;
+
+/** One setting of a built-in plugin. */
+export type SettingSpec =
+  | {
+    type: "number";
+    description: string;
+    min?: number;
+    max?: number;
+    integer?: boolean;
+    default?: number;
+  }
+  | { type: "boolean"; description: string; default?: boolean }
+  | { type: "string"; description: string; values?: readonly string[]; default?: string };
+
+/** The settings a built-in plugin accepts (its `plugin_configs` entry or `config` object). */
+export interface SettingsSchema {
+  /** Named settings. */
+  fields: Readonly<Record<string, SettingSpec>>;
+  /**
+   * When set, metric names (as in `METRIC_NAMES` (services/common/messages.ts)) are accepted as
+   * keys too, each checked against this spec (threshold_alert: `{"cpu": 80}`).
+   */
+  metricKeys?: SettingSpec & { type: "number" };
+  /** Metrics whose value is a percentage (their metric-keyed setting must be 0..100). */
+  percentMetrics?: readonly string[];
+}

@@ -4,8 +4,7 @@
  *
  * @module
  */
-import type { Plugin } from "./api.ts";
-import type { SettingsSchema } from "../services/config/agent_config.ts";
+import type { Plugin, SettingsSchema } from "./api.ts";
 import { createDuplicateFilter, DUPLICATE_FILTER_SETTINGS } from "./duplicate_filter/mod.ts";
 import { createThresholdAlert, THRESHOLD_ALERT_SETTINGS } from "./threshold_alert/mod.ts";
 import { createLogger, LOGGER_SETTINGS } from "./logger/mod.ts";

@@ -33,6 +33,13 @@ Deno.test("metrics (native): every metric of this machine, in range, first sampl
   assert.deepEqual(second.errors, {});
   assertInRange(second.metrics, METRIC_NAMES);
   assert.ok(second.timestamp > first.timestamp);
+  // The raw cumulative counters behind the rates come along, and never go backwards here.
+  const rates = ["disk read", "disk write", "net in", "net out"];
+  assert.deepEqual(Object.keys(first.counters).sort(), rates.sort());
+  for (const name of rates) {
+    assert.ok(first.counters[name] >= 0, `${name} counter ${first.counters[name]}`);
+    assert.ok(second.counters[name] >= first.counters[name], `${name} counter grows`);
+  }
   // memory as the system reports it
   const info = Deno.systemMemoryInfo();
   const expected = (info.total - info.available) / info.total * 100;

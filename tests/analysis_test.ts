@@ -107,6 +107,43 @@ Deno.test("analysis: latest values per agent, alerts firing then resolved, inval
     await waitUntil(() => analysis.stats().alerts_firing === 0, 10_000, "the alert resolved");
   }));
 
+Deno.test("analysis: a metric the duplicate filter left out keeps its value; past the keep-alive window it is shown stale", () =>
+  withAnalysis(async (analysis, bus) => {
+    const now = Date.now() / 1000;
+    const filtered = (agent: string, timestamp: number, metrics: Record<string, number>) => ({
+      key: agent,
+      value: JSON.stringify({
+        agent_id: agent,
+        hostname: `${agent}.host`,
+        timestamp,
+        metrics,
+        interval: 1,
+        keepalive: 20,
+      }),
+    });
+    await bus.publish(DEFAULT_TOPICS.data, [
+      filtered("dup-1", now - 3, { cpu: 100, memory: 40 }),
+      // cpu unchanged: the filter left it out.
+      filtered("dup-1", now - 2, { memory: 41 }),
+      filtered("dup-1", now - 1, { memory: 42 }),
+      filtered("old-1", now - 600, { cpu: 5 }),
+      filtered("half-1", now - 100, { cpu: 7 }),
+      filtered("half-1", now, { memory: 1 }),
+    ]);
+    await waitUntil(() => analysis.stats().consumed.data === 6, 10_000, "messages consumed");
+    const [dup, half, old] = analysis.agents();
+    assert.deepEqual(dup.metrics, { cpu: 100, memory: 42 });
+    assert.deepEqual(dup.stale_metrics, {});
+    assert.deepEqual(half.metrics, { memory: 1 });
+    assert.deepEqual(half.stale_metrics, { cpu: 7 });
+    assert.deepEqual(old.metrics, {});
+    assert.deepEqual(old.stale_metrics, { cpu: 5 });
+    const plain = renderView(analysis.agents(), Date.now(), PLAIN, 200);
+    assert.match(plain[1], /^dup-1 {2}cpu 100% {2}mem 42% {2}\ds ago$/);
+    assert.match(plain[2], /^half-1 {2}mem 1% {2}stale: cpu {2}\ds ago$/);
+    assert.match(plain[3], /^old-1 {2}stale, last sample 10m ago$/);
+  }));
+
 Deno.test("analysis: off a terminal the view is a periodic compact summary, one line per agent", () =>
   withAnalysis(async (analysis, bus) => {
     const lines: string[] = [];
@@ -228,6 +265,33 @@ Deno.test("analysis: send all waits until its timeout for an agent that went qui
     } finally {
       live.close();
       gone.close();
+      await analysis.stop();
+    }
+  }));
+
+Deno.test("analysis: send all before any data returns once the connected agents answered, not at the timeout", () =>
+  withBroker({ commandTimeoutMs: 500 }, async ({ broker, bus }) => {
+    const analysis = await startAnalysis({
+      bus,
+      group: "analysis-settle-test",
+      commandTimeoutMs: 20_000,
+    });
+    const a = await TestAgent.connect(broker.address, "st-1");
+    const b = await TestAgent.connect(broker.address, "st-2");
+    answerCommands(a, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    answerCommands(b, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    try {
+      // No data yet: the analysis knows no agent, as right after `deno task analysis` starts.
+      assert.equal(analysis.agents().length, 0);
+      const started = Date.now();
+      const summary = await within(analysis.send("all", "ping"), 15_000, "send all");
+      assert.equal(summary.timed_out, false, "ended by the settle time, not the 20 s timeout");
+      assert.ok(Date.now() - started < 15_000);
+      assert.deepEqual(summary.expected, []);
+      assert.deepEqual(summary.ok.sort(), ["st-1", "st-2"]);
+    } finally {
+      a.close();
+      b.close();
       await analysis.stop();
     }
   }));

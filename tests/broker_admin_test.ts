@@ -18,7 +18,7 @@ Deno.test("broker admin: /agents, /stats and /health answer JSON; unknown paths 
   withBroker({}, async ({ broker, adminUrl }) => {
     const agent = await TestAgent.connect(broker.address, "adm-1");
     try {
-      agent.batch(1, [{ timestamp: 10, metrics: { cpu: 5 } }]);
+      agent.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 5 } }]);
       await agent.waitFor((m) => m.ack?.seq === 1, "ack");
       const agents = await getJson(`${adminUrl}/agents`);
       assert.equal(agents.status, 200);
@@ -51,6 +51,8 @@ Deno.test("broker admin: /agents, /stats and /health answer JSON; unknown paths 
         "unknown",
         true,
       ]]);
+      assert.equal(typeof entries[0].last_sample, "number");
+      assert.deepEqual(entries[0].stale_metrics, []);
 
       const missing = await getJson(`${adminUrl}/nope`);
       assert.equal(missing.status, 404);
@@ -114,38 +116,80 @@ Deno.test("broker admin: a non-loopback admin address without a token is refused
   );
 });
 
-Deno.test("broker admin: /metrics is Prometheus text with broker counters and each agent's latest values", () =>
+Deno.test("broker admin: /metrics names families with base units, carries unchanged values forward, ends stale series and speaks OpenMetrics when asked", () =>
   withBroker({}, async ({ broker, adminUrl }) => {
     const agent = await TestAgent.connect(broker.address, "prom-1");
     try {
+      const now = Date.now() / 1000;
       agent.batch(1, [
-        { timestamp: 100, metrics: { cpu: 1, "disk read": 2048 } },
-        { timestamp: 105, metrics: { cpu: 12.5, "disk read": 1024, "net in": 3.25 } },
+        {
+          timestamp: now - 2,
+          metrics: { cpu: 1, "disk read": 2048, "my plugin value": 7 },
+          counters: { "disk read": 1_000_000 },
+          interval: 1,
+          keepalive: 30,
+        },
+        // The duplicate filter left cpu and "my plugin value" out: unchanged.
+        {
+          timestamp: now - 1,
+          metrics: { "disk read": 1024, "net in": 3.25 },
+          counters: { "disk read": 1_001_024, "net in": 500 },
+          interval: 1,
+          keepalive: 30,
+        },
+        // A metric last reported long ago: its series has ended.
+        { timestamp: now - 1000, metrics: { memory: 50 }, interval: 1, keepalive: 30 },
       ]);
       await agent.waitFor((m) => m.ack?.seq === 1, "ack");
       const response = await fetch(`${adminUrl}/metrics`);
       assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
       const text = await response.text();
-      const lines = text.trimEnd().split("\n");
+      const lines = text.trimEnd().split("\n").filter((l) => l !== "");
       // Every line is a comment or `name{labels} value` with a valid name.
       for (const line of lines) {
         assert.match(
           line,
-          /^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+|NaN)$/,
+          /^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf))$/,
           `not exposition format: ${line}`,
         );
       }
-      assert.ok(lines.includes("monitor_broker_samples_total 2"));
-      assert.ok(lines.includes('monitor_broker_samples_total{agent="prom-1"} 2'));
-      assert.ok(lines.includes("monitor_broker_connected_agents 1"));
-      assert.ok(lines.includes('monitor_metric_cpu{agent="prom-1",metric="cpu"} 12.5'));
-      assert.ok(lines.includes('monitor_metric_disk_read{agent="prom-1",metric="disk read"} 1024'));
-      assert.ok(lines.includes('monitor_metric_net_in{agent="prom-1",metric="net in"} 3.25'));
-      assert.ok(lines.includes("# TYPE monitor_metric_disk_read gauge"));
-      assert.ok(lines.includes("# TYPE monitor_broker_samples_total counter"));
-      // One TYPE line per family.
+      const labels = 'agent="prom-1",host="prom-1.host"';
+      const has = (line: string) => assert.ok(lines.includes(line), `missing: ${line}\n${text}`);
+      has("monitor_broker_samples_total 3");
+      has(`monitor_broker_agent_samples_total{${labels}} 3`);
+      has("monitor_broker_connected_agents 1");
+      has(`monitor_agent_up{${labels}} 1`);
+      has(`monitor_agent_connected{${labels}} 1`);
+      has(`monitor_cpu_busy_percent{${labels}} 1`);
+      has(`monitor_disk_read_bytes_per_second{${labels}} 1024`);
+      has(`monitor_network_receive_bytes_per_second{${labels}} 3.25`);
+      has(`monitor_disk_read_bytes_total{${labels}} 1001024`);
+      has(`monitor_network_receive_bytes_total{${labels}} 500`);
+      has(`monitor_agent_metric{${labels},metric="my plugin value"} 7`);
+      has(`monitor_agent_stale_metrics{${labels}} 1`);
+      has("# TYPE monitor_disk_read_bytes_total counter");
+      has("# TYPE monitor_cpu_busy_percent gauge");
+      has("# TYPE monitor_broker_publish_duration_seconds histogram");
+      assert.match(text, /^monitor_broker_publish_duration_seconds_count 1$/m);
+      assert.doesNotMatch(text, /monitor_memory_used_percent\{/, "a stale metric is not exported");
+      // One TYPE line per family; no name shared by a total and a labelled family.
       const types = lines.filter((l) => l.startsWith("# TYPE ")).map((l) => l.split(" ")[2]);
       assert.equal(new Set(types).size, types.length);
+      // OpenMetrics when asked (as Prometheus does).
+      const open = await fetch(`${adminUrl}/metrics`, {
+        headers: {
+          accept:
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        },
+      });
+      assert.match(
+        open.headers.get("content-type") ?? "",
+        /^application\/openmetrics-text; version=1\.0\.0/,
+      );
+      const om = await open.text();
+      assert.match(om, /^# TYPE monitor_disk_read_bytes counter$/m);
+      assert.match(om, new RegExp(`^monitor_disk_read_bytes_total\\{${labels}\\} 1001024$`, "m"));
+      assert.ok(om.endsWith("# EOF\n"));
     } finally {
       agent.close();
     }
@@ -214,9 +258,9 @@ function healthScenario() {
       JSON.stringify({ agent_id: "early-1", timestamp: Date.now() / 1000 }),
     );
     await waitUntil(() => status("early-1")?.status === "alive", 5000, "early-1 alive again");
-    const metrics = broker.metrics();
-    assert.match(metrics, /monitor_agent_up\{agent="early-1"\} 1/);
-    assert.match(metrics, /monitor_agent_up\{agent="late-1"\} 0/);
+    const metrics = (await broker.metrics()).body;
+    assert.match(metrics, /monitor_agent_up\{agent="early-1",host="h1"\} 1/);
+    assert.match(metrics, /monitor_agent_up\{agent="late-1",host="h2"\} 0/);
   });
 }
 
@@ -309,3 +353,44 @@ Deno.test("broker admin: bodies must be JSON and, without a token, the host must
     assert.match(rebound, /host: expected a loopback address/);
     assert.match(await raw("localhost:50053"), /^HTTP\/1\.1 200/);
   }));
+
+Deno.test("broker admin: malformed requests get 400 naming what was expected, never 500 nor an ERROR log", async () => {
+  const errors: string[] = [];
+  setLogSink((line, level) => {
+    if (level === "error") errors.push(line);
+  });
+  try {
+    await withBroker({}, async ({ adminUrl }) => {
+      const json = { "content-type": "application/json" };
+      const cases: Array<[string, string, RequestInit, RegExp]> = [
+        [
+          "GET",
+          "/config/%ZZ",
+          {},
+          /\/config\/%ZZ: expected \/config\/<agent id> with valid %-escapes/,
+        ],
+        ["PUT", "/config/%ZZ", { headers: json, body: "{}" }, /malformed %-escape/],
+        ["GET", "/config/%", {}, /malformed %-escape/],
+        ["GET", "/config/%E0%A4%A", {}, /malformed %-escape/],
+        ["GET", "/config/a%2Fb", {}, /agent id "a\/b" is not valid/],
+        ["GET", `/config/${"x".repeat(300)}`, {}, /is not valid/],
+        ["PUT", "/config/web-1", { headers: json, body: "null" }, /expected/],
+        ["PUT", "/config/web-1", { headers: json, body: "[1]" }, /expected/],
+        ["POST", "/send", { headers: json, body: "[]" }, /request body: expected \{"target"/],
+        ["POST", "/send", {
+          headers: json,
+          body: JSON.stringify({ target: "all", command_type: "status", timeout_ms: "x" }),
+        }, /timeout_ms: expected a positive number/],
+      ];
+      for (const [method, path, init, pattern] of cases) {
+        const response = await fetch(`${adminUrl}${path}`, { method, ...init });
+        const body = await response.json();
+        assert.equal(response.status, 400, `${method} ${path}: ${JSON.stringify(body)}`);
+        assert.match(String(body.error), pattern, `${method} ${path}`);
+      }
+    });
+  } finally {
+    setLogSink(undefined);
+  }
+  assert.deepEqual(errors, []);
+});

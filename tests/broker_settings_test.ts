@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { resolveServiceSettings } from "../services/common/service_settings.ts";
+import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import { ConfigError } from "../services/config/issues.ts";
 import { tempDir } from "./broker_support.ts";
 

@@ -47,7 +47,8 @@ Deno.test("broker: each sample is published with the contract fields, alerts too
       assert.equal(stats.total.alerts, 1);
       assert.equal(stats.agents["web-1"].batches, 1);
       assert.equal(broker.agents()[0].agent_id, "web-1");
-      assert.deepEqual(broker.agents()[0].latest, { cpu: 13 });
+      // Samples from 2023 are long past the keep-alive window: no current values.
+      assert.deepEqual(broker.agents()[0].latest, {});
     } finally {
       agent.close();
       await data.close();
@@ -124,6 +125,17 @@ Deno.test("broker: malformed messages end only that stream with INVALID_ARGUMENT
         name: "NaN metric value",
         act: (a) => a.batch(1, [{ timestamp: 1, metrics: { cpu: NaN } }]),
         field: /batch\.samples\[0\]\.metrics\["cpu"\]: expected a finite number/,
+      },
+      {
+        name: "negative raw counter",
+        act: (a) =>
+          a.batch(1, [{ timestamp: 1, metrics: { cpu: 1 }, counters: { "disk read": -5 } }]),
+        field: /batch\.samples\[0\]\.counters\["disk read"\]: expected a finite number >= 0/,
+      },
+      {
+        name: "negative keep-alive",
+        act: (a) => a.batch(1, [{ timestamp: 1, metrics: { cpu: 1 }, keepalive: -1 }]),
+        field: /batch\.samples\[0\]\.keepalive: expected seconds/,
       },
       {
         name: "infinite timestamp",

@@ -19,6 +19,7 @@ import {
   type BrokerMessage,
   openAgentStream,
   type RpcError,
+  type WireSample,
 } from "../services/rpc/mod.ts";
 
 /** Bounded waits (from services/common/async.ts); `delay` is its `sleep`. */
@@ -200,7 +201,7 @@ export class TestAgent {
   /** Sends a batch of samples (and alerts). */
   batch(
     seq: number,
-    samples: Array<{ timestamp: number; metrics: Record<string, number> }>,
+    samples: WireSample[],
     alerts: Array<
       { metric: string; value: number; threshold: number; state: string; timestamp: number }
     > = [],

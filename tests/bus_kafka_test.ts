@@ -179,3 +179,35 @@ Deno.test("kafka bus: invalid broker lists are rejected naming the entry", async
     /port 1-65535/,
   );
 });
+
+Deno.test("kafka: a process that publishes and consumes prints no kafkajs TimeoutNegativeWarning", async () => {
+  const mock = await startKafkaMock({ brokers: 1 });
+  try {
+    const settings = settingsFor(mock);
+    const out = await new Deno.Command("deno", {
+      args: [
+        "run",
+        "--no-prompt",
+        ...busPermissionFlags(settings),
+        "services/bus/contract_child.ts",
+        "publish",
+        JSON.stringify(settings),
+        "quiet-topic",
+        "q",
+        "5",
+        "5",
+      ],
+      cwd: new URL("..", import.meta.url),
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.match(stdout, /published/);
+    assert.doesNotMatch(stderr, /TimeoutNegativeWarning|negative number/);
+  } finally {
+    mock.stop();
+  }
+});

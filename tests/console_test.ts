@@ -12,10 +12,10 @@ import {
   type CommandSpec,
   parseCommandLine,
   type Prompter,
-  startAdminConsole,
   startConsole,
   stripAnsi,
 } from "../services/console/mod.ts";
+import { startAdminConsole } from "../services/broker/console.ts";
 import { answerCommands, tempDir, TestAgent, waitUntil, within } from "./broker_support.ts";
 import { withBroker } from "./broker_fixture.ts";
 
@@ -192,6 +192,9 @@ Deno.test("console: terminal mode keeps history across runs and completes comman
     }
     const saved = await Deno.readTextFile(historyFile);
     assert.deepEqual(saved.trim().split("\n"), ["stats", "send db-1", "quit", "stats", "quit"]);
+    // Private to the user, whatever the umask (Deno's node:fs ignores it).
+    assert.equal((await Deno.stat(historyFile)).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(join(dir, "history"))).mode! & 0o777, 0o700);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

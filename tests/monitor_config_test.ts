@@ -11,7 +11,7 @@ import { parse as parseYaml } from "yaml";
 import { DEFAULT_BROKER } from "../services/agent/main.ts";
 import { DEFAULT_ADMIN, DEFAULT_LISTEN } from "../services/broker/mod.ts";
 import { DEFAULT_COMMAND_TIMEOUT_MS } from "../services/broker/broker.ts";
-import { resolveServiceSettings } from "../services/common/service_settings.ts";
+import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import {
   checkMonitorConfig,
@@ -376,7 +376,7 @@ Deno.test("monitor.yaml: YAML syntax errors name the line, column and entry", ()
     "m.yaml:2:1: store: expected valid YAML, found Tabs are not allowed as indentation",
   ]);
   assert.deepEqual(problems(["agents:", "  default: {interval: 5}", "agents: {}"]), [
-    "m.yaml:3:1: agents: expected valid YAML, found Map keys must be unique",
+    'm.yaml:3:1: agents: expected each key once in a mapping, found "agents" again (first at line 1)',
   ]);
   assert.deepEqual(problems(["store: {}", "---", "bus: {}"]), [
     "m.yaml:2:1: (top level): expected one YAML document, found a second document (after ---)",

@@ -184,3 +184,54 @@ Deno.test("deno task plugins try runs a plugin once in its sandbox; mistakes nam
     );
   });
 });
+
+Deno.test("deno task plugins try runs several --sample in order through one instance (state shows)", async () => {
+  await withProject(async (site, project) => {
+    await site.write(
+      "/count@1.0.0/mod.ts",
+      `export default function create() {
+  let seen = 0;
+  return {
+    name: "count",
+    version: "1.0.0",
+    initialize() {},
+    run(sample: { timestamp: number; metrics: Record<string, number> }) {
+      seen++;
+      return { ...sample, metrics: { ...sample.metrics, seen } };
+    },
+    finalize() {},
+  };
+}
+`,
+    );
+    const tried = await plugins(
+      project,
+      "try",
+      site.url("/count@1.0.0/mod.ts"),
+      "--sample",
+      '{"timestamp": 1, "metrics": {"cpu": 1}}',
+      "--sample",
+      '{"timestamp": 2, "metrics": {"cpu": 2}}',
+      "--sample",
+      '{"timestamp": 3, "metrics": {"cpu": 3}}',
+    );
+    assert.equal(tried.code, 0, tried.stderr);
+    const runs = tried.stdout.split("\n").filter((l) => l.startsWith("run("));
+    assert.deepEqual(runs, [
+      'run({"timestamp":1,"metrics":{"cpu":1}}) -> {"timestamp":1,"metrics":{"cpu":1,"seen":1}}',
+      'run({"timestamp":2,"metrics":{"cpu":2}}) -> {"timestamp":2,"metrics":{"cpu":2,"seen":2}}',
+      'run({"timestamp":3,"metrics":{"cpu":3}}) -> {"timestamp":3,"metrics":{"cpu":3,"seen":3}}',
+    ]);
+    const bad = await plugins(
+      project,
+      "try",
+      site.url("/count@1.0.0/mod.ts"),
+      "--sample",
+      '{"timestamp": 1, "metrics": {}}',
+      "--sample",
+      "{oops",
+    );
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--sample #2: expected JSON, found "\{oops"/);
+  });
+});

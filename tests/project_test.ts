@@ -188,3 +188,34 @@ Deno.test("layout: the top level is the one the README describes", async () => {
     assert.ok(readme.includes(`  ${dir}`), `README.md Layout: expected services/${dir}`);
   }
 });
+
+/** Runs a module importing grpc's proto loader (which pulls protobufjs) in a fresh copy of the project's config. */
+async function firstRunStderr(config: Record<string, unknown>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "monitor-first-run-" });
+  try {
+    await Deno.writeTextFile(`${dir}/deno.json`, JSON.stringify(config));
+    await Deno.copyFile(new URL("deno.lock", ROOT), `${dir}/deno.lock`);
+    await Deno.writeTextFile(`${dir}/main.ts`, 'import "@grpc/proto-loader";\n');
+    const out = await new Deno.Command("deno", {
+      args: ["run", "--no-prompt", "--allow-read", "--allow-env", "main.ts"],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    return stderr;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("first run: no boxed 'Ignored build scripts' warning (protobufjs's script is denied in deno.json)", async () => {
+  const config = JSON.parse(await read("deno.json"));
+  assert.deepEqual(config.allowScripts, { deny: ["npm:protobufjs"] });
+  // Without the setting, a fresh folder shows the warning: the check below can see it.
+  const { allowScripts: _, ...without } = config;
+  assert.match(await firstRunStderr(without), /Ignored build scripts for packages/);
+  const stderr = await firstRunStderr(config);
+  assert.doesNotMatch(stderr, /Ignored build scripts|protobufjs/);
+});

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openBus } from "../services/bus/mod.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
-import { AdminClient } from "../services/console/mod.ts";
+import { AdminClient } from "../services/broker/admin_client.ts";
 import { openStore, storeKeys } from "../services/store/mod.ts";
 import { collect, delay, waitUntil } from "./broker_support.ts";
 import { ServiceProcess } from "./e2e_support.ts";
@@ -356,6 +356,12 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     const status = await up.exited(60_000);
     assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
     assert.ok(up.lines.some((l) => l.includes("supervisor| all services stopped")));
+    // A clean stop is not reported as a death or as the broker closing the stream.
+    assert.ok(!up.lines.some((l) => /is dead|closed by the broker/.test(l)), up.output);
+    assert.ok(
+      up.lines.some((l) => /broker +\|.* agent \S+ stopped \(its heartbeat was removed/.test(l)),
+      up.output,
+    );
     // The services run in process groups of their own: the group's Ctrl-C reached only the
     // launcher and the supervisor, which stopped the services in order with SIGTERM.
     const serviceLines = up.lines.filter((l) => /^(agent|analysis|broker) *\|/.test(l));

@@ -8,6 +8,9 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { DEFAULT_AGENT_CONFIG_JSON } from "../services/config/mod.ts";
+import { checkMonitorConfig } from "../services/config/monitor_config.ts";
+import { MAX_NESTING_DEPTH } from "../services/config/yaml_source.ts";
+import { nestedDocument, unknownKeysDocument } from "../bench/validate.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** Bound on one run of the task (it takes well under a second once cached). */
@@ -114,6 +117,64 @@ Deno.test("validate: an invalid file prints every issue with file:line:col and e
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("validate: 2,000 nested mappings are refused naming the nesting limit, block or flow style", async () => {
+  const { dir, rel } = await scratch();
+  try {
+    await Deno.writeTextFile(join(dir, "nested.yaml"), nestedDocument(2000));
+    await Deno.writeTextFile(
+      join(dir, "flow.yaml"),
+      `a: ${"{b: ".repeat(2000)}1${"}".repeat(2000)}\n`,
+    );
+    for (const file of ["nested.yaml", "flow.yaml"]) {
+      const run = await validate(rel(file));
+      assert.equal(run.code, 1, run.stderr);
+      const lines = run.stderr.trim().split("\n");
+      assert.equal(lines.length, 2, run.stderr);
+      assert.match(
+        lines[0],
+        new RegExp(
+          `^${
+            rel(file)
+          }:\\d+:\\d+: [\\w.]+: expected at most ${MAX_NESTING_DEPTH} levels of nested mappings and lists, found deeper nesting$`,
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /call stack/);
+    }
+    // At the limit, nesting itself is no problem.
+    const atLimit = checkMonitorConfig(nestedDocument(MAX_NESTING_DEPTH - 4), "limit.yaml");
+    assert.ok(
+      !atLimit.issues.some((i) => /levels of nested/.test(i.expected)),
+      JSON.stringify(atLimit.issues),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("validate: the work grows linearly with the number of unknown keys (each one reported and located)", () => {
+  // Timing figures live in `deno task bench --only validate`; this checks the growth only:
+  // 4 times the keys may cost at most 8 times the time (quadratic work costs 16 times).
+  const time = (n: number) => {
+    const text = unknownKeysDocument(n);
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const { issues } = checkMonitorConfig(text, "many.yaml");
+      times.push(performance.now() - started);
+      assert.equal(issues.length, n);
+      assert.equal(issues[n - 1].line, n);
+    }
+    return Math.min(...times);
+  };
+  time(500); // warm-up
+  const small = time(4000);
+  const large = time(16000);
+  assert.ok(
+    large < small * 8,
+    `4,000 keys: ${small.toFixed(0)} ms, 16,000 keys: ${large.toFixed(0)} ms`,
+  );
 });
 
 Deno.test("validate: missing and unreadable files, --help, bad usage", async () => {

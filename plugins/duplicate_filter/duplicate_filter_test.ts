@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { PluginContext, Sample } from "../api.ts";
-import { DuplicateFilterPlugin } from "./mod.ts";
+import { DEFAULT_MAX_SILENT_INTERVALS, DuplicateFilterPlugin, keepAliveSeconds } from "./mod.ts";
 
 const context: PluginContext = {
   agentId: "t",
@@ -58,4 +58,11 @@ Deno.test("duplicate_filter: finalize forgets what was sent", () => {
   plugin.finalize();
   plugin.initialize({}, context);
   assert.deepEqual(plugin.run(sample(2, { cpu: 1 })), sample(2, { cpu: 1 }));
+});
+
+Deno.test("duplicate_filter: the keep-alive window agents announce is interval x max_silent_intervals", () => {
+  assert.equal(keepAliveSeconds(5, {}), 5 * DEFAULT_MAX_SILENT_INTERVALS);
+  assert.equal(keepAliveSeconds(2, { max_silent_intervals: 3 }), 6);
+  // Without the filter every sample carries every metric.
+  assert.equal(keepAliveSeconds(5, undefined), 5);
 });

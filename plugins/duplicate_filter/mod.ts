@@ -6,8 +6,31 @@
  *
  * @module
  */
-import type { Plugin, PluginContext, Sample } from "../api.ts";
-import type { SettingsSchema } from "../../services/config/agent_config.ts";
+import type { Plugin, PluginContext, Sample, SettingsSchema } from "../api.ts";
+
+/** Default of `max_silent_intervals`. */
+export const DEFAULT_MAX_SILENT_INTERVALS = 12;
+
+/**
+ * The keep-alive window of an agent (seconds): within it every metric is sent
+ * again even when unchanged. `interval` × `max_silent_intervals` when the
+ * duplicate filter is configured (`settings` are its settings), else
+ * `interval` (every sample carries every metric).
+ *
+ * ```ts
+ * import { keepAliveSeconds } from "./mod.ts";
+ * keepAliveSeconds(5, {}); // 60
+ * keepAliveSeconds(5, undefined); // 5: no duplicate filter
+ * ```
+ */
+export function keepAliveSeconds(
+  interval: number,
+  settings: Record<string, unknown> | undefined,
+): number {
+  if (!settings) return interval;
+  const max = settings.max_silent_intervals;
+  return interval * (typeof max === "number" && max >= 1 ? max : DEFAULT_MAX_SILENT_INTERVALS);
+}
 
 /** Settings of the duplicate filter. */
 export const DUPLICATE_FILTER_SETTINGS: SettingsSchema = {
@@ -23,7 +46,7 @@ export const DUPLICATE_FILTER_SETTINGS: SettingsSchema = {
       integer: true,
       min: 1,
       max: 10_000,
-      default: 12,
+      default: DEFAULT_MAX_SILENT_INTERVALS,
       description: "every metric is sent at least once every this many samples",
     },
   },
@@ -40,14 +63,14 @@ export class DuplicateFilterPlugin implements Plugin {
   readonly name = "duplicate_filter";
   readonly version = "1.0.0";
   #tolerance = 0;
-  #maxSilent = 12;
+  #maxSilent = DEFAULT_MAX_SILENT_INTERVALS;
   #sent = new Map<string, Sent>();
 
   initialize(config: Record<string, unknown>, _context: PluginContext): void {
     this.#tolerance = typeof config.tolerance === "number" ? config.tolerance : 0;
     this.#maxSilent = typeof config.max_silent_intervals === "number"
       ? config.max_silent_intervals
-      : 12;
+      : DEFAULT_MAX_SILENT_INTERVALS;
   }
 
   run(sample: Sample): Sample | undefined {

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import type { Plugin, PluginContext, PluginLogLevel, Sample } from "../api.ts";
-import type { SettingsSchema } from "../../services/config/agent_config.ts";
+import type { Plugin, PluginContext, PluginLogLevel, Sample, SettingsSchema } from "../api.ts";
 
 /** Settings of the logger plugin. */
 export const LOGGER_SETTINGS: SettingsSchema = {

@@ -11,8 +11,7 @@
  *
  * @module
  */
-import type { Plugin, PluginContext, Sample } from "../api.ts";
-import type { SettingsSchema } from "../../services/config/agent_config.ts";
+import type { Plugin, PluginContext, Sample, SettingsSchema } from "../api.ts";
 
 /** Thresholds used when the settings do not name the metric. */
 export const DEFAULT_THRESHOLDS: Readonly<Record<string, number>> = Object.freeze({

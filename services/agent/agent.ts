@@ -10,7 +10,7 @@ import type { AlertEvent, Sample } from "../../plugins/api.ts";
 import { errorMessage, getLogger, type Logger, setLogLevel } from "../common/log.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { sameAgentConfig } from "../config/agent_config.ts";
-import type { ClientTlsOptions, WireAlert } from "../rpc/mod.ts";
+import type { ClientTlsOptions, WireAlert, WireSample } from "../rpc/mod.ts";
 import { storeKeys } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { BackoffOptions } from "./backoff.ts";
@@ -24,6 +24,7 @@ import { BrokerLink } from "./stream.ts";
 import { createUrlPluginLoader } from "./url_plugins.ts";
 import { PLUGIN_CACHE_DIR } from "../plugin_loader/permissions.ts";
 import { AGENT_VERSION } from "./version.ts";
+import { keepAliveSeconds } from "../../plugins/duplicate_filter/mod.ts";
 
 /** Options of {@linkcode startAgent}. */
 export interface AgentOptions {
@@ -296,10 +297,29 @@ class Agent implements AgentHandle, CommandTarget {
     this.#last = last;
     if (send && result.sample) {
       const alerts = this.#pendingAlerts.splice(0);
-      last.seq = this.#link.submit([result.sample], alerts);
+      last.seq = this.#link.submit([this.#wireSample(result.sample, collected.counters)], alerts);
       this.#counts.sent++;
     } else this.#flushAlerts(send, last);
     return last;
+  }
+
+  /**
+   * The sample as sent: what the pipeline left, plus the raw counters, the
+   * interval and the keep-alive window (additive fields of `monitoring-data`).
+   */
+  #wireSample(sample: Sample, counters: Record<string, number>): WireSample {
+    const config = this.#config?.config;
+    const interval = config?.interval ?? 0;
+    const filter = config?.plugins.find((p) =>
+      p.kind === "builtin" && p.name === "duplicate_filter"
+    );
+    return {
+      timestamp: sample.timestamp,
+      metrics: sample.metrics,
+      counters,
+      interval,
+      keepalive: interval > 0 ? keepAliveSeconds(interval, filter?.config) : 0,
+    };
   }
 
   /** Sends alerts raised while their sample was dropped (or not sent). */

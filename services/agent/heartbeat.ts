@@ -17,7 +17,8 @@ export interface HeartbeatValue {
   /** Unix seconds. */
   timestamp: number;
   version: string;
-  status: "ok" | "degraded";
+  /** `stopping`: the last value, written by an agent stopping on purpose just before the key goes. */
+  status: "ok" | "degraded" | "stopping";
   /** Why degraded: invalid config, plugin failing/disabled, broker unreachable, metric unavailable. */
   reasons: string[];
   /** Store revision of the configuration in force (0 for built-in defaults). */
@@ -155,7 +156,11 @@ export class Heartbeat {
     }, 50);
   }
 
-  /** Stops refreshing and revokes the lease (deleting the key). */
+  /**
+   * Stops refreshing, writes a last value with status `stopping` (so that
+   * whoever watches tells a clean stop from a death), then revokes the lease
+   * (deleting the key).
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
@@ -165,6 +170,13 @@ export class Heartbeat {
     const lease = this.#lease;
     this.#lease = undefined;
     if (lease) {
+      try {
+        const last: HeartbeatValue = { ...this.#options.snapshot(), status: "stopping" };
+        last.timestamp = Date.now() / 1000;
+        await lease.put(this.#options.key, JSON.stringify(last));
+      } catch (error) {
+        this.#options.log.debug(`cannot write the last heartbeat: ${errorMessage(error)}`);
+      }
       try {
         await lease.revoke();
       } catch (error) {

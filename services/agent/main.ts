@@ -15,12 +15,12 @@ import {
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
+import { isHostPort } from "../common/net.ts";
 import {
-  isHostPort,
   readMonitorYaml,
   resolveServiceSettings,
   sectionString,
-} from "../common/service_settings.ts";
+} from "../config/service_settings.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
 import { startAgent } from "./agent.ts";

@@ -49,6 +49,12 @@ export interface Collected {
   metrics: Record<string, number>;
   /** Metric name -> why it could not be read this time. */
   errors: Record<string, string>;
+  /**
+   * Raw cumulative counters behind the rate metrics read this time, by metric
+   * name: `disk read`/`disk write` bytes, `net in`/`net out` bytes, summed
+   * over the devices the rates cover (see DataMessage.counters).
+   */
+  counters: Record<string, number>;
 }
 
 /** Reads the metrics of this host. */
@@ -96,6 +102,13 @@ interface RawReader {
   memoryPercent(): Promise<number>;
   /** Root filesystem in use, percent. */
   diskPercent(): Promise<number>;
+}
+
+/** Sums the counters of every device for one direction (`#in` or `#out`). */
+function sumCounters(current: Map<string, number>, suffix: string): number {
+  let total = 0;
+  for (const [key, value] of current) if (key.endsWith(suffix)) total += value;
+  return total;
 }
 
 function sumDeltas(
@@ -156,6 +169,7 @@ class Collector implements MetricsCollector {
   async collect(): Promise<Collected> {
     const metrics: Record<string, number> = {};
     const errors: Record<string, string> = {};
+    const counters: Record<string, number> = {};
     // Let every baseline age at least MIN_RATE_WINDOW_MS.
     let oldest = Infinity;
     for (const baseline of this.#baselines.values()) oldest = Math.min(oldest, baseline.at);
@@ -197,6 +211,7 @@ class Collector implements MetricsCollector {
         } else {
           const suffix = metric === "disk read" || metric === "net in" ? "#in" : "#out";
           metrics[metric] = round(sumDeltas(baseline.values, reading.values, suffix) / seconds);
+          counters[metric] = sumCounters(reading.values, suffix);
         }
       } catch (error) {
         errors[metric] = errorMessage(error);
@@ -205,7 +220,7 @@ class Collector implements MetricsCollector {
     for (const [kind, reading] of readings) {
       if (!(reading instanceof Error)) this.#baselines.set(kind, reading);
     }
-    return { timestamp, metrics, errors };
+    return { timestamp, metrics, errors, counters };
   }
 }
 

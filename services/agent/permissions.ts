@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { PROTO_FILE } from "../broker/permissions.ts";
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
 import {
@@ -13,8 +12,9 @@ import {
   GRPC_ENV_VARS,
   permissionFlags,
   type PermissionLists,
+  YAML_ENV_VARS,
 } from "../common/permissions.ts";
-import { YAML_ENV_VARS } from "../common/service_settings.ts";
+import { PROTO_FILE } from "../rpc/permissions.ts";
 
 /**
  * Proxy variables grpc-js reads when it opens a client channel, and the

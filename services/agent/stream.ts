@@ -237,7 +237,12 @@ export class BrokerLink {
     if (this.#welcomed) {
       this.#log.info(
         `stream to broker ${options.address} ended: ${
-          closeReason ?? (error ? describeRpcError(error) : "closed by the broker")
+          closeReason ??
+            (this.#stopped
+              ? "the agent is stopping"
+              : error
+              ? describeRpcError(error)
+              : "closed by the broker")
         }`,
       );
     }

@@ -31,6 +31,13 @@ export interface AnalysisOptions {
   commandTimeoutMs?: number;
   /** Agents heard from within this many seconds are expected to answer `send all`. Default 60. */
   activeWindowSeconds?: number;
+  /**
+   * `send all` when no agent was heard from yet (so none is known to be
+   * connected): the wait ends this long after the latest result (ms). The
+   * broker sends the command to every connected agent at once, so their
+   * answers arrive together. Default 1000.
+   */
+  settleMs?: number;
   /** Close the bus on stop. Default false. */
   closeBus?: boolean;
   /** Logger. Default `analysis`. */
@@ -260,7 +267,13 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
       // The broker answers "all" with agent_id "all" when no agent is connected.
       if (result.agent_id === target || (target === "all" && result.agent_id === "all")) finish();
       else if (expected.length > 0 && expected.every((id) => answered.has(id))) finish();
+      else if (target === "all" && expected.length === 0) {
+        // No agent known yet: the answers of every connected agent arrive together.
+        clearTimeout(settle);
+        settle = setTimeout(finish, options.settleMs ?? 1000);
+      }
     };
+    let settle: ReturnType<typeof setTimeout> | undefined;
     listeners.add(listener);
     const giveUp = () => {
       summary.timed_out = true;
@@ -276,6 +289,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     } finally {
       clearTimeout(timer);
       pendingSends.delete(giveUp);
+      clearTimeout(settle);
       listeners.delete(listener);
     }
     summary.missing = expected.filter((id) => !answered.has(id));

@@ -6,7 +6,7 @@
  * | Method and path                     | Answer                                                  |
  * |-------------------------------------|---------------------------------------------------------|
  * | `GET /`                             | the dashboard (fleet, agent, alerts, commands, config)  |
- * | `GET /api/fleet`                    | `{now, stale_after_s, agents: FleetRow[]}`              |
+ * | `GET /api/fleet`                    | `{now, agents: FleetRow[]}`                             |
  * | `GET /api/sparklines?agents=a,b`    | `{<agent>: {<metric>: {t, v}}}` (last minutes)          |
  * | `GET /api/agents/<id>`              | `{row, sparklines, thresholds}`                         |
  * | `GET /api/agents/<id>/history`      | `?from=&to=` (Unix s), `metrics=a,b`: `{resolution, series}` |
@@ -31,7 +31,8 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { checkRequestAccess, exposureProblem, splitHostPort } from "../common/http_security.ts";
+import { checkRequestAccess, exposureProblem } from "../common/http_security.ts";
+import { splitHostPort } from "../common/net.ts";
 import { checkCommandType, checkTarget, isPlainObject, newCommandId } from "../common/commands.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
 import { validateAgentConfig } from "../config/agent_config.ts";
@@ -302,7 +303,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       },
     }, new CountQueuingStrategy({ highWaterMark: 16 }));
     clients.add(client);
-    client.send("hello", { now: Date.now() / 1000, stale_after_s: 90 });
+    client.send("hello", { now: Date.now() / 1000 });
     return new Response(stream, {
       headers: {
         "content-type": "text/event-stream; charset=utf-8",
@@ -351,7 +352,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     };
     if (path === "/api/fleet") {
       if (method !== "GET") only("GET");
-      return json(200, { now: Date.now() / 1000, stale_after_s: 90, agents: fleet.rows() });
+      return json(200, { now: Date.now() / 1000, agents: fleet.rows() });
     }
     if (path === "/api/events") {
       if (method !== "GET") only("GET");

@@ -4,9 +4,11 @@
  * heartbeats in the store. No I/O: callers feed it and read it.
  *
  * Invariants:
- * - a metric missing from a sample is unchanged (the duplicate filter): its
- *   last value is carried forward, and marked stale once it is older than
- *   `staleAfterS` or the agent is dead;
+ * - current values and their staleness are the shared model's
+ *   ({@linkcode AgentStateTable}, services/common/agent_state.ts): a metric
+ *   missing from a sample is unchanged and carried forward while the
+ *   agent's keep-alive window holds, then stale; stale at once when the
+ *   agent is dead;
  * - `health` comes from the heartbeat only (a key that exists means alive);
  *   an agent heard of only through samples is `unknown` until its heartbeat
  *   is seen;
@@ -20,6 +22,7 @@
  *
  * @module
  */
+import { AgentStateTable, STALE_GRACE_SECONDS } from "../common/agent_state.ts";
 import type { AlertMessage, DataMessage } from "../common/messages.ts";
 
 /** A metric's current value. */
@@ -27,7 +30,9 @@ export interface MetricNow {
   value: number;
   /** Sample time of the value (Unix seconds). */
   t: number;
-  /** True when the value is older than the stale window or the agent is dead. */
+  /** From this time on (Unix seconds) the value is stale unless reported again. */
+  stale_at: number;
+  /** True when the value is no longer current (past its keep-alive window, or the agent died). */
   stale: boolean;
 }
 
@@ -57,6 +62,8 @@ export interface FleetRow {
   /** Problems of the configuration (reasons that name it). */
   config_problems: string[];
   metrics: Record<string, MetricNow>;
+  /** How long a value stays current without being sent again (seconds): keep-alive + interval + grace. */
+  stale_window_s: number;
   /** Alerts firing now. */
   firing: AlertMessage[];
   samples: number;
@@ -79,8 +86,6 @@ export interface HealthInput {
 
 /** Options of {@linkcode FleetState}. */
 export interface FleetOptions {
-  /** A carried-forward value older than this is stale (seconds). Default 90. */
-  staleAfterS?: number;
   /** Length of the sparklines (seconds). Default 300. */
   sparkSeconds?: number;
 }
@@ -89,11 +94,8 @@ interface Entry {
   agent_id: string;
   hostname: string;
   health: HealthInput | undefined;
-  metrics: Map<string, { value: number; t: number }>;
   spark: Map<string, Sparkline>;
   firing: Map<string, AlertMessage>;
-  samples: number;
-  lastSample: number | null;
 }
 
 function strings(value: unknown): string[] {
@@ -107,7 +109,10 @@ function pluginStates(value: unknown): PluginState[] {
     if (!item || typeof item !== "object") continue;
     const p = item as Record<string, unknown>;
     if (typeof p.name !== "string") continue;
-    const state: PluginState = { name: p.name, state: typeof p.state === "string" ? p.state : "?" };
+    const state: PluginState = {
+      name: p.name,
+      state: typeof p.state === "string" ? p.state : "unknown",
+    };
     const reason = p.reason ?? p.error ?? p.last_error;
     if (typeof reason === "string") state.reason = reason;
     out.push(state);
@@ -118,11 +123,10 @@ function pluginStates(value: unknown): PluginState[] {
 /** The fleet as the dashboard shows it. */
 export class FleetState {
   #agents = new Map<string, Entry>();
-  #staleAfterS: number;
+  #states = new AgentStateTable();
   #sparkSeconds: number;
 
   constructor(options: FleetOptions = {}) {
-    this.#staleAfterS = options.staleAfterS ?? 90;
     this.#sparkSeconds = options.sparkSeconds ?? 300;
   }
 
@@ -133,11 +137,8 @@ export class FleetState {
         agent_id: agentId,
         hostname,
         health: undefined,
-        metrics: new Map(),
         spark: new Map(),
         firing: new Map(),
-        samples: 0,
-        lastSample: null,
       };
       this.#agents.set(agentId, entry);
     }
@@ -148,14 +149,9 @@ export class FleetState {
   applySample(sample: DataMessage, nowMs = Date.now()): void {
     const entry = this.#entry(sample.agent_id, sample.hostname);
     entry.hostname = sample.hostname || entry.hostname;
-    entry.samples++;
-    entry.lastSample = Math.max(entry.lastSample ?? 0, sample.timestamp);
+    this.#states.ingest(sample, nowMs / 1000);
     const horizon = nowMs / 1000 - this.#sparkSeconds;
     for (const [name, value] of Object.entries(sample.metrics)) {
-      const current = entry.metrics.get(name);
-      if (!current || sample.timestamp >= current.t) {
-        entry.metrics.set(name, { value, t: sample.timestamp });
-      }
       let spark = entry.spark.get(name);
       if (!spark) entry.spark.set(name, spark = { t: [], v: [] });
       // Samples of one agent arrive in order (keyed by agent id); an older one is skipped.
@@ -180,20 +176,26 @@ export class FleetState {
   }
 
   /** Applies the agent's health and heartbeat. */
-  applyHealth(agentId: string, health: HealthInput): void {
+  applyHealth(agentId: string, health: HealthInput, nowMs = Date.now()): void {
     const entry = this.#entry(agentId, health.hostname ?? agentId);
     if (health.hostname) entry.hostname = health.hostname;
     entry.health = health;
+    this.#states.heartbeat(agentId, health.status === "alive", nowMs / 1000, health.hostname);
   }
 
   /** Seeds a sparkline from history (e.g. after a restart). */
   seedSpark(agentId: string, metric: string, points: Sparkline): void {
     const entry = this.#entry(agentId);
     if (!entry.spark.has(metric)) entry.spark.set(metric, { t: [...points.t], v: [...points.v] });
-    if (!entry.metrics.has(metric) && points.t.length > 0) {
-      const i = points.t.length - 1;
-      entry.metrics.set(metric, { value: points.v[i], t: points.t[i] });
-      entry.lastSample = Math.max(entry.lastSample ?? 0, points.t[i]);
+    const known = this.#states.get(agentId)?.metrics[metric];
+    const i = points.t.length - 1;
+    if (!known && i >= 0) {
+      this.#states.ingest({
+        agent_id: agentId,
+        hostname: entry.hostname,
+        timestamp: points.t[i],
+        metrics: { [metric]: points.v[i] },
+      });
     }
   }
 
@@ -208,19 +210,15 @@ export class FleetState {
     if (!entry) return undefined;
     const details = entry.health?.details ?? {};
     const health = entry.health?.status ?? "unknown";
-    const now = nowMs / 1000;
+    const state = this.#states.get(agentId, nowMs / 1000);
     const metrics: Record<string, MetricNow> = {};
-    for (const [name, m] of entry.metrics) {
-      metrics[name] = {
-        value: m.value,
-        t: m.t,
-        stale: health === "dead" || now - m.t > this.#staleAfterS,
-      };
+    for (const [name, m] of Object.entries(state?.metrics ?? {})) {
+      metrics[name] = { value: m.value, t: m.reported_at, stale_at: m.stale_at, stale: m.stale };
     }
     const reasons = strings(details.reasons);
-    const seen = [entry.health?.last_seen ?? null, entry.lastSample].filter((v): v is number =>
-      v !== null
-    );
+    const seen = [entry.health?.last_seen ?? null, state?.last_sample ?? null].filter((
+      v,
+    ): v is number => v !== null);
     return {
       agent_id: entry.agent_id,
       hostname: entry.hostname,
@@ -234,8 +232,9 @@ export class FleetState {
       config_revision: typeof details.config_revision === "number" ? details.config_revision : null,
       config_problems: reasons.filter((r) => /config/i.test(r)),
       metrics,
+      stale_window_s: (state?.keepalive ?? 60) + (state?.interval ?? 5) + STALE_GRACE_SECONDS,
       firing: [...entry.firing.values()],
-      samples: entry.samples,
+      samples: state?.samples ?? 0,
     };
   }
 

@@ -27,12 +27,14 @@ import {
   resolveServiceSettings,
   sectionNumber,
   sectionString,
-} from "../common/service_settings.ts";
-import { analysisCommands, localAnalysisBackend, startConsole } from "../console/mod.ts";
+} from "../config/service_settings.ts";
+import { startConsole } from "../console/mod.ts";
+import { analysisCommands, localAnalysisBackend } from "./console.ts";
 import { type Dashboard, startDashboard } from "./dashboard.ts";
 import { FleetState } from "./fleet.ts";
 import { HISTORY_FILE, HistoryStore } from "./history.ts";
 import { recordEvents } from "./recorder.ts";
+import { chooseGroup } from "./group.ts";
 import { startAnalysis, startLiveDisplay } from "./mod.ts";
 
 const EXAMPLES = `
@@ -47,12 +49,18 @@ place on a terminal; when the output is not a terminal, a compact summary every
 --summary-interval seconds. Console (terminal, or --console): help, stats,
 send <agent|all> <command> [json args], quit.
 
-Keeps every sample in a history under the state directory (timeseries.db) and
-serves the dashboard (default http://127.0.0.1:8090/; --http off to turn it off).
+On a terminal or with --console the analysis joins a consumer group of its own
+(analysis-console-<random>, starting with new messages) so that it sees everything
+even beside the analysis of "deno task up"; --group chooses one.
 
-monitor.yaml keys (section analysis:): group, command_timeout (seconds), summary_interval
-(seconds), http, http_token / http_token_file / http_token_env, tls: {cert, key},
-history: {raw_retention_hours, rollup_retention_days, max_size_mb}.`;
+Keeps every sample in a history under the state directory (timeseries.db) and
+serves the dashboard (default http://127.0.0.1:8090/; --http off to turn it off;
+an analysis started beside the supervised one, which serves it already, says so).
+
+monitor.yaml keys (section analysis:): group (of the analysis the supervisor starts),
+command_timeout (seconds), summary_interval (seconds), http, http_token / http_token_file /
+http_token_env, tls: {cert, key}, history: {raw_retention_hours, rollup_retention_days,
+max_size_mb}.`;
 
 interface AnalysisFlags extends ServiceFlags {
   group?: string;
@@ -70,7 +78,10 @@ async function main() {
         "Consumes monitoring data, results and alerts; shows a live view per agent; sends commands to agents.",
       ),
   )
-    .option("--group <name>", "consumer group (default analysis)")
+    .option(
+      "--group <name>",
+      "consumer group (default: analysis under the supervisor; a group of its own on a terminal or with --console)",
+    )
     .option("--command-timeout <seconds>", "how long send waits for results (default 15)")
     .option(
       "--summary-interval <seconds>",
@@ -112,11 +123,21 @@ async function main() {
   const fleet = new FleetState();
   seedFleet(fleet, history);
 
+  const terminal = onTerminal();
+  const withConsole = !flags.supervised && (terminal || Boolean(flags.console));
+  // monitor.yaml's analysis.group is the supervised analysis's; an interactive one beside it
+  // takes a group of its own unless --group says otherwise.
+  const configuredGroup = sectionString(settings, "analysis", "group", flags.group);
+  const { group } = chooseGroup({
+    configured: withConsole ? flags.group : configuredGroup,
+    supervised: Boolean(flags.supervised),
+    interactive: withConsole,
+  });
   const bus = await openBus({ ...settings.bus, clientId: "analysis" });
   const analysis = await startAnalysis({
     bus,
     topics: settings.topics,
-    group: sectionString(settings, "analysis", "group", flags.group),
+    group,
     fromBeginning: flags.fromBeginning,
     commandTimeoutMs: commandTimeout === undefined ? undefined : commandTimeout * 1000,
     closeBus: true,
@@ -186,8 +207,6 @@ async function main() {
     }
   }
 
-  const terminal = onTerminal();
-  const withConsole = !flags.supervised && (terminal || Boolean(flags.console));
   const console = withConsole
     ? startConsole({
       name: "analysis",

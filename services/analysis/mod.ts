@@ -25,3 +25,11 @@ export { type AgentState, parseAlert, parseData, parseResultMessage } from "./st
 export { agentLine, renderView, summaryLines } from "./view.ts";
 export { type LiveDisplay, type LiveDisplayOptions, startLiveDisplay } from "./live.ts";
 export { analysisPermissionFlags, analysisPermissions } from "./permissions.ts";
+export { type AnalysisBackend, analysisCommands, localAnalysisBackend } from "./console.ts";
+export {
+  type AgentSnapshot,
+  AgentStateTable,
+  DEFAULT_KEEPALIVE_SECONDS,
+  type MetricState,
+  STALE_GRACE_SECONDS,
+} from "../common/agent_state.ts";

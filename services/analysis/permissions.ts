@@ -7,8 +7,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { ServicePermissionInput, ServicePermissions } from "../broker/permissions.ts";
-import { permissionFlags } from "../common/permissions.ts";
-import { YAML_ENV_VARS } from "../common/service_settings.ts";
+import { permissionFlags, YAML_ENV_VARS } from "../common/permissions.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 
 /** The dashboard's static files (read once at start). */

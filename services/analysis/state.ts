@@ -7,6 +7,7 @@
  */
 import { isPlainObject } from "../common/commands.ts";
 import type { AlertMessage, DataMessage, ResultMessage } from "../common/messages.ts";
+import { type AgentSnapshot, AgentStateTable } from "../common/agent_state.ts";
 
 /** One agent in the live view. */
 export interface AgentState {
@@ -16,12 +17,20 @@ export interface AgentState {
   timestamp: number;
   /** When the latest sample was received here (Unix ms). */
   received_at: number;
-  /** Latest value of each metric. */
+  /**
+   * Current value of each metric: the newest, carried forward while the
+   * agent's keep-alive window holds (a metric missing from a sample is
+   * unchanged; see services/common/agent_state.ts).
+   */
   metrics: Record<string, number>;
+  /** Last value of each metric not reported within the keep-alive window (stale). */
+  stale_metrics: Record<string, number>;
   /** Samples received. */
   samples: number;
   /** Alerts firing now, by metric. */
   firing: Record<string, AlertMessage>;
+  /** Everything the shared state model knows (undefined before the first sample). */
+  state?: AgentSnapshot;
 }
 
 /** Parses `text` as a JSON object; a string names what is wrong. */
@@ -53,12 +62,33 @@ export function parseData(text: string): DataMessage | string {
     }
     metrics[name] = v;
   }
-  return {
+  const message: DataMessage = {
     agent_id: value.agent_id,
     hostname: typeof value.hostname === "string" ? value.hostname : value.agent_id,
     timestamp: value.timestamp,
     metrics,
   };
+  // Additive fields (see DataMessage): checked when present.
+  if (value.counters !== undefined) {
+    if (!isPlainObject(value.counters)) return "counters: expected an object of numbers";
+    const counters: Record<string, number> = {};
+    for (const [name, v] of Object.entries(value.counters)) {
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+        return `counters[${JSON.stringify(name)}]: expected a number >= 0`;
+      }
+      counters[name] = v;
+    }
+    message.counters = counters;
+  }
+  for (const field of ["interval", "keepalive"] as const) {
+    const v = value[field];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      return `${field}: expected a number of seconds > 0`;
+    }
+    message[field] = v;
+  }
+  return message;
 }
 
 /** Parses an alert message; a string names what is wrong. */
@@ -96,62 +126,73 @@ export function parseResultMessage(text: string): ResultMessage | string {
   };
 }
 
-/** An agent first heard of at `now` (Unix ms): no sample and no alert yet. */
-function newAgentState(agentId: string, hostname: string, now: number): AgentState {
-  return {
-    agent_id: agentId,
-    hostname,
-    timestamp: 0,
-    received_at: now,
-    metrics: {},
-    samples: 0,
-    firing: {},
-  };
-}
-
-/** The agents known to the analysis application. */
+/** The agents known to the analysis application: their state from the shared model, plus alerts. */
 export class AgentTable {
-  #agents = new Map<string, AgentState>();
+  #states = new AgentStateTable();
+  #firing = new Map<string, Record<string, AlertMessage>>();
+  /** When agents known only from alerts were first heard of (Unix ms). */
+  #firstHeard = new Map<string, number>();
 
-  /** Applies a data message. */
+  /** Applies a data message. `now` in Unix ms. */
   applyData(message: DataMessage, now = Date.now()): AgentState {
-    const state = this.#agents.get(message.agent_id) ??
-      newAgentState(message.agent_id, message.hostname, now);
-    state.samples++;
-    state.received_at = now;
-    state.hostname = message.hostname || state.hostname;
-    if (message.timestamp >= state.timestamp) {
-      state.timestamp = message.timestamp;
-      state.metrics = { ...message.metrics };
-    }
-    this.#agents.set(message.agent_id, state);
-    return state;
+    this.#states.ingest(message, now / 1000);
+    return this.#state(message.agent_id, now)!;
   }
 
-  /** Applies an alert transition. */
+  /** Applies an alert transition. `now` in Unix ms. */
   applyAlert(alert: AlertMessage, now = Date.now()): AgentState {
-    const state = this.#agents.get(alert.agent_id) ??
-      newAgentState(alert.agent_id, alert.agent_id, now);
-    if (alert.state === "firing") state.firing[alert.metric] = alert;
-    else delete state.firing[alert.metric];
-    this.#agents.set(alert.agent_id, state);
-    return state;
+    const firing = this.#firing.get(alert.agent_id) ?? {};
+    if (alert.state === "firing") firing[alert.metric] = alert;
+    else delete firing[alert.metric];
+    this.#firing.set(alert.agent_id, firing);
+    if (!this.#firstHeard.has(alert.agent_id)) this.#firstHeard.set(alert.agent_id, now);
+    return this.#state(alert.agent_id, now)!;
   }
 
-  /** Every agent, sorted by id (copies). */
-  list(): AgentState[] {
-    return [...this.#agents.values()]
-      .sort((a, b) => a.agent_id.localeCompare(b.agent_id))
-      .map((s) => ({ ...s, metrics: { ...s.metrics }, firing: { ...s.firing } }));
+  #state(agentId: string, now: number): AgentState | undefined {
+    const snapshot = this.#states.get(agentId, now / 1000);
+    const firing = this.#firing.get(agentId);
+    if (!snapshot && !firing) return undefined;
+    const metrics: Record<string, number> = {};
+    const stale: Record<string, number> = {};
+    for (const [name, metric] of Object.entries(snapshot?.metrics ?? {})) {
+      (metric.stale ? stale : metrics)[name] = metric.value;
+    }
+    return {
+      agent_id: agentId,
+      hostname: snapshot?.hostname ?? agentId,
+      timestamp: snapshot?.last_sample ?? 0,
+      received_at: snapshot?.received_at != null
+        ? snapshot.received_at * 1000
+        : this.#firstHeard.get(agentId) ?? now,
+      metrics,
+      stale_metrics: stale,
+      samples: snapshot?.samples ?? 0,
+      firing: { ...firing },
+      state: snapshot,
+    };
+  }
+
+  /** Every agent at `now` (Unix ms), sorted by id (copies). */
+  list(now = Date.now()): AgentState[] {
+    const ids = new Set([...this.#states.ids(), ...this.#firing.keys()]);
+    return [...ids].sort((a, b) => a.localeCompare(b)).map((id) => this.#state(id, now)!);
+  }
+
+  /** The shared state model behind this table (for views that need every detail). */
+  get states(): AgentStateTable {
+    return this.#states;
   }
 
   /** Agents heard from within the last `seconds`. */
   activeSince(seconds: number, now = Date.now()): string[] {
-    return this.list().filter((s) => now - s.received_at <= seconds * 1000).map((s) => s.agent_id);
+    return this.list(now).filter((s) => now - s.received_at <= seconds * 1000).map((s) =>
+      s.agent_id
+    );
   }
 
   /** Number of agents. */
   get size(): number {
-    return this.#agents.size;
+    return new Set([...this.#states.ids(), ...this.#firing.keys()]).size;
   }
 }

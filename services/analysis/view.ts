@@ -8,15 +8,24 @@
 import { formatAge, formatMetric, formatMetrics, type Style, truncate } from "../console/format.ts";
 import type { AgentState } from "./state.ts";
 
-/** Agents not heard from for this long are shown as stale (seconds). */
-export const STALE_AFTER_SECONDS = 30;
-
-/** One agent's line: `web-1  cpu 12.5%  mem 40.1% ...  ALERT cpu 95% > 80%  3s ago`. */
+/**
+ * One agent's line: `web-1  cpu 12.5%  mem 40.1% ...  ALERT cpu 95% > 80%  3s ago`.
+ * Values are the agent's current ones (carried forward while its keep-alive
+ * window holds); metrics past it are shown dimmed as stale, and an agent with
+ * no current metric is marked stale.
+ */
 export function agentLine(agent: AgentState, nowMs: number, style: Style): string {
-  const age = (nowMs - agent.received_at) / 1000;
-  const stale = agent.samples > 0 && age > STALE_AFTER_SECONDS;
+  const staleNames = Object.keys(agent.stale_metrics ?? {});
+  const stale = agent.samples > 0 && Object.keys(agent.metrics).length === 0;
   const id = stale ? style.dim(agent.agent_id) : style.bold(agent.agent_id);
-  const values = agent.samples > 0 ? formatMetrics(agent.metrics) : style.dim("no data yet");
+  const values = agent.samples === 0
+    ? style.dim("no data yet")
+    : Object.keys(agent.metrics).length > 0
+    ? formatMetrics(agent.metrics)
+    : "";
+  const staleValues = staleNames.length > 0 && !stale
+    ? style.dim(`stale: ${staleNames.sort().join(", ")}`)
+    : "";
   const alerts = Object.values(agent.firing).map((a) =>
     style.red(
       `ALERT ${a.metric} ${formatMetric(a.metric, a.value)} > ${
@@ -25,8 +34,13 @@ export function agentLine(agent: AgentState, nowMs: number, style: Style): strin
     )
   );
   const seen = agent.samples > 0 ? formatAge(agent.timestamp, nowMs) : "";
-  return [id, values, ...alerts, stale ? style.yellow(`stale, ${seen}`) : style.dim(seen)]
-    .filter((p) => p !== "").join("  ");
+  return [
+    id,
+    values,
+    staleValues,
+    ...alerts,
+    stale ? style.yellow(`stale, last sample ${seen}`) : style.dim(seen),
+  ].filter((p) => p !== "").join("  ");
 }
 
 /** The whole view: a header and one line per agent, cut to `width` columns. */

@@ -12,7 +12,7 @@
  * |                        | 200 `ConfigWrite`, or 400 `{"error", "issues": ConfigIssue[]}`          |
  * | `POST /send`           | body `{"target", "command_type", "args"?, "timeout_ms"?}`; answers      |
  * |                        | `application/x-ndjson`, one `SendEvent` per line, the last a summary    |
- * | `GET /metrics`         | Prometheus text format 0.0.4                                            |
+ * | `GET /metrics`         | Prometheus text format 0.0.4, or OpenMetrics 1.0 when `Accept` asks     |
  *
  * PUT and POST bodies must be sent as `application/json`. Without a token,
  * only requests for a loopback host name are answered.
@@ -23,16 +23,13 @@
  * @module
  */
 import { checkCommandType, checkTarget, isPlainObject } from "../common/commands.ts";
-import {
-  checkRequestAccess,
-  exposureProblem,
-  isLoopbackHost,
-  splitHostPort,
-} from "../common/http_security.ts";
+import { checkRequestAccess, exposureProblem } from "../common/http_security.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
+import { splitHostPort } from "../common/net.ts";
 import { ConfigError } from "../config/issues.ts";
-import type { Broker, SendEvent, SendRequest } from "./broker.ts";
-import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
+import { negotiateFormat } from "./prometheus.ts";
+import type { SendEvent, SendRequest } from "./send.ts";
+import type { Broker } from "./types.ts";
 
 /** Options of {@linkcode startAdminServer}. */
 export interface AdminServerOptions {
@@ -54,9 +51,6 @@ export interface AdminServer {
 
 /** Largest request body (bytes). */
 const MAX_BODY = 1024 * 1024;
-
-/** The listener rules are shared with the analysis dashboard (services/common/http_security.ts). */
-export { isLoopbackHost, splitHostPort };
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body, null, 2) + "\n", {
@@ -91,6 +85,15 @@ async function readJson(request: Request): Promise<{ value: unknown } | Response
     return { value: JSON.parse(text) };
   } catch (error) {
     return problem(400, `request body: expected JSON (${errorMessage(error)})`);
+  }
+}
+
+/** Decodes one %-escaped path segment; undefined when an escape is malformed. */
+function decodePathPart(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
   }
 }
 
@@ -144,12 +147,19 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
       if (path === "/stats") return method === "GET" ? json(200, broker.stats()) : only("GET");
       if (path === "/metrics") {
         if (method !== "GET") return only("GET");
-        return new Response(broker.metrics(), {
-          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
-        });
+        const { body, contentType } = await broker.metrics(
+          negotiateFormat(request.headers.get("accept")),
+        );
+        return new Response(body, { headers: { "content-type": contentType } });
       }
       if (path.startsWith("/config/")) {
-        const agentId = decodeURIComponent(path.slice("/config/".length));
+        const agentId = decodePathPart(path.slice("/config/".length));
+        if (agentId === undefined) {
+          return problem(
+            400,
+            `${path}: expected /config/<agent id> with valid %-escapes (such as %2D), found a malformed %-escape`,
+          );
+        }
         if (method === "GET") return json(200, await broker.getConfig(agentId));
         if (method === "PUT") {
           const body = await readJson(request);
@@ -169,7 +179,9 @@ export function startAdminServer(options: AdminServerOptions): Promise<AdminServ
       if (error instanceof ConfigError) {
         return problem(400, error.message, { issues: error.issues });
       }
-      if (error instanceof TypeError) return problem(400, error.message);
+      if (error instanceof TypeError || error instanceof URIError) {
+        return problem(400, error.message);
+      }
       log.error(`${method} ${path} failed: ${errorMessage(error)}`);
       return problem(500, errorMessage(error));
     }

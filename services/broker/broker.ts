@@ -19,20 +19,17 @@ import type { Store } from "../store/types.ts";
 import type { Subscription } from "../bus/types.ts";
 import { type AdminServer, startAdminServer } from "./admin.ts";
 import { coalescingBus } from "./coalesce.ts";
-import { sendCommand, type SendEvent, type SendRequest, type SendSummary } from "./send.ts";
-import {
-  type ConfigView,
-  type ConfigWrite,
-  readAgentConfig,
-  writeAgentConfig,
-} from "./config_store.ts";
+import { sendCommand, type SendEvent, type SendRequest } from "./send.ts";
+import { readAgentConfig, writeAgentConfig } from "./config_store.ts";
 import { HealthMonitor } from "./health.ts";
-import { renderMetrics } from "./prometheus.ts";
+import { AgentStateTable } from "../common/agent_state.ts";
+import { createPublishHistogram, type ExpositionFormat, renderExposition } from "./prometheus.ts";
 import { Registry } from "./registry.ts";
-import { CommandRouter, type RouterEvent } from "./router.ts";
+import { CommandRouter } from "./router.ts";
 import { AgentSession, type SessionContext } from "./session.ts";
 import { DataSink } from "./sink.ts";
 import { ScopeStats, type StatsSnapshot } from "./stats.ts";
+import type { AgentInfo, Broker, BrokerStats, HealthEntry } from "./types.ts";
 import { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 
 /** Version string the broker reports in Welcome. */
@@ -47,6 +44,7 @@ export const COMMANDS_JOIN_WAIT_MS = 5000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
 export type { SendEvent, SendRequest, SendSummary } from "./send.ts";
+export type { AgentInfo, Broker, BrokerStats, HealthEntry } from "./types.ts";
 
 /** Options of {@linkcode startBroker}. */
 export interface BrokerOptions {
@@ -89,72 +87,6 @@ export interface BrokerOptions {
   log?: Logger;
 }
 
-/** A connected agent as listed by `list` and `GET /agents`. */
-export interface AgentInfo {
-  agent_id: string;
-  hostname: string;
-  version: string;
-  peer: string;
-  /** Unix seconds. */
-  connected_since: number;
-  /** Unix seconds of the last acknowledged batch, or null. */
-  last_batch: number | null;
-  /** Batches acknowledged on this connection. */
-  batches: number;
-  /** Latest values published for this agent. */
-  latest: Record<string, number> | null;
-}
-
-/** One agent in `health` and `GET /health`. */
-export interface HealthEntry {
-  agent_id: string;
-  /** From heartbeats: alive or dead; `unknown` for a connected agent without heartbeat. */
-  status: "alive" | "dead" | "unknown";
-  /** Last sign of life (heartbeat or batch), Unix seconds, or null. */
-  last_seen: number | null;
-  /** When the current status began (Unix seconds), or null when unknown. */
-  since: number | null;
-  /** Connected to this broker right now. */
-  connected: boolean;
-  hostname?: string;
-}
-
-/** `stats` and `GET /stats`. */
-export interface BrokerStats {
-  uptime_s: number;
-  connected: number;
-  /** Commands waiting for an agent's answer. */
-  pending_commands: number;
-  total: StatsSnapshot;
-  agents: Record<string, StatsSnapshot>;
-}
-
-/** A running broker. */
-export interface Broker {
-  /** The gRPC address (`host:port`, real port). */
-  readonly address: string;
-  /** The admin API address, when enabled. */
-  readonly adminAddress: string | undefined;
-  /** Connected agents. */
-  agents(): AgentInfo[];
-  /** Health of every agent seen in heartbeats or connected. */
-  health(): HealthEntry[];
-  /** Statistics. */
-  stats(): BrokerStats;
-  /** An agent's configuration from the store. */
-  getConfig(agentId: string): Promise<ConfigView>;
-  /** Validates and writes an agent's configuration; throws ConfigError when invalid. */
-  putConfig(agentId: string, config: unknown): Promise<ConfigWrite>;
-  /** Publishes a command on the commands topic and collects the results. */
-  send(request: SendRequest, onEvent?: (event: SendEvent) => void): Promise<SendSummary>;
-  /** Prometheus text. */
-  metrics(): string;
-  /** Watches router events (commands dispatched, results published). */
-  onRouterEvent(listener: (event: RouterEvent) => void): () => void;
-  /** Graceful shutdown; idempotent. */
-  stop(reason?: string): Promise<void>;
-}
-
 /** Starts the broker; resolves once it listens and consumes commands. */
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const log = options.log ?? getLogger("broker");
@@ -164,14 +96,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   const { bus, store } = options;
   const startedAt = Date.now();
-  const total = new ScopeStats(startedAt);
+  const publishDuration = createPublishHistogram();
+  const total = new ScopeStats(startedAt, (ms) => publishDuration.observe(ms / 1000));
   const perAgent = new Map<string, ScopeStats>();
   const agentStats = (id: string) => {
     let stats = perAgent.get(id);
     if (!stats) perAgent.set(id, stats = new ScopeStats());
     return stats;
   };
-  const latest = new Map<string, { timestamp: number; metrics: Record<string, number> }>();
+  // Every agent's current state: values carried forward while the keep-alive window holds.
+  const states = new AgentStateTable();
   const registry = new Registry<AgentSession>();
   const sessions = new Set<AgentSession>();
   let stopping = false;
@@ -219,6 +153,18 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
     const health = await HealthMonitor.start(store, prefix, log.child("health"));
     cleanups.push(() => health.close());
+    for (const h of health.list()) {
+      states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname);
+    }
+    health.onTransition((h) =>
+      states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname)
+    );
+    /** The states now, with each agent's connection to this broker. */
+    const snapshots = (now = Date.now() / 1000) => {
+      for (const id of states.ids()) states.connection(id, registry.get(id) !== undefined);
+      for (const s of registry.list()) states.connection(s.agentId, true, s.hostname);
+      return states.list(now);
+    };
 
     const ctx: SessionContext = {
       bus: publisher,
@@ -230,13 +176,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       log,
       total,
       agentStats,
-      onPublished(agentId: string, messages: DataMessage[]) {
-        let newest = messages[0];
-        for (const m of messages) if (m.timestamp >= newest.timestamp) newest = m;
-        const previous = latest.get(agentId);
-        if (!previous || newest.timestamp >= previous.timestamp) {
-          latest.set(agentId, { timestamp: newest.timestamp, metrics: newest.metrics });
-        }
+      onPublished(_agentId: string, messages: DataMessage[]) {
+        const now = Date.now() / 1000;
+        for (const m of messages) states.ingest(m, now);
         sink?.write(messages);
       },
       onResult(agentId, result) {
@@ -302,11 +244,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         connected_since: s.connectedAt / 1000,
         last_batch: s.lastBatchAt === undefined ? null : s.lastBatchAt / 1000,
         batches: s.batches,
-        latest: latest.get(s.agentId)?.metrics ?? null,
+        latest: states.get(s.agentId) ? states.values(s.agentId) : null,
       }));
 
     const healthList = (): HealthEntry[] => {
       const byId = new Map<string, HealthEntry>();
+      const now = Date.now() / 1000;
       for (const h of health.list()) {
         byId.set(h.agent_id, {
           agent_id: h.agent_id,
@@ -332,6 +275,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           entry.last_seen = Math.max(entry.last_seen ?? 0, lastBatch);
         }
         byId.set(s.agentId, entry);
+      }
+      for (const entry of byId.values()) {
+        const state = states.get(entry.agent_id, now);
+        entry.last_sample = state?.last_sample ?? null;
+        entry.stale_metrics = Object.entries(state?.metrics ?? {})
+          .filter(([, m]) => m.stale).map(([name]) => name);
       }
       return [...byId.values()].sort((a, b) => a.agent_id.localeCompare(b.agent_id));
     };
@@ -375,21 +324,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return written;
       },
       send,
-      metrics: () => {
-        const now = Date.now();
-        const agentsMap = new Map<string, StatsSnapshot>();
-        for (const [id, s] of perAgent) agentsMap.set(id, s.snapshot(now));
-        const alive = new Map<string, boolean>();
-        for (const h of health.list()) alive.set(h.agent_id, h.status === "alive");
-        return renderMetrics({
-          total: total.snapshot(now),
-          agents: agentsMap,
-          latest,
-          connected: new Set(registry.list().map((s) => s.agentId)),
-          alive,
-          uptimeSeconds: (now - startedAt) / 1000,
-        });
-      },
+      metrics: (format: ExpositionFormat = "prometheus") =>
+        renderExposition({
+          startTimeSeconds: startedAt / 1000,
+          connectedAgents: registry.size,
+          pendingCommands: router.pendingCount,
+          total: total.counters,
+          perAgent: new Map([...perAgent].map(([id, s]) => [id, s.counters])),
+          agents: snapshots(),
+          publishDuration,
+        }, format),
       onRouterEvent: (listener) => router.subscribe(listener),
       stop(reason = "the broker is shutting down") {
         stopped ??= (async () => {

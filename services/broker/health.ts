@@ -177,6 +177,12 @@ export class HealthMonitor {
     };
     this.#entries.set(agentId, entry);
     this.#changed(agentId);
+    if (previous?.agent_status === "stopping") {
+      // The agent wrote "stopping" before removing its heartbeat: a clean stop, not a death.
+      this.#log.info(`agent ${agentId} stopped (its heartbeat was removed on shutdown)`);
+      this.#notify(entry);
+      return;
+    }
     this.#log.warn(
       `agent ${agentId} is dead: its heartbeat expired or was deleted${
         previous?.last_seen

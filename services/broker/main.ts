@@ -21,11 +21,12 @@ import {
   resolveServiceSettings,
   sectionNumber,
   sectionString,
-} from "../common/service_settings.ts";
-import { brokerCommands, localBrokerBackend, startConsole } from "../console/mod.ts";
+} from "../config/service_settings.ts";
+import { startConsole } from "../console/mod.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
 import { DEFAULT_ADMIN, DEFAULT_LISTEN, startBroker } from "./mod.ts";
+import { brokerCommands, localBrokerBackend } from "./console.ts";
 import { readBrokerSecurity, securityWarnings } from "./security.ts";
 
 const EXAMPLES = `

@@ -27,7 +27,23 @@ export {
   type SendSummary,
   startBroker,
 } from "./broker.ts";
-export { type AdminServer, isLoopbackHost, splitHostPort } from "./admin.ts";
+export type { AdminServer } from "./admin.ts";
+export {
+  AdminApiError,
+  adminBaseUrl,
+  AdminClient,
+  type AdminClientOptions,
+} from "./admin_client.ts";
+export {
+  type AdminConsoleOptions,
+  type BrokerBackend,
+  brokerCommands,
+  CONFIG_USAGE,
+  localBrokerBackend,
+  parseConfigJson,
+  startAdminConsole,
+} from "./console.ts";
+export { isLoopbackHost, splitHostPort } from "../common/net.ts";
 export type { ConfigView, ConfigWrite } from "./config_store.ts";
 export type { AgentHealth } from "./health.ts";
 export type { RouterEvent } from "./router.ts";
@@ -43,3 +59,10 @@ export {
   type ServicePermissionInput,
   type ServicePermissions,
 } from "./permissions.ts";
+export {
+  type AgentSnapshot,
+  AgentStateTable,
+  DEFAULT_KEEPALIVE_SECONDS,
+  type MetricState,
+  STALE_GRACE_SECONDS,
+} from "../common/agent_state.ts";

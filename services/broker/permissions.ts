@@ -6,10 +6,14 @@
  * @module
  */
 import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { GRPC_ENV_VARS, permissionFlags, type PermissionLists } from "../common/permissions.ts";
-import { YAML_ENV_VARS } from "../common/service_settings.ts";
+import {
+  GRPC_ENV_VARS,
+  permissionFlags,
+  type PermissionLists,
+  YAML_ENV_VARS,
+} from "../common/permissions.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
+import { PROTO_FILE } from "../rpc/permissions.ts";
 
 /** The gRPC variables and the flag rendering, from services/common/permissions.ts. */
 export { GRPC_ENV_VARS, permissionFlags };
@@ -36,10 +40,8 @@ export interface ServicePermissionInput {
   secretEnv?: string[];
 }
 
-/** The protocol file the gRPC adapter loads at start. */
-export const PROTO_FILE: string = fileURLToPath(
-  new URL("../../proto/monitoring.proto", import.meta.url),
-);
+/** The protocol file the gRPC adapter loads at start (services/rpc/permissions.ts). */
+export { PROTO_FILE };
 
 /** The broker's own permissions (add the store's and the bus's). */
 export function brokerPermissions(input: ServicePermissionInput): ServicePermissions {

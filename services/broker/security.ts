@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { hostOf, isLoopbackHost } from "../common/net.ts";
 import { readSecret, type Secret } from "../common/secrets.ts";
 import {
   readTlsFile,
@@ -22,7 +23,6 @@ import {
   tlsMapping,
 } from "../common/security_settings.ts";
 import type { ServerTlsOptions } from "../rpc/mod.ts";
-import { isLoopbackHost } from "./admin.ts";
 
 /** Security-related flags of the broker's command line. */
 export interface BrokerSecurityFlags {
@@ -124,8 +124,7 @@ export async function readBrokerSecurity(
  */
 export function securityWarnings(listen: string, security: BrokerSecurity): string[] {
   const warnings: string[] = [];
-  const host = listen.slice(0, listen.lastIndexOf(":"));
-  if (!isLoopbackHost(host)) {
+  if (!isLoopbackHost(hostOf(listen))) {
     if (!security.tls) {
       warnings.push(
         `the gRPC listener ${listen} is reachable from other hosts without TLS: agent data and tokens travel in plain text; set broker.tls (README: Transport security)`,

@@ -266,12 +266,19 @@ export class AgentSession {
     const alerts: AlertMessage[] = [];
     for (const batch of batches) {
       for (const sample of batch.samples ?? []) {
-        data.push({
+        const message: DataMessage = {
           agent_id: agentId,
           hostname,
           timestamp: sample.timestamp,
           metrics: { ...(sample.metrics ?? {}) },
-        });
+        };
+        // Additive fields: only when the agent said them (unset reads as empty / 0).
+        if (sample.counters && Object.keys(sample.counters).length > 0) {
+          message.counters = { ...sample.counters };
+        }
+        if (sample.interval) message.interval = sample.interval;
+        if (sample.keepalive) message.keepalive = sample.keepalive;
+        data.push(message);
       }
       for (const alert of batch.alerts ?? []) {
         alerts.push({

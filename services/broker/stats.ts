@@ -123,10 +123,15 @@ export class ScopeStats {
   #rates = new RateWindow();
   #latency = new LatencyWindow();
   readonly #since: number;
+  readonly #onPublish: ((ms: number) => void) | undefined;
 
-  /** @param sinceMs when counting started (Unix ms) */
-  constructor(sinceMs = Date.now()) {
+  /**
+   * @param sinceMs when counting started (Unix ms)
+   * @param onPublish also told each publish latency (ms), e.g. for a histogram
+   */
+  constructor(sinceMs = Date.now(), onPublish?: (ms: number) => void) {
     this.#since = sinceMs;
+    this.#onPublish = onPublish;
   }
 
   /** Records a published and acknowledged group of batches. */
@@ -137,6 +142,7 @@ export class ScopeStats {
     this.counters.bytes += bytes;
     this.#rates.add(Date.now(), batches, samples, bytes);
     this.#latency.add(ms);
+    this.#onPublish?.(ms);
   }
 
   /** Increments one counter (`errors` too when the counter is an error). */

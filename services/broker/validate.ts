@@ -123,6 +123,29 @@ export function checkBatch(batch: Batch, limits: MessageLimits): string | undefi
         }`;
       }
     }
+    const counters = sample.counters ?? {};
+    const counterNames = Object.keys(counters);
+    if (counterNames.length > limits.maxMetricsPerSample) {
+      return `${where}.counters: expected at most ${limits.maxMetricsPerSample} counters, found ${counterNames.length}`;
+    }
+    for (const name of counterNames) {
+      const problem = checkMetricName(name, `${where}.counters`, limits);
+      if (problem) return problem;
+      const value = counters[name];
+      if (!finite(value) || value < 0) {
+        return `${where}.counters[${JSON.stringify(name)}]: expected a finite number >= 0, found ${
+          describe(value)
+        }`;
+      }
+    }
+    for (const field of ["interval", "keepalive"] as const) {
+      const value = sample[field] ?? 0;
+      if (!finite(value) || value < 0) {
+        return `${where}.${field}: expected seconds (a finite number >= 0, 0 when not said), found ${
+          describe(value)
+        }`;
+      }
+    }
   }
   for (let i = 0; i < alerts.length; i++) {
     const alert = alerts[i];

@@ -24,8 +24,8 @@
  *
  * @module
  */
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { ensurePrivateDir } from "../common/state_files.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger, type Logger } from "../common/log.ts";
@@ -235,7 +235,7 @@ export class EmbeddedBus implements Bus {
     );
     let db: DatabaseSync | undefined;
     try {
-      mkdirSync(dirname(this.#path), { recursive: true });
+      ensurePrivateDir(dirname(this.#path));
       db = openDatabase(this.#path, { busyTimeoutMs });
       // A resolved publish must survive a crash of the machine, not only of the process.
       db.exec("PRAGMA synchronous = FULL");

@@ -18,11 +18,12 @@
  *   to auto-creation, verified through metadata.
  * - kafkajs's own log lines go to the `bus/kafka` logger at warn level.
  *
- * Note: under Deno, kafkajs triggers one `TimeoutNegativeWarning` per process:
- * its request queue schedules `setTimeout(fn, throttledUntil - Date.now())`
- * with `throttledUntil = -1` after every response even when nothing waits.
- * Node's timers clamp the delay to 1 ms, so it is harmless; avoiding it would
- * mean patching kafkajs.
+ * Note: kafkajs's request queue schedules `setTimeout(fn, throttledUntil -
+ * Date.now())` with `throttledUntil = -1` after every response even when
+ * nothing waits, which makes Deno print a `TimeoutNegativeWarning` once per
+ * process. Timers clamp the delay to 1 ms, so it is harmless: loading this
+ * module drops that one warning ({@linkcode silenceKafkajsTimeoutWarning});
+ * every other process warning is printed as before.
  *
  * @module
  */
@@ -36,6 +37,7 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
+import process from "node:process";
 import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
 import {
@@ -59,6 +61,30 @@ import {
 } from "./types.ts";
 
 const log = getLogger("bus/kafka");
+
+let warningFilterInstalled = false;
+
+/**
+ * Drops the `TimeoutNegativeWarning` that kafkajs's request queue triggers
+ * (see the module notes) and passes every other warning on. Idempotent;
+ * called when this module is loaded.
+ */
+export function silenceKafkajsTimeoutWarning(): void {
+  if (warningFilterInstalled) return;
+  warningFilterInstalled = true;
+  const emitWarning = process.emitWarning;
+  const filtered = (warning: string | Error, ...rest: unknown[]) => {
+    const type = typeof rest[0] === "string"
+      ? rest[0]
+      : (rest[0] as { type?: unknown } | undefined)?.type;
+    const name = warning instanceof Error ? warning.name : type;
+    if (name === "TimeoutNegativeWarning") return;
+    // deno-lint-ignore no-explicit-any
+    return (emitWarning as (...args: any[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = filtered as typeof process.emitWarning;
+}
+silenceKafkajsTimeoutWarning();
 
 const BROKER_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/;
 

@@ -7,7 +7,18 @@
 import type { Command } from "commander";
 import process from "node:process";
 import { errorMessage } from "./log.ts";
-import type { CommonFlags } from "./service_settings.ts";
+
+/** The common service flags (see the team conventions). */
+export interface CommonFlags {
+  config?: string;
+  storeBackend?: string;
+  storeEndpoints?: string;
+  storePrefix?: string;
+  busBackend?: string;
+  busBrokers?: string;
+  stateDir?: string;
+  logLevel?: string;
+}
 
 /** The flags {@linkcode addCommonOptions} adds, as commander gives them. */
 export interface ServiceFlags extends CommonFlags {

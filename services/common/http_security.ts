@@ -9,31 +9,13 @@
  * - with a token, every request must carry it (compared in constant time).
  *
  * ```ts
- * isLoopbackHost("127.0.0.1"); // true
  * exposureProblem("0.0.0.0:8090", { token: false, tls: false }); // "a loopback address …"
  * ```
  *
  * @module
  */
 import { timingSafeEqual } from "node:crypto";
-
-/** True for loopback host names and addresses (`localhost`, `127.x.y.z`, `::1`, `[::1]`). */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-/** Splits `host:port` (IPv6 in brackets allowed); throws naming `what` and what was expected. */
-export function splitHostPort(address: string, what: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) {
-    throw new TypeError(
-      `${what}: expected host:port (for example 127.0.0.1:50053), found ${JSON.stringify(address)}`,
-    );
-  }
-  return { host: match[1].replace(/^\[|\]$/g, ""), port };
-}
+import { hostOf, isLoopbackHost } from "./net.ts";
 
 /** True when `given` equals `expected` (constant time for equal lengths). */
 export function sameSecret(given: string | null | undefined, expected: string): boolean {
@@ -55,7 +37,7 @@ export function exposureProblem(
   protection: { token: boolean; tls?: boolean },
   keys: { token: string; tls?: string } = { token: "a token" },
 ): string | undefined {
-  const host = listen.replace(/:\d+$/, "");
+  const host = hostOf(listen);
   if (isLoopbackHost(host) || protection.token || protection.tls) return undefined;
   const needs = protection.tls === undefined || keys.tls === undefined
     ? `${keys.token} is set`

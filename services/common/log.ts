@@ -5,8 +5,14 @@
  * A console can install a sink with {@linkcode setLogSink} so that log lines
  * are printed above its prompt instead of garbling it.
  *
+ * Every message is escaped with {@linkcode escapeText} (messages carry values
+ * from outside: bus messages, gRPC fields, HTTP paths), so one log call is one
+ * line and never a terminal control sequence.
+ *
  * @module
  */
+
+import { escapeText } from "./escape.ts";
 
 /** Log levels, lowest first. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -58,9 +64,9 @@ export interface Logger {
 export function getLogger(component: string): Logger {
   const emit = (level: LogLevel, message: string) => {
     if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(threshold)) return;
-    const line = `${new Date().toISOString()} ${
-      level.toUpperCase().padEnd(5)
-    } ${component}: ${message}`;
+    const line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${
+      escapeText(component)
+    }: ${escapeText(message)}`;
     sink(line, level);
   };
   return {

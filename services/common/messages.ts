@@ -15,6 +15,26 @@ export interface DataMessage {
   hostname: string;
   timestamp: number;
   metrics: Metrics;
+  /**
+   * Optional, additive: raw cumulative counters behind the rate metrics the
+   * sample's agent collects, by metric name: `"disk read"` / `"disk write"`
+   * bytes read / written by the host's whole disks since boot, `"net in"` /
+   * `"net out"` bytes received / sent on its interfaces (loopback excluded)
+   * since boot. They only grow, except when a device goes away or the host
+   * reboots (a counter reset, as Prometheus understands it). Sent with every
+   * sample the agent sends, whatever the plugins dropped from `metrics`.
+   */
+  counters?: Metrics;
+  /** Optional, additive: the agent's collection interval in force (seconds). */
+  interval?: number;
+  /**
+   * Optional, additive: every metric of this agent is sent again within this
+   * many seconds even when unchanged (the duplicate filter's
+   * `max_silent_intervals` × `interval`; `interval` without the filter). A
+   * metric missing from a sample means "unchanged" until this window passes
+   * (see services/common/agent_state.ts).
+   */
+  keepalive?: number;
 }
 
 /** `monitoring-commands`: the seed's format. `target` is an agent id or `all`. */

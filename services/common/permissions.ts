@@ -37,6 +37,9 @@ export const GRPC_ENV_VARS: readonly string[] = Object.freeze([
   "GRPC_EXPERIMENTAL_ENABLE_OUTLIER_DETECTION",
 ]);
 
+/** Environment variables npm:yaml reads when it parses (only with --config). */
+export const YAML_ENV_VARS: readonly string[] = Object.freeze(["LOG_TOKENS", "LOG_STREAM"]);
+
 /** Proxy variables grpc-js reads when it opens a client channel. */
 export const GRPC_CLIENT_PROXY_ENV_VARS: readonly string[] = Object.freeze([
   "grpc_proxy",

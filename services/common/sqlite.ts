@@ -7,6 +7,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import { createPrivateFile } from "./state_files.ts";
 
 /** Options of {@linkcode openDatabase}. */
 export interface OpenDatabaseOptions {
@@ -15,10 +16,11 @@ export interface OpenDatabaseOptions {
 }
 
 /**
- * Opens (creating if needed) the SQLite file at `path` in WAL mode.
- * The directory must exist.
+ * Opens (creating if needed, 0600, its folder 0700) the SQLite file at `path`
+ * in WAL mode. SQLite gives the `-wal` and `-shm` files the database's mode.
  */
 export function openDatabase(path: string, options: OpenDatabaseOptions = {}): DatabaseSync {
+  if (path !== ":memory:" && !path.startsWith("file:")) createPrivateFile(path);
   const db = new DatabaseSync(path);
   db.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
   db.exec("PRAGMA journal_mode = WAL");

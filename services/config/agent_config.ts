@@ -21,34 +21,12 @@
  */
 import { isLogLevel, LOG_LEVELS, type LogLevel } from "../common/log.ts";
 import { METRIC_NAMES, type MetricName } from "../common/messages.ts";
-import { type ConfigIssue, describeValue, didYouMean } from "./issues.ts";
+import { type ConfigIssue, describeValue, didYouMean, someOf } from "./issues.ts";
 import { BUILTIN_PLUGINS, type BuiltinPlugin, findBuiltinPlugin } from "../../plugins/mod.ts";
+import type { SettingSpec, SettingsSchema } from "../../plugins/api.ts";
 
-/** One setting of a built-in plugin. */
-export type SettingSpec =
-  | {
-    type: "number";
-    description: string;
-    min?: number;
-    max?: number;
-    integer?: boolean;
-    default?: number;
-  }
-  | { type: "boolean"; description: string; default?: boolean }
-  | { type: "string"; description: string; values?: readonly string[]; default?: string };
-
-/** The settings a built-in plugin accepts (its `plugin_configs` entry or `config` object). */
-export interface SettingsSchema {
-  /** Named settings. */
-  fields: Readonly<Record<string, SettingSpec>>;
-  /**
-   * When set, metric names (as in {@linkcode METRIC_NAMES}) are accepted as
-   * keys too, each checked against this spec (threshold_alert: `{"cpu": 80}`).
-   */
-  metricKeys?: SettingSpec & { type: "number" };
-  /** Metrics whose value is a percentage (their metric-keyed setting must be 0..100). */
-  percentMetrics?: readonly string[];
-}
+/** The plugin settings schema is the plugin API's (plugins/api.ts). */
+export type { SettingSpec, SettingsSchema };
 
 /** A plugin in the pipeline, after validation. */
 export interface PluginSpec {
@@ -280,7 +258,7 @@ function resolvePluginName(
     path: where,
     expected: `a built-in plugin (${builtinList}, or their class names and dotted seed names)${
       urlNames && urlNames.length > 0
-        ? ` or a URL plugin declared in monitor.yaml plugins: (${urlNames.join(", ")})`
+        ? ` or a URL plugin declared in monitor.yaml plugins: (${someOf(urlNames)})`
         : " or a URL plugin declared in monitor.yaml plugins:"
     }`,
     found: `unknown plugin ${JSON.stringify(name)}`,

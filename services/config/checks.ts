@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { isHostPort } from "../common/service_settings.ts";
+import { isHostPort } from "../common/net.ts";
 import { isMapping, joinPath } from "./agent_config.ts";
 import { type ConfigIssue, describeValue, didYouMean } from "./issues.ts";
 import type { IssueAnchor } from "./yaml_source.ts";

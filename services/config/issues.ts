@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { escapeText } from "../common/escape.ts";
 
 /** One problem in a configuration document. */
 export interface ConfigIssue {
@@ -20,14 +21,17 @@ export interface ConfigIssue {
   hint?: string;
 }
 
-/** Formats an issue as one line: `file:line:col: path: expected X, found Y (hint)`. */
+/**
+ * Formats an issue as one line: `file:line:col: path: expected X, found Y (hint)`.
+ * Every part is escaped (keys and values come from the document), so one issue is one line.
+ */
 export function formatIssue(issue: ConfigIssue, file?: string): string {
   const where = [file, issue.line, issue.column].filter((p) => p !== undefined).join(":");
-  const head = where ? `${where}: ` : "";
-  const hint = issue.hint ? ` (${issue.hint})` : "";
-  return `${head}${
-    issue.path || "(top level)"
-  }: expected ${issue.expected}, found ${issue.found}${hint}`;
+  const head = where ? `${escapeText(where)}: ` : "";
+  const hint = issue.hint ? ` (${escapeText(issue.hint)})` : "";
+  return `${head}${escapeText(issue.path || "(top level)")}: expected ${
+    escapeText(issue.expected)
+  }, found ${escapeText(issue.found)}${hint}`;
 }
 
 /** Describes a value for `found`: `"5s" (a string)`, `3 (a number)`, `nothing`. */
@@ -53,18 +57,54 @@ export class ConfigError extends Error {
   }
 }
 
-/** Levenshtein-based suggestion: the closest candidate within distance 2, or undefined. */
+/** Most candidates {@linkcode didYouMean} compares a word with (the first ones given). */
+export const MAX_SUGGESTION_CANDIDATES = 200;
+/** Words longer than this get no suggestion (nobody mistypes a 100-character key). */
+export const MAX_SUGGESTION_LENGTH = 64;
+
+/**
+ * Levenshtein-based suggestion: the closest candidate within distance 2, or
+ * undefined. Bounded work per call, so that validating many unknown keys stays
+ * linear: at most {@linkcode MAX_SUGGESTION_CANDIDATES} candidates, words of at
+ * most {@linkcode MAX_SUGGESTION_LENGTH} characters, and candidates whose
+ * length differs by more than 2 are skipped without computing a distance.
+ *
+ * @example
+ * ```ts
+ * import { didYouMean } from "./issues.ts";
+ * didYouMean("intervall", ["interval", "metrics"]); // "interval"
+ * ```
+ */
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  if (word.length > MAX_SUGGESTION_LENGTH) return undefined;
+  const lower = word.toLowerCase();
   let best: string | undefined;
   let bestDistance = 3;
-  for (const candidate of candidates) {
-    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+  const count = Math.min(candidates.length, MAX_SUGGESTION_CANDIDATES);
+  for (let i = 0; i < count; i++) {
+    const candidate = candidates[i];
+    if (Math.abs(candidate.length - word.length) >= bestDistance) continue;
+    const d = editDistance(lower, candidate.toLowerCase());
     if (d < bestDistance) {
       best = candidate;
       bestDistance = d;
     }
   }
   return best;
+}
+
+/**
+ * Names for a message, at most `max` of them: `a, b, c and 17 more`.
+ *
+ * @example
+ * ```ts
+ * import { someOf } from "./issues.ts";
+ * someOf(["a", "b", "c"], 2); // "a, b and 1 more"
+ * ```
+ */
+export function someOf(names: readonly string[], max = 10): string {
+  if (names.length <= max) return names.join(", ");
+  return `${names.slice(0, max).join(", ")} and ${names.length - max} more`;
 }
 
 function editDistance(a: string, b: string): number {

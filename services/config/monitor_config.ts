@@ -22,9 +22,6 @@ import { exposureProblem } from "../common/http_security.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { LOG_LEVELS, type LogLevel } from "../common/log.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
-import { DATABASE_FILE } from "../common/service_settings.ts";
-import { checkPluginsSection, normalizePermissions, specVersion } from "../plugin_loader/spec.ts";
-import type { PluginPermissions } from "../plugin_loader/types.ts";
 import {
   type AgentConfig,
   DEFAULT_AGENT_CONFIG_JSON,
@@ -42,7 +39,16 @@ import {
   text,
 } from "./checks.ts";
 import { ConfigError, type ConfigIssue, describeValue } from "./issues.ts";
+import {
+  checkPluginsSection,
+  normalizePermissions,
+  type PluginPermissions,
+  specVersion,
+} from "./plugin_spec.ts";
 import { parseYamlSource } from "./yaml_source.ts";
+
+/** File name of the shared SQLite database in the state directory. */
+export const DATABASE_FILE = "monitor.db";
 
 /** The top-level keys of monitor.yaml. */
 export const MONITOR_KEYS: readonly string[] = Object.freeze([

@@ -14,10 +14,19 @@ import {
   isSeq,
   LineCounter,
   type Node,
+  type Pair,
   parseDocument,
   type Scalar,
+  type YAMLMap,
 } from "yaml";
 import { type ConfigIssue, describeValue } from "./issues.ts";
+
+/**
+ * Most levels of nested mappings and lists in a document. A monitor.yaml needs
+ * a handful; the limit keeps every recursive step (parsing, conversion,
+ * validation) far from the stack's end.
+ */
+export const MAX_NESTING_DEPTH = 64;
 
 /** Most alias expansions in one document (guards against "billion laughs"). */
 const MAX_ALIAS_COUNT = 100;
@@ -60,7 +69,9 @@ function keyText(key: unknown): string | undefined {
  */
 export function parseYamlSource(text: string): YamlSource {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Duplicate keys are found by checkStructure in one pass (yaml's uniqueKeys compares each key
+  // with every earlier one: quadratic in the size of a mapping).
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   const position = (offset: number) => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };
@@ -88,16 +99,17 @@ export function parseYamlSource(text: string): YamlSource {
         continue;
       }
       if (!isMap(node)) return { node, key, complete: false };
-      // Keys may contain dots ("plugins.duplicate_filter.DuplicateFilterPlugin"): longest match.
+      // Keys may contain dots ("plugins.duplicate_filter.DuplicateFilterPlugin"): longest match,
+      // looked up by each prefix of the path that ends before a "." or "[" (no scan of the map).
+      const index = keyIndex(node);
       let best: { key: Node; value: unknown; length: number } | undefined;
-      for (const pair of node.items) {
-        if (!isPair(pair)) continue;
-        const k = keyText(pair.key);
-        if (k === undefined || !rest.startsWith(k)) continue;
-        const next = rest.charAt(k.length);
+      for (let end = rest.length; end > 0; end--) {
+        const next = rest.charAt(end);
         if (next !== "" && next !== "." && next !== "[") continue;
-        if (!best || k.length > best.length) {
-          best = { key: pair.key as Node, value: pair.value, length: k.length };
+        const pair = index.get(rest.slice(0, end));
+        if (pair) {
+          best = { key: pair.key as Node, value: pair.value, length: end };
+          break;
         }
       }
       if (!best) return { node, key, complete: false };
@@ -121,6 +133,22 @@ export function parseYamlSource(text: string): YamlSource {
     return undefined;
   };
 
+  const structure = checkStructure(doc.contents);
+  if (structure.tooDeep) {
+    // Deeper documents may have overflowed the parser's stack: that error says nothing useful.
+    const { path, node } = structure.tooDeep;
+    const range = node.range;
+    return {
+      value: undefined,
+      syntaxIssues: [{
+        path,
+        expected: `at most ${MAX_NESTING_DEPTH} levels of nested mappings and lists`,
+        found: "deeper nesting",
+        ...(range ? position(range[0]) : { line: 1, column: 1 }),
+      }],
+      locate,
+    };
+  }
   const syntaxIssues: ConfigIssue[] = doc.errors.map((error) => {
     if (error.code === "MULTIPLE_DOCS") {
       return {
@@ -139,6 +167,21 @@ export function parseYamlSource(text: string): YamlSource {
     };
   });
 
+  const duplicates = structure.duplicates.sort((a, b) =>
+    (a.key.range?.[0] ?? 0) - (b.key.range?.[0] ?? 0)
+  );
+  for (const { path, key, first } of duplicates) {
+    const where = key.range ? position(key.range[0]) : undefined;
+    const firstAt = first.range ? position(first.range[0]) : undefined;
+    syntaxIssues.push({
+      path,
+      expected: "each key once in a mapping",
+      found: `${JSON.stringify(keyText(key))} again${
+        firstAt ? ` (first at line ${firstAt.line})` : ""
+      }`,
+      ...where,
+    });
+  }
   let value: unknown;
   if (syntaxIssues.length === 0) {
     try {
@@ -154,6 +197,70 @@ export function parseYamlSource(text: string): YamlSource {
     }
   }
   return { value, syntaxIssues, locate };
+}
+
+interface Structure {
+  /** The first node nested deeper than {@linkcode MAX_NESTING_DEPTH}, with its path. */
+  tooDeep?: { path: string; node: Node };
+  /** Keys that repeat an earlier key of the same mapping. */
+  duplicates: { path: string; key: Node; first: Node }[];
+}
+
+/**
+ * One iterative pass over the parsed tree (no recursion, so any depth is
+ * safe): nesting depth and duplicate keys, building each mapping's key index
+ * on the way. Aliases are not followed (their targets are walked where they are).
+ */
+function checkStructure(root: unknown): Structure {
+  const duplicates: Structure["duplicates"] = [];
+  const stack: { node: unknown; path: string; depth: number }[] = [{
+    node: root,
+    path: "",
+    depth: 1,
+  }];
+  while (stack.length > 0) {
+    const { node, path, depth } = stack.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth > MAX_NESTING_DEPTH) return { tooDeep: { path, node: node as Node }, duplicates };
+    if (isSeq(node)) {
+      node.items.forEach((item, i) =>
+        stack.push({ node: item, path: `${path}[${i}]`, depth: depth + 1 })
+      );
+      continue;
+    }
+    const index = new Map<string, Pair>();
+    for (const pair of node.items) {
+      if (!isPair(pair)) continue;
+      const k = keyText(pair.key);
+      const childPath = k === undefined ? path : path ? `${path}.${k}` : k;
+      if (k !== undefined) {
+        const first = index.get(k);
+        if (first) {
+          duplicates.push({ path: childPath, key: pair.key as Node, first: first.key as Node });
+        } else index.set(k, pair);
+      }
+      stack.push({ node: pair.value, path: childPath, depth: depth + 1 });
+    }
+    keyIndexes.set(node, index);
+  }
+  return { duplicates };
+}
+
+const keyIndexes = new WeakMap<object, Map<string, Pair>>();
+
+/** The entries of a mapping by key text (the first of duplicates), built once per mapping. */
+function keyIndex(map: YAMLMap): Map<string, Pair> {
+  let index = keyIndexes.get(map);
+  if (!index) {
+    index = new Map();
+    for (const pair of map.items) {
+      if (!isPair(pair)) continue;
+      const k = keyText(pair.key);
+      if (k !== undefined && !index.has(k)) index.set(k, pair);
+    }
+    keyIndexes.set(map, index);
+  }
+  return index;
 }
 
 /** An empty value (`key:` with nothing after it) has no extent; its key is a better place. */

@@ -7,13 +7,13 @@
  *
  * @module
  */
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import * as readline from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { didYouMean } from "../config/issues.ts";
 import { errorMessage, type LogLevel, setLogSink } from "../common/log.ts";
+import { appendPrivateFile, writePrivateFile } from "../common/state_files.ts";
 import { COLOR, PLAIN, type Style, truncate } from "./format.ts";
 import { InquirerPrompter, type Prompter } from "./prompts.ts";
 
@@ -324,8 +324,7 @@ export function startConsole(options: ConsoleOptions): Console {
   const remember = (line: string) => {
     if (!options.historyFile || line.trim() === "") return;
     try {
-      mkdirSync(dirname(options.historyFile), { recursive: true });
-      appendFileSync(options.historyFile, line.replace(/\n/g, " ").trim() + "\n");
+      appendPrivateFile(options.historyFile, line.replace(/\n/g, " ").trim() + "\n");
     } catch { /* history is best effort */ }
   };
 
@@ -441,7 +440,7 @@ export function startConsole(options: ConsoleOptions): Console {
     if (options.historyFile && terminal) {
       try {
         const kept = loadHistory(options.historyFile, historySize).reverse();
-        writeFileSync(options.historyFile, kept.join("\n") + (kept.length ? "\n" : ""));
+        writePrivateFile(options.historyFile, kept.join("\n") + (kept.length ? "\n" : ""));
       } catch { /* best effort */ }
     }
     resolveDone();

@@ -12,6 +12,7 @@
  */
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { contentTypeProblem, fetchContentType } from "./content_type.ts";
 import { ModuleFetchError } from "./fetch.ts";
 import {
   fetchPackageFiles,
@@ -22,7 +23,7 @@ import {
   splitBareSpecifier,
 } from "./npm.ts";
 import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
-import { PLUGIN_URL_SCHEMES } from "./spec.ts";
+import { PLUGIN_URL_SCHEMES } from "../config/plugin_spec.ts";
 import type { PinnedNpmPackage } from "./types.ts";
 
 /** Default time budget of one `deno info` run. */
@@ -66,6 +67,29 @@ export class GraphError extends Error {
     super(message, options);
     this.name = "GraphError";
   }
+}
+
+/** Deno could not load one module of the graph (`detail` is its message). */
+class ModuleLoadError extends GraphError {
+  constructor(readonly url: string, readonly where: string, readonly detail: string) {
+    super(`${where}: ${detail}`);
+  }
+}
+
+/**
+ * A remote module Deno could not parse: when the server's Content-Type is the
+ * cause, the error says so and what to serve (the parser's message would
+ * point at valid TypeScript).
+ */
+async function explainLoadError(error: ModuleLoadError): Promise<GraphError> {
+  const scheme = new URL(error.url).protocol;
+  if ((scheme !== "http:" && scheme !== "https:") || !/SyntaxError/.test(error.detail)) {
+    return error;
+  }
+  const why = contentTypeProblem(error.url, await fetchContentType(error.url));
+  if (why === undefined) return error;
+  const first = error.detail.split("\n")[0];
+  return new GraphError(`${error.where}: ${why} (Deno: ${first})`, { cause: error });
 }
 
 interface InfoDependency {
@@ -194,6 +218,7 @@ export async function resolveGraph(root: string, options: ResolveOptions): Promi
       if (npmRoots.size === 0) return graph;
       return await withNpm(graph, npmRoots, info.npmPackages, options);
     } catch (error) {
+      if (error instanceof ModuleLoadError) throw await explainLoadError(error);
       if (!(error instanceof ImportHostNeeded) || allowed.includes(error.host)) {
         throw error instanceof ImportHostNeeded ? new GraphError(error.message) : error;
       }
@@ -239,7 +264,7 @@ function graphFrom(
     if (typeof module.error === "string") {
       const denied = /Requires import access to "([^"]+)"/.exec(module.error);
       if (denied) throw new ImportHostNeeded(denied[1], `${where}: ${module.error}`);
-      throw new GraphError(`${where}: ${module.error}`);
+      throw new ModuleLoadError(url, where, module.error);
     }
     const scheme = new URL(url).protocol;
     if (!PLUGIN_URL_SCHEMES.includes(scheme)) {
@@ -265,8 +290,13 @@ function graphFrom(
         if (denied) {
           throw new ImportHostNeeded(denied[1], `module ${url}: ${dependency.code.error}`);
         }
-        throw new GraphError(
-          `module ${url}: import ${JSON.stringify(specifier)}: ${dependency.code.error}`,
+        const imported = typeof dependency.code.specifier === "string"
+          ? dependency.code.specifier
+          : url;
+        throw new ModuleLoadError(
+          imported,
+          `module ${url}: import ${JSON.stringify(specifier)}`,
+          dependency.code.error,
         );
       }
       if (typeof dependency.code.specifier !== "string") continue;

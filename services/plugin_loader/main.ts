@@ -12,7 +12,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { PluginContext } from "../../plugins/api.ts";
 import { errorMessage, setLogLevel } from "../common/log.ts";
-import { type CommonFlags, resolveServiceSettings } from "../common/service_settings.ts";
+import type { CommonFlags } from "../common/cli.ts";
+import { resolveServiceSettings } from "../config/service_settings.ts";
 import { didYouMean } from "../config/issues.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
@@ -40,7 +41,8 @@ Examples:
   deno task plugins verify                  # fetch what is published and compare with the pins
   deno task plugins remove spike            # delete a pin
   deno task plugins try http://127.0.0.1:8000/spike@0.1.0/mod.ts \\
-      --plugin-config '{"factor": 2}' --sample '{"timestamp": 1, "metrics": {"cpu": 50}}'
+      --plugin-config '{"factor": 2}' --sample '{"timestamp": 1, "metrics": {"cpu": 50}}' \\
+      --sample '{"timestamp": 6, "metrics": {"cpu": 90}}'   # several: one instance, in order
 
 monitor.yaml (default ./monitor.yaml when it exists):
   plugins:
@@ -196,7 +198,7 @@ async function removeCommand(name: string, flags: Flags) {
 interface TryFlags extends Flags {
   version?: string;
   pluginConfig?: string;
-  sample?: string;
+  sample?: string[];
   allowNet?: string;
   allowRead?: string;
   allowEnv?: string;
@@ -221,10 +223,12 @@ function list(text: string | undefined): string[] {
 async function tryCommand(url: string, flags: TryFlags) {
   const settings = await settingsOf(flags);
   const config = parseJson(flags.pluginConfig, "--plugin-config", {});
-  const sample = parseJson(flags.sample, "--sample", {
-    timestamp: Date.now() / 1000,
-    metrics: { cpu: 12.5, memory: 40.1 },
-  });
+  // Several --sample run in order through one instance, so a stateful plugin shows its state.
+  const samples = (flags.sample ?? []).length === 0
+    ? [{ timestamp: Date.now() / 1000, metrics: { cpu: 12.5, memory: 40.1 } }]
+    : flags.sample!.map((text, i) =>
+      parseJson(text, flags.sample!.length > 1 ? `--sample #${i + 1}` : "--sample", undefined)
+    );
   const cacheDir = pluginCacheDir(settings.stateDir);
   const { pin } = await buildPin("try", {
     url,
@@ -257,9 +261,11 @@ async function tryCommand(url: string, flags: TryFlags) {
       emitAlert: (alert) => report(`[alert] ${JSON.stringify(alert)}`),
     };
     await plugin.initialize(config as Record<string, unknown>, context);
-    // deno-lint-ignore no-explicit-any
-    const out = await plugin.run(sample as any);
-    report(`run(${JSON.stringify(sample)}) -> ${JSON.stringify(out)}`);
+    for (const sample of samples) {
+      // deno-lint-ignore no-explicit-any
+      const out = await plugin.run(sample as any);
+      report(`run(${JSON.stringify(sample)}) -> ${JSON.stringify(out)}`);
+    }
     await plugin.finalize();
   } finally {
     await plugin.close();
@@ -313,7 +319,11 @@ async function main() {
       .description("resolve, verify and run a plugin once in its sandbox, without pinning it")
       .option("--version <version>", "version, when the URL carries none")
       .option("--plugin-config <json>", "settings passed to initialize()", undefined)
-      .option("--sample <json>", "the sample passed to run()")
+      .option(
+        "--sample <json>",
+        "a sample passed to run(); repeat it to run several in order through one instance",
+        (value: string, previous: string[] = []) => [...previous, value],
+      )
       .option("--allow-net <hosts>", "hosts the plugin may reach (comma-separated)")
       .option("--allow-read <paths>", "paths the plugin may read (comma-separated)")
       .option("--allow-env <names>", "environment variables the plugin may read")

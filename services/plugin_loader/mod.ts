@@ -48,7 +48,7 @@ export {
   parsePluginsSection,
   specVersion,
   versionFromUrl,
-} from "./spec.ts";
+} from "../config/plugin_spec.ts";
 export { decodePin, encodePin } from "./pin_codec.ts";
 export { NPM_REGISTRY, NPM_REGISTRY_HOST } from "./npm.ts";
 export {

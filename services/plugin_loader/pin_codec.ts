@@ -8,7 +8,12 @@
 import { ConfigError, type ConfigIssue, describeValue } from "../config/issues.ts";
 import { isSha256Integrity } from "./integrity.ts";
 import { isNpmName, isNpmVersion, isSha512Integrity, NPM_REGISTRY, parseNpmUrl } from "./npm.ts";
-import { checkPermissions, isPluginName, PLUGIN_URL_SCHEMES, VERSION_PATTERN } from "./spec.ts";
+import {
+  checkPermissions,
+  isPluginName,
+  PLUGIN_URL_SCHEMES,
+  VERSION_PATTERN,
+} from "../config/plugin_spec.ts";
 import {
   PIN_FORMAT,
   type PinHistoryEntry,

@@ -16,7 +16,12 @@ import { checkLocalGraph, DEFAULT_RESOLVE_TIMEOUT_MS, GraphError, resolveGraph }
 import { graphIntegrity, sha256Integrity } from "./integrity.ts";
 import { dependencyOrder, planLayout } from "./layout.ts";
 import { decodePin, encodePin, PIN_HISTORY_LIMIT } from "./pin_codec.ts";
-import { isPluginName, normalizePermissions, parsePluginSpec, specVersion } from "./spec.ts";
+import {
+  isPluginName,
+  normalizePermissions,
+  parsePluginSpec,
+  specVersion,
+} from "../config/plugin_spec.ts";
 import { PIN_FORMAT, type PinnedModule, type PluginPin, type PluginSpec } from "./types.ts";
 import { materializeGraph } from "./verify.ts";
 

@@ -6,27 +6,9 @@
  * @module
  */
 
-/** The permissions a URL plugin may use inside its Worker (default: none). */
-export interface PluginPermissions {
-  /** Hosts it may connect to: `host` or `host:port` (fetch, WebSocket, Deno.connect). */
-  net: string[];
-  /** Absolute paths (files or directories) it may read. */
-  read: string[];
-  /** Environment variable names it may read. */
-  env: string[];
-}
-
-/** A URL plugin as declared in monitor.yaml `plugins: <name>: {...}`. */
-export interface PluginSpec {
-  /** Entry module URL (http: or https:), e.g. `https://example.com/spike@1.2.0/mod.ts`. */
-  url: string;
-  /** Version; when omitted it is read from the URL (`…/spike@1.2.0/mod.ts`). */
-  version?: string;
-  /** Declared permissions; omitted lists mean none. */
-  permissions?: Partial<PluginPermissions>;
-  /** Settings passed to the plugin's `initialize` (default `{}`). */
-  config?: Record<string, unknown>;
-}
+/** What monitor.yaml declares for a plugin: services/config/plugin_spec.ts. */
+import type { PluginPermissions } from "../config/plugin_spec.ts";
+export type { PluginPermissions, PluginSpec } from "../config/plugin_spec.ts";
 
 /** A code dependency of a pinned module: the specifier as written and the module it loads. */
 export interface PinnedDependency {

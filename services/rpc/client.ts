@@ -7,6 +7,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import { hostOf } from "../common/net.ts";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { monitoringService, stripOneof } from "./proto.ts";
 import { RpcError, RpcStatus } from "./status.ts";
@@ -48,12 +49,6 @@ export interface AgentStream {
 type Duplex = grpc.ClientDuplexStream<unknown, unknown>;
 
 type SecureConnector = ReturnType<grpc.ChannelCredentials["_createSecureConnector"]>;
-
-/** The host part of `host:port` (brackets of an IPv6 literal removed). */
-function hostOf(address: string): string {
-  const host = address.slice(0, address.lastIndexOf(":"));
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
 
 /**
  * The TLS client's error with what to check. Deno reports an expired and an

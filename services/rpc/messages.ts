@@ -25,6 +25,12 @@ export interface Welcome {
 export interface WireSample {
   timestamp: number;
   metrics: Record<string, number>;
+  /** Raw cumulative counters by metric name (see DataMessage.counters); empty or absent when none. */
+  counters?: Record<string, number>;
+  /** The agent's collection interval (seconds); 0 or absent when not said. */
+  interval?: number;
+  /** The agent's keep-alive window (seconds, see DataMessage.keepalive); 0 or absent when not said. */
+  keepalive?: number;
 }
 
 /** A threshold alert transition. */

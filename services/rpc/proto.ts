@@ -5,9 +5,10 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { PROTO_FILE } from "./permissions.ts";
 
 /** Absolute path of the protocol file. */
-export const PROTO_PATH: string = new URL("../../proto/monitoring.proto", import.meta.url).pathname;
+export const PROTO_PATH: string = PROTO_FILE;
 
 const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,

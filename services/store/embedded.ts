@@ -23,8 +23,8 @@
  *
  * @module
  */
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { ensurePrivateDir } from "../common/state_files.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger, type Logger } from "../common/log.ts";
@@ -807,7 +807,7 @@ export function openEmbeddedStore(
   let db: DatabaseSync | undefined;
   let notifier: ChangeNotifier | undefined;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    ensurePrivateDir(dirname(path));
     db = openDatabase(path, {
       busyTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     });

@@ -6,6 +6,7 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { stripScheme } from "../common/net.ts";
 import {
   GRPC_CLIENT_PROXY_ENV_VARS,
   GRPC_ENV_VARS,
@@ -38,11 +39,6 @@ export function etcd3ProtoDir(): string | undefined {
 /** Permission lists for {@linkcode storePermissions}. */
 export type StorePermissions = PermissionLists;
 
-/** `host:port` of an endpoint given as `host:port` or `http(s)://host:port[/]`. */
-function hostPort(endpoint: string): string {
-  return endpoint.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "");
-}
-
 /**
  * The permissions a process needs to open a store with `settings`:
  * etcd: network access to the endpoints, the variables grpc-js reads, and
@@ -56,7 +52,7 @@ export function storePermissions(settings: StoreSettings): StorePermissions {
     return {
       read: proto === undefined ? [] : [proto],
       write: [],
-      net: settings.endpoints.map(hostPort),
+      net: settings.endpoints.map(stripScheme),
       env: [...ETCD_ENV_VARS],
     };
   }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { escapeText } from "../common/escape.ts";
 import type { ServiceReporter } from "./process.ts";
 
 /** Where finished lines go (stdout by default; a console's `print` when one runs). */
@@ -87,9 +88,9 @@ export class ServiceOutput implements ServiceReporter {
     return `${COLORS[name] ?? COLORS.supervisor}${padded}|${RESET} `;
   }
 
-  /** A line of a service's output. */
+  /** A line of a service's output, escaped (a child may print what a plugin or a peer sent). */
   line(service: string, _stream: "stdout" | "stderr", text: string): void {
-    this.#write(this.#prefix(service) + text);
+    this.#write(this.#prefix(service) + escapeText(text));
   }
 
   /** A supervisor message about a service: `supervisor| broker ready (pid 12)`. */
@@ -100,7 +101,7 @@ export class ServiceOutput implements ServiceReporter {
   /** A message of the supervisor itself. */
   say(level: "info" | "warn" | "error", message: string): void {
     for (const part of message.split("\n")) {
-      const text = level === "info" ? part : `${level}: ${part}`;
+      const text = level === "info" ? escapeText(part) : `${level}: ${escapeText(part)}`;
       const shown = !this.#color || level === "info"
         ? text
         : `${level === "error" ? RED : YELLOW}${text}${RESET}`;

@@ -11,7 +11,6 @@ const COMMAND_TYPES = ["status", "ping", "collect", "reload", "plugins", "config
 const state = {
   rows: new Map(), // agent id -> row
   spark: new Map(), // agent id -> {metric: {t, v}}
-  staleAfter: 90,
   source: null,
   page: 0,
   sortKey: "agent_id",
@@ -143,7 +142,6 @@ function connect(agent) {
       } catch {
         return;
       }
-      if (name === "hello") state.staleAfter = data.stale_after_s ?? 90;
       if (name === "rows") { for (const row of data) state.rows.set(row.agent_id, row); }
       if (name === "samples") applySamples(data);
       for (const listener of [...listeners]) listener(name, data);
@@ -159,7 +157,12 @@ function applySamples(samples) {
       row.samples = (row.samples ?? 0) + 1;
       row.last_seen = Math.max(row.last_seen ?? 0, s.t);
       for (const [m, v] of Object.entries(s.metrics)) {
-        row.metrics[m] = { value: v, t: s.t, stale: false };
+        row.metrics[m] = {
+          value: v,
+          t: s.t,
+          stale_at: s.t + (row.stale_window_s ?? 67),
+          stale: false,
+        };
       }
     }
     const spark = state.spark.get(s.agent_id);
@@ -364,7 +367,7 @@ function renderFleet(main) {
             metrics.map((m) => {
               const now = row.metrics[m];
               const stale = !now || row.health === "dead" ||
-                Date.now() / 1000 - now.t > state.staleAfter;
+                Date.now() / 1000 >= now.stale_at;
               return el(
                 "td",
                 { class: `metric${stale ? " stale" : ""}`, "data-metric": m },
@@ -436,7 +439,6 @@ function renderFleet(main) {
   const ticker = setInterval(draw, 5000); // ages ("last seen 5 s ago") move on
   api("/api/fleet").then(({ ok, body }) => {
     if (!ok) return;
-    state.staleAfter = body.stale_after_s;
     for (const row of body.agents) state.rows.set(row.agent_id, row);
     draw();
   });
@@ -573,7 +575,7 @@ function renderAgent(main, agentId) {
     // A value holds until the next one (duplicate filter): carried to now while not stale.
     if (
       t.length && range === "5m" && row && row.health !== "dead" &&
-      now - t[t.length - 1] < state.staleAfter
+      now - t[t.length - 1] < (row.stale_window_s ?? 67)
     ) {
       t.push(now);
       v.push(v[v.length - 1]);

@@ -8,22 +8,13 @@
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { BusSettings } from "../bus/types.ts";
+import type { CommonFlags } from "../common/cli.ts";
+import { isLogLevel, type LogLevel } from "../common/log.ts";
+import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
+import { isHostPort } from "../common/net.ts";
 import type { StoreSettings } from "../store/types.ts";
-import { ConfigError, type ConfigIssue, describeValue } from "../config/issues.ts";
-import { isLogLevel, type LogLevel } from "./log.ts";
-import { DEFAULT_TOPICS, type TopicNames } from "./messages.ts";
-
-/** The common service flags (see the team conventions). */
-export interface CommonFlags {
-  config?: string;
-  storeBackend?: string;
-  storeEndpoints?: string;
-  storePrefix?: string;
-  busBackend?: string;
-  busBrokers?: string;
-  stateDir?: string;
-  logLevel?: string;
-}
+import { ConfigError, type ConfigIssue, describeValue } from "./issues.ts";
+import { checkMonitorConfig, DATABASE_FILE } from "./monitor_config.ts";
 
 /** Resolved settings of a service. */
 export interface ServiceSettings {
@@ -39,12 +30,6 @@ export interface ServiceSettings {
   section: Record<string, unknown>;
 }
 
-/** Environment variables npm:yaml reads when it parses (only with --config). */
-export const YAML_ENV_VARS: readonly string[] = Object.freeze(["LOG_TOKENS", "LOG_STREAM"]);
-
-/** File name of the shared SQLite database in the state directory. */
-export const DATABASE_FILE = "monitor.db";
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -52,12 +37,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function list(text: string | undefined): string[] | undefined {
   if (text === undefined) return undefined;
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
-}
-
-/** `host:port` check. */
-export function isHostPort(value: string): boolean {
-  const match = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
-  return match !== null && Number(match[2]) <= 65535;
 }
 
 /** Reads and fully checks a monitor.yaml; returns its document (`{}` when empty). */
@@ -71,8 +50,7 @@ export async function readMonitorYaml(
     throw new Error(`cannot read ${path}: ${(error as Error).message}`);
   }
   // The full schema check (line:column, key path, did-you-mean), as `deno task validate`
-  // and the supervisor do. Imported lazily: the config module imports this one.
-  const { checkMonitorConfig } = await import("../config/monitor_config.ts");
+  // and the supervisor do.
   const { issues, document } = checkMonitorConfig(text, path, { hostname: "localhost" });
   if (issues.length > 0) throw new ConfigError(issues, path);
   // A valid monitor.yaml is a mapping, or empty.

@@ -4,18 +4,10 @@
  *
  * @module
  */
-import type {
-  AgentInfo,
-  BrokerStats,
-  ConfigView,
-  ConfigWrite,
-  HealthEntry,
-  SendEvent,
-  SendRequest,
-  SendSummary,
-} from "../broker/mod.ts";
 import type { ConfigIssue } from "../config/issues.ts";
-import type { BrokerBackend } from "./backend.ts";
+import type { ConfigView, ConfigWrite } from "./config_store.ts";
+import type { SendEvent, SendRequest, SendSummary } from "./send.ts";
+import type { AgentInfo, BrokerBackend, BrokerStats, HealthEntry } from "./types.ts";
 
 /** An error answer of the admin API. */
 export class AdminApiError extends Error {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { ConfigError } from "../config/issues.ts";
-import { decodePin } from "./pin_codec.ts";
-import { isNetPermission, parsePluginsSection, versionFromUrl } from "./spec.ts";
+import { ConfigError } from "./issues.ts";
+import { decodePin } from "../plugin_loader/pin_codec.ts";
+import { isNetPermission, parsePluginsSection, versionFromUrl } from "./plugin_spec.ts";
 
 Deno.test("versionFromUrl reads name@version segments and v-prefixed folders", () => {
   assert.equal(versionFromUrl("https://example.com/spike@1.2.0/mod.ts"), "1.2.0");

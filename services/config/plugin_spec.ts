@@ -14,8 +14,29 @@
  * @module
  */
 import { isAbsolute, normalize } from "node:path";
-import { ConfigError, type ConfigIssue, describeValue, didYouMean } from "../config/issues.ts";
-import type { PluginPermissions, PluginSpec } from "./types.ts";
+import { ConfigError, type ConfigIssue, describeValue, didYouMean } from "./issues.ts";
+
+/** The permissions a URL plugin may use inside its Worker (default: none). */
+export interface PluginPermissions {
+  /** Hosts it may connect to: `host` or `host:port` (fetch, WebSocket, Deno.connect). */
+  net: string[];
+  /** Absolute paths (files or directories) it may read. */
+  read: string[];
+  /** Environment variable names it may read. */
+  env: string[];
+}
+
+/** A URL plugin as declared in monitor.yaml `plugins: <name>: {...}`. */
+export interface PluginSpec {
+  /** Entry module URL (http: or https:), e.g. `https://example.com/spike@1.2.0/mod.ts`. */
+  url: string;
+  /** Version; when omitted it is read from the URL (`…/spike@1.2.0/mod.ts`). */
+  version?: string;
+  /** Declared permissions; omitted lists mean none. */
+  permissions?: Partial<PluginPermissions>;
+  /** Settings passed to the plugin's `initialize` (default `{}`). */
+  config?: Record<string, unknown>;
+}
 
 /** Plugin names: what may follow `<prefix>/plugins/` and name the plugin in agent configs. */
 export const PLUGIN_NAME_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
