@@ -16,7 +16,7 @@ import { GRPC_ENV_VARS } from "../services/broker/permissions.ts";
 import { GRPC_CLIENT_PROXY_ENV_VARS } from "../services/agent/permissions.ts";
 import { KAFKA_ENV_VARS } from "../services/bus/mod.ts";
 import { etcd3ProtoDir } from "../services/store/mod.ts";
-import { YAML_ENV_VARS } from "../services/common/service_settings.ts";
+import { YAML_ENV_VARS } from "../services/common/permissions.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 

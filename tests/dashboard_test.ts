@@ -116,11 +116,16 @@ Deno.test("dashboard: fleet, charts, health, commands, configuration and history
   const shots = Deno.env.get("DASHBOARD_SCREENSHOTS");
   try {
     await up.waitForLine(
-      /supervisor\| dashboard: http:\/\/127\.0\.0\.1:\d+\//,
+      /supervisor\| .*supervisor: dashboard: http:\/\/127\.0\.0\.1:\d+\//,
       WAIT_MS,
       "dashboard",
     );
-    assert.ok(up.lines.some((l) => l.includes(`supervisor| dashboard: ${base}`)), up.output);
+    assert.ok(
+      up.lines.some((l) =>
+        l.startsWith("supervisor|") && l.endsWith(`supervisor: dashboard: ${base}`)
+      ),
+      up.output,
+    );
     agentB = startAgentB();
     await agentB.waitForLine(/^monitor:ready$/, WAIT_MS, "agent dash-b ready");
     store = await openStore(storeSettings);

@@ -70,11 +70,15 @@ Deno.test("broker: raw bytes from kcat on monitoring-commands are logged escaped
 
 Deno.test("supervisor output: a child's line is printed escaped after its name", () => {
   const written: string[] = [];
-  const output = new ServiceOutput({ color: false, write: (line) => written.push(line) });
+  const output = new ServiceOutput({
+    color: false,
+    write: (line) => written.push(line),
+    now: () => 0,
+  });
   output.line("agent", "stdout", "plugin said \x1b[2J\rFORGED");
   output.say("warn", "agent \x1b]0;title\x07 exited");
   assert.deepEqual(written, [
     "agent     | plugin said \\x1b[2J\\rFORGED",
-    "supervisor| warn: agent \\x1b]0;title\\x07 exited",
+    "supervisor| 1970-01-01T00:00:00.000Z WARN  supervisor: agent \\x1b]0;title\\x07 exited",
   ]);
 });

@@ -14,6 +14,7 @@ import { DEFAULT_COMMAND_TIMEOUT_MS } from "../services/broker/broker.ts";
 import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import {
+  brokerReplicas,
   checkMonitorConfig,
   ConfigError,
   type ConfigIssue,
@@ -82,6 +83,8 @@ Deno.test("monitor.yaml: an empty file resolves to the embedded defaults", () =>
       admin: "127.0.0.1:50053",
       command_timeout: 10,
       max_batch_samples: 1000,
+      replicas: 1,
+      max_streams: 4000,
     });
     assert.deepEqual(config.analysis, {
       group: "analysis",
@@ -169,6 +172,8 @@ Deno.test("monitor.yaml: a full valid file resolves every key", () => {
     sink: "samples.jsonl",
     command_timeout: 2.5,
     max_batch_samples: 200,
+    replicas: 1,
+    max_streams: 4000,
     tls: { cert: "b.pem", key: "b-key.pem", ca: "ca.pem", require_client_cert: true },
   });
   assert.deepEqual(config.analysis, {
@@ -215,13 +220,13 @@ Deno.test("monitor.yaml: an unknown top-level key names its line:column and a di
   const issue = problem(["# comment", "stor:", "  backend: etcd"]);
   assert.equal(
     formatIssue(issue, "m.yaml"),
-    'm.yaml:2:1: stor: expected one of the top-level keys state_dir, log_level, store, bus, broker, agent, analysis, agents, plugins, found unknown key "stor" (did you mean "store"?)',
+    'm.yaml:2:1: stor: expected one of the top-level keys state_dir, log_level, log_format, store, bus, broker, agent, analysis, agents, plugins, found unknown key "stor" (did you mean "store"?)',
   );
 });
 
 Deno.test("monitor.yaml: an unknown nested key points at the key", () => {
   assert.deepEqual(problems(["broker:", "  listen: 127.0.0.1:1", "  lisen: 127.0.0.1:2"]), [
-    'm.yaml:3:3: broker.lisen: expected one of the keys of broker: listen, admin, admin_token, admin_token_file, admin_token_env, token, token_file, token_env, sink, command_timeout, max_batch_samples, tls, found unknown key "lisen" (did you mean "listen"?)',
+    'm.yaml:3:3: broker.lisen: expected one of the keys of broker: listen, admin, admin_token, admin_token_file, admin_token_env, token, token_file, token_env, sink, command_timeout, max_batch_samples, replicas, max_streams, tls, found unknown key "lisen" (did you mean "listen"?)',
   ]);
   const issue = problem(["bus:", "  topics: {data: d, alrets: a}"]);
   assert.deepEqual([issue.path, issue.line, issue.column], ["bus.topics.alrets", 2, 21]);
@@ -643,4 +648,62 @@ Deno.test("monitor.yaml: an unknown plugin_configs entry points at its key; BOM 
   );
   const issue = problem(["\uFEFFstore: {backend: etcd}\r", "bus: {backend: kafak}\r"]);
   assert.deepEqual([issue.path, issue.line, issue.column], ["bus.backend", 2, 16]);
+});
+
+Deno.test("monitor.yaml: broker.replicas: each broker on its own port; the local agent gets every one", () => {
+  const { config } = checkMonitorConfig(
+    "broker:\n  listen: 0.0.0.0:7000\n  replicas: 3\n  max_streams: 2500\n",
+    "m.yaml",
+    OPTS,
+  );
+  assert.ok(config);
+  assert.equal(config.broker.replicas, 3);
+  assert.equal(config.broker.max_streams, 2500);
+  // The admin ports follow the brokers' ports when broker.admin is not given.
+  assert.deepEqual(brokerReplicas(config.broker), [
+    { listen: "0.0.0.0:7000", admin: "127.0.0.1:7003" },
+    { listen: "0.0.0.0:7001", admin: "127.0.0.1:7004" },
+    { listen: "0.0.0.0:7002", admin: "127.0.0.1:7005" },
+  ]);
+  assert.equal(config.agent.broker, "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002");
+  // The rendered file resolves the same.
+  const again = checkMonitorConfig(renderMonitorConfig(config), "r.yaml", OPTS).config;
+  assert.deepEqual(again?.broker, config.broker);
+  assert.equal(again?.agent.broker, config.agent.broker);
+});
+
+Deno.test("monitor.yaml: replicas whose admin ports clash with the brokers', or out of range, are named", () => {
+  assert.deepEqual(
+    problems(["broker:", "  listen: 127.0.0.1:7000", "  admin: 127.0.0.1:7001", "  replicas: 2"]),
+    [
+      'm.yaml:3:10: broker.admin: expected admin ports (127.0.0.1:7001 and the next 1) apart from the brokers\' ports 127.0.0.1:7000 to 127.0.0.1:7001, found "127.0.0.1:7001" (a string) (e.g. 127.0.0.1:7002)',
+    ],
+  );
+  assert.equal(problem(["broker:", "  replicas: 0"]).path, "broker.replicas");
+  assert.equal(problem(["broker:", "  replicas: 1000"]).path, "broker.replicas");
+  assert.equal(
+    problem(["broker:", "  listen: 127.0.0.1:65535", "  replicas: 2"]).path,
+    "broker.replicas",
+  );
+  assert.equal(problem(["broker:", "  max_streams: many"]).path, "broker.max_streams");
+});
+
+Deno.test("monitor.yaml: agent.broker takes one address, a comma-separated string or a list", () => {
+  const agentBroker = (value: string) =>
+    checkMonitorConfig(`agent:\n  broker: ${value}\n`, "m.yaml", OPTS).config?.agent.broker;
+  assert.equal(agentBroker("10.0.0.5:50052"), "10.0.0.5:50052");
+  assert.equal(agentBroker('"a:1,b:2"'), "a:1,b:2");
+  assert.equal(agentBroker("[a:1, b:2]"), "a:1,b:2");
+  const issue = problem(["agent:", "  broker: [a:1, b]"]);
+  assert.equal(issue.path, "agent.broker");
+  assert.match(issue.hint ?? "", /item 2: expected host:port/);
+});
+
+Deno.test("monitor.yaml: log_format is text (default) or json; anything else names the key", () => {
+  const { config } = checkMonitorConfig("log_format: json\n", "m.yaml", OPTS);
+  assert.equal(config?.log_format, "json");
+  assert.equal(checkMonitorConfig("{}\n", "m.yaml", OPTS).config?.log_format, "text");
+  assert.deepEqual(problems(["log_format: jsn"]), [
+    'm.yaml:1:13: log_format: expected "text" or "json", found "jsn" (a string) (did you mean "json"?)',
+  ]);
 });

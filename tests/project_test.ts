@@ -128,7 +128,7 @@ Deno.test("provision: missing packages are installed with apt-get when root on D
 Deno.test("provision: not root, or no apt-get, fails with the exact install command and installs nothing", async () => {
   assert.equal(
     INSTALL_COMMAND,
-    "apt-get update && apt-get install -y etcd-server etcd-client librdkafka1 kcat",
+    "apt-get update && apt-get install -y etcd-server etcd-client librdkafka1 kcat chromium prometheus collectd-core",
   );
   for (const setup of [{ root: false, aptGet: true }, { root: true, aptGet: false }]) {
     const system = fakeSystem({ ...setup, installWorks: true });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  brokerReplicaCommand,
   diffPlans,
   formatCommand,
   parsePlan,
@@ -64,7 +65,8 @@ Deno.test("every service gets scoped permissions on the embedded backends", () =
   assert.deepEqual(flagValue(broker, "read"), [PROTO_FILE, "/var/lib/monitor", FILE]);
   assert.deepEqual(flagValue(broker, "write"), ["/var/lib/monitor"]);
   assert.equal(flagValue(broker, "run"), undefined);
-  assert.equal(flagValue(broker, "sys"), undefined);
+  // The hostname only: the default broker id of a broker on 0.0.0.0 is <hostname>:<port>.
+  assert.deepEqual(flagValue(broker, "sys"), ["hostname"]);
   assert.ok(broker.includes("services/broker/main.ts"));
   for (const flag of ["--supervised", "--config", FILE, "--state-dir"]) {
     assert.ok(broker.includes(flag), flag);
@@ -230,4 +232,29 @@ Deno.test("diff: an agent interval edit touches only the store; a section edit r
     [[], [], []],
   );
   assert.equal(comment.sharedChanged || comment.pluginsChanged, false);
+});
+
+Deno.test("broker.replicas: one broker process per port, each allowed only its addresses; the agent gets all", () => {
+  const plan = parsePlan(
+    BASE.replace("  admin: 127.0.0.1:6002\n", "  admin: 127.0.0.1:6101\n  replicas: 3\n"),
+    FILE,
+  );
+  const brokers = [0, 1, 2].map((i) => brokerReplicaCommand(plan.deployment, i).args);
+  brokers.forEach((args, i) => {
+    assertScoped(args, `broker ${i + 1}`);
+    assert.deepEqual(flagValue(args, "net"), [`127.0.0.1:${6001 + i}`, `127.0.0.1:${6101 + i}`]);
+    const listen = args.indexOf("--listen");
+    assert.deepEqual(args.slice(listen, listen + 4), [
+      "--listen",
+      `127.0.0.1:${6001 + i}`,
+      "--admin",
+      `127.0.0.1:${6101 + i}`,
+    ]);
+  });
+  assert.deepEqual(brokers[0], serviceCommand("broker", plan.deployment).args);
+  const agent = serviceCommand("agent", plan.deployment).args;
+  assert.deepEqual(flagValue(agent, "net"), ["127.0.0.1:6001", "127.0.0.1:6002", "127.0.0.1:6003"]);
+  const printed = describeCommands(plan);
+  assert.match(printed, /# broker-2\n.*--listen 127\.0\.0\.1:6002/);
+  assert.match(printed, /# broker-3\n.*--listen 127\.0\.0\.1:6003/);
 });

@@ -48,7 +48,11 @@ agents:
   let bus: Awaited<ReturnType<typeof openBus>> | undefined;
   let data: Awaited<ReturnType<typeof collect>> | undefined;
   try {
-    await up.waitForLine(/supervisor\| all services ready/, WAIT_MS, "all services ready");
+    await up.waitForLine(
+      /supervisor\| .* supervisor: all services ready/,
+      WAIT_MS,
+      "all services ready",
+    );
     const pid = (name: string) =>
       Number(new RegExp(`${name} ready \\(pid (\\d+)\\)`).exec(up.output)![1]);
     const net = async (name: string) => /--allow-net=(\S+)/.exec(await argsOf(pid(name)))?.[1];

@@ -44,7 +44,11 @@ plugins:
   let bus: Awaited<ReturnType<typeof openBus>> | undefined;
   let data: Awaited<ReturnType<typeof collect>> | undefined;
   try {
-    await up.waitForLine(/supervisor\| all services ready/, WAIT_MS, "all services ready");
+    await up.waitForLine(
+      /supervisor\| .* supervisor: all services ready/,
+      WAIT_MS,
+      "all services ready",
+    );
     assert.ok(up.lines.some((l) => /^plugins +\| scale 1\.0\.0: created/.test(l)), up.output);
     const agentPid = Number(/agent ready \(pid (\d+)\)/.exec(up.output)![1]);
     const ps = await new Deno.Command("ps", { args: ["-o", "args=", "-p", String(agentPid)] })

@@ -219,10 +219,14 @@ Deno.test("restart() after a crash loop starts the service afresh", async () => 
 
 Deno.test("output: service lines are prefixed with the name, plain without a terminal", () => {
   const lines: string[] = [];
-  const output = new ServiceOutput({ color: false, write: (l) => lines.push(l) });
+  const output = new ServiceOutput({ color: false, write: (l) => lines.push(l), now: () => 0 });
   output.line("broker", "stdout", "listening");
   output.event("agent", "error", "exited with code 1");
-  assert.deepEqual(lines, ["broker    | listening", "supervisor| error: agent exited with code 1"]);
+  // The supervisor's own lines have the services' time and level style.
+  assert.deepEqual(lines, [
+    "broker    | listening",
+    "supervisor| 1970-01-01T00:00:00.000Z ERROR supervisor: agent exited with code 1",
+  ]);
   const colored: string[] = [];
   new ServiceOutput({ color: true, write: (l) => colored.push(l) }).line("agent", "stdout", "x");
   assert.equal(colored[0], "\x1b[32magent     |\x1b[0m x");

@@ -76,7 +76,7 @@ function alive(pid: number): boolean {
 
 /** Pid from the last `<service> ready (pid N)` line. */
 function readyPid(up: ServiceProcess, service: string): number | undefined {
-  const lines = up.lines.filter((l) => l.includes(`| ${service} ready (pid `));
+  const lines = up.lines.filter((l) => l.includes(` supervisor: ${service} ready (pid `));
   const last = lines.at(-1);
   return last ? Number(/\(pid (\d+)\)/.exec(last)![1]) : undefined;
 }
@@ -135,9 +135,13 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
   let data: Awaited<ReturnType<typeof collect>> | undefined;
   let children: Awaited<ReturnType<typeof descendants>> = [];
   try {
-    await up.waitForLine(/supervisor\| all services ready/, WAIT_MS, "all services ready");
+    await up.waitForLine(
+      /supervisor\| .* supervisor: all services ready/,
+      WAIT_MS,
+      "all services ready",
+    );
     const order = ["broker", "analysis", "agent"].map((s) =>
-      up.lines.findIndex((l) => l.includes(`| ${s} ready (pid `))
+      up.lines.findIndex((l) => l.includes(` supervisor: ${s} ready (pid `))
     );
     assert.ok(order[0] < order[1] && order[1] < order[2], "started in dependency order");
     const pids = {
@@ -167,7 +171,13 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       assert.equal(net("agent"), `127.0.0.1:${port}`);
       // The dashboard's address; the embedded bus and store need no network.
       assert.equal(net("analysis"), `127.0.0.1:${http}`);
-      assert.ok(up.lines.some((l) => l === `supervisor| dashboard: http://127.0.0.1:${http}/`));
+      assert.ok(
+        up.lines.some((l) =>
+          l.startsWith("supervisor|") &&
+          l.endsWith(`supervisor: dashboard: http://127.0.0.1:${http}/`)
+        ),
+        up.output,
+      );
     });
 
     store = await openStore({
@@ -262,7 +272,7 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
         monitorYaml(stateDir, port, adminPort, { interval: 1, commandTimeout: 5, http }),
       );
       await waitUntil(
-        () => up.lines.slice(before).some((l) => l.includes("| broker ready (pid ")),
+        () => up.lines.slice(before).some((l) => l.includes(" supervisor: broker ready (pid ")),
         WAIT_MS,
         "the broker restarted",
       );
@@ -283,7 +293,9 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       up.kill("SIGTERM");
       const status = await up.exited(60_000);
       assert.equal(status.code, 0, up.output.split("\n").slice(-30).join("\n"));
-      assert.ok(up.lines.some((l) => l.includes("supervisor| all services stopped")));
+      assert.ok(
+        up.lines.some((l) => /^supervisor\| \S+Z INFO  supervisor: all services stopped$/.test(l)),
+      );
       assert.ok(!up.raw.includes("monitor> "), "no console when stdin is not a terminal");
       for (const child of children) {
         assert.ok(!alive(child.pid), `pid ${child.pid} left running: ${child.args}`);
@@ -316,14 +328,14 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     const loop = await up.waitForLine(/crash loop/, WAIT_MS, "the crash loop");
     assert.match(
       loop,
-      /supervisor\| error: broker crash loop: 5 crashes within 60 s; not restarting broker \(the other services keep running\)/,
+      /supervisor\| \S+Z ERROR supervisor: broker crash loop: 5 crashes within 60 s; not restarting broker \(the other services keep running\)/,
     );
     const restarts = up.lines.filter((l) => /broker restarting in/.test(l));
     assert.deepEqual(
       restarts.map((l) => /restarting in ([\d.]+ s)/.exec(l)![1]),
       ["0.5 s", "1 s", "2 s", "4 s"],
     );
-    await up.waitForLine(/supervisor\| agent ready \(pid/, WAIT_MS, "the agent");
+    await up.waitForLine(/supervisor\| .* supervisor: agent ready \(pid/, WAIT_MS, "the agent");
     const analysis = readyPid(up, "analysis")!;
     const agent = readyPid(up, "agent")!;
     await delay(1000);
@@ -336,7 +348,7 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     const before = up.lines.length;
     await Deno.writeTextFile(file, "# port freed\n" + monitorYaml(stateDir, port, adminPort));
     await waitUntil(
-      () => up.lines.slice(before).some((l) => l.includes("| broker ready (pid ")),
+      () => up.lines.slice(before).some((l) => l.includes(" supervisor: broker ready (pid ")),
       WAIT_MS,
       "the broker retried after the edit",
     );
@@ -355,7 +367,9 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     assert.ok(group.success, new TextDecoder().decode(group.stderr));
     const status = await up.exited(60_000);
     assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
-    assert.ok(up.lines.some((l) => l.includes("supervisor| all services stopped")));
+    assert.ok(
+      up.lines.some((l) => /^supervisor\| \S+Z INFO  supervisor: all services stopped$/.test(l)),
+    );
     // A clean stop is not reported as a death or as the broker closing the stream.
     assert.ok(!up.lines.some((l) => /is dead|closed by the broker/.test(l)), up.output);
     assert.ok(

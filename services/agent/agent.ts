@@ -38,8 +38,11 @@ export interface AgentOptions {
   ownsStore?: boolean;
   /** Key prefix (default `/monitor`). */
   prefix?: string;
-  /** Broker `host:port`. */
-  broker: string;
+  /**
+   * Broker `host:port`, or several: the agent connects to one chosen by its id
+   * (rendezvous hashing) and fails over to the next (see services/agent/stream.ts).
+   */
+  broker: string | readonly string[];
   tls?: ClientTlsOptions;
   /** Shared secret for the broker (default none). */
   token?: string;
@@ -51,6 +54,8 @@ export interface AgentOptions {
   backoff?: BackoffOptions;
   /** A connection up this long resets the backoff (ms, default 10000). */
   healthyMs?: number;
+  /** After a stream that was up ends, first reconnect within a random delay up to this (ms, default 2000). */
+  failoverSpreadMs?: number;
   /** How long stop() tries to deliver buffered batches (ms, default 3000). */
   flushMs?: number;
   /** State directory: URL plugins are cached in `<state_dir>/plugin-cache`. */
@@ -158,6 +163,7 @@ class Agent implements AgentHandle, CommandTarget {
       connectTimeoutMs: options.connectTimeoutMs,
       backoff: options.backoff,
       healthyMs: options.healthyMs,
+      failoverSpreadMs: options.failoverSpreadMs,
       buffer: this.#buffer,
       onCommand: (command) => runCommand(this, command),
       onStateChange: () => this.#heartbeat.changed(),
@@ -185,7 +191,11 @@ class Agent implements AgentHandle, CommandTarget {
     this.#started = true;
     this.#schedule();
     this.#log.info(
-      `agent ${this.agentId} (${this.hostname}, version ${AGENT_VERSION}, pid ${Deno.pid}) started; broker ${this.#options.broker}, metrics from ${this.#collector.source}`,
+      `agent ${this.agentId} (${this.hostname}, version ${AGENT_VERSION}, pid ${Deno.pid}) started; broker ${
+        typeof this.#options.broker === "string"
+          ? this.#options.broker
+          : `${this.#link.address} (of ${this.#options.broker.join(", ")})`
+      }, metrics from ${this.#collector.source}`,
     );
   }
 

@@ -8,14 +8,15 @@ import { resolve } from "node:path";
 import {
   addCommonOptions,
   announceReady,
+  configureLogging,
   fatal,
   onShutdownSignal,
   parseServiceFlags,
   type ServiceFlags,
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
-import { isHostPort } from "../common/net.ts";
+import { errorMessage, getLogger, setLogContext } from "../common/log.ts";
+import { localAddress, parseBrokerList, replicaAddresses } from "../common/broker_list.ts";
 import {
   readMonitorYaml,
   resolveServiceSettings,
@@ -37,6 +38,7 @@ Examples:
   deno task agent --config monitor.yaml              # store, broker and agent settings from monitor.yaml
   # an agent on another host (the seed's start_agent.sh SERVER:50052 my-agent SERVER):
   deno task agent --broker SERVER:50052 --id my-agent --store-backend etcd --store-endpoints SERVER:2379
+  deno task agent --broker b1:50052,b2:50052,b3:50052 --id my-agent ...   # several brokers, failover
   deno task agent --broker broker.example:50052 --tls-ca ca.pem --tls-cert agent.pem --tls-key agent-key.pem \\
       --token-file /etc/monitor/agent-token
 
@@ -45,9 +47,10 @@ The agent reads its configuration from the store key <prefix>/config/<id> (or
 on a lease and answers these commands:
 ${describeCommands().map((line) => `  ${line}`).join("\n")}
 
-monitor.yaml keys (section agent:): id, broker, metrics_source, tls: {ca, cert, key,
+monitor.yaml keys (section agent:): id, broker (host:port or a list), metrics_source, tls: {ca, cert, key,
 server_name}, token_file | token_env | token. Without agent.broker and an agent token the
-agent uses broker.listen and the broker.token* keys of the same file. The token is never
+agent uses broker.listen (and its broker.replicas ports) and the broker.token* keys of the
+same file. The token is never
 given on the command line (it would show in ps): --token-file and --token-env name where
 to read it.`;
 
@@ -71,7 +74,10 @@ async function main() {
         "Collects system metrics, runs them through the plugin pipeline and streams them to the broker.",
       ),
   )
-    .option("--broker <host:port>", `broker address (default ${DEFAULT_BROKER})`)
+    .option(
+      "--broker <host:port,...>",
+      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default ${DEFAULT_BROKER})`,
+    )
     .option("--id <agent-id>", "agent id (default: the hostname)")
     .option("--token-file <file>", "file holding the token the broker requires, if any")
     .option("--token-env <name>", "environment variable holding the token the broker requires")
@@ -86,26 +92,19 @@ async function main() {
   const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
   const settings = await resolveServiceSettings("agent", flags);
-  setLogLevel(settings.logLevel);
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
   // The local agent of a monitor.yaml talks to that file's broker unless agent: says otherwise.
   const brokerSection = settings.configFile
     ? (await readMonitorYaml(settings.configFile)).broker as Record<string, unknown> | undefined
     : undefined;
-  let broker = sectionString(settings, "agent", "broker", flags.broker);
-  if (broker === undefined && typeof brokerSection?.listen === "string") {
-    broker = brokerSection.listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
-  }
-  broker ??= DEFAULT_BROKER;
-  if (!isHostPort(broker)) {
-    throw new Error(`--broker: expected host:port, found ${JSON.stringify(broker)}`);
-  }
+  const brokers = agentBrokers(flags.broker, settings.section.broker, brokerSection);
   const id = sectionString(settings, "agent", "id", flags.id);
   if (id !== undefined) {
     const problem = checkAgentId(id);
     if (problem) throw new Error(`--id: ${problem}`);
   }
+  configureLogging(settings, { service: "agent", agent: id });
   const source = sectionString(settings, "agent", "metrics_source", flags.metricsSource) ?? "auto";
   if (!["auto", "native", "systeminformation"].includes(source)) {
     throw new Error(
@@ -127,7 +126,7 @@ async function main() {
       ownsStore: true,
       prefix: settings.store.prefix,
       stateDir: settings.stateDir,
-      broker,
+      broker: brokers,
       tls: security.tls,
       token: security.token?.value,
       metricsSource: source as MetricsSource | "auto",
@@ -137,6 +136,7 @@ async function main() {
     await store.close().catch(() => {});
     throw error;
   }
+  setLogContext({ service: "agent", agent: agent.agentId });
 
   let exiting = false;
   const shutdown = async (why: string) => {
@@ -152,6 +152,33 @@ async function main() {
   };
   onShutdownSignal((signal) => void shutdown(`received ${signal}`));
   if (flags.supervised) announceReady();
+}
+
+/**
+ * The brokers of the agent: `--broker`, else `agent.broker` (one address or a
+ * list), else every broker the same monitor.yaml starts (`broker.listen` and
+ * its `broker.replicas`), else {@linkcode DEFAULT_BROKER}.
+ */
+function agentBrokers(
+  flag: string | undefined,
+  fromAgent: unknown,
+  brokerSection: Record<string, unknown> | undefined,
+): string[] {
+  const [where, value] = flag !== undefined
+    ? ["--broker", flag]
+    : fromAgent !== undefined && fromAgent !== null
+    ? ["agent.broker", fromAgent]
+    : [undefined, undefined];
+  if (where !== undefined) {
+    const parsed = parseBrokerList(value);
+    if (typeof parsed === "string") throw new Error(`${where}: ${parsed}`);
+    return parsed;
+  }
+  if (typeof brokerSection?.listen === "string") {
+    const replicas = typeof brokerSection.replicas === "number" ? brokerSection.replicas : 1;
+    return replicaAddresses(localAddress(brokerSection.listen), replicas);
+  }
+  return [DEFAULT_BROKER];
 }
 
 if (import.meta.main) {

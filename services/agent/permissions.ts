@@ -32,8 +32,8 @@ export interface AgentPermissions extends PermissionLists {
 
 /** What the agent is asked to do. */
 export interface AgentPermissionInput {
-  /** Broker `host:port`. */
-  broker: string;
+  /** Broker `host:port`, or every broker the agent may fail over to (a list, or comma-separated). */
+  broker: string | readonly string[];
   /** monitor.yaml, when passed with --config. */
   configFile?: string;
   /** TLS files (CA, certificate, key). */
@@ -81,7 +81,10 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
       ...plugins.flatMap((p) => p.read ?? []),
     ]),
     write: [],
-    net: unique([input.broker, ...plugins.flatMap((p) => p.net ?? [])]),
+    net: unique([
+      ...(typeof input.broker === "string" ? input.broker.split(",") : input.broker),
+      ...plugins.flatMap((p) => p.net ?? []),
+    ]),
     env: unique([
       ...GRPC_ENV_VARS,
       ...GRPC_CLIENT_PROXY_ENV_VARS,

@@ -6,8 +6,16 @@
  * numbers and stay in the {@linkcode BatchBuffer} until the broker
  * acknowledges them, so after a reconnect every unacknowledged batch is sent
  * again, in order. Commands are answered with exactly one CommandResult.
- * Reconnects use exponential backoff with jitter (cap 30 s), reset after a
- * connection that stayed healthy.
+ *
+ * With several brokers the agent keeps its own order of preference
+ * ({@linkcode BrokerChoice}, rendezvous hashing of its id): it connects to
+ * its first choice and, when that broker is unreachable, refuses it (e.g.
+ * RESOURCE_EXHAUSTED at its stream ceiling) or ends the stream, moves to the
+ * next one; the unacknowledged batches go to whichever broker welcomes it.
+ * After a stream that was up ends, the first attempt waits a random delay in
+ * `[0, failoverSpreadMs]` so that the agents of a lost broker do not all
+ * arrive at once; further attempts use exponential backoff with jitter (cap
+ * 30 s), reset after a connection that stayed healthy.
  *
  * @module
  */
@@ -26,12 +34,13 @@ import {
   type WireSample,
 } from "../rpc/mod.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
+import { BrokerChoice } from "./broker_choice.ts";
 import type { BatchBuffer } from "./buffer.ts";
 
 /** Options of {@linkcode BrokerLink}. */
 export interface BrokerLinkOptions {
-  /** Broker `host:port`. */
-  address: string;
+  /** Broker `host:port`, or several (the agent picks and fails over, see the module doc). */
+  address: string | readonly string[];
   tls?: ClientTlsOptions;
   /** Shared secret ("" when none), sent as `authorization` metadata when the stream opens and in Hello. */
   token: string;
@@ -46,6 +55,11 @@ export interface BrokerLinkOptions {
   backoff?: BackoffOptions;
   /** A connection up this long counts as healthy and resets the backoff (ms, default 10000). */
   healthyMs?: number;
+  /**
+   * After a stream that was up ends, the next attempt waits a random delay
+   * up to this (ms, default 2000), spreading the reconnects of a lost broker's agents.
+   */
+  failoverSpreadMs?: number;
   buffer: BatchBuffer;
   /** Runs a command; must resolve with its result (never reject). */
   onCommand(command: WireCommand): Promise<CommandResult>;
@@ -60,7 +74,10 @@ export type LinkState = "connecting" | "connected" | "disconnected" | "stopped";
 /** What `status` shows about the link. */
 export interface LinkStatus {
   state: LinkState;
+  /** The broker connected to, or tried next. */
   address: string;
+  /** Every broker, in this agent's order of preference (only with more than one). */
+  brokers?: string[];
   /** Unix seconds since when connected (Welcome received). */
   connected_since?: number;
   /** Why the last connection attempt or stream failed. */
@@ -84,6 +101,7 @@ export class BrokerLink {
   #options: BrokerLinkOptions;
   #log: Logger;
   #backoff: Backoff;
+  #choice: BrokerChoice;
   #stream: AgentStream | undefined;
   #state: LinkState = "disconnected";
   #stopped = false;
@@ -104,12 +122,25 @@ export class BrokerLink {
     this.#options = options;
     this.#log = options.log;
     this.#backoff = new Backoff(options.backoff);
-    this.#status = { state: "disconnected", address: options.address, connections: 0, attempts: 0 };
+    const list = typeof options.address === "string" ? [options.address] : options.address;
+    this.#choice = new BrokerChoice(options.agentId, list);
+    this.#status = {
+      state: "disconnected",
+      address: this.#choice.current,
+      connections: 0,
+      attempts: 0,
+    };
+    if (this.#choice.order.length > 1) this.#status.brokers = [...this.#choice.order];
   }
 
   /** The current state and counters. */
   status(): LinkStatus {
-    return { ...this.#status, state: this.#state };
+    return { ...this.#status, state: this.#state, address: this.#choice.current };
+  }
+
+  /** The broker connected to (or tried next). */
+  get address(): string {
+    return this.#choice.current;
   }
 
   /** True while a stream is open and welcomed. */
@@ -152,20 +183,30 @@ export class BrokerLink {
   }
 
   async #loop(): Promise<void> {
-    const { address } = this.#options;
+    const random = this.#options.backoff?.random ?? Math.random;
     while (!this.#stopped) {
       this.#setState("connecting");
-      const error = await this.#connectOnce();
+      const address = this.#choice.current;
+      const error = await this.#connectOnce(address);
       if (this.#stopped) break;
-      const healthy = this.#welcomed &&
+      const welcomed = this.#welcomed;
+      const healthy = welcomed &&
         Date.now() - this.#welcomedAt >= (this.#options.healthyMs ?? 10_000);
       if (healthy) this.#backoff.reset();
+      if (welcomed) this.#choice.succeeded();
       this.#status.last_error = error;
       this.#status.attempts++;
       this.#setState("disconnected");
-      const delay = this.#backoff.next();
+      const wholeRound = this.#choice.failed();
+      // A stream that was up ended: spread the reconnects of every agent of that broker.
+      const delay = welcomed
+        ? Math.round(random() * (this.#options.failoverSpreadMs ?? 2000))
+        : wholeRound || this.#choice.order.length === 1
+        ? this.#backoff.next()
+        : Math.round(random() * this.#backoff.initialMs);
       const pending = this.#options.buffer.size;
-      const message = `broker at ${address}: ${error}; reconnecting in ${
+      const next = this.#choice.current === address ? "" : ` broker ${this.#choice.current}`;
+      const message = `broker at ${address}: ${error}; reconnecting${next} in ${
         (delay / 1000).toFixed(1)
       } s (${pending} batch${pending === 1 ? "" : "es"} waiting)`;
       if (this.#status.attempts === 1) this.#log.warn(message);
@@ -176,13 +217,13 @@ export class BrokerLink {
   }
 
   /** One stream from open to end; resolves with why it ended. */
-  async #connectOnce(): Promise<string> {
+  async #connectOnce(address: string): Promise<string> {
     const options = this.#options;
     this.#welcomed = false;
     let stream: AgentStream;
     try {
       stream = openAgentStream({
-        address: options.address,
+        address,
         tls: options.tls,
         connectTimeoutMs: options.connectTimeoutMs ?? 5000,
         keepaliveMs: options.keepaliveMs,
@@ -236,7 +277,7 @@ export class BrokerLink {
     if (error) this.#noteRefusal(error);
     if (this.#welcomed) {
       this.#log.info(
-        `stream to broker ${options.address} ended: ${
+        `stream to broker ${address} ended: ${
           closeReason ??
             (this.#stopped
               ? "the agent is stopping"
@@ -266,7 +307,7 @@ export class BrokerLink {
       this.#status.last_error = undefined;
       const pending = this.#options.buffer.size;
       this.#log.info(
-        `connected to broker ${this.#options.address} (version ${
+        `connected to broker ${this.#choice.current} (version ${
           message.welcome.broker_version || "?"
         })${waited > 0 ? ` after ${waited} failed attempt${waited === 1 ? "" : "s"}` : ""}${
           pending > 0 ? `; re-sending ${pending} unacknowledged batch(es)` : ""
@@ -329,7 +370,7 @@ export class BrokerLink {
     if (reason === this.#lastRefusal) return;
     this.#lastRefusal = reason;
     this.#log.error(
-      `the broker at ${this.#options.address} refused this agent: ${reason} (check agent.token_file and agent.tls; retrying with backoff)`,
+      `the broker at ${this.#choice.current} refused this agent: ${reason} (check agent.token_file and agent.tls; retrying with backoff)`,
     );
   }
 

@@ -10,13 +10,14 @@ import { openBus } from "../bus/mod.ts";
 import {
   addCommonOptions,
   announceReady,
+  configureLogging,
   fatal,
   onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
 } from "../common/cli.ts";
-import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
+import { errorMessage, getLogger } from "../common/log.ts";
 import { readSecret } from "../common/secrets.ts";
 import { readTlsFile, secretSources, tlsFileResolver } from "../common/security_settings.ts";
 import { HealthMonitor } from "../broker/health.ts";
@@ -92,7 +93,7 @@ async function main() {
   const flags = parseServiceFlags<AnalysisFlags>(program, EXAMPLES);
   const log = getLogger("analysis");
   const settings = await resolveServiceSettings("analysis", flags);
-  setLogLevel(settings.logLevel);
+  configureLogging(settings, { service: "analysis" });
   const commandTimeout = sectionNumber(
     settings,
     "analysis",

@@ -21,6 +21,7 @@ import { type AdminServer, startAdminServer } from "./admin.ts";
 import { coalescingBus } from "./coalesce.ts";
 import { sendCommand, type SendEvent, type SendRequest } from "./send.ts";
 import { readAgentConfig, writeAgentConfig } from "./config_store.ts";
+import { Fleet, type SessionRecord } from "./fleet.ts";
 import { HealthMonitor } from "./health.ts";
 import { AgentStateTable } from "../common/agent_state.ts";
 import { createPublishHistogram, type ExpositionFormat, renderExposition } from "./prometheus.ts";
@@ -29,7 +30,7 @@ import { CommandRouter } from "./router.ts";
 import { AgentSession, type SessionContext } from "./session.ts";
 import { DataSink } from "./sink.ts";
 import { ScopeStats, type StatsSnapshot } from "./stats.ts";
-import type { AgentInfo, Broker, BrokerStats, HealthEntry } from "./types.ts";
+import type { AgentInfo, Broker, BrokerStats, FleetBroker, HealthEntry } from "./types.ts";
 import { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 
 /** Version string the broker reports in Welcome. */
@@ -42,9 +43,18 @@ export const DEFAULT_ADMIN = "127.0.0.1:50053";
 export const COMMANDS_JOIN_WAIT_MS = 5000;
 /** Default time an agent has to answer a command (ms). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+/**
+ * Default most agent streams one broker process accepts. Deno 2.9's node:http2
+ * aborted the broker process at about 7,000 streams (issue 14); nothing was
+ * lost at 4,000. Beyond the ceiling a new stream is refused RESOURCE_EXHAUSTED
+ * and its agent goes to another broker.
+ */
+export const DEFAULT_MAX_STREAMS = 4000;
+/** Seconds an agent refused at the ceiling is told to wait before trying this broker again. */
+export const RETRY_AFTER_S = 5;
 
 export type { SendEvent, SendRequest, SendSummary } from "./send.ts";
-export type { AgentInfo, Broker, BrokerStats, HealthEntry } from "./types.ts";
+export type { AgentInfo, Broker, BrokerStats, FleetBroker, HealthEntry } from "./types.ts";
 
 /** Options of {@linkcode startBroker}. */
 export interface BrokerOptions {
@@ -83,8 +93,41 @@ export interface BrokerOptions {
   sinkPath?: string;
   /** Close the bus and store on stop. Default false. */
   closeBackends?: boolean;
+  /**
+   * This broker's id in the fleet (unique per deployment). Default
+   * `<host>:<port>` of the gRPC address, the hostname for a wildcard host.
+   */
+  brokerId?: string;
+  /** Most agent streams at once; more are refused RESOURCE_EXHAUSTED. Default {@linkcode DEFAULT_MAX_STREAMS}. */
+  maxStreams?: number;
   /** Logger. Default `broker`. */
   log?: Logger;
+}
+
+/** The default broker id: `<host>:<port>` of `address`, the hostname for a wildcard host. */
+export function defaultBrokerId(address: string): string {
+  const colon = address.lastIndexOf(":");
+  let host = address.slice(0, colon);
+  if (host === "0.0.0.0" || host === "[::]" || host === "::") {
+    try {
+      host = Deno.hostname();
+    } catch { /* no --allow-sys=hostname: keep the address */ }
+  }
+  return `${host}:${address.slice(colon + 1)}`.replaceAll("/", "_");
+}
+
+function remoteAgent(r: SessionRecord): AgentInfo {
+  return {
+    agent_id: r.agent_id,
+    hostname: r.hostname,
+    version: r.version,
+    peer: r.peer,
+    connected_since: r.connected_since,
+    last_batch: null,
+    batches: 0,
+    latest: null,
+    broker: r.broker_id,
+  };
 }
 
 /** Starts the broker; resolves once it listens and consumes commands. */
@@ -138,9 +181,28 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         results.map((r) => ({ key: r.agent_id, value: JSON.stringify(r) })),
       );
     };
+    const healthMonitor = await HealthMonitor.start(store, prefix, log.child("health"));
+    cleanups.push(() => healthMonitor.close());
+    // The fleet starts once the gRPC address is known; until then this broker is alone.
+    const late: { fleet?: Fleet } = {};
     const router = new CommandRouter({
       get: (id) => registry.get(id),
       list: () => registry.list(),
+      fleet: {
+        leader: () => late.fleet?.leader ?? true,
+        async heldElsewhere(agentId) {
+          const fleet = late.fleet;
+          if (!fleet) return false;
+          const record = await fleet.lookup(agentId).catch(() => fleet?.session(agentId));
+          return record !== undefined && record.instance !== fleet.instance &&
+            fleet.brokers().some((b) => b.broker_id === record.broker_id);
+        },
+        unheld: () =>
+          healthMonitor.list().filter((h) =>
+            h.status === "alive" && !registry.get(h.agent_id) && !late.fleet?.session(h.agent_id)
+          ).map((h) => h.agent_id),
+        heldCount: () => Math.max(registry.size, late.fleet?.sessions().length ?? 0),
+      },
       publishResults,
       timeoutMs: commandTimeoutMs,
       log: log.child("commands"),
@@ -151,12 +213,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     });
     cleanups.push(() => router.close("the broker stopped before the agent answered"));
 
-    const health = await HealthMonitor.start(store, prefix, log.child("health"));
-    cleanups.push(() => health.close());
-    for (const h of health.list()) {
+    for (const h of healthMonitor.list()) {
       states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname);
     }
-    health.onTransition((h) =>
+    healthMonitor.onTransition((h) =>
       states.heartbeat(h.agent_id, h.status === "alive", h.since, h.hostname)
     );
     /** The states now, with each agent's connection to this broker. */
@@ -184,7 +244,13 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       onResult(agentId, result) {
         void router.onResult(agentId, result);
       },
+      onConnection(session, connected) {
+        if (connected) void late.fleet?.held(session);
+        else void late.fleet?.released(session.agentId);
+      },
     };
+    const maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
+    let refusedAtCeiling = 0;
 
     const server: RpcServer = await startRpcServer({
       listen: options.listen ?? DEFAULT_LISTEN,
@@ -195,6 +261,20 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           stream.fail(RpcStatus.UNAVAILABLE, "the broker is shutting down; reconnect later");
           return;
         }
+        if (sessions.size >= maxStreams) {
+          // Refused before the runtime's HTTP/2 layer is pushed past what it holds.
+          total.count("errors");
+          if (refusedAtCeiling++ % 100 === 0) {
+            log.warn(
+              `refused a stream from ${stream.peer}: this broker carries its maximum of ${maxStreams} streams (broker.max_streams; ${refusedAtCeiling} refused so far)`,
+            );
+          }
+          stream.fail(
+            RpcStatus.RESOURCE_EXHAUSTED,
+            `this broker carries its maximum of ${maxStreams} agent streams (broker.max_streams); connect to another broker, or retry this one in ${RETRY_AFTER_S} s`,
+          );
+          return;
+        }
         const session = new AgentSession(stream, ctx);
         sessions.add(session);
         stream.onClose(() => sessions.delete(session));
@@ -202,10 +282,40 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     });
     cleanups.push(() => server.close(1000));
 
+    const brokerId = options.brokerId ?? defaultBrokerId(server.address);
+    const fleetNow = await Fleet.start({
+      store,
+      prefix,
+      brokerId,
+      address: server.address,
+      holds(agentId) {
+        const s = registry.get(agentId);
+        return s && !s.ended ? s : undefined;
+      },
+      onConflict(agentId, record) {
+        const mine = registry.get(agentId);
+        if (!mine) return;
+        if (record.connected_since * 1000 >= mine.connectedAt) {
+          mine.close(
+            `agent ${agentId} connected to broker ${record.broker_id} (${record.broker_address}) since`,
+          );
+        } else void late.fleet?.held(mine);
+      },
+      log: log.child("fleet"),
+    });
+    late.fleet = fleetNow;
+    cleanups.push(() => fleetNow.close());
+    // Agents that connected while the fleet key was being written.
+    for (const s of registry.list()) void fleetNow.held(s);
+
     // Joining the commands consumer group can take until the session of a crashed
     // predecessor expires (Kafka: 30 s). The group then has committed offsets, so nothing
     // is missed by not waiting: after COMMANDS_JOIN_WAIT_MS the broker starts anyway.
-    const group = options.commandsGroup ?? "broker";
+    // Every broker reads every command (its own consumer group) and delivers it to the
+    // agents it holds; the group keeps the broker's id, so a restarted broker resumes.
+    const group = `${options.commandsGroup ?? "broker"}.${
+      brokerId.replace(/[^A-Za-z0-9._-]/g, "_")
+    }`;
     const subscribing: Promise<Subscription> = bus.subscribe({
       topics: [topics.commands],
       group,
@@ -235,8 +345,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       );
     }
 
-    const agents = (): AgentInfo[] =>
-      registry.list().map((s) => ({
+    const agents = (): AgentInfo[] => {
+      const out: AgentInfo[] = registry.list().map((s) => ({
         agent_id: s.agentId,
         hostname: s.hostname,
         version: s.version,
@@ -245,20 +355,43 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         last_batch: s.lastBatchAt === undefined ? null : s.lastBatchAt / 1000,
         batches: s.batches,
         latest: states.get(s.agentId) ? states.values(s.agentId) : null,
+        broker: brokerId,
       }));
+      const here = new Set(out.map((a) => a.agent_id));
+      for (const r of fleetNow.sessions()) {
+        if (here.has(r.agent_id) || r.instance === fleetNow.instance) continue;
+        out.push(remoteAgent(r));
+      }
+      return out.sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+    };
 
     const healthList = (): HealthEntry[] => {
       const byId = new Map<string, HealthEntry>();
       const now = Date.now() / 1000;
-      for (const h of health.list()) {
+      for (const h of healthMonitor.list()) {
         byId.set(h.agent_id, {
           agent_id: h.agent_id,
           status: h.status,
           last_seen: h.last_seen,
           since: h.since,
           connected: false,
+          broker: null,
           hostname: h.hostname,
         });
+      }
+      for (const r of fleetNow.sessions()) {
+        const entry = byId.get(r.agent_id) ?? {
+          agent_id: r.agent_id,
+          status: "unknown" as const,
+          last_seen: null,
+          since: null,
+          connected: false,
+          broker: null,
+          hostname: r.hostname,
+        };
+        entry.connected = true;
+        entry.broker = r.broker_id;
+        byId.set(r.agent_id, entry);
       }
       for (const s of registry.list()) {
         const entry = byId.get(s.agentId) ?? {
@@ -267,9 +400,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           last_seen: null,
           since: null,
           connected: false,
+          broker: null,
           hostname: s.hostname,
         };
         entry.connected = true;
+        entry.broker = brokerId;
         const lastBatch = s.lastBatchAt === undefined ? undefined : s.lastBatchAt / 1000;
         if (lastBatch !== undefined && entry.status !== "dead") {
           entry.last_seen = Math.max(entry.last_seen ?? 0, lastBatch);
@@ -291,9 +426,21 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       for (const [id, s] of [...perAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
         agentsOut[id] = s.snapshot(now);
       }
+      const held = new Map<string, number>();
+      for (const r of fleetNow.sessions()) held.set(r.broker_id, (held.get(r.broker_id) ?? 0) + 1);
+      held.set(brokerId, registry.size);
+      const fleetOut: FleetBroker[] = fleetNow.brokers().map((b) => ({
+        broker_id: b.broker_id,
+        address: b.address,
+        ...(b.admin ? { admin: b.admin } : {}),
+        connected: held.get(b.broker_id) ?? 0,
+        self: b.broker_id === brokerId,
+      }));
       return {
         uptime_s: Math.round((now - startedAt) / 100) / 10,
+        broker_id: brokerId,
         connected: registry.size,
+        fleet: fleetOut,
         pending_commands: router.pendingCount,
         total: total.snapshot(now),
         agents: agentsOut,
@@ -311,6 +458,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     let adminAddress: string | undefined;
     const broker: Broker = {
       address: server.address,
+      brokerId,
       get adminAddress() {
         return adminAddress;
       },
@@ -344,6 +492,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
             log.warn(`closing the commands subscription: ${errorMessage(error)}`)
           );
           await Promise.all([...sessions].map((s) => s.drain()));
+          // The fleet lease is revoked below (every session key at once), not key by key.
+          fleetNow.quiesce();
           for (const s of [...sessions]) s.close(reason);
           // Commands still waiting get their error results now, which also ends any
           // admin `send` in progress, so the admin server can shut down at once.

@@ -10,13 +10,14 @@ import type { Bus } from "../bus/types.ts";
 import {
   addCommonOptions,
   announceReady,
+  configureLogging,
   fatal,
   onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
 } from "../common/cli.ts";
-import { errorMessage, getLogger, setLogLevel } from "../common/log.ts";
+import { errorMessage, getLogger } from "../common/log.ts";
 import {
   resolveServiceSettings,
   sectionNumber,
@@ -25,7 +26,7 @@ import {
 import { startConsole } from "../console/mod.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
-import { DEFAULT_ADMIN, DEFAULT_LISTEN, startBroker } from "./mod.ts";
+import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_MAX_STREAMS, startBroker } from "./mod.ts";
 import { brokerCommands, localBrokerBackend } from "./console.ts";
 import { readBrokerSecurity, securityWarnings } from "./security.ts";
 
@@ -38,13 +39,14 @@ Examples:
       --store-backend etcd --store-endpoints 10.0.0.5:2379 \\
       --bus-backend kafka --bus-brokers 10.0.0.6:9092
   deno task broker --sink result.txt                 # also append samples as JSON lines
+  deno task broker --listen 0.0.0.0:50062 --admin 127.0.0.1:50063   # a second broker (agents: --broker a:50052,a:50062)
   curl http://127.0.0.1:50053/metrics                # Prometheus text from the admin API
 
 Console (when stdin is a terminal, or with --console): help, list, health, stats,
 config <agent> <json>, send <agent|all> <command> [json args], quit.
 
 monitor.yaml keys (section broker:): listen, admin, sink, command_timeout (seconds),
-max_batch_samples, tls: {cert, key, ca, require_client_cert}, token_file | token_env | token,
+max_batch_samples, max_streams, replicas (used by the supervisor), tls: {cert, key, ca, require_client_cert}, token_file | token_env | token,
 admin_token_file | admin_token_env | admin_token. Tokens are never given on the command line
 (they would show in ps): --token-file and --token-env name where to read them.`;
 
@@ -58,6 +60,8 @@ interface BrokerFlags extends ServiceFlags {
   sink?: string;
   commandTimeout?: string;
   maxBatchSamples?: string;
+  maxStreams?: string;
+  id?: string;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
@@ -83,6 +87,14 @@ async function main() {
     .option("--sink <file>", "append every received sample to this file as JSON lines")
     .option("--command-timeout <seconds>", "how long an agent has to answer a command (default 10)")
     .option("--max-batch-samples <n>", "largest batch accepted (default 1000)")
+    .option(
+      "--max-streams <n>",
+      `most agent streams this broker accepts; more are refused RESOURCE_EXHAUSTED and go to another broker (default ${DEFAULT_MAX_STREAMS})`,
+    )
+    .option(
+      "--id <broker-id>",
+      "this broker's id in the fleet (default <host>:<port> of --listen, the hostname for 0.0.0.0)",
+    )
     .option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC listener")
     .option("--tls-key <file>", "TLS private key (PEM)")
     .option(
@@ -93,7 +105,7 @@ async function main() {
   const log = getLogger("broker");
 
   const settings = await resolveServiceSettings("broker", flags);
-  setLogLevel(settings.logLevel);
+  configureLogging(settings, { service: "broker" });
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
   const path = (p: string) =>
     isAbsolute(p) ? p : resolve(flags.sink !== undefined ? Deno.cwd() : base, p);
@@ -114,6 +126,18 @@ async function main() {
     flags.maxBatchSamples,
     "a whole number of samples greater than 0",
   );
+  const maxStreams = sectionNumber(
+    settings,
+    "broker",
+    "max_streams",
+    flags.maxStreams,
+    "a whole number of streams (agents) greater than 0",
+  );
+  if (flags.id !== undefined && !/^[^/\s]{1,128}$/.test(flags.id)) {
+    throw new Error(
+      `--id: expected 1 to 128 characters without '/' or spaces, found ${JSON.stringify(flags.id)}`,
+    );
+  }
   const security = await readBrokerSecurity(settings.section, flags, base);
   for (const warning of securityWarnings(listen, security)) log.warn(warning);
   if (security.tls) {
@@ -143,6 +167,8 @@ async function main() {
     sinkPath: sink === undefined ? undefined : path(sink),
     commandTimeoutMs: commandTimeout === undefined ? undefined : commandTimeout * 1000,
     limits: maxBatch === undefined ? undefined : { maxBatchSamples: Math.floor(maxBatch) },
+    maxStreams: maxStreams === undefined ? undefined : Math.floor(maxStreams),
+    brokerId: flags.id,
     tls: security.tls,
     bus,
     store,

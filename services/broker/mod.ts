@@ -21,7 +21,11 @@ export {
   DEFAULT_ADMIN,
   DEFAULT_COMMAND_TIMEOUT_MS,
   DEFAULT_LISTEN,
+  DEFAULT_MAX_STREAMS,
+  defaultBrokerId,
+  type FleetBroker,
   type HealthEntry,
+  RETRY_AFTER_S,
   type SendEvent,
   type SendRequest,
   type SendSummary,
@@ -46,6 +50,7 @@ export {
 export { isLoopbackHost, splitHostPort } from "../common/net.ts";
 export type { ConfigView, ConfigWrite } from "./config_store.ts";
 export type { AgentHealth } from "./health.ts";
+export { type BrokerRecord, FLEET_LEASE_TTL_S, type SessionRecord } from "./fleet.ts";
 export type { RouterEvent } from "./router.ts";
 export type { Counters, StatsSnapshot } from "./stats.ts";
 export { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";

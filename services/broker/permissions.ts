@@ -61,6 +61,8 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
       ...(input.configFile ? YAML_ENV_VARS : []),
       ...(input.secretEnv ?? []),
     ],
+    // The default broker id of a broker listening on 0.0.0.0 is the hostname and its port.
+    sys: ["hostname"],
   };
 }
 

@@ -5,6 +5,11 @@
  * an error when the agent is not connected, drops off, or does not answer in
  * time. Nothing is silent.
  *
+ * With several brokers ({@linkcode RouterOptions.fleet}) every broker sees
+ * every command and delivers it only to the agents whose streams it holds;
+ * the errors for agents no broker holds come from one broker only, the
+ * fleet's leader, so that each agent still gets exactly one result.
+ *
  * @module
  */
 import type { BusMessage } from "../bus/types.ts";
@@ -45,6 +50,20 @@ export interface RouterOptions {
   log: Logger;
   /** Counts commands sent, results published and errors. */
   count?(counter: "commands" | "results" | "errors", agentId?: string): void;
+  /** With several brokers: who answers for the agents this broker does not hold. */
+  fleet?: RouterFleet;
+}
+
+/** What the router needs to know about the other brokers. */
+export interface RouterFleet {
+  /** True on exactly one live broker: it reports agents no broker holds. */
+  leader(): boolean;
+  /** True when a live broker other than this one holds the agent's stream. */
+  heldElsewhere(agentId: string): Promise<boolean>;
+  /** Agents known from heartbeats (alive) that no broker holds. */
+  unheld(): string[];
+  /** Agents held by any broker. */
+  heldCount(): number;
 }
 
 /** How many command ids are remembered to skip re-delivered commands. */
@@ -133,12 +152,25 @@ export class CommandRouter {
       : [this.#options.get(command.target)].filter((t): t is RouteTarget => t !== undefined);
     const errors: ResultMessage[] = [];
     const sentTo: string[] = [];
-    if (targets.length === 0) {
-      const why = command.target === "all"
-        ? "no agents are connected"
-        : `agent ${command.target} is not connected`;
-      this.#options.log.warn(`command ${command.command_id} (${command.command_type}): ${why}`);
-      errors.push(this.#errorResult(command.command_id, command.target, why));
+    const fleet = this.#options.fleet;
+    if (!fleet) {
+      if (targets.length === 0) errors.push(this.#notConnected(command));
+    } else if (fleet.leader()) {
+      if (command.target !== "all") {
+        if (targets.length === 0 && !await fleet.heldElsewhere(command.target)) {
+          errors.push(this.#notConnected(command));
+        }
+      } else if (targets.length === 0 && fleet.heldCount() === 0) {
+        errors.push(this.#notConnected(command));
+      } else {
+        for (const agentId of fleet.unheld()) {
+          errors.push(this.#errorResult(
+            command.command_id,
+            agentId,
+            `agent ${agentId} is not connected to any broker (its heartbeat is alive)`,
+          ));
+        }
+      }
     }
     for (const target of targets) {
       const key = this.#key(command.command_id, target.agentId);
@@ -226,6 +258,14 @@ export class CommandRouter {
         }`,
       );
     }
+  }
+
+  #notConnected(command: CommandMessage): ResultMessage {
+    const why = command.target === "all"
+      ? "no agents are connected"
+      : `agent ${command.target} is not connected`;
+    this.#options.log.warn(`command ${command.command_id} (${command.command_type}): ${why}`);
+    return this.#errorResult(command.command_id, command.target, why);
   }
 
   #errorResult(commandId: string, agentId: string, output: string): ResultMessage {

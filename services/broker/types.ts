@@ -25,9 +25,12 @@ export interface AgentInfo {
   batches: number;
   /**
    * Current values of this agent: the newest of each metric, carried forward
-   * while the keep-alive window holds (stale ones left out); null before the first sample.
+   * while the keep-alive window holds (stale ones left out); null before the
+   * first sample, and null for agents on other brokers.
    */
   latest: Record<string, number> | null;
+  /** Id of the broker holding the agent's stream. */
+  broker: string;
 }
 
 /** One agent in `health` and `GET /health`. */
@@ -39,8 +42,10 @@ export interface HealthEntry {
   last_seen: number | null;
   /** When the current status began (Unix seconds), or null when unknown. */
   since: number | null;
-  /** Connected to this broker right now. */
+  /** Connected to a broker of the fleet right now. */
   connected: boolean;
+  /** Id of the broker holding the agent's stream, or null. */
+  broker: string | null;
   hostname?: string;
   /** Timestamp of the agent's newest sample (Unix seconds), or null before the first. */
   last_sample?: number | null;
@@ -48,10 +53,26 @@ export interface HealthEntry {
   stale_metrics?: string[];
 }
 
+/** One broker of the fleet in `stats` and `GET /stats`. */
+export interface FleetBroker {
+  broker_id: string;
+  address: string;
+  admin?: string;
+  /** Agents whose streams it holds. */
+  connected: number;
+  /** True for the broker answering these statistics. */
+  self: boolean;
+}
+
 /** `stats` and `GET /stats`. */
 export interface BrokerStats {
   uptime_s: number;
+  /** This broker's id. */
+  broker_id: string;
+  /** Agents connected to this broker. */
   connected: number;
+  /** Every live broker and the agents each holds. */
+  fleet: FleetBroker[];
   /** Commands waiting for an agent's answer. */
   pending_commands: number;
   total: StatsSnapshot;
@@ -64,7 +85,9 @@ export interface Broker {
   readonly address: string;
   /** The admin API address, when enabled. */
   readonly adminAddress: string | undefined;
-  /** Connected agents. */
+  /** This broker's id in the fleet. */
+  readonly brokerId: string;
+  /** Connected agents (the whole fleet: each with the broker holding it). */
   agents(): AgentInfo[];
   /** Health of every agent seen in heartbeats or connected. */
   health(): HealthEntry[];

@@ -6,7 +6,15 @@
  */
 import type { Command } from "commander";
 import process from "node:process";
-import { errorMessage } from "./log.ts";
+import {
+  errorMessage,
+  type LogContext,
+  type LogFormat,
+  type LogLevel,
+  setLogContext,
+  setLogFormat,
+  setLogLevel,
+} from "./log.ts";
 
 /** The common service flags (see the team conventions). */
 export interface CommonFlags {
@@ -18,6 +26,7 @@ export interface CommonFlags {
   busBrokers?: string;
   stateDir?: string;
   logLevel?: string;
+  logFormat?: string;
 }
 
 /** The flags {@linkcode addCommonOptions} adds, as commander gives them. */
@@ -38,7 +47,24 @@ export function addCommonOptions(program: Command): Command {
     .option("--state-dir <dir>", "state directory (default .monitor next to monitor.yaml)")
     .option("--supervised", "run under the supervisor: no console, print monitor:ready when ready")
     .option("--console", "force a line-mode console even when stdin is not a terminal")
-    .option("--log-level <level>", "debug | info | warn | error", "info");
+    .option("--log-level <level>", "debug | info | warn | error (default: log_level, else info)")
+    .option(
+      "--log-format <format>",
+      "text | json, one object a line (default: log_format, else text)",
+    );
+}
+
+/**
+ * Applies the resolved log settings of a service: level, line format, and
+ * who is logging (the service, and the agent id in an agent).
+ */
+export function configureLogging(
+  settings: { logLevel: LogLevel; logFormat: LogFormat },
+  context: LogContext,
+): void {
+  setLogLevel(settings.logLevel);
+  setLogFormat(settings.logFormat);
+  setLogContext(context);
 }
 
 /**

@@ -8,6 +8,7 @@ export {
   type AgentTlsConfig,
   type AnalysisConfig,
   type BrokerConfig,
+  brokerReplicas,
   type BrokerTlsConfig,
   type BusConfig,
   checkMonitorConfig,

@@ -2,7 +2,7 @@
  * monitor.yaml: the one file describing a deployment. Parsed with source
  * positions, validated against the schema of its fixed top-level keys
  * (`store`, `bus`, `broker`, `agent`, `analysis`, `agents`, `plugins`, plus
- * `state_dir` and `log_level`), and resolved into a {@linkcode MonitorConfig}
+ * `state_dir`, `log_level` and `log_format`), and resolved into a {@linkcode MonitorConfig}
  * with every default filled in.
  *
  * Every issue names the file, line and column, the key path
@@ -18,9 +18,22 @@
  * @module
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { exposureProblem } from "../common/http_security.ts";
+import {
+  BROKER_LIST_EXPECTED,
+  localAddress,
+  MAX_REPLICAS,
+  parseBrokerList,
+  replicaAddresses,
+} from "../common/broker_list.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { LOG_LEVELS, type LogLevel } from "../common/log.ts";
+import {
+  DEFAULT_LOG_FORMAT,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from "../common/log.ts";
+import { exposureProblem } from "../common/http_security.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
 import {
   type AgentConfig,
@@ -54,6 +67,7 @@ export const DATABASE_FILE = "monitor.db";
 export const MONITOR_KEYS: readonly string[] = Object.freeze([
   "state_dir",
   "log_level",
+  "log_format",
   "store",
   "bus",
   "broker",
@@ -67,6 +81,7 @@ export const MONITOR_KEYS: readonly string[] = Object.freeze([
 export const MONITOR_DEFAULTS = Object.freeze({
   state_dir: ".monitor",
   log_level: "info" as LogLevel,
+  log_format: DEFAULT_LOG_FORMAT as LogFormat,
   store: Object.freeze({ backend: "embedded", endpoints: ["127.0.0.1:2379"], prefix: "/monitor" }),
   bus: Object.freeze({ backend: "embedded", brokers: ["127.0.0.1:9092"] }),
   broker: Object.freeze({
@@ -76,6 +91,12 @@ export const MONITOR_DEFAULTS = Object.freeze({
     admin: "127.0.0.1:50053",
     command_timeout: 10,
     max_batch_samples: 1000,
+    replicas: 1,
+    /**
+     * Streams (agents) one broker process accepts; same as the broker's
+     * `DEFAULT_MAX_STREAMS` (a test keeps them equal).
+     */
+    max_streams: 4000,
   }),
   analysis: Object.freeze({
     group: "analysis",
@@ -148,6 +169,13 @@ export interface BrokerConfig {
   command_timeout: number;
   /** Largest batch accepted from an agent (samples). */
   max_batch_samples: number;
+  /**
+   * Brokers the supervisor starts on this host: replica i listens on the
+   * `listen` port + i and serves its admin API on the `admin` port + i.
+   */
+  replicas: number;
+  /** Streams (agents) one broker process accepts; more are refused RESOURCE_EXHAUSTED. */
+  max_streams: number;
   /** TLS of the gRPC listener (plaintext when absent). */
   tls?: BrokerTlsConfig;
 }
@@ -200,7 +228,11 @@ export interface AgentTlsConfig {
 export interface LocalAgentConfig {
   /** Agent id (default: the hostname). */
   id: string;
-  /** Broker address (default: `broker.listen`, 0.0.0.0 read as 127.0.0.1). */
+  /**
+   * Broker address, or several separated by commas (a YAML list is accepted
+   * too): the agent picks one by its id and fails over to the others. Default:
+   * every broker of `broker.listen` and `broker.replicas`, 0.0.0.0 read as 127.0.0.1.
+   */
   broker: string;
   /** Shared secret for the broker (default: `broker.token`). */
   token?: string;
@@ -232,6 +264,8 @@ export interface MonitorConfig {
   state_dir: string;
   /** Log level of every service. */
   log_level: LogLevel;
+  /** Line format of every service's and the supervisor's logs: text or json (one object a line). */
+  log_format: LogFormat;
   store: StoreConfig;
   bus: BusConfig;
   broker: BrokerConfig;
@@ -287,6 +321,8 @@ const BROKER_KEYS = [
   "sink",
   "command_timeout",
   "max_batch_samples",
+  "replicas",
+  "max_streams",
   "tls",
 ] as const;
 const BROKER_TLS_KEYS = ["cert", "key", "ca", "require_client_cert"] as const;
@@ -405,17 +441,83 @@ function checkBus(raw: unknown, issues: Issues): BusConfig {
 
 const SECONDS = "a number of seconds greater than 0";
 
+/**
+ * Every broker of a resolved `broker:` section: gRPC and admin address of
+ * replica i (`listen` port + i, `admin` port + i; admin undefined when off).
+ */
+export function brokerReplicas(broker: BrokerConfig): Array<{ listen: string; admin?: string }> {
+  const listens = replicaAddresses(broker.listen, broker.replicas);
+  const admins = broker.admin === "off" ? [] : replicaAddresses(broker.admin, broker.replicas);
+  return listens.map((listen, i) => (admins[i] ? { listen, admin: admins[i] } : { listen }));
+}
+
 function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
   const d = MONITOR_DEFAULTS.broker;
   const doc = section(raw, "broker", BROKER_KEYS, issues) ?? {};
   const listen = hostPort(doc, "listen", "broker", issues, { fallback: d.listen });
-  const admin = hostPort(doc, "admin", "broker", issues, { fallback: d.admin }, {
+  let replicas = positive(doc, "replicas", "broker", issues, {
+    fallback: d.replicas,
+    what: `a whole number of brokers from 1 to ${MAX_REPLICAS}`,
+    whole: true,
+  });
+  if (replicas > MAX_REPLICAS) {
+    issues.wrong(
+      "broker.replicas",
+      `a whole number of brokers from 1 to ${MAX_REPLICAS}`,
+      replicas,
+    );
+    replicas = 1;
+  }
+  // With replicas and no admin given, the admin ports follow the brokers' ports.
+  const adminDefault = replicas > 1 && doc.admin === undefined
+    ? `${d.admin.slice(0, d.admin.lastIndexOf(":"))}:${
+      Number(listen.slice(listen.lastIndexOf(":") + 1)) + replicas
+    }`
+    : d.admin;
+  const admin = hostPort(doc, "admin", "broker", issues, { fallback: adminDefault }, {
     also: "off",
     what: "the admin API's address host:port, e.g. 127.0.0.1:50053",
   });
+  let addresses = [listen];
+  let adminAddresses = admin === "off" ? [] : [admin];
+  if (replicas > 1) {
+    try {
+      addresses = replicaAddresses(listen, replicas);
+      if (admin !== "off") adminAddresses = replicaAddresses(admin, replicas);
+    } catch (error) {
+      issues.wrong(
+        "broker.replicas",
+        `ports that fit: ${(error as Error).message}`,
+        doc.replicas,
+      );
+      replicas = 1;
+    }
+    const port = (a: string) => a.slice(a.lastIndexOf(":") + 1);
+    const grpcPorts = new Set(addresses.map(port));
+    const clash = adminAddresses.find((a) => grpcPorts.has(port(a)));
+    if (clash !== undefined) {
+      issues.wrong(
+        "broker.admin",
+        `admin ports (${adminAddresses[0]} and the next ${
+          replicas - 1
+        }) apart from the brokers' ports ${addresses[0]} to ${addresses[addresses.length - 1]}`,
+        doc.admin,
+        `e.g. ${adminAddresses[0].slice(0, adminAddresses[0].lastIndexOf(":"))}:${
+          Number(port(addresses[addresses.length - 1])) + 1
+        }`,
+      );
+    }
+  }
   const config: BrokerConfig = {
     listen,
     admin,
+    replicas,
+    max_streams: positive(doc, "max_streams", "broker", issues, {
+      fallback: d.max_streams,
+      what: "a whole number of streams (agents) greater than 0",
+      whole: true,
+    }),
+
     command_timeout: positive(doc, "command_timeout", "broker", issues, {
       fallback: d.command_timeout,
       what: SECONDS,
@@ -578,12 +680,21 @@ function checkAgent(
       );
     }
   }
-  const fromListen = broker.listen.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
+  let brokers = brokerReplicas(broker).map((b) => localAddress(b.listen));
+  if (doc.broker !== undefined && doc.broker !== null) {
+    const parsed = parseBrokerList(doc.broker);
+    if (typeof parsed === "string") {
+      issues.wrong(
+        "agent.broker",
+        `${BROKER_LIST_EXPECTED} (a string or a YAML list)`,
+        doc.broker,
+        parsed,
+      );
+    } else brokers = parsed;
+  }
   const config: LocalAgentConfig = {
     id,
-    broker: hostPort(doc, "broker", "agent", issues, { fallback: fromListen }, {
-      what: "the broker's address host:port, e.g. 10.0.0.5:50052",
-    }),
+    broker: brokers.join(","),
     metrics_source: oneOf(doc, "metrics_source", "agent", METRICS_SOURCES, "auto", issues),
   };
   const secrets: Record<string, string> = {};
@@ -695,6 +806,7 @@ export function resolveMonitorValue(
     else issues.wrong("state_dir", "a directory path, e.g. .monitor", doc.state_dir);
   }
   const logLevel = oneOf(doc, "log_level", "", LOG_LEVELS, MONITOR_DEFAULTS.log_level, issues);
+  const logFormat = oneOf(doc, "log_format", "", LOG_FORMATS, MONITOR_DEFAULTS.log_format, issues);
   const store = checkStore(doc.store, issues);
   const bus = checkBus(doc.bus, issues);
   const broker = checkBroker(doc.broker, issues);
@@ -708,6 +820,7 @@ export function resolveMonitorValue(
   const config: MonitorConfig = {
     state_dir: stateDir,
     log_level: logLevel,
+    log_format: logFormat,
     store,
     bus,
     broker,

@@ -46,6 +46,7 @@ export function monitorConfigDocument(config: MonitorConfig): Record<string, unk
   return structuredClone({
     state_dir: config.state_dir,
     log_level: config.log_level,
+    log_format: config.log_format,
     store: config.store,
     bus: config.bus,
     broker: config.broker,

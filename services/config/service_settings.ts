@@ -9,7 +9,7 @@
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { BusSettings } from "../bus/types.ts";
 import type { CommonFlags } from "../common/cli.ts";
-import { isLogLevel, type LogLevel } from "../common/log.ts";
+import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "../common/log.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
 import { isHostPort } from "../common/net.ts";
 import type { StoreSettings } from "../store/types.ts";
@@ -26,6 +26,8 @@ export interface ServiceSettings {
   bus: BusSettings;
   topics: TopicNames;
   logLevel: LogLevel;
+  /** `--log-format`, else monitor.yaml's `log_format`, else `text`. */
+  logFormat: LogFormat;
   /** The service's own section of monitor.yaml (`broker:`, `analysis:`), or `{}`. */
   section: Record<string, unknown>;
 }
@@ -178,6 +180,14 @@ export async function resolveServiceSettings(
       found: describeValue(logLevel),
     });
   }
+  const logFormat = flags.logFormat ?? doc.log_format ?? "text";
+  if (!isLogFormat(logFormat)) {
+    issues.push({
+      path: flags.logFormat !== undefined ? "--log-format" : "log_format",
+      expected: "text or json",
+      found: describeValue(logFormat),
+    });
+  }
   if (issues.length > 0) throw new ConfigError(issues, configFile);
 
   const path = join(stateDir, DATABASE_FILE);
@@ -198,6 +208,7 @@ export async function resolveServiceSettings(
     },
     topics,
     logLevel: logLevel as LogLevel,
+    logFormat: logFormat as LogFormat,
     section: own,
   };
 }

@@ -11,8 +11,8 @@ import { Command } from "commander";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { PluginContext } from "../../plugins/api.ts";
-import { errorMessage, setLogLevel } from "../common/log.ts";
-import type { CommonFlags } from "../common/cli.ts";
+import { errorMessage } from "../common/log.ts";
+import { type CommonFlags, configureLogging } from "../common/cli.ts";
 import { resolveServiceSettings } from "../config/service_settings.ts";
 import { didYouMean } from "../config/issues.ts";
 import { openStore } from "../store/mod.ts";
@@ -69,7 +69,7 @@ function problem(message: string) {
 async function settingsOf(flags: Flags) {
   const config = flags.config ?? (existsSync("monitor.yaml") ? "monitor.yaml" : undefined);
   const settings = await resolveServiceSettings("plugins", { ...flags, config });
-  setLogLevel(settings.logLevel);
+  configureLogging(settings, { service: "plugins" });
   return settings;
 }
 
@@ -290,7 +290,11 @@ function storeOptions(command: Command): Command {
     .option("--store-endpoints <list>", "etcd endpoints, host:port,host:port")
     .option("--store-prefix <prefix>", "key prefix in the store (default /monitor)")
     .option("--state-dir <dir>", "state directory (default .monitor next to monitor.yaml)")
-    .option("--log-level <level>", "debug | info | warn | error", "info");
+    .option("--log-level <level>", "debug | info | warn | error (default: log_level, else info)")
+    .option(
+      "--log-format <format>",
+      "text | json, one object a line (default: log_format, else text)",
+    );
 }
 
 async function main() {

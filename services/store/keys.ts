@@ -18,12 +18,20 @@ export interface StoreKeys {
   readonly heartbeatPrefix: string;
   /** Prefix of every plugin pin: `<root>/plugins/`. */
   readonly pluginPrefix: string;
+  /** Prefix of every agent session (which broker holds its stream): `<root>/sessions/`. */
+  readonly sessionPrefix: string;
+  /** Prefix of every live broker: `<root>/brokers/`. */
+  readonly brokerPrefix: string;
   /** `<root>/config/<agent-id>` (`config("default")` for agents without their own). */
   config(agentId: string): string;
   /** `<root>/heartbeat/<agent-id>`. */
   heartbeat(agentId: string): string;
   /** `<root>/plugins/<plugin-name>`. */
   plugin(name: string): string;
+  /** `<root>/sessions/<agent-id>`: the broker holding the agent's stream, on that broker's lease. */
+  session(agentId: string): string;
+  /** `<root>/brokers/<broker-id>`: a live broker, on its lease. */
+  broker(brokerId: string): string;
   /** The agent id (or plugin name) of a key under one of the prefixes, or undefined. */
   nameOf(key: string, prefix: string): string | undefined;
 }
@@ -55,14 +63,20 @@ export function storeKeys(prefix: string = DEFAULT_STORE_PREFIX): StoreKeys {
   const configPrefix = `${root}/config/`;
   const heartbeatPrefix = `${root}/heartbeat/`;
   const pluginPrefix = `${root}/plugins/`;
+  const sessionPrefix = `${root}/sessions/`;
+  const brokerPrefix = `${root}/brokers/`;
   return Object.freeze({
     root,
     configPrefix,
     heartbeatPrefix,
     pluginPrefix,
+    sessionPrefix,
+    brokerPrefix,
     config: (agentId: string) => configPrefix + checkName("agent id", agentId),
     heartbeat: (agentId: string) => heartbeatPrefix + checkName("agent id", agentId),
     plugin: (name: string) => pluginPrefix + checkName("plugin name", name),
+    session: (agentId: string) => sessionPrefix + checkName("agent id", agentId),
+    broker: (brokerId: string) => brokerPrefix + checkName("broker id", brokerId),
     nameOf: (key: string, under: string) => {
       if (!key.startsWith(under)) return undefined;
       const rest = key.slice(under.length);

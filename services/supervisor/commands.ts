@@ -63,6 +63,8 @@ export interface DeploymentSettings {
   bus: BusSettings;
   /** `--log-level` for every service, when not `info`. */
   logLevel?: string;
+  /** `log_format` of monitor.yaml (services get `--log-format` when not text). */
+  logFormat?: string;
   broker: {
     /** gRPC address agents connect to (`host:port`). */
     listen: string;
@@ -79,6 +81,11 @@ export interface DeploymentSettings {
     /** The admin token's file or variable (the supervisor's console reads it too). */
     adminTokenFile?: string;
     adminTokenEnv?: string;
+    /**
+     * `broker.replicas`: every broker started on this host, the first being
+     * `listen`/`admin` itself (absent: that one only).
+     */
+    replicas?: Array<{ listen: string; admin?: string }>;
   };
   /** The analysis application's dashboard. */
   analysis?: {
@@ -137,17 +144,23 @@ function commonServiceArgs(settings: DeploymentSettings): string[] {
   if (settings.logLevel && settings.logLevel !== "info") {
     args.push("--log-level", settings.logLevel);
   }
+  if (settings.logFormat && settings.logFormat !== "text") {
+    args.push("--log-format", settings.logFormat);
+  }
   return args;
 }
 
-/** The broker's permissions: its own, the store's and the bus's. */
-export function brokerPermissionSet(settings: DeploymentSettings): PermissionSet {
+/** The broker's permissions: its own, the store's and the bus's (`replica` i: its addresses). */
+export function brokerPermissionSet(settings: DeploymentSettings, replica = 0): PermissionSet {
+  const own = replica === 0
+    ? { listen: settings.broker.listen, admin: settings.broker.admin }
+    : settings.broker.replicas![replica];
   return mergePermissions(
     brokerPermissions({
       stateDir: settings.stateDir,
       configFile: settings.configFile,
-      listen: settings.broker.listen,
-      admin: settings.broker.admin,
+      listen: own.listen,
+      admin: own.admin,
       sink: settings.broker.sink,
       tlsFiles: settings.broker.tlsFiles,
       secretFiles: settings.broker.secretFiles,
@@ -217,6 +230,12 @@ export function serviceCommand(name: ServiceName, settings: DeploymentSettings):
   const extra = name === "agent" && settings.plugins.length > 0
     ? ["--unstable-worker-options"]
     : [];
+  // With replicas the first broker's admin port is derived (after the brokers' ports):
+  // every broker gets its addresses on the command line.
+  const replicas = settings.broker.replicas ?? [];
+  const addresses = name === "broker" && replicas.length > 1
+    ? ["--listen", replicas[0].listen, "--admin", replicas[0].admin ?? "off"]
+    : [];
   return {
     program: "deno",
     args: [
@@ -225,6 +244,36 @@ export function serviceCommand(name: ServiceName, settings: DeploymentSettings):
       ...extra,
       SERVICE_SCRIPTS[name],
       ...commonServiceArgs(settings),
+      ...addresses,
+    ],
+    cwd: REPO_ROOT,
+  };
+}
+
+/** Name of broker replica `i` (0-based) as the supervisor reports it: `broker`, `broker-2`, ... */
+export function brokerReplicaName(i: number): string {
+  return i === 0 ? "broker" : `broker-${i + 1}`;
+}
+
+/**
+ * The command line of broker replica `i` (1-based beyond the first, which is
+ * {@linkcode serviceCommand}`("broker")`): the same file with its own
+ * `--listen` and `--admin` (port + i), and permissions for those addresses.
+ */
+export function brokerReplicaCommand(settings: DeploymentSettings, i: number): ServiceCommand {
+  const replica = settings.broker.replicas?.[i];
+  if (i === 0 || replica === undefined) return serviceCommand("broker", settings);
+  return {
+    program: "deno",
+    args: [
+      "run",
+      ...permissionArgs(brokerPermissionSet(settings, i)),
+      SERVICE_SCRIPTS.broker,
+      ...commonServiceArgs(settings),
+      "--listen",
+      replica.listen,
+      "--admin",
+      replica.admin ?? "off",
     ],
     cwd: REPO_ROOT,
   };

@@ -6,6 +6,7 @@
  */
 import { resolve } from "node:path";
 import {
+  brokerReplicas,
   configPath,
   databasePath,
   loadMonitorConfig,
@@ -37,6 +38,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
     },
     bus: { backend: config.bus.backend, brokers: [...config.bus.brokers], path },
     logLevel: config.log_level,
+    logFormat: config.log_format,
     broker: {
       listen: broker.listen,
       admin: broker.admin === "off" ? undefined : broker.admin,
@@ -50,6 +52,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
         ? undefined
         : configPath(config, broker.admin_token_file),
       adminTokenEnv: broker.admin_token_env,
+      replicas: brokerReplicas(broker),
     },
     analysis: {
       http: config.analysis.http === "off" ? undefined : config.analysis.http,
@@ -84,6 +87,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
     sharedInputs: {
       state_dir: deployment.stateDir,
       log_level: config.log_level,
+      log_format: config.log_format,
       store: config.store,
       bus: config.bus,
     },

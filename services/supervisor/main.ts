@@ -18,6 +18,8 @@ import { resolve } from "node:path";
 import { errorMessage } from "../common/log.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import {
+  brokerReplicaCommand,
+  brokerReplicaName,
   formatCommand,
   pinCommand,
   RELAUNCH_EXIT_CODE,
@@ -64,6 +66,13 @@ export function describeCommands(plan: SupervisorPlan): string {
   }
   for (const name of SERVICE_NAMES) {
     lines.push(`# ${name}`, formatCommand(serviceCommand(name, plan.deployment)));
+    const replicas = name === "broker" ? plan.deployment.broker.replicas?.length ?? 1 : 1;
+    for (let i = 1; i < replicas; i++) {
+      lines.push(
+        `# ${brokerReplicaName(i)}`,
+        formatCommand(brokerReplicaCommand(plan.deployment, i)),
+      );
+    }
   }
   return lines.join("\n");
 }

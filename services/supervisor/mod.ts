@@ -18,6 +18,8 @@ export {
   agentPermissionSet,
   analysisPermissionSet,
   brokerPermissionSet,
+  brokerReplicaCommand,
+  brokerReplicaName,
   type DeploymentSettings,
   formatCommand,
   mergePermissions,

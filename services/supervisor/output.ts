@@ -3,9 +3,24 @@
  * (colored on a terminal), supervisor messages, and a pluggable writer so
  * that a console can print above its prompt.
  *
+ * Text (the default): `broker    | <the service's line>` and the supervisor's
+ * own lines in the services' style, `supervisor| <ISO time> INFO  supervisor:
+ * broker ready (pid 12)`. JSON (`log_format: json`): one object a line and no
+ * prefix; a service's JSON lines pass through (re-serialized, so still one
+ * safe line), anything else a service prints is wrapped as
+ * `{time, level, service, message, fields: {stream}}`, and the supervisor's
+ * own lines are `{time, level, service: "supervisor", message, fields}`.
+ *
  * @module
  */
 import { escapeText } from "../common/escape.ts";
+import {
+  DEFAULT_LOG_FORMAT,
+  formatLogRecord,
+  jsonLine,
+  type LogFormat,
+  type LogLevel,
+} from "../common/log.ts";
 import type { ServiceReporter } from "./process.ts";
 
 /** Where finished lines go (stdout by default; a console's `print` when one runs). */
@@ -31,6 +46,23 @@ export interface ServiceOutputOptions {
   color?: boolean;
   /** Default: a line on stdout. */
   write?: LineWriter;
+  /** Line format (monitor.yaml `log_format`). Default text. */
+  format?: LogFormat;
+  /** The clock (ms), for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** A service's line that is already a JSON log object, parsed; undefined otherwise. */
+function parseJsonLogLine(text: string): Record<string, unknown> | undefined {
+  if (!text.startsWith("{")) return undefined;
+  try {
+    const value = JSON.parse(text);
+    const ok = typeof value === "object" && value !== null && !Array.isArray(value) &&
+      typeof value.level === "string" && typeof value.message === "string";
+    return ok ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** True when stdout is a terminal and NO_COLOR is not set (needs `--allow-env=NO_COLOR`). */
@@ -66,10 +98,24 @@ let stdoutGone = false;
 export class ServiceOutput implements ServiceReporter {
   #color: boolean;
   #write: LineWriter;
+  #format: LogFormat;
+  #now: () => number;
 
   constructor(options: ServiceOutputOptions = {}) {
     this.#color = options.color ?? colorWanted();
     this.#write = options.write ?? writeStdoutLine;
+    this.#format = options.format ?? DEFAULT_LOG_FORMAT;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Changes the line format (monitor.yaml `log_format`). */
+  setFormat(format: LogFormat): void {
+    this.#format = format;
+  }
+
+  /** The line format in force. */
+  get format(): LogFormat {
+    return this.#format;
   }
 
   /** Redirects lines, e.g. to a console (`undefined`: back to stdout). */
@@ -89,20 +135,43 @@ export class ServiceOutput implements ServiceReporter {
   }
 
   /** A line of a service's output, escaped (a child may print what a plugin or a peer sent). */
-  line(service: string, _stream: "stdout" | "stderr", text: string): void {
+  line(service: string, stream: "stdout" | "stderr", text: string): void {
+    if (this.#format === "json") {
+      const record = parseJsonLogLine(text);
+      this.#write(
+        record ? jsonLine(record) : jsonLine({
+          time: new Date(this.#now()).toISOString(),
+          level: stream === "stderr" ? "warn" : "info",
+          service,
+          message: text,
+          fields: { stream },
+        }),
+      );
+      return;
+    }
     this.#write(this.#prefix(service) + escapeText(text));
   }
 
   /** A supervisor message about a service: `supervisor| broker ready (pid 12)`. */
   event(service: string, level: "info" | "warn" | "error", message: string): void {
-    this.say(level, `${service} ${message}`);
+    this.say(level, `${service} ${message}`, { about: service });
   }
 
-  /** A message of the supervisor itself. */
-  say(level: "info" | "warn" | "error", message: string): void {
+  /**
+   * A message of the supervisor itself, in the services' style:
+   * `supervisor| 2026-…Z WARN  supervisor: <message>` (one line per line of
+   * `message`), or a JSON object.
+   */
+  say(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    const time = this.#now();
     for (const part of message.split("\n")) {
-      const text = level === "info" ? escapeText(part) : `${level}: ${escapeText(part)}`;
-      const shown = !this.#color || level === "info"
+      const record = { time, level, component: "supervisor", service: "supervisor", message: part };
+      if (this.#format === "json") {
+        this.#write(formatLogRecord({ ...record, fields }, "json"));
+        continue;
+      }
+      const text = formatLogRecord(record, "text");
+      const shown = !this.#color || level === "info" || level === "debug"
         ? text
         : `${level === "error" ? RED : YELLOW}${text}${RESET}`;
       this.#write(this.#prefix("supervisor") + shown);

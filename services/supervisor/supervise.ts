@@ -11,7 +11,7 @@
  * @module
  */
 import { join } from "node:path";
-import { errorMessage } from "../common/log.ts";
+import { errorMessage, isLogFormat } from "../common/log.ts";
 import { readSecret } from "../common/secrets.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { startAdminConsole } from "../broker/console.ts";
@@ -49,6 +49,7 @@ export async function supervise(args: string[]): Promise<number> {
     } else console.error(`supervisor: error: ${errorMessage(error)}`);
     return 1;
   }
+  if (isLogFormat(plan.deployment.logFormat)) output.setFormat(plan.deployment.logFormat);
   const supervisor = new Supervisor({ plan, parse: (text) => parsePlan(text, file), output });
   let console_: Console | undefined;
   let resolveStop!: (why: string) => void;

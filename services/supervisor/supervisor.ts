@@ -6,13 +6,15 @@
  * @module
  */
 import { forEachLine } from "../common/lines.ts";
-import { errorMessage } from "../common/log.ts";
+import { errorMessage, isLogFormat } from "../common/log.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { listPins } from "../plugin_loader/pinning.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
 import { writeAgentConfigs } from "./agents.ts";
 import {
+  brokerReplicaCommand,
+  brokerReplicaName,
   dashboardUrl,
   type DeploymentSettings,
   formatCommand,
@@ -62,6 +64,8 @@ export class Supervisor {
   #pinTimeoutMs: number;
   #store: Store | undefined;
   #services = new Map<ServiceName, ManagedService>();
+  /** Brokers 2..N of `broker.replicas` (the first is the `broker` service). */
+  #replicas: ManagedService[] = [];
   #stopping = false;
   #pinned: PluginNeeds[] | undefined;
   #pinChild: ChildHandle | undefined;
@@ -95,6 +99,43 @@ export class Supervisor {
     return this.#services.get(name);
   }
 
+  /** The extra brokers of `broker.replicas` (`broker-2`, ...), in order. */
+  get replicas(): readonly ManagedService[] {
+    return this.#replicas;
+  }
+
+  /** Starts brokers 2..N of `broker.replicas`; false when one did not become ready. */
+  async #startReplicas(plan: SupervisorPlan): Promise<boolean> {
+    const deployment = this.#deployment(plan);
+    const count = deployment.broker.replicas?.length ?? 1;
+    let allReady = true;
+    for (let i = 1; i < count && !this.#stopping; i++) {
+      const replica = new ManagedService(
+        brokerReplicaName(i),
+        brokerReplicaCommand(deployment, i),
+        this.#serviceOptions,
+      );
+      this.#replicas.push(replica);
+      if (!await replica.start() && !this.#stopping) {
+        allReady = false;
+        this.#output.say(
+          "warn",
+          `${replica.name} is not running; starting the next services anyway`,
+        );
+      }
+    }
+    return allReady;
+  }
+
+  /** Stops brokers 2..N; true when each stopped cleanly. */
+  async #stopReplicas(): Promise<boolean> {
+    let clean = true;
+    for (const replica of this.#replicas.splice(0).reverse()) {
+      if (!await replica.stop()) clean = false;
+    }
+    return clean;
+  }
+
   /**
    * Writes the agent configurations, pins URL plugins, then starts the
    * services in order, each after the previous one is ready. Resolves true
@@ -119,6 +160,7 @@ export class Supervisor {
         allReady = false;
         this.#output.say("warn", `${name} is not running; starting the next services anyway`);
       }
+      if (name === "broker" && !await this.#startReplicas(plan)) allReady = false;
     }
     if (allReady && !this.#stopping) {
       this.#output.say("info", "all services ready");
@@ -246,6 +288,7 @@ export class Supervisor {
       return;
     }
     this.#plan = next;
+    if (isLogFormat(next.deployment.logFormat)) this.#output.setFormat(next.deployment.logFormat);
     this.#output.say("info", `${file} changed; applying`);
     if (diff.agentsPut.length > 0 || diff.agentsDeleted.length > 0) {
       const put = Object.fromEntries(diff.agentsPut.map((id) => [id, next.agents[id]]));
@@ -266,20 +309,35 @@ export class Supervisor {
       if (service.state === "failed") restart.add(name);
       service.setCommand(command);
     }
+    const deployment = this.#deployment(next);
+    const replicasChanged = restart.has("broker") ||
+      (deployment.broker.replicas?.length ?? 1) !== this.#replicas.length + 1 ||
+      this.#replicas.some((r, i) =>
+        formatCommand(r.command) !== formatCommand(brokerReplicaCommand(deployment, i + 1))
+      );
     for (const name of START_ORDER) {
-      if (!restart.has(name) || this.#stopping) continue;
-      const service = this.#services.get(name)!;
-      const why = service.state === "failed"
-        ? "it had stopped after a crash loop"
-        : "its settings changed";
-      this.#output.say("info", `restarting ${name} (${why})`);
-      await service.restart();
+      if (name === "broker" && replicasChanged && this.#replicas.length > 0) {
+        this.#output.say("info", `stopping ${this.#replicas.length} broker replica(s)`);
+        await this.#stopReplicas();
+      }
+      if (restart.has(name) && !this.#stopping) {
+        const service = this.#services.get(name)!;
+        const why = service.state === "failed"
+          ? "it had stopped after a crash loop"
+          : "its settings changed";
+        this.#output.say("info", `restarting ${name} (${why})`);
+        await service.restart();
+      }
+      if (name === "broker" && replicasChanged && !this.#stopping) {
+        await this.#startReplicas(next);
+      }
     }
   }
 
   /** Kills every service at once (a second Ctrl-C while stopping). */
   kill(): void {
     for (const service of this.#services.values()) service.kill();
+    for (const replica of this.#replicas) replica.kill();
   }
 
   /**
@@ -293,6 +351,7 @@ export class Supervisor {
     } catch { /* gone */ }
     let clean = true;
     for (const name of [...START_ORDER].reverse()) {
+      if (name === "broker" && !await this.#stopReplicas()) clean = false;
       const service = this.#services.get(name);
       if (!service) continue;
       if (!await service.stop()) clean = false;
