@@ -84,7 +84,7 @@ Deno.test("every service gets scoped permissions on the embedded backends", () =
   const agent = serviceCommand("agent", plan.deployment).args;
   assert.deepEqual(flagValue(agent, "net"), ["127.0.0.1:6001"]);
   assert.deepEqual(flagValue(agent, "sys"), ["hostname", "cpus", "systemMemoryInfo"]);
-  assert.deepEqual(flagValue(agent, "run"), ["cat", "df"]);
+  assert.deepEqual(flagValue(agent, "run"), ["awk", "df"]);
   assert.ok(!agent.includes("--unstable-worker-options"), "no URL plugins: no worker options");
 });
 

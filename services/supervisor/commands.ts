@@ -111,6 +111,12 @@ export interface DeploymentSettings {
   };
   /** URL plugins declared under `plugins:` (pins when known). */
   plugins: PluginNeeds[];
+  /**
+   * The program `config` in the supervisor's console starts ($VISUAL, else
+   * $EDITOR, of whoever ran `deno task up`; see console/permissions.ts).
+   * Set by the launcher, which reads the environment; none: inline editing.
+   */
+  editor?: string;
 }
 
 /**
@@ -356,6 +362,7 @@ export function supervisorPermissionSet(settings: DeploymentSettings): Permissio
       ],
       run: ["deno"],
     },
+    settings.editor ? { run: [settings.editor] } : {},
     storePermissions(settings.store),
   );
 }
