@@ -182,7 +182,8 @@ async function runCli(args: string[]): Promise<{ code: number; stdout: string; s
     args: [
       "run",
       "--no-prompt",
-      `--allow-read=${agent.read.join(",")}`,
+      // The agent reads no file of its own (no proto file: services/rpc/codec.ts).
+      ...(agent.read.length ? [`--allow-read=${agent.read.join(",")}`] : []),
       `--allow-env=${agent.env.join(",")}`,
       `--allow-sys=${agent.sys.join(",")}`,
       MAIN,

@@ -47,7 +47,7 @@ function flagList(args: string[], name: string): string[] {
 
 async function runTasks(store: string[]) {
   const dir = await Deno.makeTempDir({ prefix: "service_tasks_" });
-  const [grpc, admin] = freePorts(2);
+  const [grpc, admin, http] = freePorts(3);
   const common = ["--state-dir", dir, ...store];
   const processes: ServiceProcess[] = [];
   const task = (name: string, ...args: string[]) => {
@@ -67,7 +67,14 @@ async function runTasks(store: string[]) {
     await broker.waitForLine(/broker: listening on /, WAIT_MS, "the broker listening");
     const agent = task("agent", "--broker", `127.0.0.1:${grpc}`, "--id", "task-agent", ...common);
     await broker.waitForLine(/agent task-agent connected from /, WAIT_MS, "the agent connected");
-    const analysis = task("analysis", "--summary-interval", "1", ...common);
+    const analysis = task(
+      "analysis",
+      "--summary-interval",
+      "1",
+      "--http",
+      `127.0.0.1:${http}`,
+      ...common,
+    );
     await analysis.waitForLine(
       /analysis: +task-agent +cpu /,
       WAIT_MS,
@@ -88,7 +95,10 @@ async function runTasks(store: string[]) {
       [`127.0.0.1:${grpc}`, `127.0.0.1:${admin}`, ...endpoints].sort(),
     );
     assert.deepEqual(flagList(agentArgs, "net").sort(), [`127.0.0.1:${grpc}`, ...endpoints].sort());
-    assert.deepEqual(flagList(analysisArgs, "net"), []);
+    assert.deepEqual(
+      flagList(analysisArgs, "net").sort(),
+      [`127.0.0.1:${http}`, ...endpoints].sort(),
+    );
 
     // `deno task plugins` opens the same store (on etcd: etcd3 reads its proto file).
     const list = task("plugins", "list", ...common);

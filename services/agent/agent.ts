@@ -491,6 +491,7 @@ class Agent implements AgentHandle, CommandTarget {
     await this.#watcher?.close();
     await this.#heartbeat.stop();
     await this.#pipeline.close();
+    await this.#collector.close();
     if (this.#options.ownsStore) await this.#options.store.close();
     this.#log.info(`agent ${this.agentId} stopped`);
   }

@@ -121,6 +121,7 @@ export const SERVICE_FLAG_KEYS: Readonly<Record<FlagService, readonly FlagKey[]>
     { flag: "--group", path: "analysis.group", kind: "text" },
     { flag: "--command-timeout", path: "analysis.command_timeout", kind: "number" },
     { flag: "--summary-interval", path: "analysis.summary_interval", kind: "number" },
+    { flag: "--http", path: "analysis.http", kind: "text" },
   ],
   plugins: [...COMMON],
 });

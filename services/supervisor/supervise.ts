@@ -16,6 +16,7 @@ import { readSecret } from "../common/secrets.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { startAdminConsole } from "../broker/console.ts";
 import type { Console } from "../console/mod.ts";
+import { consoleEditDir } from "../console/permissions.ts";
 import { RELAUNCH_EXIT_CODE } from "./commands.ts";
 import { loadPlan, parsePlan } from "./from_config.ts";
 import { ServiceOutput } from "./output.ts";
@@ -110,6 +111,7 @@ export async function supervise(args: string[]): Promise<number> {
         adminUrl: admin,
         token: adminToken?.value,
         historyFile: join(plan.deployment.stateDir, "history", "console"),
+        editDir: consoleEditDir(plan.deployment.stateDir),
         confirmQuit: "Stop every service and quit?",
       });
       output.setWriter((line) => console_?.print(line));
