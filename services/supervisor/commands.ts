@@ -87,6 +87,17 @@ export interface DeploymentSettings {
      */
     replicas?: Array<{ listen: string; admin?: string }>;
   };
+  /** The analysis application's dashboard. */
+  analysis?: {
+    /** `host:port` of the dashboard, undefined when `off`. */
+    http?: string;
+    /** TLS of the dashboard (https). */
+    tls?: boolean;
+    /** The dashboard's TLS files and token file. */
+    files: string[];
+    /** The environment variable holding its token. */
+    env: string[];
+  };
   agent: {
     /** Broker address the local agent connects to. */
     broker: string;
@@ -166,12 +177,31 @@ export function brokerPermissionSet(settings: DeploymentSettings, replica = 0): 
   );
 }
 
-/** The analysis application's permissions: its own and the bus's. */
+/**
+ * The analysis application's permissions: its own (with the dashboard's
+ * address, files and token variable), the bus's and the store's (heartbeats
+ * and configurations for the dashboard).
+ */
 export function analysisPermissionSet(settings: DeploymentSettings): PermissionSet {
   return mergePermissions(
-    analysisPermissions({ stateDir: settings.stateDir, configFile: settings.configFile }),
+    analysisPermissions({
+      stateDir: settings.stateDir,
+      configFile: settings.configFile,
+      http: settings.analysis?.http,
+      files: settings.analysis?.files,
+      env: settings.analysis?.env,
+    }),
     busPermissions(settings.bus),
+    storePermissions(settings.store),
   );
+}
+
+/** The dashboard's URL (a wildcard address shown as 127.0.0.1), or undefined when it is off. */
+export function dashboardUrl(settings: DeploymentSettings): string | undefined {
+  const http = settings.analysis?.http;
+  if (!http) return undefined;
+  const shown = http.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
+  return `${settings.analysis?.tls ? "https" : "http"}://${shown}/`;
 }
 
 /**

@@ -54,6 +54,16 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
       adminTokenEnv: broker.admin_token_env,
       replicas: brokerReplicas(broker),
     },
+    analysis: {
+      http: config.analysis.http === "off" ? undefined : config.analysis.http,
+      tls: config.analysis.tls !== undefined,
+      files: tls([
+        config.analysis.tls?.cert,
+        config.analysis.tls?.key,
+        config.analysis.http_token_file,
+      ]),
+      env: config.analysis.http_token_env ? [config.analysis.http_token_env] : [],
+    },
     agent: {
       broker: config.agent.broker,
       tlsFiles: tls([config.agent.tls?.ca, config.agent.tls?.cert, config.agent.tls?.key]),
