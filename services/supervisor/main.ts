@@ -29,6 +29,7 @@ import {
   supervisorCommand,
 } from "./commands.ts";
 import { editorCommand } from "../console/permissions.ts";
+import { runInForeground } from "./foreground.ts";
 import { loadPlan } from "./from_config.ts";
 import type { SupervisorPlan } from "./plan.ts";
 
@@ -117,28 +118,8 @@ async function main(): Promise<number> {
   }
 
   while (true) {
-    const command = supervisorCommand(plan.deployment);
-    const child = new Deno.Command(command.program, {
-      args: command.args,
-      cwd: command.cwd,
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-    // A terminal's Ctrl-C reaches the supervisor directly (same process group); forward the rest.
-    const signals: Deno.Signal[] = ["SIGTERM", "SIGHUP", "SIGINT"];
-    const handlers = signals.map((signal) => {
-      const handler = () => {
-        try {
-          child.kill(signal);
-        } catch { /* exited */ }
-      };
-      Deno.addSignalListener(signal, handler);
-      return () => Deno.removeSignalListener(signal, handler);
-    });
-    const status = await child.status;
-    handlers.forEach((remove) => remove());
-    if (status.code !== RELAUNCH_EXIT_CODE) return status.code;
+    const code = await runInForeground(supervisorCommand(plan.deployment));
+    if (code !== RELAUNCH_EXIT_CODE) return code;
     try {
       plan = await loadLaunchPlan(file);
     } catch (error) {

@@ -15,6 +15,7 @@ import { writeAgentConfigs } from "./agents.ts";
 import {
   brokerReplicaCommand,
   brokerReplicaName,
+  dashboardUrl,
   type DeploymentSettings,
   formatCommand,
   pinCommand,
@@ -187,7 +188,11 @@ export class Supervisor {
       }
       if (name === "broker" && !await this.#startReplicas(plan)) allReady = false;
     }
-    if (allReady && !this.#stopping) this.#output.say("info", "all services ready");
+    if (allReady && !this.#stopping) {
+      this.#output.say("info", "all services ready");
+      const url = dashboardUrl(this.#deployment(plan));
+      if (url) this.#output.say("info", `dashboard: ${url}`);
+    }
     return allReady && !this.#stopping;
   }
 
