@@ -12,11 +12,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { GRPC_ENV_VARS } from "../services/broker/permissions.ts";
-import { GRPC_CLIENT_PROXY_ENV_VARS } from "../services/agent/permissions.ts";
+import {
+  GRPC_CLIENT_PROXY_ENV_VARS,
+  GRPC_ENV_VARS,
+  YAML_ENV_VARS,
+} from "../services/common/permissions.ts";
 import { KAFKA_ENV_VARS } from "../services/bus/mod.ts";
 import { etcd3ProtoDir } from "../services/store/mod.ts";
-import { YAML_ENV_VARS } from "../services/common/permissions.ts";
 import { CONSOLE_ENV_VARS } from "../services/console/permissions.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

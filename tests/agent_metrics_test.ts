@@ -7,8 +7,8 @@ import {
   parseDiskstats,
   parseNetDev,
   runCommand,
-  splitProcOutput,
 } from "../services/agent/metrics.ts";
+import { parseReaderAnswer, ProcReader } from "../services/agent/proc_reader.ts";
 
 const PERCENT = new Set(["cpu", "memory", "disk"]);
 
@@ -47,6 +47,7 @@ Deno.test("metrics (native): every metric of this machine, in range, first sampl
     Math.abs(second.metrics.memory - expected) < 5,
     `${second.metrics.memory} ~ ${expected}`,
   );
+  await collector.close();
 });
 
 Deno.test("metrics (native): only the metrics asked for are read; a busy cpu shows", async () => {
@@ -60,38 +61,101 @@ Deno.test("metrics (native): only the metrics asked for are read; a busy cpu sho
   assert.ok(sample.metrics.cpu >= 100 / os.cpus().length * 0.5, `cpu ${sample.metrics.cpu}`);
   await collector.configure(["memory", "net in"]);
   assertInRange((await collector.collect()).metrics, ["memory", "net in"]);
+  await collector.close();
 });
 
-Deno.test("metrics (native): one cat per collection naming only the /proc files asked for; cpu and memory start no process", async () => {
+Deno.test("metrics (native): one long-lived /proc reader asked only for the files needed, restarted if it dies; cpu and memory read no file", async () => {
+  const asked: string[] = [];
+  class RecordingReader extends ProcReader {
+    override read(files: readonly string[]) {
+      asked.push(files.join(" "));
+      return super.read(files);
+    }
+  }
+  const reader = new RecordingReader();
   const started: string[] = [];
   const collector = createCollector("native", {
+    procReader: reader,
     runCommand: (command, args) => {
       started.push([command, ...args].join(" "));
       return runCommand(command, args);
     },
   });
-  const round = async (metrics: MetricName[]) => {
-    await collector.configure(metrics);
-    started.length = 0;
-    const sample = await collector.collect();
-    assert.deepEqual(sample.errors, {});
-    assertInRange(sample.metrics, metrics);
-    return [...started];
-  };
-  assert.deepEqual(await round(["cpu"]), [], "cpu alone reads no /proc file");
-  assert.deepEqual(await round(["cpu", "memory"]), []);
-  assert.deepEqual(await round(["net in"]), ["cat /proc/net/dev"]);
-  assert.deepEqual(await round(["disk write"]), ["cat /proc/diskstats"]);
-  assert.deepEqual(await round(["disk read", "net out"]), ["cat /proc/diskstats /proc/net/dev"]);
-  assert.deepEqual(await round([...METRIC_NAMES]), [
-    "cat /proc/diskstats /proc/net/dev",
-    "df -kP /",
-  ]);
-  // A configuration change reads the new baselines with one cat too.
-  await collector.configure(["cpu"]);
-  started.length = 0;
-  await collector.configure(["cpu", "disk read", "net in"]);
-  assert.deepEqual(started, ["cat /proc/diskstats /proc/net/dev"]);
+  try {
+    const round = async (metrics: MetricName[]) => {
+      await collector.configure(metrics);
+      asked.length = 0;
+      started.length = 0;
+      const sample = await collector.collect();
+      assert.deepEqual(sample.errors, {});
+      assertInRange(sample.metrics, metrics);
+      return [...asked];
+    };
+    assert.deepEqual(await round(["cpu"]), [], "cpu alone reads no /proc file");
+    assert.deepEqual(await round(["cpu", "memory"]), []);
+    assert.equal(reader.starts, 0, "no reader started for cpu and memory");
+    assert.deepEqual(await round(["net in"]), ["/proc/net/dev"]);
+    assert.deepEqual(await round(["disk write"]), ["/proc/diskstats"]);
+    assert.deepEqual(await round(["disk read", "net out"]), ["/proc/diskstats /proc/net/dev"]);
+    assert.deepEqual(await round([...METRIC_NAMES]), ["/proc/diskstats /proc/net/dev"]);
+    assert.deepEqual(started, ["df -kP /"], "df is the only process started per collection");
+    // A configuration change reads the new baselines with one request too.
+    await collector.configure(["cpu"]);
+    asked.length = 0;
+    await collector.configure(["cpu", "disk read", "net in"]);
+    assert.deepEqual(asked, ["/proc/diskstats /proc/net/dev"]);
+    assert.equal(reader.starts, 1, "one reader process for every collection so far");
+    // Killed between collections: the next collection starts a new one and loses nothing.
+    const pid = reader.pid!;
+    Deno.kill(pid, "SIGKILL");
+    const after = await collector.collect();
+    assert.deepEqual(after.errors, {});
+    assertInRange(after.metrics, ["cpu", "disk read", "net in"]);
+    assert.equal(reader.starts, 2);
+    assert.notEqual(reader.pid, pid);
+  } finally {
+    await collector.close();
+    await reader.close();
+  }
+});
+
+Deno.test("proc reader: each file as cat prints it, a missing file named, the same values as cat", async () => {
+  const reader = new ProcReader();
+  try {
+    const [netDev, missing, loadavg] = await reader.read([
+      "/proc/net/dev",
+      "/proc/no-such-file",
+      "/proc/loadavg",
+    ]);
+    assert.ok(typeof netDev === "string" && netDev.startsWith("Inter-|"), String(netDev));
+    assert.ok(missing instanceof Error);
+    assert.match(missing.message, /cannot read \/proc\/no-such-file/);
+    assert.ok(
+      typeof loadavg === "string" && loadavg.endsWith("\n") && loadavg.split("\n").length === 2,
+    );
+    // Byte for byte what cat prints (a file that does not change between the two reads).
+    const [version] = await reader.read(["/proc/version"]);
+    const cat = await new Deno.Command("cat", { args: ["/proc/version"], stdout: "piped" })
+      .output();
+    assert.equal(version, new TextDecoder().decode(cat.stdout));
+    await assert.rejects(() => reader.read(["relative/path"]), /not a plain absolute path/);
+    assert.equal(reader.starts, 1);
+  } finally {
+    await reader.close();
+  }
+  await assert.rejects(() => reader.read(["/proc/loadavg"]), /closed/);
+});
+
+Deno.test("proc reader: answer parsing", () => {
+  const files = ["/proc/a", "/proc/b", "/proc/c"];
+  const parsed = parseReaderAnswer("x 1\ny 2\n\x1eEOF\n\x1eERR\n\x1eEOF\n\x1eEND\n", files);
+  assert.deepEqual(parsed.slice(0, 1), ["x 1\ny 2\n"]);
+  assert.match(String(parsed[1]), /cannot read \/proc\/b/);
+  assert.equal(parsed[2], "");
+  assert.throws(
+    () => parseReaderAnswer("\x1eEOF\n\x1eEND\n", files),
+    /answered 1 file\(s\) for 3 asked/,
+  );
 });
 
 Deno.test("metrics (systeminformation): every metric of this machine, in range", async () => {
@@ -109,6 +173,8 @@ Deno.test("metrics (systeminformation): every metric of this machine, in range",
     "both sources agree on memory",
   );
   assert.ok(Math.abs(n.metrics.disk - sample.metrics.disk) < 2, "both sources agree on disk");
+  await collector.close();
+  await native.close();
 });
 
 Deno.test("metrics: a missing permission is reported per metric, naming the flag", async () => {
@@ -121,7 +187,8 @@ Deno.test("metrics: a missing permission is reported per metric, naming the flag
     }";
      const c = createCollector("native");
      await c.configure(["cpu", "disk", "disk read", "net in"]);
-     console.log(JSON.stringify(await c.collect()));`,
+     console.log(JSON.stringify(await c.collect()));
+     await c.close();`,
   );
   // No permission flags at all: every metric must fail with a message, none may crash.
   const child = new Deno.Command(Deno.execPath(), {
@@ -142,8 +209,8 @@ Deno.test("metrics: a missing permission is reported per metric, naming the flag
   assert.deepEqual(collected.metrics, {});
   assert.match(collected.errors.cpu, /needs --allow-sys=cpus/);
   assert.match(collected.errors.disk, /needs --allow-run=df/);
-  assert.match(collected.errors["net in"], /needs --allow-run=cat/);
-  assert.match(collected.errors["disk read"], /needs --allow-run=cat/);
+  assert.match(collected.errors["net in"], /needs --allow-run=awk/);
+  assert.match(collected.errors["disk read"], /needs --allow-run=awk/);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -172,25 +239,4 @@ Deno.test("metrics: parsers of /proc/diskstats, /proc/net/dev and df", () => {
 /dev/vda         264212084 22943608  83405316      22% /`;
   assert.ok(Math.abs(parseDf(df) - 21.57) < 0.01);
   assert.throws(() => parseDf("garbage"), /unexpected df output/);
-
-  // One cat of both files is split at the header /proc/net/dev starts with.
-  const both = splitProcOutput(`${diskstats}\n${netdev}\n`, { disk: true, net: true });
-  assert.deepEqual(
-    Object.fromEntries(parseDiskstats(both.disk!)),
-    Object.fromEntries(parseDiskstats(diskstats)),
-  );
-  assert.deepEqual(Object.fromEntries(parseNetDev(both.net!)), {
-    "eth0#in": 122235915,
-    "eth0#out": 229694,
-  });
-  // An empty /proc/diskstats (some containers) leaves no disk and every interface.
-  const noDisks = splitProcOutput(`${netdev}\n`, { disk: true, net: true });
-  assert.equal(noDisks.disk, "");
-  assert.deepEqual([...parseNetDev(noDisks.net!).keys()], ["eth0#in", "eth0#out"]);
-  assert.deepEqual(splitProcOutput(netdev, { disk: false, net: true }), { net: netdev });
-  assert.deepEqual(splitProcOutput(diskstats, { disk: true, net: false }), { disk: diskstats });
-  assert.throws(
-    () => splitProcOutput(diskstats, { disk: true, net: true }),
-    /cat \/proc\/diskstats \/proc\/net\/dev: expected the "Inter-\|" header of \/proc\/net\/dev/,
-  );
 });

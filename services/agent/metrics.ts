@@ -7,10 +7,12 @@
  *   (`--allow-sys=cpus`), `memory` from `Deno.systemMemoryInfo()`
  *   (`--allow-sys=systemMemoryInfo`), `disk read`/`disk write` and
  *   `net in`/`net out` from `/proc/diskstats` and `/proc/net/dev` read through
- *   `cat` (`--allow-run=cat`: Deno refuses to read `/proc` and `/sys` without
- *   `--allow-all`), `disk` from `df -kP /` (`--allow-run=df`). One collection
- *   starts at most one `cat`, naming only the files its metrics need (spawning
- *   was about a third of the agent's busy time with one `cat` per file).
+ *   one long-lived `awk` child (proc_reader.ts, `--allow-run=awk`: Deno
+ *   refuses to read `/proc` and `/sys` without `--allow-all`), started on the
+ *   first read, asked only for the files the metrics need, restarted if it
+ *   dies; `disk` from `df -kP /` (`--allow-run=df`). No process is started per
+ *   collection for the /proc counters (a `cat` per collection was most of the
+ *   agent's busy time at a 1 s interval).
  * - `systeminformation`: `cpu` from `currentLoad()` and `memory` from `mem()`
  *   of `npm:systeminformation`; the other metrics as in `native`. Importing it
  *   needs `--allow-env` (all variables: it copies `process.env` at load time)
@@ -34,6 +36,7 @@
 import type { MetricName } from "../common/messages.ts";
 import os from "node:os";
 import { errorMessage } from "../common/log.ts";
+import { ProcReader } from "./proc_reader.ts";
 
 /** Where metrics come from. */
 export type MetricsSource = "native" | "systeminformation";
@@ -70,6 +73,8 @@ export interface MetricsCollector {
   configure(metrics: readonly MetricName[]): Promise<void>;
   /** Reads every configured metric. */
   collect(): Promise<Collected>;
+  /** Ends the /proc reader child, if one was started. */
+  close(): Promise<void>;
 }
 
 /** Counters keyed by device, with the time they were read (ms, monotonic). */
@@ -94,8 +99,8 @@ type CounterReadings = Map<CounterName, Map<string, number> | Error>;
 /** Reads the raw values behind each metric. Implemented per source. */
 interface RawReader {
   /**
-   * Cumulative counters of every kind in `kinds`, read together (one `cat`
-   * for the /proc files); cpu: `busy`, `total` (any unit).
+   * Cumulative counters of every kind in `kinds`, read together (one request
+   * to the /proc reader for the /proc files); cpu: `busy`, `total` (any unit).
    */
   counters(kinds: ReadonlySet<CounterName>): Promise<CounterReadings>;
   /** Memory in use, percent. */
@@ -129,12 +134,18 @@ function sumDeltas(
 class Collector implements MetricsCollector {
   readonly source: MetricsSource;
   #reader: RawReader;
+  #close: () => Promise<void>;
   #metrics: MetricName[] = [];
   #baselines = new Map<CounterName, CounterReading>();
 
-  constructor(source: MetricsSource, reader: RawReader) {
+  constructor(source: MetricsSource, reader: RawReader, close: () => Promise<void>) {
     this.source = source;
     this.#reader = reader;
+    this.#close = close;
+  }
+
+  close(): Promise<void> {
+    return this.#close();
   }
 
   get metrics(): readonly MetricName[] {
@@ -231,8 +242,8 @@ function round(value: number): number {
 // ---------------------------------------------------------------- native
 
 /**
- * Runs a command and returns what it did; the collector's only way to start
- * processes (`cat` for /proc, `df`). Replaceable through
+ * Runs a command and returns what it did; how the collector starts `df`
+ * (the /proc reader starts its own child). Replaceable through
  * {@linkcode CollectorOptions.runCommand}.
  */
 export type CommandRunner = (
@@ -244,11 +255,7 @@ export type CommandRunner = (
 export const runCommand: CommandRunner = (command, args) =>
   new Deno.Command(command, { args: [...args], stdout: "piped", stderr: "piped" }).output();
 
-/**
- * Runs a fixed command and returns its stdout. Deno (since 1.43) refuses to
- * read `/proc` and `/sys` without `--allow-all`, so the kernel counters are
- * read through `cat` (granted with `--allow-run=cat`).
- */
+/** Runs a fixed command (`df`) and returns its stdout. */
 async function runText(
   run: CommandRunner,
   command: string,
@@ -365,40 +372,14 @@ function sysCall<T>(what: string, permission: string, fn: () => T): T {
   }
 }
 
-/** The /proc file behind each counter kind read through `cat`, in the order `cat` gets them. */
+/** The /proc file behind each counter kind, read through the {@linkcode ProcReader}. */
 const PROC_FILES = { disk: "/proc/diskstats", net: "/proc/net/dev" } as const;
-
-/** The first line of `/proc/net/dev`. */
-const NET_DEV_HEADER = /^Inter-\|/m;
-
-/**
- * Splits the output of one `cat /proc/diskstats /proc/net/dev` into the two
- * files, at the header line `/proc/net/dev` starts with. With one file the
- * whole text is that file's.
- */
-export function splitProcOutput(
-  text: string,
-  kinds: { disk: boolean; net: boolean },
-): { disk?: string; net?: string } {
-  if (!kinds.disk || !kinds.net) {
-    return kinds.disk ? { disk: text } : kinds.net ? { net: text } : {};
-  }
-  const at = text.search(NET_DEV_HEADER);
-  if (at < 0) {
-    throw new Error(
-      `cat ${PROC_FILES.disk} ${PROC_FILES.net}: expected the "Inter-|" header of ${PROC_FILES.net}, found ${
-        JSON.stringify(text.slice(0, 200))
-      }`,
-    );
-  }
-  return { disk: text.slice(0, at), net: text.slice(at) };
-}
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
 
-function nativeReader(run: CommandRunner): RawReader {
+function nativeReader(run: CommandRunner, procReader: ProcReader): RawReader {
   return {
     async counters(kinds) {
       const out: CounterReadings = new Map();
@@ -412,24 +393,21 @@ function nativeReader(run: CommandRunner): RawReader {
       }
       const wanted = { disk: kinds.has("disk"), net: kinds.has("net") };
       if (!wanted.disk && !wanted.net) return out;
-      const proc = (["disk", "net"] as const).filter((kind) => wanted[kind]);
+      const procKinds = (["disk", "net"] as const).filter((kind) => wanted[kind]);
       try {
         if (Deno.build.os !== "linux") {
           throw new Error(
             "disk and network rates are read from /proc on Linux; use the systeminformation source elsewhere",
           );
         }
-        const text = await runText(
-          run,
-          "cat",
-          proc.map((kind) => PROC_FILES[kind]),
-          "--allow-run=cat",
-        );
-        const files = splitProcOutput(text, wanted);
-        if (files.disk !== undefined) out.set("disk", parseDiskstats(files.disk));
-        if (files.net !== undefined) out.set("net", parseNetDev(files.net));
+        const texts = await procReader.read(procKinds.map((kind) => PROC_FILES[kind]));
+        procKinds.forEach((kind, i) => {
+          const text = texts[i];
+          if (text instanceof Error) out.set(kind, text);
+          else out.set(kind, kind === "disk" ? parseDiskstats(text) : parseNetDev(text));
+        });
       } catch (error) {
-        for (const kind of proc) out.set(kind, asError(error));
+        for (const kind of procKinds) out.set(kind, asError(error));
       }
       return out;
     },
@@ -497,8 +475,10 @@ const cpuAccumulator = { busy: 0, total: 0 };
 
 /** Options of {@linkcode createCollector}. */
 export interface CollectorOptions {
-  /** Starts the collector's commands (default {@linkcode runCommand}). */
+  /** Starts `df` (default {@linkcode runCommand}). */
   runCommand?: CommandRunner;
+  /** Reads the /proc files (default: a new {@linkcode ProcReader}, closed by `close()`). */
+  procReader?: ProcReader;
 }
 
 /**
@@ -510,9 +490,11 @@ export function createCollector(
   options: CollectorOptions = {},
 ): MetricsCollector {
   const chosen: MetricsSource = source === "auto" ? "native" : source;
-  const native = nativeReader(options.runCommand ?? runCommand);
+  const procReader = options.procReader ?? new ProcReader();
+  const native = nativeReader(options.runCommand ?? runCommand, procReader);
   return new Collector(
     chosen,
     chosen === "native" ? native : systeminformationReader(native),
+    () => options.procReader ? Promise.resolve() : procReader.close(),
   );
 }

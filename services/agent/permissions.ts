@@ -14,7 +14,7 @@ import {
   type PermissionLists,
   YAML_ENV_VARS,
 } from "../common/permissions.ts";
-import { PROTO_FILE } from "../rpc/permissions.ts";
+import { PROC_READER_PROGRAM } from "./proc_reader.ts";
 
 /**
  * Proxy variables grpc-js reads when it opens a client channel, and the
@@ -54,11 +54,11 @@ export interface AgentPermissionInput {
 /**
  * The agent's permissions with the `native` metrics source:
  * - `--allow-sys=hostname` (default id), `cpus` (cpu), `systemMemoryInfo` (memory);
- * - `--allow-run=cat` (disk read/write, net in/out: `/proc/diskstats`,
- *   `/proc/net/dev`; Deno refuses to read /proc itself without --allow-all)
- *   and `df` (disk);
- * - `--allow-net` to the broker, `--allow-read` of the proto file, the
- *   config file and TLS files, the gRPC environment variables.
+ * - `--allow-run=awk` (disk read/write, net in/out: `/proc/diskstats`,
+ *   `/proc/net/dev` through one long-lived reader child; Deno refuses to read
+ *   /proc itself without --allow-all) and `df` (disk);
+ * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
+ *   files, the gRPC environment variables.
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
   const metrics = input.metrics ?? METRIC_NAMES;
@@ -67,14 +67,14 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
   if (metrics.includes("memory")) sys.push("systemMemoryInfo");
   const run: string[] = [];
   if (metrics.some((m) => m === "disk read" || m === "disk write" || m.startsWith("net "))) {
-    run.push("cat");
+    run.push(PROC_READER_PROGRAM);
   }
   if (metrics.includes("disk")) run.push("df");
   const plugins = input.plugins ?? [];
   const unique = (list: string[]) => [...new Set(list)];
   return {
+    // No proto file: the agent's gRPC client uses the precompiled codec (services/rpc/codec.ts).
     read: unique([
-      PROTO_FILE,
       ...(input.configFile ? [input.configFile] : []),
       ...(input.tlsFiles ?? []),
       ...(input.tokenFile ? [input.tokenFile] : []),

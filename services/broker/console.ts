@@ -357,6 +357,8 @@ export interface AdminConsoleOptions {
   captureLogs?: boolean;
   /** Prompt implementation (default: @inquirer/prompts). */
   prompter?: Prompter;
+  /** Where `config` writes the copy the editor opens, e.g. `<state_dir>/edit`. */
+  editDir?: string;
 }
 
 /**
@@ -378,5 +380,6 @@ export function startAdminConsole(options: AdminConsoleOptions): Console {
     confirmQuit: options.confirmQuit,
     captureLogs: options.captureLogs,
     prompter: options.prompter,
+    editDir: options.editDir,
   });
 }

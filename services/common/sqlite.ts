@@ -45,14 +45,38 @@ export function immediateTransaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+/** Options of {@linkcode ChangeNotifier}. */
+export interface ChangeNotifierOptions {
+  /**
+   * Wake on file-system events of the database and its `-wal` file (inotify
+   * on Linux) instead of polling every `intervalMs`: a process that is idle
+   * then stays idle (default false: polling only). Falls back to polling
+   * when the files cannot be watched.
+   */
+  watchFiles?: boolean;
+}
+
+/** With file events: a backstop poll this often (ms), should an event be missed. */
+const WATCHED_BACKSTOP_MS = 1000;
+/** With file events: the check after an event waits this long (ms) for the commit to finish. */
+const EVENT_DELAY_MS = 5;
+
 /**
  * Calls listeners when any connection (this process or another) commits to the
- * database. Polls `PRAGMA data_version` on a dedicated connection, which costs
- * one tiny query per tick instead of re-reading tables.
+ * database. Checks `PRAGMA data_version` on a dedicated connection, which costs
+ * one tiny query per check instead of re-reading tables: every `intervalMs`,
+ * or, with {@linkcode ChangeNotifierOptions.watchFiles}, shortly after the
+ * database files change (and once more `intervalMs` later when that first
+ * check found nothing yet, in case the commit was still being written), plus
+ * a backstop check every second.
  */
 export class ChangeNotifier {
   #db: DatabaseSync;
+  #path: string;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #soon: ReturnType<typeof setTimeout> | undefined;
+  #watcher: Deno.FsWatcher | undefined;
+  #watchFiles: boolean;
   #listeners = new Set<() => void>();
   #version: number;
 
@@ -60,8 +84,10 @@ export class ChangeNotifier {
    * @param path the SQLite file
    * @param intervalMs poll period (default 50 ms)
    */
-  constructor(path: string, readonly intervalMs = 50) {
+  constructor(path: string, readonly intervalMs = 50, options: ChangeNotifierOptions = {}) {
     this.#db = openDatabase(path);
+    this.#path = path;
+    this.#watchFiles = options.watchFiles ?? false;
     this.#version = this.#read();
   }
 
@@ -70,7 +96,16 @@ export class ChangeNotifier {
     return Number(row.data_version);
   }
 
-  /** Registers a listener; returns a function that removes it. Polling runs while listeners exist. */
+  /** True when something changed since the last check (listeners were called). */
+  #check(): boolean {
+    const v = this.#read();
+    if (v === this.#version) return false;
+    this.#version = v;
+    this.poke();
+    return true;
+  }
+
+  /** Registers a listener; returns a function that removes it. Checking runs while listeners exist. */
   subscribe(listener: () => void): () => void {
     this.#listeners.add(listener);
     this.#ensureTimer();
@@ -87,18 +122,57 @@ export class ChangeNotifier {
 
   #ensureTimer() {
     if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => {
-      const v = this.#read();
-      if (v !== this.#version) {
-        this.#version = v;
-        this.poke();
+    let period = this.intervalMs;
+    if (this.#watchFiles) {
+      try {
+        const watcher = Deno.watchFs([this.#path, `${this.#path}-wal`], { recursive: false });
+        this.#watcher = watcher;
+        period = Math.max(period, WATCHED_BACKSTOP_MS);
+        this.#follow(watcher);
+      } catch {
+        // Not watchable here (no -wal file yet, no permission): poll.
+        this.#watcher = undefined;
       }
-    }, this.intervalMs);
+    }
+    this.#timer = setInterval(() => this.#check(), period);
+  }
+
+  async #follow(watcher: Deno.FsWatcher) {
+    try {
+      for await (const event of watcher) {
+        if (event.kind === "access" || this.#soon !== undefined) continue;
+        this.#soon = setTimeout(() => {
+          if (this.#check() || this.#watcher !== watcher) {
+            this.#soon = undefined;
+            return;
+          }
+          // Maybe the commit was not visible yet: look once more a poll period later.
+          this.#soon = setTimeout(() => {
+            this.#soon = undefined;
+            if (this.#watcher === watcher) this.#check();
+          }, this.intervalMs);
+        }, EVENT_DELAY_MS);
+      }
+    } catch {
+      // The watcher failed: the backstop poll becomes the only check, at the poll period.
+      if (this.#watcher === watcher && this.#timer !== undefined) {
+        this.#watcher = undefined;
+        clearInterval(this.#timer);
+        this.#timer = setInterval(() => this.#check(), this.intervalMs);
+      }
+    }
   }
 
   #stopTimer() {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#soon);
+    this.#soon = undefined;
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    try {
+      watcher?.close();
+    } catch { /* already closed */ }
   }
 
   /** Stops polling and closes the connection. */

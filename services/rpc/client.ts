@@ -9,10 +9,11 @@ import { isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { hostOf } from "../common/net.ts";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
-import { monitoringService, stripOneof } from "./proto.ts";
+import { CONNECT_PATH, decodeBrokerMessage, encodeAgentMessage } from "./codec.ts";
 import { RpcError, RpcStatus } from "./status.ts";
 import { type ClientTlsOptions, TOKEN_METADATA_KEY } from "./tls.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./limits.ts";
+import { Buffer } from "node:buffer";
 
 /** Options of {@linkcode openAgentStream}. */
 export interface AgentStreamOptions {
@@ -46,7 +47,7 @@ export interface AgentStream {
   readonly closed: boolean;
 }
 
-type Duplex = grpc.ClientDuplexStream<unknown, unknown>;
+type Duplex = grpc.ClientDuplexStream<AgentMessage, BrokerMessage>;
 
 type SecureConnector = ReturnType<grpc.ChannelCredentials["_createSecureConnector"]>;
 
@@ -154,11 +155,14 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
   if (options.tls?.serverName) {
     channelOptions["grpc.default_authority"] = options.tls.serverName;
   }
-  const Service = monitoringService();
-  const client = new Service(options.address, credentials, channelOptions);
+  // The precompiled codec (codec.ts), not the .proto file parsed at start.
+  const client = new grpc.Client(options.address, credentials, channelOptions);
   const metadata = new grpc.Metadata();
   if (options.token) metadata.set(TOKEN_METADATA_KEY, `Bearer ${options.token}`);
-  const call = (client as unknown as { Connect(metadata: grpc.Metadata): Duplex }).Connect(
+  const call: Duplex = client.makeBidiStreamRequest(
+    CONNECT_PATH,
+    (message: AgentMessage) => Buffer.from(encodeAgentMessage(message)),
+    (bytes: Buffer) => decodeBrokerMessage(bytes),
     metadata,
   );
   const closeListeners: Array<(error?: RpcError) => void> = [];
@@ -203,7 +207,7 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
       }
     },
     onMessage(listener) {
-      call.on("data", (data: unknown) => listener(stripOneof<BrokerMessage>(data)));
+      call.on("data", (data: BrokerMessage) => listener(data));
     },
     onClose(listener) {
       if (closed) listener(closeError);

@@ -32,17 +32,4 @@ export function monitoringService(): grpc.ServiceClientConstructor {
   return cached;
 }
 
-/**
- * Removes the oneof bookkeeping (`body`) and unset (null) oneof members so
- * decoded messages match the optional-field shapes of messages.ts.
- */
-export function stripOneof<T extends object>(decoded: unknown): T {
-  const out: Record<string, unknown> = {};
-  if (decoded && typeof decoded === "object") {
-    for (const [k, v] of Object.entries(decoded)) {
-      if (k === "body" || v === null || v === undefined) continue;
-      out[k] = v;
-    }
-  }
-  return out as T;
-}
+export { stripOneof } from "./oneof.ts";

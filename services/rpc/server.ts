@@ -7,13 +7,13 @@
 import * as grpc from "@grpc/grpc-js";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { getLogger } from "../common/log.ts";
-import { monitoringService, stripOneof } from "./proto.ts";
+import { stripOneof } from "./oneof.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./limits.ts";
+
+export { DEFAULT_MAX_MESSAGE_BYTES };
 import { RpcError, RpcStatus } from "./status.ts";
 import { type ServerTlsOptions, TOKEN_METADATA_ALT_KEY, TOKEN_METADATA_KEY } from "./tls.ts";
 import { TlsServerCredentials, TlsWatch } from "./server_tls.ts";
-
-/** Default largest message accepted (bytes). */
-export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /**
  * Default most concurrent streams per connection; an agent needs one on its
@@ -116,7 +116,9 @@ function isUndecodable(data: unknown): data is Undecodable {
  * end such a stream INTERNAL "Error deserializing request"; the stream gets
  * INVALID_ARGUMENT saying what was expected instead (see GrpcServerStream).
  */
-function agentService(): grpc.ServiceDefinition {
+async function agentService(): Promise<grpc.ServiceDefinition> {
+  // Loaded here, not at import: the agent imports this folder but never parses the .proto file.
+  const { monitoringService } = await import("./proto.ts");
   const service = monitoringService().service;
   return Object.fromEntries(
     Object.entries(service).map(([name, method]) => [name, {
@@ -246,7 +248,8 @@ function tokenOf(metadata: grpc.Metadata): string | undefined {
 }
 
 /** Starts the gRPC server and resolves once it listens. */
-export function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
+export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
+  const service = await agentService();
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxBytes,
@@ -264,7 +267,7 @@ export function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
     options.onTlsError ??
       ((peer, reason) => getLogger("rpc").warn(`refused a TLS connection from ${peer}: ${reason}`)),
   );
-  server.addService(agentService(), {
+  server.addService(service, {
     Connect: (call: Duplex) => {
       const stream = new GrpcServerStream(call);
       if (mutual && !stream.authenticatedPeer) {

@@ -66,9 +66,16 @@ export interface EmbeddedStoreOptions {
   historyMs?: number;
   /** Writers compact the change log at most this often (ms). Default 5000. */
   compactIntervalMs?: number;
-  /** A process with watches open checks for expired leases this often (ms). Default 250. */
+  /**
+   * A process with watches open reaps expired leases when the earliest one
+   * expires, but not more often than this (ms). Default 250.
+   */
   reapIntervalMs?: number;
-  /** Poll period of `PRAGMA data_version` while watches are open (ms). Default 50. */
+  /**
+   * While watches are open, `PRAGMA data_version` is checked on file events
+   * of the database; this is the longest wait for a commit to show after its
+   * event, and the poll period where files cannot be watched (ms). Default 50.
+   */
   pollIntervalMs?: number;
 }
 
@@ -83,6 +90,8 @@ export const EMBEDDED_DEFAULTS: Readonly<Required<EmbeddedStoreOptions>> = Objec
 
 /** Events read per query by a watcher. */
 const WATCH_BATCH = 256;
+/** The lease reaper of a process with watches wakes at least this often (ms). */
+const REAP_IDLE_MS = 10_000;
 /** An idle watcher re-checks at least this often, besides change notifications (ms). */
 const WATCH_RECHECK_MS = 2000;
 
@@ -168,6 +177,7 @@ class Statements {
   readonly keysOfLease: StatementSync;
   readonly expiredLeases: StatementSync;
   readonly anyExpired: StatementSync;
+  readonly nextExpiry: StatementSync;
   readonly deleteLease: StatementSync;
   readonly insertLease: StatementSync;
   readonly extendLease: StatementSync;
@@ -200,6 +210,7 @@ class Statements {
       "SELECT id FROM store_leases WHERE expires_ms <= ? ORDER BY expires_ms, id",
     );
     this.anyExpired = db.prepare("SELECT 1 AS one FROM store_leases WHERE expires_ms <= ? LIMIT 1");
+    this.nextExpiry = db.prepare("SELECT MIN(expires_ms) AS at FROM store_leases");
     this.deleteLease = db.prepare("DELETE FROM store_leases WHERE id = ?");
     this.insertLease = db.prepare(
       "INSERT INTO store_leases (ttl_ms, expires_ms) VALUES (?, ?) RETURNING id",
@@ -283,6 +294,12 @@ class Engine {
   reapIfExpired(): void {
     if (this.stmts.anyExpired.get(Date.now()) === undefined) return;
     this.write(() => undefined);
+  }
+
+  /** When the next lease expires (ms since the epoch), or undefined without leases. */
+  nextExpiry(): number | undefined {
+    const row = this.stmts.nextExpiry.get() as { at: number | null } | undefined;
+    return row?.at === null || row?.at === undefined ? undefined : Number(row.at);
   }
 
   /** Inside a write transaction: bumps the revision and logs one event. */
@@ -583,7 +600,11 @@ export class EmbeddedStore implements Store {
   #closed = false;
   #watchers = new Set<EmbeddedWatcher>();
   #leases = new Set<EmbeddedLease>();
-  #reaper: ReturnType<typeof setInterval> | undefined;
+  #reaper: ReturnType<typeof setTimeout> | undefined;
+  /** When the reaper's timer fires (ms since the epoch). */
+  #reapAt = 0;
+  #lastReap = 0;
+  #unsubscribeReaper: (() => void) | undefined;
   #log: Logger;
 
   /** Use {@linkcode openEmbeddedStore}. */
@@ -730,21 +751,51 @@ export class EmbeddedStore implements Store {
     });
   }
 
-  /** Runs while watches are open: reaps expired leases so that watchers see the deletes. */
+  /**
+   * Runs while watches are open: reaps expired leases so that watchers see
+   * the deletes. It wakes when the earliest lease expires (at most every
+   * `reapIntervalMs`, at least every {@linkcode REAP_IDLE_MS}), and looks
+   * again whenever the database changes (a new lease may expire sooner), so
+   * a process with nothing expiring stays asleep.
+   */
   #updateReaper() {
     const wanted = this.#watchers.size > 0 && !this.#closed;
-    if (wanted && this.#reaper === undefined) {
-      this.#reaper = setInterval(() => {
-        try {
-          this.#engine.reapIfExpired();
-        } catch (error) {
-          this.#log.warn(`reaping expired leases failed: ${errorMessage(error)}`);
-        }
-      }, this.#engine.options.reapIntervalMs);
-    } else if (!wanted && this.#reaper !== undefined) {
-      clearInterval(this.#reaper);
+    if (wanted && this.#unsubscribeReaper === undefined) {
+      this.#unsubscribeReaper = this.#engine.notifier.subscribe(() => this.#scheduleReap());
+      this.#scheduleReap();
+    } else if (!wanted && this.#unsubscribeReaper !== undefined) {
+      this.#unsubscribeReaper();
+      this.#unsubscribeReaper = undefined;
+      clearTimeout(this.#reaper);
       this.#reaper = undefined;
     }
+  }
+
+  /** (Re)arms the reaper's timer for the earliest lease expiry. */
+  #scheduleReap() {
+    if (this.#unsubscribeReaper === undefined || this.#closed) return;
+    let next: number | undefined;
+    try {
+      next = this.#engine.nextExpiry();
+    } catch (error) {
+      this.#log.warn(`reading lease expiries failed: ${errorMessage(error)}`);
+    }
+    const now = Date.now();
+    const earliest = this.#lastReap + this.#engine.options.reapIntervalMs;
+    const at = Math.max(earliest, Math.min(next ?? Infinity, now + REAP_IDLE_MS));
+    if (this.#reaper !== undefined && this.#reapAt <= at) return;
+    clearTimeout(this.#reaper);
+    this.#reapAt = at;
+    this.#reaper = setTimeout(() => {
+      this.#reaper = undefined;
+      this.#lastReap = Date.now();
+      try {
+        this.#engine.reapIfExpired();
+      } catch (error) {
+        this.#log.warn(`reaping expired leases failed: ${errorMessage(error)}`);
+      }
+      this.#scheduleReap();
+    }, Math.max(0, at - now));
   }
 
   async close(): Promise<void> {
@@ -812,7 +863,7 @@ export function openEmbeddedStore(
       busyTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     });
     immediateTransaction(db, () => db!.exec(SCHEMA));
-    notifier = new ChangeNotifier(path, resolved.pollIntervalMs);
+    notifier = new ChangeNotifier(path, resolved.pollIntervalMs, { watchFiles: true });
   } catch (error) {
     try {
       notifier?.close();
