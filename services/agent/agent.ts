@@ -199,6 +199,41 @@ class Agent implements AgentHandle, CommandTarget {
     );
   }
 
+  /**
+   * One collection through the configured pipeline, without the loop:
+   * `test` sends nothing and writes nothing (no broker, no heartbeat);
+   * `once` sends the batch to the broker and waits up to `waitMs` for its
+   * acknowledgement. Always stops the agent before returning.
+   */
+  async oneShot(mode: "test" | "once", waitMs: number): Promise<OneShotResult> {
+    const alerts: WireAlert[] = [];
+    try {
+      this.#watcher = await ConfigWatcher.start({
+        store: this.#options.store,
+        prefix: this.#options.prefix ?? "/monitor",
+        agentId: this.agentId,
+        log: this.#log.child("config"),
+        onChange: (state, previous) => this.#apply(state, previous),
+      });
+      if (mode === "once") this.#link.start();
+      const sample = await this.#collectAndSend(mode === "once");
+      if (mode === "test") alerts.push(...this.#pendingAlerts.splice(0));
+      const plugins = this.#config?.config.plugins.map((p) => p.name) ?? [];
+      const who = { agentId: this.agentId, hostname: this.hostname };
+      if (mode === "test") return { ...who, sample, alerts, plugins };
+      const acknowledged = sample.seq === undefined || await this.#link.flush(waitMs);
+      return { ...who, sample, alerts, plugins, acknowledged };
+    } finally {
+      this.#stopped = true;
+      await this.#link.stop();
+      await this.#heartbeat.stop();
+      await this.#watcher?.close();
+      await this.#pipeline.close();
+      await this.#collector.close();
+      if (this.#options.ownsStore) await this.#options.store.close();
+    }
+  }
+
   async #apply(state: ConfigState, previous: ConfigState | undefined): Promise<void> {
     this.#config = state;
     const config = state.config;
@@ -495,6 +530,34 @@ class Agent implements AgentHandle, CommandTarget {
     if (this.#options.ownsStore) await this.#options.store.close();
     this.#log.info(`agent ${this.agentId} stopped`);
   }
+}
+
+/** What {@linkcode runOnce} did. */
+export interface OneShotResult {
+  agentId: string;
+  hostname: string;
+  /** The collection and what the pipeline made of it. */
+  sample: LastSample;
+  /** Alerts the plugins raised on it (`test`: not sent). */
+  alerts: WireAlert[];
+  /** The pipeline's plugins, in order. */
+  plugins: string[];
+  /** `once`: the broker acknowledged the batch within the wait. */
+  acknowledged?: boolean;
+}
+
+/**
+ * Telegraf's `--test` and `--once`: reads the agent's configuration, runs
+ * one collection through its pipeline, then stops. `test` prints rather
+ * than sends (no broker, no heartbeat); `once` sends the one batch and
+ * waits up to `waitMs` for the broker's acknowledgement.
+ */
+export async function runOnce(
+  options: AgentOptions,
+  mode: "test" | "once",
+  waitMs = 15_000,
+): Promise<OneShotResult> {
+  return await new Agent(options).oneShot(mode, waitMs);
 }
 
 /**
