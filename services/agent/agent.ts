@@ -11,7 +11,7 @@ import { errorMessage, getLogger, type Logger, setLogLevel } from "../common/log
 import { checkAgentId } from "../common/ids.ts";
 import { sameAgentConfig } from "../config/agent_config.ts";
 import type { ClientTlsOptions, WireAlert, WireSample } from "../rpc/mod.ts";
-import { storeKeys } from "../store/keys.ts";
+import { DEFAULT_STORE_PREFIX, storeKeys } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { BatchBuffer } from "./buffer.ts";
@@ -145,7 +145,7 @@ class Agent implements AgentHandle, CommandTarget {
       log: this.#log.child("plugin"),
       loadUrlPlugin: options.loadUrlPlugin ?? createUrlPluginLoader({
         pins: () => this.#config?.pins ?? new Map(),
-        pinPrefix: storeKeys(options.prefix ?? "/monitor").pluginPrefix,
+        pinPrefix: storeKeys(options.prefix ?? DEFAULT_STORE_PREFIX).pluginPrefix,
         cacheDir: options.stateDir ? join(options.stateDir, PLUGIN_CACHE_DIR) : undefined,
         timeoutMs: () => this.#config?.config.plugin_timeout_ms ?? 1000,
         log: (name, level, message) => this.#log.child(`plugin/${name}`).log(level, message),
@@ -171,14 +171,14 @@ class Agent implements AgentHandle, CommandTarget {
     });
     this.#heartbeat = new Heartbeat({
       store: options.store,
-      key: storeKeys(options.prefix ?? "/monitor").heartbeat(this.agentId),
+      key: storeKeys(options.prefix ?? DEFAULT_STORE_PREFIX).heartbeat(this.agentId),
       snapshot: () => this.heartbeat(),
       log: this.#log.child("heartbeat"),
     });
   }
 
   async start(): Promise<void> {
-    const prefix = this.#options.prefix ?? "/monitor";
+    const prefix = this.#options.prefix ?? DEFAULT_STORE_PREFIX;
     this.#watcher = await ConfigWatcher.start({
       store: this.#options.store,
       prefix,

@@ -22,6 +22,7 @@ import {
   resolveServiceSettings,
   sectionString,
 } from "../config/service_settings.ts";
+import { MONITOR_DEFAULTS } from "../config/defaults.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
 import { type AgentOptions, runOnce, startAgent } from "./agent.ts";
@@ -29,7 +30,7 @@ import type { MetricsSource } from "./metrics.ts";
 import { readAgentSecurity } from "./security.ts";
 
 /** Default broker address. */
-export const DEFAULT_BROKER = "127.0.0.1:50052";
+export const DEFAULT_BROKER: string = MONITOR_DEFAULTS.broker.listen;
 
 const EXAMPLES = `
 Examples:

@@ -15,6 +15,8 @@ import {
   type TopicNames,
 } from "../common/messages.ts";
 import { type RpcServer, RpcStatus, type ServerTlsOptions, startRpcServer } from "../rpc/mod.ts";
+import { MONITOR_DEFAULTS } from "../config/defaults.ts";
+import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { Subscription } from "../bus/types.ts";
 import { type AdminServer, startAdminServer } from "./admin.ts";
@@ -36,9 +38,9 @@ import { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 /** Version string the broker reports in Welcome. */
 export const BROKER_VERSION = "1.0.0";
 /** Default gRPC listen address. */
-export const DEFAULT_LISTEN = "127.0.0.1:50052";
+export const DEFAULT_LISTEN: string = MONITOR_DEFAULTS.broker.listen;
 /** Default admin API address. */
-export const DEFAULT_ADMIN = "127.0.0.1:50053";
+export const DEFAULT_ADMIN: string = MONITOR_DEFAULTS.broker.admin;
 /** How long start-up waits for the commands consumer group before going on (ms). */
 export const COMMANDS_JOIN_WAIT_MS = 5000;
 /** Default time an agent has to answer a command (ms). */
@@ -148,7 +150,7 @@ function remoteAgent(r: SessionRecord): AgentInfo {
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const log = options.log ?? getLogger("broker");
   const topics: TopicNames = { ...DEFAULT_TOPICS, ...options.topics };
-  const prefix = options.prefix ?? "/monitor";
+  const prefix = options.prefix ?? DEFAULT_STORE_PREFIX;
   const limits: MessageLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   const { bus, store } = options;

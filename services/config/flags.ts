@@ -27,6 +27,7 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
+import { isPlainObject } from "../common/objects.ts";
 
 /** The processes with a command line of their own that read monitor.yaml. */
 export const FLAG_SERVICES = ["broker", "agent", "analysis", "plugins"] as const;
@@ -196,13 +197,13 @@ export function configFlag(args: readonly string[]): string | undefined {
  */
 export function withOverrides(document: unknown, overrides: readonly FlagOverride[]): unknown {
   if (overrides.length === 0) return document;
-  if (document !== null && document !== undefined && !isMapping(document)) return document;
-  const root: Record<string, unknown> = isMapping(document) ? structuredClone(document) : {};
+  if (document !== null && document !== undefined && !isPlainObject(document)) return document;
+  const root: Record<string, unknown> = isPlainObject(document) ? structuredClone(document) : {};
   const parentOf = (path: string) => {
     const keys = path.split(".");
     let node = root;
     for (const key of keys.slice(0, -1)) {
-      if (!isMapping(node[key])) node[key] = {};
+      if (!isPlainObject(node[key])) node[key] = {};
       node = node[key] as Record<string, unknown>;
     }
     return { node, key: keys[keys.length - 1] };
@@ -216,10 +217,6 @@ export function withOverrides(document: unknown, overrides: readonly FlagOverrid
     node[key] = value;
   }
   return root;
-}
-
-function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** The override an issue at `path` is about (its key path, or a key below it), if any. */

@@ -26,13 +26,7 @@ import {
   replicaAddresses,
 } from "../common/broker_list.ts";
 import { checkAgentId } from "../common/ids.ts";
-import {
-  DEFAULT_LOG_FORMAT,
-  LOG_FORMATS,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
-} from "../common/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../common/log.ts";
 import { exposureProblem } from "../common/http_security.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
 import {
@@ -60,6 +54,7 @@ import {
 } from "./plugin_spec.ts";
 import { type FlagOverride, overrideAt, withOverrides } from "./flags.ts";
 import { parseYamlSource } from "./yaml_source.ts";
+import { MONITOR_DEFAULTS } from "./defaults.ts";
 
 /** File name of the shared SQLite database in the state directory. */
 export const DATABASE_FILE = "monitor.db";
@@ -78,41 +73,8 @@ export const MONITOR_KEYS: readonly string[] = Object.freeze([
   "plugins",
 ]);
 
-/** Defaults of monitor.yaml (the values `deno task validate` fills in). */
-export const MONITOR_DEFAULTS = Object.freeze({
-  state_dir: ".monitor",
-  log_level: "info" as LogLevel,
-  log_format: DEFAULT_LOG_FORMAT as LogFormat,
-  store: Object.freeze({ backend: "embedded", endpoints: ["127.0.0.1:2379"], prefix: "/monitor" }),
-  bus: Object.freeze({ backend: "embedded", brokers: ["127.0.0.1:9092"] }),
-  broker: Object.freeze({
-    /** Same as the broker's `DEFAULT_LISTEN` (a test keeps them equal). */
-    listen: "127.0.0.1:50052",
-    /** Same as the broker's `DEFAULT_ADMIN`. */
-    admin: "127.0.0.1:50053",
-    command_timeout: 10,
-    max_batch_samples: 1000,
-    replicas: 1,
-    /**
-     * Streams (agents) one broker process accepts; same as the broker's
-     * `DEFAULT_MAX_STREAMS` (a test keeps them equal).
-     */
-    max_streams: 4000,
-  }),
-  analysis: Object.freeze({
-    group: "analysis",
-    command_timeout: 15,
-    summary_interval: 10,
-    /** The dashboard's address. */
-    http: "127.0.0.1:8090",
-    history: Object.freeze({
-      raw_retention_hours: 24,
-      rollup_retention_days: 7,
-      max_size_mb: 1024,
-    }),
-  }),
-  agent: Object.freeze({ metrics_source: "auto" }),
-});
+/** Defaults of monitor.yaml: services/config/defaults.ts. */
+export { MONITOR_DEFAULTS };
 
 /** Where the store lives. */
 export interface StoreConfig {
