@@ -51,7 +51,7 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
  * lost at 4,000. Beyond the ceiling a new stream is refused RESOURCE_EXHAUSTED
  * and its agent goes to another broker.
  */
-export const DEFAULT_MAX_STREAMS = 4000;
+export const DEFAULT_MAX_STREAMS: number = MONITOR_DEFAULTS.broker.max_streams;
 /** Seconds an agent refused at the ceiling is told to wait before trying this broker again. */
 export const RETRY_AFTER_S = 5;
 
