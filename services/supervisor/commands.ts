@@ -8,7 +8,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { agentPermissions } from "../agent/permissions.ts";
+import { agentPermissions, agentRuntimeFlags } from "../agent/permissions.ts";
 import { analysisPermissions } from "../analysis/permissions.ts";
 import { brokerPermissions } from "../broker/permissions.ts";
 import { busPermissions } from "../bus/permissions.ts";
@@ -197,9 +197,10 @@ export function serviceCommand(name: ServiceName, settings: DeploymentSettings):
     : name === "analysis"
     ? analysisPermissionSet(settings)
     : agentPermissionSet(settings);
-  const extra = name === "agent" && settings.plugins.length > 0
-    ? ["--unstable-worker-options"]
-    : [];
+  const extra = name !== "agent" ? [] : [
+    ...agentRuntimeFlags(),
+    ...(settings.plugins.length > 0 ? ["--unstable-worker-options"] : []),
+  ];
   // With replicas the first broker's admin port is derived (after the brokers' ports):
   // every broker gets its addresses on the command line.
   const replicas = settings.broker.replicas ?? [];
