@@ -167,14 +167,18 @@ export class ServiceProcess {
 /**
  * Runs `argv` in a pseudo-terminal through script(1), its input our pipe
  * (write or {@linkcode ServiceProcess.type} into it), with `TERM=xterm` and
- * no editor set.
+ * no editor set (unless `env` sets one).
  */
-export function inTerminal(name: string, argv: string[]): ServiceProcess {
+export function inTerminal(
+  name: string,
+  argv: string[],
+  env: Record<string, string> = {},
+): ServiceProcess {
   const command = argv.map(shellQuote).join(" ");
   return new ServiceProcess(name, ["-qfec", command, "/dev/null"], {
     command: "script",
     stdin: "piped",
-    env: { TERM: "xterm", EDITOR: "", VISUAL: "" },
+    env: { TERM: "xterm", EDITOR: "", VISUAL: "", ...env },
   });
 }
 

@@ -90,6 +90,8 @@ Deno.test("monitor.yaml: an empty file resolves to the embedded defaults", () =>
       group: "analysis",
       command_timeout: 15,
       summary_interval: 10,
+      http: "127.0.0.1:8090",
+      history: { raw_retention_hours: 24, rollup_retention_days: 7, max_size_mb: 1024 },
     });
     assert.deepEqual(config.agent, {
       id: "box-1",
@@ -133,6 +135,10 @@ Deno.test("monitor.yaml: a full valid file resolves every key", () => {
     "analysis:",
     "  group: ops",
     "  summary_interval: 30",
+    "  http: 0.0.0.0:8443",
+    "  http_token_file: dashboard-token",
+    "  tls: { cert: d.pem, key: d-key.pem }",
+    "  history: { raw_retention_hours: 6, rollup_retention_days: 30, max_size_mb: 200 }",
     "agent:",
     "  id: web-1",
     "  metrics_source: native",
@@ -170,7 +176,15 @@ Deno.test("monitor.yaml: a full valid file resolves every key", () => {
     max_streams: 4000,
     tls: { cert: "b.pem", key: "b-key.pem", ca: "ca.pem", require_client_cert: true },
   });
-  assert.deepEqual(config.analysis, { group: "ops", command_timeout: 15, summary_interval: 30 });
+  assert.deepEqual(config.analysis, {
+    group: "ops",
+    command_timeout: 15,
+    summary_interval: 30,
+    http: "0.0.0.0:8443",
+    http_token_file: "dashboard-token",
+    tls: { cert: "d.pem", key: "d-key.pem" },
+    history: { raw_retention_hours: 6, rollup_retention_days: 30, max_size_mb: 200 },
+  });
   // The local agent talks to this file's broker (0.0.0.0 read as loopback) with its token.
   assert.deepEqual(config.agent, {
     id: "web-1",
@@ -233,6 +247,19 @@ Deno.test("monitor.yaml: a value of the wrong type points at the value", () => {
   ]);
   assert.deepEqual(problems(["analysis:", "  command_timeout: 0"]), [
     "m.yaml:2:20: analysis.command_timeout: expected a number of seconds greater than 0, found 0 (a number)",
+  ]);
+  assert.deepEqual(
+    problems(["analysis:", "  history: { raw_retention_hours: 24h, max_sze_mb: 5 }"]),
+    [
+      'm.yaml:2:35: analysis.history.raw_retention_hours: expected a number of hours greater than 0, found "24h" (a string) (write 24 without the unit)',
+      'm.yaml:2:40: analysis.history.max_sze_mb: expected one of the keys of analysis.history: raw_retention_hours, rollup_retention_days, max_size_mb, found unknown key "max_sze_mb" (did you mean "max_size_mb"?)',
+    ],
+  );
+  assert.deepEqual(problems(["analysis:", "  http: 0.0.0.0:8090"]), [
+    'm.yaml:2:9: analysis.http: expected a loopback address (127.0.0.1 or [::1]) unless analysis.http_token or analysis.tls is set, found "0.0.0.0:8090" (a string)',
+  ]);
+  assert.deepEqual(problems(["analysis:", "  http: 8090"]), [
+    'm.yaml:2:9: analysis.http: expected the dashboard\'s address host:port, e.g. 127.0.0.1:8090, or "off", found 8090 (a number) (write "127.0.0.1:8090", host and port)',
   ]);
   assert.deepEqual(problems(["store: etcd"]), [
     'm.yaml:1:8: store: expected a mapping with the keys backend, endpoints, prefix, found "etcd" (a string)',

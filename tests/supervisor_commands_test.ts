@@ -17,6 +17,8 @@ import {
 } from "../services/supervisor/mod.ts";
 import { describeCommands } from "../services/supervisor/main.ts";
 import { PROTO_FILE } from "../services/broker/permissions.ts";
+import { agentRuntimeFlags } from "../services/agent/permissions.ts";
+import { DASHBOARD_WEB_DIR } from "../services/analysis/permissions.ts";
 
 const FILE = "/srv/monitor/monitor.yaml";
 
@@ -72,7 +74,12 @@ Deno.test("every service gets scoped permissions on the embedded backends", () =
   }
 
   const analysis = serviceCommand("analysis", plan.deployment).args;
-  assert.equal(flagValue(analysis, "net"), undefined, "analysis on the embedded bus: no network");
+  assert.deepEqual(
+    flagValue(analysis, "net"),
+    ["127.0.0.1:8090"],
+    "analysis on the embedded bus: its dashboard only",
+  );
+  assert.ok(flagValue(analysis, "read")!.includes(DASHBOARD_WEB_DIR), "the dashboard's files");
   assert.equal(flagValue(analysis, "run"), undefined);
 
   const agent = serviceCommand("agent", plan.deployment).args;
@@ -80,6 +87,12 @@ Deno.test("every service gets scoped permissions on the embedded backends", () =
   assert.deepEqual(flagValue(agent, "sys"), ["hostname", "cpus", "systemMemoryInfo"]);
   assert.deepEqual(flagValue(agent, "run"), ["awk", "df"]);
   assert.ok(!agent.includes("--unstable-worker-options"), "no URL plugins: no worker options");
+  // The agent's V8 heap settings and no code cache, from one place; the others run with defaults.
+  assert.deepEqual(
+    agent.filter((a) => a === "--no-code-cache" || a.startsWith("--v8-flags=")),
+    agentRuntimeFlags(),
+  );
+  assert.ok(!broker.some((a) => a.startsWith("--v8-flags=")));
 });
 
 Deno.test("etcd and Kafka: network only to the endpoints each service uses", () => {
@@ -104,7 +117,11 @@ bus:
     "10.0.0.6:2379",
     "10.0.0.7:9092",
   ]);
-  assert.deepEqual(net("analysis"), ["10.0.0.7:9092"], "analysis uses the bus only");
+  assert.deepEqual(
+    net("analysis"),
+    ["127.0.0.1:8090", "10.0.0.7:9092", "10.0.0.5:2379", "10.0.0.6:2379"],
+    "analysis: its dashboard, the bus, the store (heartbeats and configurations)",
+  );
   assert.deepEqual(net("agent"), ["127.0.0.1:6001", "10.0.0.5:2379", "10.0.0.6:2379"]);
   for (const name of SERVICE_NAMES) assertScoped(serviceCommand(name, plan.deployment).args, name);
   // The supervisor itself: the store's endpoints and the admin API.

@@ -22,6 +22,8 @@ const WAIT_MS = 120_000;
 function monitorYaml(stateDir: string, port: number, admin: number, extra: {
   interval?: number | string;
   commandTimeout?: number;
+  /** The dashboard's port (default: no dashboard). */
+  http?: number;
 } = {}): string {
   return `# test deployment
 state_dir: ${stateDir}
@@ -36,6 +38,8 @@ agents:
     interval: ${JSON.stringify(extra.interval ?? 3)}
     metrics: [cpu, memory]
     plugins: []
+analysis:
+  http: ${extra.http === undefined ? "'off'" : `127.0.0.1:${extra.http}`}
 `;
 }
 
@@ -121,8 +125,8 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
   const dir = await Deno.makeTempDir({ prefix: "sup-up-" });
   const stateDir = join(dir, "state");
   const file = join(dir, "monitor.yaml");
-  const [port, adminPort] = freePorts(2);
-  await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort));
+  const [port, adminPort, http] = freePorts(3);
+  await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort, { http }));
   const up = new ServiceProcess("up", ["task", "up", "--config", file], { command: "deno" });
   const dbPath = join(stateDir, "monitor.db");
   const keys = storeKeys("/monitor");
@@ -165,7 +169,15 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
         /--allow-net=(\S+)/.exec(children.find((p) => p.pid === pids[name])!.args)?.[1];
       assert.equal(net("broker"), `127.0.0.1:${port},127.0.0.1:${adminPort}`);
       assert.equal(net("agent"), `127.0.0.1:${port}`);
-      assert.equal(net("analysis"), undefined);
+      // The dashboard's address; the embedded bus and store need no network.
+      assert.equal(net("analysis"), `127.0.0.1:${http}`);
+      assert.ok(
+        up.lines.some((l) =>
+          l.startsWith("supervisor|") &&
+          l.endsWith(`supervisor: dashboard: http://127.0.0.1:${http}/`)
+        ),
+        up.output,
+      );
     });
 
     store = await openStore({
@@ -206,7 +218,10 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       "editing the agent interval changes the rate of data; the agent keeps its pid",
       async () => {
         const editedAt = Date.now() / 1000;
-        await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort, { interval: 1 }));
+        await Deno.writeTextFile(
+          file,
+          monitorYaml(stateDir, port, adminPort, { interval: 1, http }),
+        );
         // Samples after the edit come a second apart rather than three.
         await waitUntil(
           () => {
@@ -232,7 +247,10 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
 
     await t.step("an invalid edit prints file:line:column and changes nothing", async () => {
       const before = up.lines.length;
-      await Deno.writeTextFile(file, monitorYaml(stateDir, port, adminPort, { interval: "fast" }));
+      await Deno.writeTextFile(
+        file,
+        monitorYaml(stateDir, port, adminPort, { interval: "fast", http }),
+      );
       const line = await waitUntil(
         () => up.lines.slice(before).find((l) => l.includes(`${file}:`) && l.includes("interval")),
         WAIT_MS,
@@ -251,7 +269,7 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       const before = up.lines.length;
       await Deno.writeTextFile(
         file,
-        monitorYaml(stateDir, port, adminPort, { interval: 1, commandTimeout: 5 }),
+        monitorYaml(stateDir, port, adminPort, { interval: 1, commandTimeout: 5, http }),
       );
       await waitUntil(
         () => up.lines.slice(before).some((l) => l.includes(" supervisor: broker ready (pid ")),

@@ -10,6 +10,7 @@ import { buildCommand } from "../common/commands.ts";
 import { errorMessage, getLogger, type Logger } from "../common/log.ts";
 import {
   type AlertMessage,
+  type DataMessage,
   DEFAULT_TOPICS,
   type ResultMessage,
   type TopicNames,
@@ -65,7 +66,7 @@ export interface AnalysisStats {
 
 /** What happened, for live views and consoles. */
 export type AnalysisEvent =
-  | { type: "data"; agent: AgentState }
+  | { type: "data"; agent: AgentState; sample: DataMessage }
   | { type: "alert"; alert: AlertMessage }
   | { type: "result"; result: ResultMessage };
 
@@ -75,6 +76,8 @@ export interface AnalysisSendOptions {
   timeoutMs?: number;
   /** Called with each result as it arrives. */
   onResult?(result: ResultMessage): void;
+  /** The command id to use (default: a new one). */
+  commandId?: string;
 }
 
 /** Outcome of {@linkcode Analysis.send}. */
@@ -128,6 +131,8 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
   const delays: number[] = [];
   let delayNext = 0;
   let lastInvalidLog = 0;
+  /** Ends the sends waiting for results (on stop). */
+  const pendingSends = new Set<() => void>();
 
   const emit = (event: AnalysisEvent) => {
     for (const listener of [...listeners]) {
@@ -159,7 +164,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
       if (delays.length < 1024) delays.push(delay);
       else delays[delayNext] = delay;
       delayNext = (delayNext + 1) % 1024;
-      emit({ type: "data", agent: table.applyData(data, now) });
+      emit({ type: "data", agent: table.applyData(data, now), sample: data });
     } else if (message.topic === topics.alerts) {
       const alert = parseAlert(message.value);
       if (typeof alert === "string") return skip(message, alert);
@@ -228,7 +233,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     args?: Record<string, unknown>,
     sendOptions: AnalysisSendOptions = {},
   ): Promise<AnalysisSendSummary> => {
-    const command = buildCommand(target, commandType, args);
+    const command = buildCommand(target, commandType, args, sendOptions.commandId);
     const timeoutMs = sendOptions.timeoutMs ?? options.commandTimeoutMs ?? 15_000;
     const expected = target === "all"
       ? table.activeSince(options.activeWindowSeconds ?? 60)
@@ -270,10 +275,12 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     };
     let settle: ReturnType<typeof setTimeout> | undefined;
     listeners.add(listener);
-    const timer = setTimeout(() => {
+    const giveUp = () => {
       summary.timed_out = true;
       finish();
-    }, timeoutMs);
+    };
+    pendingSends.add(giveUp);
+    const timer = setTimeout(giveUp, timeoutMs);
     try {
       await bus.publish(topics.commands, [{ key: target, value: JSON.stringify(command) }]);
       commandsSent++;
@@ -281,6 +288,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
       await done;
     } finally {
       clearTimeout(timer);
+      pendingSends.delete(giveUp);
       clearTimeout(settle);
       listeners.delete(listener);
     }
@@ -300,6 +308,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     },
     stop() {
       stopped ??= (async () => {
+        for (const giveUp of [...pendingSends]) giveUp();
         listeners.clear();
         await subscription.close().catch((error) =>
           log.warn(`closing the subscription: ${errorMessage(error)}`)

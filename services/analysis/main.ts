@@ -4,7 +4,7 @@
  * @module
  */
 import { Command } from "commander";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import process from "node:process";
 import { openBus } from "../bus/mod.ts";
 import {
@@ -18,6 +18,12 @@ import {
   type ServiceFlags,
 } from "../common/cli.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
+import { readSecret } from "../common/secrets.ts";
+import { readTlsFile, secretSources, tlsFileResolver } from "../common/security_settings.ts";
+import { HealthMonitor } from "../broker/health.ts";
+import { resolveAnalysisSection } from "../config/monitor_config.ts";
+import { openStore } from "../store/mod.ts";
+import type { Store } from "../store/types.ts";
 import {
   resolveServiceSettings,
   sectionNumber,
@@ -25,6 +31,10 @@ import {
 } from "../config/service_settings.ts";
 import { startConsole } from "../console/mod.ts";
 import { analysisCommands, localAnalysisBackend } from "./console.ts";
+import { type Dashboard, startDashboard } from "./dashboard.ts";
+import { FleetState } from "./fleet.ts";
+import { HISTORY_FILE, HistoryStore } from "./history.ts";
+import { recordEvents } from "./recorder.ts";
 import { chooseGroup } from "./group.ts";
 import { startAnalysis, startLiveDisplay } from "./mod.ts";
 
@@ -44,14 +54,21 @@ On a terminal or with --console the analysis joins a consumer group of its own
 (analysis-console-<random>, starting with new messages) so that it sees everything
 even beside the analysis of "deno task up"; --group chooses one.
 
+Keeps every sample in a history under the state directory (timeseries.db) and
+serves the dashboard (default http://127.0.0.1:8090/; --http off to turn it off;
+an analysis started beside the supervised one, which serves it already, says so).
+
 monitor.yaml keys (section analysis:): group (of the analysis the supervisor starts),
-command_timeout (seconds), summary_interval (seconds).`;
+command_timeout (seconds), summary_interval (seconds), http, http_token / http_token_file /
+http_token_env, tls: {cert, key}, history: {raw_retention_hours, rollup_retention_days,
+max_size_mb}.`;
 
 interface AnalysisFlags extends ServiceFlags {
   group?: string;
   commandTimeout?: string;
   summaryInterval?: string;
   fromBeginning?: boolean;
+  http?: string;
 }
 
 async function main() {
@@ -71,7 +88,8 @@ async function main() {
       "--summary-interval <seconds>",
       "period of the summary when not on a terminal (default 10)",
     )
-    .option("--from-beginning", "a new consumer group starts at the beginning of the topics");
+    .option("--from-beginning", "a new consumer group starts at the beginning of the topics")
+    .option("--http <host:port|off>", "the dashboard's address (default 127.0.0.1:8090)");
   const flags = parseServiceFlags<AnalysisFlags>(program, EXAMPLES);
   const log = getLogger("analysis");
   const settings = await resolveServiceSettings("analysis", flags);
@@ -90,6 +108,21 @@ async function main() {
     flags.summaryInterval,
     "a number of seconds greater than 0",
   ) ?? 10;
+
+  const section = resolveAnalysisSection(
+    flags.http === undefined ? settings.section : { ...settings.section, http: flags.http },
+    flags.http === undefined ? settings.configFile : undefined,
+  );
+  await Deno.mkdir(settings.stateDir, { recursive: true });
+  const history = HistoryStore.open(join(settings.stateDir, HISTORY_FILE), {
+    rawRetentionHours: section.history.raw_retention_hours,
+    rollupRetentionDays: section.history.rollup_retention_days,
+    maxSizeMb: section.history.max_size_mb,
+    onWarning: (message) => log.warn(message),
+  });
+  history.startBackground();
+  const fleet = new FleetState();
+  seedFleet(fleet, history);
 
   const terminal = onTerminal();
   const withConsole = !flags.supervised && (terminal || Boolean(flags.console));
@@ -111,6 +144,69 @@ async function main() {
     closeBus: true,
     log,
   });
+  const stopRecording = recordEvents(analysis, fleet, history);
+
+  // The store: agents' heartbeats (health, plugins, version) and configurations. Opened in
+  // the background: the live view and the history do not wait for it.
+  let store: Store | undefined;
+  let health: HealthMonitor | undefined;
+  let dashboard: Dashboard | undefined;
+  let stopping = false;
+  const storeReady = (async () => {
+    try {
+      const opened = await openStore(settings.store);
+      if (stopping) return await opened.close();
+      store = opened;
+      health = await HealthMonitor.start(opened, settings.store.prefix, log);
+      const monitor = health;
+      const apply = (id: string) => {
+        const h = monitor.get(id);
+        if (!h) return;
+        fleet.applyHealth(id, { ...h, details: monitor.details(id) });
+        dashboard?.touch(id);
+      };
+      for (const h of monitor.list()) apply(h.agent_id);
+      monitor.onChange(apply);
+    } catch (error) {
+      log.warn(
+        `the dashboard runs without the store (no health, no configuration): ${
+          errorMessage(error)
+        }`,
+      );
+    }
+  })();
+  if (section.http !== "off") {
+    const base = settings.configFile ? dirname(settings.configFile) : Deno.cwd();
+    const token = await readSecret({
+      what: "analysis.http_token",
+      ...secretSources(settings.section, "http_token", "analysis"),
+      base,
+    });
+    if (token?.warning) log.warn(token.warning);
+    const pick = tlsFileResolver(section.tls ?? {}, "analysis", base, Deno.cwd());
+    const cert = pick(undefined, "cert");
+    const key = pick(undefined, "key");
+    const tls = cert && key
+      ? { cert: await readTlsFile(cert), key: await readTlsFile(key) }
+      : undefined;
+    try {
+      dashboard = await startDashboard({
+        listen: section.http,
+        token: token?.value,
+        tls,
+        analysis,
+        fleet,
+        history,
+        store: () => store,
+        prefix: settings.store.prefix,
+        log,
+      });
+      log.info(`dashboard: ${dashboard.url}`);
+    } catch (error) {
+      // Another analysis process (the supervised one) may serve it already.
+      log.warn(`no dashboard from this process: ${errorMessage(error)}`);
+    }
+  }
 
   const console = withConsole
     ? startConsole({
@@ -139,7 +235,14 @@ async function main() {
     display.stop();
     console?.close();
     try {
+      stopping = true;
+      await dashboard?.close();
       await analysis.stop();
+      stopRecording();
+      history.close();
+      await storeReady;
+      await health?.close();
+      await store?.close();
     } catch (error) {
       log.error(`stopping: ${errorMessage(error)}`);
     }
@@ -150,6 +253,17 @@ async function main() {
   if (console) {
     await console.done;
     await shutdown();
+  }
+}
+
+/** Seeds the fleet's sparklines and last values from the history (after a restart). */
+function seedFleet(fleet: FleetState, history: HistoryStore) {
+  const now = Date.now() / 1000;
+  for (const agent of history.agentIds()) {
+    const series = history.query(agent, now - 300, now);
+    for (const [metric, points] of Object.entries(series)) {
+      if (points.t.length > 0) fleet.seedSpark(agent, metric, points);
+    }
   }
 }
 

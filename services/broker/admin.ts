@@ -22,10 +22,10 @@
  *
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
 import { checkCommandType, checkTarget, isPlainObject } from "../common/commands.ts";
+import { checkRequestAccess, exposureProblem } from "../common/http_security.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
-import { isLoopbackHost, splitHostPort } from "../common/net.ts";
+import { splitHostPort } from "../common/net.ts";
 import { ConfigError } from "../config/issues.ts";
 import { negotiateFormat } from "./prometheus.ts";
 import type { SendEvent, SendRequest } from "./send.ts";
@@ -51,12 +51,6 @@ export interface AdminServer {
 
 /** Largest request body (bytes). */
 const MAX_BODY = 1024 * 1024;
-
-function sameToken(given: string | null, expected: string): boolean {
-  const a = new TextEncoder().encode(given ?? "");
-  const b = new TextEncoder().encode(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body, null, 2) + "\n", {
@@ -116,29 +110,24 @@ const ENDPOINTS = [
 /** Starts the admin API. */
 export function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = splitHostPort(options.listen, "--admin");
-  if (!isLoopbackHost(host) && !options.token) {
+  if (exposureProblem(`${host}:${port}`, { token: Boolean(options.token) }) !== undefined) {
     throw new Error(
       `--admin ${options.listen}: the admin API listens on loopback only (127.0.0.1 or ::1) unless an admin token is set`,
     );
   }
   const { broker, log } = options;
-  const expected = options.token ? `Bearer ${options.token}` : undefined;
 
   const handle = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
     // Without a token only loopback host names are answered (no DNS rebinding from a web page).
-    const hostHeader = request.headers.get("host") ?? "";
-    const hostName = hostHeader.replace(/:\d+$/, "");
-    if (expected === undefined && !isLoopbackHost(hostName)) {
-      log.warn(`refused ${request.method} ${url.pathname} for host ${JSON.stringify(hostHeader)}`);
-      return problem(
-        403,
-        `host: expected a loopback address such as 127.0.0.1, found ${JSON.stringify(hostHeader)}`,
+    const refused = checkRequestAccess(request, options.token);
+    if (refused) {
+      log.warn(
+        `refused ${request.method} ${url.pathname}: ${
+          refused.status === 401 ? "missing or wrong admin token" : refused.error
+        }`,
       );
-    }
-    if (expected !== undefined && !sameToken(request.headers.get("authorization"), expected)) {
-      log.warn(`refused ${request.method} ${url.pathname}: missing or wrong admin token`);
-      return problem(401, 'authorization: expected "Bearer <admin token>"');
+      return problem(refused.status, refused.error.replace("<token>", "<admin token>"));
     }
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = request.method;

@@ -41,6 +41,9 @@ export class HealthMonitor {
   #keys: StoreKeys;
   #log: Logger;
   #listeners = new Set<(health: AgentHealth) => void>();
+  #changeListeners = new Set<(agentId: string) => void>();
+  /** The latest heartbeat value of each agent (parsed JSON object), as the agent wrote it. */
+  #details = new Map<string, Record<string, unknown>>();
 
   private constructor(keys: StoreKeys, log: Logger) {
     this.#keys = keys;
@@ -69,6 +72,21 @@ export class HealthMonitor {
   onTransition(listener: (health: AgentHealth) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Registers a listener called after every heartbeat write or deletion
+   * (not only transitions); returns a function that removes it.
+   */
+  onChange(listener: (agentId: string) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /** The latest heartbeat value of `agentId` as written (a copy), when it was a JSON object. */
+  details(agentId: string): Record<string, unknown> | undefined {
+    const value = this.#details.get(agentId);
+    return value ? structuredClone(value) : undefined;
   }
 
   /** Every agent seen, sorted by id. */
@@ -108,6 +126,9 @@ export class HealthMonitor {
     let stamped: number | undefined;
     try {
       const parsed = JSON.parse(value) as Record<string, unknown>;
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
+        this.#details.set(agentId, parsed);
+      }
       if (typeof parsed.hostname === "string") hostname = parsed.hostname;
       if (typeof parsed.status === "string") agentStatus = parsed.status;
       if (typeof parsed.timestamp === "number" && Number.isFinite(parsed.timestamp)) {
@@ -129,6 +150,7 @@ export class HealthMonitor {
       observed: now,
     };
     this.#entries.set(agentId, entry);
+    this.#changed(agentId);
     if (previous?.status !== "alive") {
       this.#log.info(
         `agent ${agentId} is alive${previous ? " again" : ""} (heartbeat ${
@@ -154,6 +176,7 @@ export class HealthMonitor {
       observed: now,
     };
     this.#entries.set(agentId, entry);
+    this.#changed(agentId);
     if (previous?.agent_status === "stopping") {
       // The agent wrote "stopping" before removing its heartbeat: a clean stop, not a death.
       this.#log.info(`agent ${agentId} stopped (its heartbeat was removed on shutdown)`);
@@ -168,6 +191,16 @@ export class HealthMonitor {
       }`,
     );
     this.#notify(entry);
+  }
+
+  #changed(agentId: string) {
+    for (const listener of [...this.#changeListeners]) {
+      try {
+        listener(agentId);
+      } catch (error) {
+        this.#log.warn(`health listener failed: ${errorMessage(error)}`);
+      }
+    }
   }
 
   #notify(entry: Entry) {
@@ -186,6 +219,7 @@ export class HealthMonitor {
     const watcher = this.#watcher;
     this.#watcher = undefined;
     this.#listeners.clear();
+    this.#changeListeners.clear();
     if (watcher) await watcher.close();
   }
 }

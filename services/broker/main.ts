@@ -24,6 +24,7 @@ import {
   sectionString,
 } from "../config/service_settings.ts";
 import { startConsole } from "../console/mod.ts";
+import { consoleEditDir } from "../console/permissions.ts";
 import { openStore } from "../store/mod.ts";
 import type { Store } from "../store/types.ts";
 import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_MAX_STREAMS, startBroker } from "./mod.ts";
@@ -200,6 +201,7 @@ async function main() {
       name: "broker",
       commands: brokerCommands(localBrokerBackend(broker)),
       historyFile: join(settings.stateDir, "history", "broker"),
+      editDir: consoleEditDir(settings.stateDir),
       terminal: onTerminal(),
     });
     await console.done;

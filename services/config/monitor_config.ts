@@ -26,14 +26,8 @@ import {
   replicaAddresses,
 } from "../common/broker_list.ts";
 import { checkAgentId } from "../common/ids.ts";
-import {
-  DEFAULT_LOG_FORMAT,
-  LOG_FORMATS,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
-} from "../common/log.ts";
-import { isLoopbackHost } from "../common/net.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../common/log.ts";
+import { exposureProblem } from "../common/http_security.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
 import {
   type AgentConfig,
@@ -58,7 +52,9 @@ import {
   type PluginPermissions,
   specVersion,
 } from "./plugin_spec.ts";
+import { type FlagOverride, overrideAt, withOverrides } from "./flags.ts";
 import { parseYamlSource } from "./yaml_source.ts";
+import { MONITOR_DEFAULTS } from "./defaults.ts";
 
 /** File name of the shared SQLite database in the state directory. */
 export const DATABASE_FILE = "monitor.db";
@@ -77,30 +73,8 @@ export const MONITOR_KEYS: readonly string[] = Object.freeze([
   "plugins",
 ]);
 
-/** Defaults of monitor.yaml (the values `deno task validate` fills in). */
-export const MONITOR_DEFAULTS = Object.freeze({
-  state_dir: ".monitor",
-  log_level: "info" as LogLevel,
-  log_format: DEFAULT_LOG_FORMAT as LogFormat,
-  store: Object.freeze({ backend: "embedded", endpoints: ["127.0.0.1:2379"], prefix: "/monitor" }),
-  bus: Object.freeze({ backend: "embedded", brokers: ["127.0.0.1:9092"] }),
-  broker: Object.freeze({
-    /** Same as the broker's `DEFAULT_LISTEN` (a test keeps them equal). */
-    listen: "127.0.0.1:50052",
-    /** Same as the broker's `DEFAULT_ADMIN`. */
-    admin: "127.0.0.1:50053",
-    command_timeout: 10,
-    max_batch_samples: 1000,
-    replicas: 1,
-    /**
-     * Streams (agents) one broker process accepts; same as the broker's
-     * `DEFAULT_MAX_STREAMS` (a test keeps them equal).
-     */
-    max_streams: 4000,
-  }),
-  analysis: Object.freeze({ group: "analysis", command_timeout: 15, summary_interval: 10 }),
-  agent: Object.freeze({ metrics_source: "auto" }),
-});
+/** Defaults of monitor.yaml: services/config/defaults.ts. */
+export { MONITOR_DEFAULTS };
 
 /** Where the store lives. */
 export interface StoreConfig {
@@ -177,6 +151,28 @@ export interface AnalysisConfig {
   command_timeout: number;
   /** Seconds between summaries when the output is not a terminal. */
   summary_interval: number;
+  /** The dashboard's address `host:port`, or `off`. */
+  http: string;
+  /** Bearer token the dashboard requires (needed when `http` is not loopback, unless TLS). */
+  http_token?: string;
+  /** File holding the dashboard token (instead of `http_token`). */
+  http_token_file?: string;
+  /** Environment variable holding the dashboard token (instead of `http_token`). */
+  http_token_env?: string;
+  /** TLS of the dashboard (plain HTTP when absent). */
+  tls?: { cert: string; key: string };
+  /** What the time-series history keeps. */
+  history: HistoryConfig;
+}
+
+/** The analysis application's history (`analysis.history`). */
+export interface HistoryConfig {
+  /** Hours raw samples are kept. */
+  raw_retention_hours: number;
+  /** Days per-minute rollups (min, avg, max) are kept. */
+  rollup_retention_days: number;
+  /** Largest size of the history's data (MiB); past it the oldest data goes first. */
+  max_size_mb: number;
 }
 
 /** TLS of the local agent's connection to the broker. */
@@ -262,6 +258,11 @@ export interface ParseOptions {
   hostname?: string;
   /** Folder relative paths are resolved against (default: the file's folder). */
   dir?: string;
+  /**
+   * Command-line flags as key paths ({@linkcode flagOverrides}), written into
+   * the document before it is checked; their issues name the flag.
+   */
+  flags?: readonly FlagOverride[];
 }
 
 /** Outcome of {@linkcode checkMonitorConfig}: a config when there are no issues. */
@@ -293,7 +294,18 @@ const BROKER_KEYS = [
   "tls",
 ] as const;
 const BROKER_TLS_KEYS = ["cert", "key", "ca", "require_client_cert"] as const;
-const ANALYSIS_KEYS = ["group", "command_timeout", "summary_interval"] as const;
+const ANALYSIS_KEYS = [
+  "group",
+  "command_timeout",
+  "summary_interval",
+  "http",
+  "http_token",
+  "http_token_file",
+  "http_token_env",
+  "tls",
+  "history",
+] as const;
+const HISTORY_KEYS = ["raw_retention_hours", "rollup_retention_days", "max_size_mb"] as const;
 const AGENT_KEYS = [
   "id",
   "broker",
@@ -490,15 +502,9 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
   Object.assign(config, secrets);
   const sink = text(doc, "sink", "broker", "a file path", issues);
   if (sink !== undefined) config.sink = sink;
-  if (admin !== "off" && !adminToken && typeof doc.admin === "string") {
-    const host = admin.replace(/:\d+$/, "");
-    if (!isLoopbackHost(host)) {
-      issues.wrong(
-        "broker.admin",
-        "a loopback address (127.0.0.1 or [::1]) unless broker.admin_token is set",
-        doc.admin,
-      );
-    }
+  if (admin !== "off" && typeof doc.admin === "string") {
+    const problem = exposureProblem(admin, { token: adminToken }, { token: "broker.admin_token" });
+    if (problem) issues.wrong("broker.admin", problem, doc.admin);
   }
   if (doc.tls !== undefined && doc.tls !== null) {
     const tls = section(doc.tls, "broker.tls", BROKER_TLS_KEYS, issues);
@@ -542,7 +548,12 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
 function checkAnalysis(raw: unknown, issues: Issues): AnalysisConfig {
   const d = MONITOR_DEFAULTS.analysis;
   const doc = section(raw, "analysis", ANALYSIS_KEYS, issues) ?? {};
-  return {
+  const http = hostPort(doc, "http", "analysis", issues, { fallback: d.http }, {
+    also: "off",
+    what: "the dashboard's address host:port, e.g. 127.0.0.1:8090",
+  });
+  const historyDoc = section(doc.history, "analysis.history", HISTORY_KEYS, issues) ?? {};
+  const config: AnalysisConfig = {
     group: text(doc, "group", "analysis", "a consumer group name", issues) ?? d.group,
     command_timeout: positive(doc, "command_timeout", "analysis", issues, {
       fallback: d.command_timeout,
@@ -552,7 +563,70 @@ function checkAnalysis(raw: unknown, issues: Issues): AnalysisConfig {
       fallback: d.summary_interval,
       what: SECONDS,
     }),
+    http,
+    history: {
+      raw_retention_hours: positive(historyDoc, "raw_retention_hours", "analysis.history", issues, {
+        fallback: d.history.raw_retention_hours,
+        what: "a number of hours greater than 0",
+      }),
+      rollup_retention_days: positive(
+        historyDoc,
+        "rollup_retention_days",
+        "analysis.history",
+        issues,
+        { fallback: d.history.rollup_retention_days, what: "a number of days greater than 0" },
+      ),
+      max_size_mb: positive(historyDoc, "max_size_mb", "analysis.history", issues, {
+        fallback: d.history.max_size_mb,
+        what: "a size in MiB greater than 0",
+      }),
+    },
   };
+  const secrets: Record<string, string> = {};
+  const token = secretKeys(doc, "http_token", "analysis", issues, secrets);
+  Object.assign(config, secrets);
+  if (doc.tls !== undefined && doc.tls !== null) {
+    const tls = section(doc.tls, "analysis.tls", ["cert", "key"], issues);
+    if (tls) {
+      const cert = text(tls, "cert", "analysis.tls", "a PEM file path", issues);
+      const key = text(tls, "key", "analysis.tls", "a PEM file path", issues);
+      if (cert === undefined && tls.cert === undefined) {
+        issues.wrong(
+          "analysis.tls.cert",
+          "the certificate (PEM file) together with key",
+          undefined,
+        );
+      }
+      if (key === undefined && tls.key === undefined) {
+        issues.wrong(
+          "analysis.tls.key",
+          "the private key (PEM file) together with cert",
+          undefined,
+        );
+      }
+      if (cert !== undefined && key !== undefined) config.tls = { cert, key };
+    }
+  }
+  if (http !== "off" && typeof doc.http === "string") {
+    const problem = exposureProblem(http, { token, tls: config.tls !== undefined }, {
+      token: "analysis.http_token",
+      tls: "analysis.tls",
+    });
+    if (problem) issues.wrong("analysis.http", problem, doc.http);
+  }
+  return config;
+}
+
+/**
+ * The analysis application's section resolved with its defaults (the
+ * section of a monitor.yaml already checked, or `{}`).
+ * @throws ConfigError naming every issue
+ */
+export function resolveAnalysisSection(raw: unknown, file?: string): AnalysisConfig {
+  const issues = new Issues();
+  const config = checkAnalysis(raw, issues);
+  if (issues.count > 0) throw new ConfigError(issues.list, file);
+  return config;
 }
 
 function checkAgent(
@@ -761,8 +835,18 @@ export function checkMonitorConfig(
 ): MonitorCheck {
   const source = parseYamlSource(text);
   if (source.syntaxIssues.length > 0) return { issues: source.syntaxIssues };
-  const { config, issues } = resolveMonitorValue(source.value, { ...options, file });
+  const flags = options.flags ?? [];
+  const { config, issues } = resolveMonitorValue(withOverrides(source.value, flags), {
+    ...options,
+    file,
+  });
   const located = issues.map(({ anchor, ...issue }) => {
+    const flag = overrideAt(flags, issue.path);
+    if (flag) {
+      const out: ConfigIssue = { ...issue, path: flag.flag };
+      if (out.hint === undefined) delete out.hint;
+      return out;
+    }
     const where = source.locate(issue.path, anchor ?? (isKeyIssue(issue) ? "key" : "value"));
     const out: ConfigIssue = { ...issue };
     if (out.hint === undefined) delete out.hint;
@@ -792,7 +876,36 @@ export function parseMonitorConfig(
   options: ParseOptions = {},
 ): MonitorConfig {
   const { config, issues } = checkMonitorConfig(text, file, options);
-  if (!config) throw new ConfigError(issues, file);
+  if (!config) {
+    // Issues of flags alone are not the file's.
+    const fromFlags = issues.every((i) => i.path.startsWith("--"));
+    throw new ConfigError(issues, fromFlags ? undefined : file);
+  }
+  return config;
+}
+
+/** Options of {@linkcode resolveConfig}. */
+export interface ResolveOptions extends ParseOptions {
+  /** The monitor.yaml to read; none: the defaults and the flags alone. */
+  file?: string;
+  /** Base of relative paths without a file (default: the current folder). */
+  cwd?: string;
+}
+
+/**
+ * THE resolution of a process's configuration: monitor.yaml (when given)
+ * with the command-line flags written at their key paths, validated once
+ * and every default filled in. Relative paths of the file are relative to
+ * its folder; without a file, to `cwd`.
+ * @throws ConfigError listing every issue (flag issues name the flag)
+ */
+export async function resolveConfig(options: ResolveOptions = {}): Promise<MonitorConfig> {
+  const { file, cwd, ...parse } = options;
+  if (file !== undefined) return await loadMonitorConfig(file, parse);
+  const dir = resolve(cwd ?? Deno.cwd());
+  const { config, issues } = checkMonitorConfig("", "(command line)", { dir, ...parse });
+  if (!config) throw new ConfigError(issues);
+  delete config.source.file;
   return config;
 }
 
@@ -818,9 +931,6 @@ export async function loadMonitorConfig(
       ? error.message
       : String(error);
     const issue: ConfigIssue = { path: "", expected: "a readable monitor.yaml", found: reason };
-    if (reason.startsWith("no permission")) {
-      issue.hint = "this command may read files under the current folder only";
-    }
     throw new ConfigError([issue], path);
   }
   return parseMonitorConfig(text, path, { dir: resolve(dirname(path)), ...options });

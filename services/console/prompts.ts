@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { ensurePrivateDir } from "../common/state_files.ts";
+import { editorCommand } from "./permissions.ts";
 import { confirm, input, select } from "@inquirer/prompts";
 import type { Readable, Writable } from "node:stream";
 import { errorMessage } from "../common/log.ts";
@@ -49,6 +51,7 @@ function cancelled(error: unknown): never {
   throw error;
 }
 
+/** Reads an environment variable; undefined when unset or not allowed. */
 function envVar(name: string): string | undefined {
   try {
     return Deno.env.get(name);
@@ -65,8 +68,15 @@ export class InquirerPrompter implements Prompter {
     clearPromptOnDone: boolean;
   };
 
-  /** @param inputStream the terminal's input @param outputStream the terminal's output */
-  constructor(inputStream: Readable, outputStream: Writable) {
+  #editDir: string | undefined;
+
+  /**
+   * @param inputStream the terminal's input @param outputStream the terminal's output
+   * @param editDir where the copy the editor opens is written (a private folder, created 0700);
+   *   default the system's temporary folder
+   */
+  constructor(inputStream: Readable, outputStream: Writable, editDir?: string) {
+    this.#editDir = editDir;
     this.#context = {
       input: inputStream as unknown as NodeJS.ReadableStream,
       output: outputStream as unknown as NodeJS.WritableStream,
@@ -94,10 +104,11 @@ export class InquirerPrompter implements Prompter {
   }
 
   async edit(message: string, text: string, validate?: Validate): Promise<string> {
-    const editor = envVar("VISUAL") ?? envVar("EDITOR");
-    if (editor) {
+    const command = editorCommand(envVar);
+    const editor = command ? [command.program, ...command.args].join(" ") : undefined;
+    if (command && editor) {
       try {
-        return await this.#external(editor, text, validate);
+        return await this.#external(command, text, validate);
       } catch (error) {
         if (error instanceof PromptCancelled) throw error;
         (this.#context.output as unknown as Writable).write(
@@ -109,11 +120,19 @@ export class InquirerPrompter implements Prompter {
     return await this.input(`${message} (one line of JSON)`, inline, validate);
   }
 
-  async #external(editor: string, text: string, validate?: Validate): Promise<string> {
-    const file = await Deno.makeTempFile({ prefix: "monitor-edit-", suffix: ".json" });
+  async #external(
+    { program, args }: { program: string; args: string[] },
+    text: string,
+    validate?: Validate,
+  ): Promise<string> {
+    if (this.#editDir) ensurePrivateDir(this.#editDir, { own: true });
+    const file = await Deno.makeTempFile({
+      dir: this.#editDir,
+      prefix: "monitor-edit-",
+      suffix: ".json",
+    });
     try {
       await Deno.writeTextFile(file, text.endsWith("\n") ? text : text + "\n");
-      const [program, ...args] = editor.split(/\s+/).filter((p) => p !== "");
       while (true) {
         const status = await new Deno.Command(program, {
           args: [...args, file],

@@ -84,6 +84,8 @@ export interface ConsoleOptions {
   color?: boolean;
   /** Prompt implementation (default: @inquirer/prompts on the same terminal). */
   prompter?: Prompter;
+  /** Where `config` writes the copy $VISUAL/$EDITOR opens (default: the system's temp folder). */
+  editDir?: string;
   /** Ask "really quit?" before quitting from a terminal (e.g. when quit stops services). */
   confirmQuit?: string;
 }
@@ -152,7 +154,7 @@ export function startConsole(options: ConsoleOptions): Console {
   const style = (options.color ?? (terminal && !noColor)) ? COLOR : PLAIN;
   const historySize = options.historySize ?? 500;
   const promptText = `${options.name}> `;
-  const prompter = options.prompter ?? new InquirerPrompter(input, output);
+  const prompter = options.prompter ?? new InquirerPrompter(input, output, options.editDir);
 
   const commands = new Map<string, CommandSpec>();
   for (const spec of options.commands) commands.set(spec.name, spec);

@@ -17,8 +17,11 @@ import {
 import type { DeploymentSettings, PluginNeeds } from "./commands.ts";
 import type { SupervisorPlan } from "./plan.ts";
 
-/** Builds the plan of a resolved configuration read from `file`. */
-export function planFromConfig(config: MonitorConfig, file: string): SupervisorPlan {
+/**
+ * Builds the plan of a resolved configuration read from `file` (none: a
+ * service run alone on its flags and the defaults).
+ */
+export function planFromConfig(config: MonitorConfig, file?: string): SupervisorPlan {
   const path = databasePath(config);
   const broker = config.broker;
   const tls = (files: Array<string | undefined>) =>
@@ -28,7 +31,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
     permissions: p.permissions,
   }));
   const deployment: DeploymentSettings = {
-    configFile: resolve(file),
+    configFile: file === undefined ? undefined : resolve(file),
     stateDir: stateDirPath(config),
     store: {
       backend: config.store.backend,
@@ -53,6 +56,16 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
         : configPath(config, broker.admin_token_file),
       adminTokenEnv: broker.admin_token_env,
       replicas: brokerReplicas(broker),
+    },
+    analysis: {
+      http: config.analysis.http === "off" ? undefined : config.analysis.http,
+      tls: config.analysis.tls !== undefined,
+      files: tls([
+        config.analysis.tls?.cert,
+        config.analysis.tls?.key,
+        config.analysis.http_token_file,
+      ]),
+      env: config.analysis.http_token_env ? [config.analysis.http_token_env] : [],
     },
     agent: {
       broker: config.agent.broker,

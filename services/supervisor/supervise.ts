@@ -16,9 +16,11 @@ import { readSecret } from "../common/secrets.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { startAdminConsole } from "../broker/console.ts";
 import type { Console } from "../console/mod.ts";
+import { consoleEditDir } from "../console/permissions.ts";
 import { RELAUNCH_EXIT_CODE } from "./commands.ts";
 import { loadPlan, parsePlan } from "./from_config.ts";
 import { ServiceOutput } from "./output.ts";
+import { lockStateDir } from "./lock.ts";
 import { Supervisor } from "./supervisor.ts";
 import { watchFile } from "./watch.ts";
 
@@ -50,6 +52,12 @@ export async function supervise(args: string[]): Promise<number> {
     return 1;
   }
   if (isLogFormat(plan.deployment.logFormat)) output.setFormat(plan.deployment.logFormat);
+  // One system per state folder: a second `deno task up` is refused before it starts anything.
+  const lock = lockStateDir(plan.deployment.stateDir, { config: file });
+  if (!lock.ok) {
+    console.error(`supervisor: error: ${lock.message}`);
+    return 1;
+  }
   const supervisor = new Supervisor({ plan, parse: (text) => parsePlan(text, file), output });
   let console_: Console | undefined;
   let resolveStop!: (why: string) => void;
@@ -110,6 +118,7 @@ export async function supervise(args: string[]): Promise<number> {
         adminUrl: admin,
         token: adminToken?.value,
         historyFile: join(plan.deployment.stateDir, "history", "console"),
+        editDir: consoleEditDir(plan.deployment.stateDir),
         confirmQuit: "Stop every service and quit?",
       });
       output.setWriter((line) => console_?.print(line));
@@ -124,6 +133,7 @@ export async function supervise(args: string[]): Promise<number> {
   const clean = await supervisor.stop();
   await started.catch(() => {});
   handlers.forEach((remove) => remove());
+  lock.release();
   if (relaunch) return RELAUNCH_EXIT_CODE;
   output.say("info", clean ? "all services stopped" : "stopped, but not every service cleanly");
   return clean ? 0 : 1;

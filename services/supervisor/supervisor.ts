@@ -15,6 +15,7 @@ import { writeAgentConfigs } from "./agents.ts";
 import {
   brokerReplicaCommand,
   brokerReplicaName,
+  dashboardUrl,
   type DeploymentSettings,
   formatCommand,
   pinCommand,
@@ -48,6 +49,8 @@ export interface SupervisorOptions {
   stopTimeoutMs?: number;
   /** Longest time pinning may take (ms). Default 180 000. */
   pinTimeoutMs?: number;
+  /** Retries of agent configuration writes while the store is unreachable. */
+  storeRetry?: { initialMs?: number; maxMs?: number };
 }
 
 /** Services that depend on no one come first. */
@@ -69,6 +72,16 @@ export class Supervisor {
   #pinned: PluginNeeds[] | undefined;
   #pinChild: ChildHandle | undefined;
   #relaunch: ((reason: string) => void) | undefined;
+  /** Agent configurations monitor.yaml wants that the store does not have yet (id -> config). */
+  #pendingAgents = new Map<string, unknown>();
+  /** Agent ids whose key monitor.yaml wants deleted, not yet deleted. */
+  #pendingDeletes = new Set<string>();
+  /** Agent configuration writes, one after the other. */
+  #agentWrites: Promise<boolean> = Promise.resolve(true);
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryAttempts = 0;
+  #retryInitialMs: number;
+  #retryMaxMs: number;
   /** Resolves with a reason when an edit needs the supervisor itself restarted with other permissions. */
   readonly relaunchRequested: Promise<string>;
 
@@ -78,6 +91,8 @@ export class Supervisor {
     this.#output = options.output;
     this.#spawn = options.spawn ?? spawnSubprocess;
     this.#pinTimeoutMs = options.pinTimeoutMs ?? 180_000;
+    this.#retryInitialMs = options.storeRetry?.initialMs ?? 500;
+    this.#retryMaxMs = options.storeRetry?.maxMs ?? 30_000;
     this.#serviceOptions = {
       spawn: this.#spawn,
       policy: options.policy,
@@ -136,15 +151,27 @@ export class Supervisor {
   }
 
   /**
-   * Writes the agent configurations, pins URL plugins, then starts the
-   * services in order, each after the previous one is ready. Resolves true
-   * when every service became ready.
+   * Agent ids whose configuration (or deletion) monitor.yaml wants but the
+   * store does not have yet: retried with backoff until it has. Empty when
+   * the store is up to date.
+   */
+  get pendingAgentConfigs(): string[] {
+    return [...this.#pendingAgents.keys(), ...this.#pendingDeletes].sort();
+  }
+
+  /**
+   * Pins URL plugins, writes the agent configurations (so that no agent sees
+   * a plugin before its pin), then starts the services in order, each after
+   * the previous one is ready. Resolves true when every service became ready.
+   * A store that cannot be written does not stop the start: the writes are
+   * retried until it can.
    */
   async start(): Promise<boolean> {
     const plan = this.#plan;
     this.#store = await openStore(plan.deployment.store);
-    await this.#writeAgents(plan.agents, []);
     await this.#pin(plan);
+    this.#desire(plan.agents, []);
+    await this.#reconcileAgents();
     let allReady = true;
     for (const name of START_ORDER) {
       if (this.#stopping) return false;
@@ -161,13 +188,88 @@ export class Supervisor {
       }
       if (name === "broker" && !await this.#startReplicas(plan)) allReady = false;
     }
-    if (allReady && !this.#stopping) this.#output.say("info", "all services ready");
+    if (allReady && !this.#stopping) {
+      this.#output.say("info", "all services ready");
+      const url = dashboardUrl(this.#deployment(plan));
+      if (url) this.#output.say("info", `dashboard: ${url}`);
+    }
     return allReady && !this.#stopping;
   }
 
   /** The plan's deployment with the pins (every module host) once known. */
   #deployment(plan: SupervisorPlan): DeploymentSettings {
     return { ...plan.deployment, plugins: this.#pinned ?? plan.deployment.plugins };
+  }
+
+  /** Records what monitor.yaml wants in the store; {@linkcode #reconcileAgents} writes it. */
+  #desire(put: Record<string, unknown>, deleted: readonly string[]) {
+    for (const [id, config] of Object.entries(put)) {
+      this.#pendingAgents.set(id, config);
+      this.#pendingDeletes.delete(id);
+    }
+    for (const id of deleted) {
+      this.#pendingAgents.delete(id);
+      this.#pendingDeletes.add(id);
+    }
+  }
+
+  /**
+   * Writes the pending agent configurations (one write at a time). On failure
+   * the desired state is kept and the write retried with growing delays
+   * (0.5 s doubling up to 30 s) until the store has it, each attempt said in
+   * the output. Resolves true when nothing is pending any more.
+   */
+  #reconcileAgents(): Promise<boolean> {
+    const run = this.#agentWrites.then(() => this.#writePending());
+    this.#agentWrites = run.catch(() => false);
+    return run;
+  }
+
+  async #writePending(): Promise<boolean> {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.#stopping || !this.#store) return false;
+    if (this.#pendingAgents.size === 0 && this.#pendingDeletes.size === 0) return true;
+    const put = Object.fromEntries(this.#pendingAgents);
+    const deleted = [...this.#pendingDeletes];
+    try {
+      await this.#writeAgents(put, deleted);
+    } catch (error) {
+      if (this.#stopping) return false;
+      this.#retryAttempts++;
+      const delay = Math.min(
+        this.#retryInitialMs * 2 ** (this.#retryAttempts - 1),
+        this.#retryMaxMs,
+      );
+      this.#output.say(
+        this.#retryAttempts === 1 ? "error" : "warn",
+        `cannot write agent configuration (${this.pendingAgentConfigs.join(", ")}): ${
+          errorMessage(error)
+        }; the store keeps its old values until then; keeping the desired state and retrying in ${
+          delay / 1000
+        } s (attempt ${this.#retryAttempts})`,
+      );
+      this.#retryTimer = setTimeout(() => void this.#reconcileAgents(), delay);
+      return false;
+    }
+    // Only what is still wanted as written leaves the pending set (an edit may have come since).
+    for (const [id, config] of Object.entries(put)) {
+      if (this.#pendingAgents.get(id) === config) this.#pendingAgents.delete(id);
+    }
+    for (const id of deleted) if (!this.#pendingAgents.has(id)) this.#pendingDeletes.delete(id);
+    if (this.#retryAttempts > 0) {
+      this.#output.say(
+        "info",
+        `agent configuration is in the store now (after ${this.#retryAttempts} failed attempt${
+          this.#retryAttempts === 1 ? "" : "s"
+        })`,
+      );
+      this.#retryAttempts = 0;
+    }
+    if (this.#pendingAgents.size > 0 || this.#pendingDeletes.size > 0) {
+      return await this.#writePending();
+    }
+    return true;
   }
 
   async #writeAgents(agents: Record<string, unknown>, deleted: string[]) {
@@ -224,16 +326,15 @@ export class Supervisor {
         "error",
         `pinning took longer than ${this.#pinTimeoutMs / 1000} s; stopped it`,
       );
-    } else if (result.code !== 0) {
-      this.#output.say(
-        "error",
-        `pinning failed (exit code ${result.code}); agents keep the pins already in the store`,
-      );
     }
+    const exitCode = result === "timeout" ? undefined : result.code;
     await readers;
+    let failed: string[] = [];
     try {
       const { pins } = await listPins(this.#store!, plan.deployment.store.prefix);
       const byName = new Map(pins.map((p) => [p.name, p]));
+      // Not pinned, or still pinned to another URL than declared: that plugin's pin failed.
+      failed = names.filter((name, i) => byName.get(name)?.url !== plan.deployment.plugins[i]?.url);
       this.#pinned = names.map((name, i) => {
         const pin = byName.get(name);
         return pin
@@ -243,6 +344,14 @@ export class Supervisor {
     } catch (error) {
       this.#output.say("warn", `cannot read the pins: ${errorMessage(error)}`);
       this.#pinned = undefined;
+    }
+    if (exitCode !== undefined && exitCode !== 0) {
+      const which = failed.length > 0 ? ` for ${failed.join(", ")}` : "";
+      this.#output.say(
+        "error",
+        `pinning failed${which} (exit code ${exitCode}; the plugins lines above say why); ` +
+          `agents keep the pins already in the store, and the rest of monitor.yaml applies`,
+      );
     }
   }
 
@@ -268,6 +377,17 @@ export class Supervisor {
     const diff = diffPlans(before, next);
     const failed = [...this.#services.values()].some((s) => s.state === "failed");
     if (isEmptyDiff(diff) && !failed) {
+      const pending = this.pendingAgentConfigs;
+      if (pending.length > 0) {
+        this.#output.say(
+          "info",
+          `${file} changed; nothing new to apply; the agent configuration of ${
+            pending.join(", ")
+          } is not in the store yet: retrying now`,
+        );
+        await this.#reconcileAgents();
+        return;
+      }
       this.#output.say("info", `${file} changed; nothing to apply`);
       return;
     }
@@ -285,15 +405,13 @@ export class Supervisor {
     this.#plan = next;
     if (isLogFormat(next.deployment.logFormat)) this.#output.setFormat(next.deployment.logFormat);
     this.#output.say("info", `${file} changed; applying`);
+    // Pins first: an agent configuration that uses a new plugin must find its pin.
+    if (diff.pluginsChanged) await this.#pin(next);
     if (diff.agentsPut.length > 0 || diff.agentsDeleted.length > 0) {
       const put = Object.fromEntries(diff.agentsPut.map((id) => [id, next.agents[id]]));
-      try {
-        await this.#writeAgents(put, diff.agentsDeleted);
-      } catch (error) {
-        this.#output.say("error", `cannot write agent configuration: ${errorMessage(error)}`);
-      }
+      this.#desire(put, diff.agentsDeleted);
+      await this.#reconcileAgents();
     }
-    if (diff.pluginsChanged) await this.#pin(next);
     const restart = new Set<ServiceName>(diff.sharedChanged ? START_ORDER : diff.services);
     for (const name of START_ORDER) {
       const service = this.#services.get(name);
@@ -341,6 +459,8 @@ export class Supervisor {
    */
   async stop(): Promise<boolean> {
     this.#stopping = true;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     try {
       this.#pinChild?.kill("SIGTERM");
     } catch { /* gone */ }
@@ -351,6 +471,7 @@ export class Supervisor {
       if (!service) continue;
       if (!await service.stop()) clean = false;
     }
+    await this.#agentWrites;
     try {
       await this.#store?.close();
     } catch (error) {
