@@ -309,11 +309,24 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return s && !s.ended ? s : undefined;
       },
       onConflict(agentId, record) {
+        // The same agent id on two brokers. Every broker applies the same rule, so exactly one
+        // stream stays: a reconnect of the same process keeps the newer stream; of two
+        // processes claiming one id the older keeps it and the newer is refused ALREADY_EXISTS.
         const mine = registry.get(agentId);
         if (!mine) return;
-        if (record.connected_since * 1000 >= mine.connectedAt) {
+        const theirs = record.connected_since * 1000;
+        const theirsNewer = theirs > mine.connectedAt ||
+          (theirs === mine.connectedAt && record.broker_id > brokerId);
+        const sameProcess = !record.agent_instance || !mine.instanceId ||
+          record.agent_instance === mine.instanceId;
+        if (sameProcess && theirsNewer) {
           mine.close(
             `agent ${agentId} connected to broker ${record.broker_id} (${record.broker_address}) since`,
+          );
+        } else if (!sameProcess && !theirsNewer) {
+          mine.fail(
+            RpcStatus.ALREADY_EXISTS,
+            `hello.agent_id: agent ${agentId} is already connected from another process (broker ${record.broker_id}, peer ${record.peer}); give each agent its own id`,
           );
         } else void late.fleet?.held(mine);
       },
