@@ -19,6 +19,7 @@ import {
 } from "../services/common/permissions.ts";
 import { KAFKA_ENV_VARS } from "../services/bus/mod.ts";
 import { etcd3ProtoDir } from "../services/store/mod.ts";
+import { CONSOLE_ENV_VARS } from "../services/console/permissions.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -44,6 +45,8 @@ export function runnerFlags(tmp: string): string[] {
       ...KAFKA_ENV_VARS,
       // The yaml package reads these (scenario 7 parses monitor.yaml documents).
       ...YAML_ENV_VARS,
+      // services/broker/mod.ts includes the broker's console (npm:@inquirer reads these).
+      ...CONSOLE_ENV_VARS,
       "NODE_ENV",
       "PATH",
       "TMPDIR",

@@ -106,6 +106,20 @@ export interface BrokerOptions {
   log?: Logger;
 }
 
+/** A result message read back from the results topic, or undefined when it is not one. */
+function parseResultMessage(value: string): ResultMessage | undefined {
+  try {
+    const r = JSON.parse(value) as Partial<ResultMessage>;
+    if (
+      typeof r === "object" && r !== null && typeof r.command_id === "string" &&
+      typeof r.agent_id === "string" && (r.status === "ok" || r.status === "error")
+    ) {
+      return r as ResultMessage;
+    }
+  } catch { /* not JSON: not a result */ }
+  return undefined;
+}
+
 /** The default broker id: `<host>:<port>` of `address`, the hostname for a wildcard host. */
 export function defaultBrokerId(address: string): string {
   const colon = address.lastIndexOf(":");
@@ -449,9 +463,44 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       };
     };
 
+    // `send` follows the results of every broker of the fleet: they are read back from
+    // the results topic (this broker's own group, from now on).
+    const resultsSubscription = bus.subscribe({
+      topics: [topics.results],
+      group: `${group}.results`,
+      fromBeginning: false,
+      handler(message) {
+        const result = parseResultMessage(message.value);
+        if (result) router.remoteResult(result);
+      },
+    });
+    resultsSubscription.catch((error) =>
+      log.warn(
+        `cannot read ${topics.results}: console sends see only this broker's agents (${
+          errorMessage(error)
+        })`,
+      )
+    );
+    cleanups.push(() => resultsSubscription.then((s) => s.close(), () => {}));
+    const fleetTargets = (target: string): string[] => {
+      const held = new Set([
+        ...fleetNow.sessions().map((r) => r.agent_id),
+        ...registry.list().map((s) => s.agentId),
+      ]);
+      if (target !== "all") return held.has(target) ? [target] : [];
+      for (const h of healthMonitor.list()) if (h.status === "alive") held.add(h.agent_id);
+      return [...held].sort();
+    };
     const send = (request: SendRequest, onEvent?: (event: SendEvent) => void) =>
       sendCommand(
-        { bus, topic: topics.commands, router, timeoutMs: commandTimeoutMs + 5000, log },
+        {
+          bus,
+          topic: topics.commands,
+          router,
+          timeoutMs: commandTimeoutMs + 5000,
+          log,
+          fleetTargets,
+        },
         request,
         onEvent,
       );

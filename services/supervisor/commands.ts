@@ -348,7 +348,11 @@ export function standaloneCommand(
     });
     extra.push("--unstable-worker-options");
   } else {
-    permissions = servicePermissionSet(name, settings);
+    permissions = mergePermissions(
+      servicePermissionSet(name, settings),
+      // A broker run alone hosts a console whose `config` may start the editor.
+      name === "broker" && settings.editor ? { run: [settings.editor] } : {},
+    );
     extra.push(...unstableArgs(name, settings));
   }
   const script = name === "plugins" ? PLUGINS_SCRIPT : SERVICE_SCRIPTS[name];

@@ -28,7 +28,7 @@ import {
   serviceCommand,
   supervisorCommand,
 } from "./commands.ts";
-import { editorCommand } from "../console/permissions.ts";
+import { environmentEditor } from "../console/permissions.ts";
 import { runInForeground } from "./foreground.ts";
 import { loadPlan } from "./from_config.ts";
 import type { SupervisorPlan } from "./plan.ts";
@@ -82,14 +82,8 @@ export function describeCommands(plan: SupervisorPlan): string {
 /** The plan of `file`, with the editor the console's `config` may start (from the environment). */
 async function loadLaunchPlan(file: string): Promise<SupervisorPlan> {
   const plan = await loadPlan(file);
-  const editor = editorCommand((name) => {
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined;
-    }
-  });
-  if (editor) plan.deployment.editor = editor.program;
+  const editor = environmentEditor();
+  if (editor) plan.deployment.editor = editor;
   return plan;
 }
 

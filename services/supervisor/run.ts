@@ -16,6 +16,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { errorMessage } from "../common/log.ts";
+import { environmentEditor } from "../console/permissions.ts";
 import { configFlag, flagOverrides, type FlagService } from "../config/flags.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import { resolveConfig } from "../config/monitor_config.ts";
@@ -60,7 +61,10 @@ async function main(argv: readonly string[]): Promise<number> {
       cwd,
       flags: help ? [] : flagOverrides(service, args, cwd),
     });
-    command = standaloneCommand(service, planFromConfig(config, file).deployment, args, cwd);
+    const deployment = planFromConfig(config, file).deployment;
+    // The broker's console may open $VISUAL/$EDITOR for `config`.
+    if (service === "broker") deployment.editor = environmentEditor();
+    command = standaloneCommand(service, deployment, args, cwd);
   } catch (error) {
     if (error instanceof ConfigError) {
       for (const issue of error.issues) {
