@@ -5,6 +5,7 @@
  * SIGTERM stops it gracefully (heartbeat revoked).
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { agentPermissions } from "../services/agent/permissions.ts";
 import { setLogLevel } from "../services/common/log.ts";
@@ -431,5 +432,48 @@ Deno.test("agent --once: sends one batch, waits for the broker's acknowledgement
   } finally {
     await broker.close();
     await backend.cleanup();
+  }
+});
+
+Deno.test("deno task agent --token-file with a file outside the project (as the agent's help shows) is read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent-token-outside-" });
+  try {
+    const token = join(dir, "agent-token");
+    await Deno.writeTextFile(token, "an-agent-token-of-some-length-0123456789\n", { mode: 0o600 });
+    const out = await new Deno.Command("deno", {
+      args: [
+        "task",
+        "agent",
+        "--token-file",
+        token,
+        "--test",
+        "--id",
+        "tok-1",
+        "--state-dir",
+        join(dir, "state"),
+      ],
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.doesNotMatch(stderr, /Requires read access|NotCapable/);
+    assert.equal(JSON.parse(new TextDecoder().decode(out.stdout)).agent_id, "tok-1");
+    // An unreadable token file is still an error naming it (the flag is honoured, not ignored).
+    const missing = await new Deno.Command("deno", {
+      args: ["task", "agent", "--token-file", join(dir, "nope"), "--test", "--id", "tok-1"],
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(missing.code, 1);
+    assert.match(new TextDecoder().decode(missing.stderr), /nope/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -931,9 +931,6 @@ export async function loadMonitorConfig(
       ? error.message
       : String(error);
     const issue: ConfigIssue = { path: "", expected: "a readable monitor.yaml", found: reason };
-    if (reason.startsWith("no permission")) {
-      issue.hint = "this command may read files under the current folder only";
-    }
     throw new ConfigError([issue], path);
   }
   return parseMonitorConfig(text, path, { dir: resolve(dirname(path)), ...options });
