@@ -1,5 +1,5 @@
 /**
- * Scenario 8: the dashboard under a fleet. 1,000 simulated agents publish
+ * Scenario 9: the dashboard under a fleet. 1,000 simulated agents publish
  * one sample per second each (six metrics) on the embedded bus; the real
  * analysis application (its own process, its computed permissions) consumes
  * them, keeps the history and serves the dashboard; headless Chromium keeps
@@ -62,7 +62,7 @@ function writeWeek(path: string, agent: string, now: number) {
 }
 
 async function run(ctx: BenchContext): Promise<Row[]> {
-  const scenario = "8 dashboard";
+  const scenario = "9 dashboard";
   const { chromium } = requireComponents(["chromium"]);
   const agents = ctx.quick ? 200 : 1000;
   const windowS = ctx.quick ? 15 : 60;
@@ -240,4 +240,4 @@ async function run(ctx: BenchContext): Promise<Row[]> {
 }
 
 /** Scenario 8. */
-export const dashboardScenario: Scenario = { id: "dashboard", title: "8 dashboard", run };
+export const dashboardScenario: Scenario = { id: "dashboard", title: "9 dashboard", run };

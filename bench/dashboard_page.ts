@@ -1,5 +1,5 @@
 /**
- * The browser side of scenario 8 (bench/dashboard.ts), run as its own
+ * The browser side of scenario 9 (bench/dashboard.ts), run as its own
  * process: headless Chromium (playwright-core) on the dashboard.
  *
  *   deno run … bench/dashboard_page.ts <base-url> <seconds> <agent-with-7-days>

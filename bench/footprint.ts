@@ -78,7 +78,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
   const bus = await embeddedBus(dir);
   const metrics = DEFAULT_AGENT_CONFIG_JSON.metrics as MetricName[];
   const config = { ...DEFAULT_AGENT_CONFIG_JSON, interval: 1 };
-  await store.put(storeKeys("/monitor").config(agentId), JSON.stringify(config));
+  await store.put(storeKeys().config(agentId), JSON.stringify(config));
   const broker = await benchBroker(bus, store);
   let collectd: Deno.ChildProcess | undefined;
   const agent = startAgentProcess(

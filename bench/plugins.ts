@@ -14,11 +14,12 @@ import { createUrlPluginLoader } from "../services/agent/url_plugins.ts";
 import { getLogger } from "../services/common/log.ts";
 import type { PluginSpec } from "../services/config/agent_config.ts";
 import { pinKey, pinPlugin } from "../services/plugin_loader/mod.ts";
+import { DEFAULT_STORE_PREFIX } from "../services/store/keys.ts";
 import { embeddedStore } from "./backends.ts";
 import { type BenchContext, median, type Row, type Scenario } from "./support.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PREFIX = "/monitor";
+const PREFIX = DEFAULT_STORE_PREFIX;
 const THRESHOLDS = { cpu: 80, memory: 90, disk: 95 };
 
 /**

@@ -30,6 +30,7 @@ import { configScenario } from "./config.ts";
 import { footprintScenario } from "./footprint.ts";
 import { pluginsScenario } from "./plugins.ts";
 import { validateScenario } from "./validate.ts";
+import { fleetScenario } from "./fleet.ts";
 import { dashboardScenario } from "./dashboard.ts";
 
 /** Every scenario, in the order they run. */
@@ -41,6 +42,7 @@ export const SCENARIOS: readonly Scenario[] = [
   footprintScenario,
   pluginsScenario,
   validateScenario,
+  fleetScenario,
   dashboardScenario,
 ];
 

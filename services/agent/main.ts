@@ -15,21 +15,22 @@ import {
   type ServiceFlags,
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { errorMessage, getLogger, setLogContext } from "../common/log.ts";
+import { errorMessage, getLogger, setLogContext, setLogSink } from "../common/log.ts";
 import { localAddress, parseBrokerList, replicaAddresses } from "../common/broker_list.ts";
 import {
   readMonitorYaml,
   resolveServiceSettings,
   sectionString,
 } from "../config/service_settings.ts";
+import { MONITOR_DEFAULTS } from "../config/defaults.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
-import { startAgent } from "./agent.ts";
+import { type AgentOptions, runOnce, startAgent } from "./agent.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { readAgentSecurity } from "./security.ts";
 
 /** Default broker address. */
-export const DEFAULT_BROKER = "127.0.0.1:50052";
+export const DEFAULT_BROKER: string = MONITOR_DEFAULTS.broker.listen;
 
 const EXAMPLES = `
 Examples:
@@ -64,6 +65,8 @@ interface AgentFlags extends ServiceFlags {
   tlsKey?: string;
   tlsServerName?: string;
   metricsSource?: string;
+  test?: boolean;
+  once?: boolean;
 }
 
 async function main() {
@@ -88,6 +91,14 @@ async function main() {
     .option(
       "--metrics-source <source>",
       "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default native)",
+    )
+    .option(
+      "--test",
+      "collect once through the configured pipeline, print the sample as it would be sent, exit (sends nothing)",
+    )
+    .option(
+      "--once",
+      "collect once, send that one batch to the broker, wait for its acknowledgement, exit",
     );
   const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
@@ -116,6 +127,26 @@ async function main() {
   const security = await readAgentSecurity(settings.section, brokerSection, flags, base);
   const log = getLogger(`agent ${id ?? "(hostname)"}`);
   if (security.token?.warning) log.warn(security.token.warning);
+
+  if (flags.test && flags.once) {
+    throw new Error("--test and --once: expected one of them, found both");
+  }
+  if (flags.test || flags.once) {
+    const store = await openStore(settings.store);
+    const options = {
+      agentId: id,
+      store,
+      ownsStore: true,
+      prefix: settings.store.prefix,
+      stateDir: settings.stateDir,
+      broker: brokers,
+      tls: security.tls,
+      token: security.token?.value,
+      metricsSource: source as MetricsSource | "auto",
+      log: id ? log : undefined,
+    };
+    Deno.exit(await oneShot(flags.test ? "test" : "once", options));
+  }
 
   const store = await openStore(settings.store);
   let agent;
@@ -152,6 +183,70 @@ async function main() {
   };
   onShutdownSignal((signal) => void shutdown(`received ${signal}`));
   if (flags.supervised) announceReady();
+}
+
+/**
+ * `--test` (Telegraf's): the sample as it would be published on
+ * monitoring-data, and each alert as on monitoring-alerts, as JSON on stdout
+ * (log lines go to stderr). `--once`: sends the one batch. Returns the exit code.
+ */
+async function oneShot(mode: "test" | "once", options: AgentOptions): Promise<number> {
+  const log = getLogger(`agent ${options.agentId ?? "(hostname)"}`);
+  if (mode === "test") {
+    // stdout carries only the samples (for jq); every log line goes to stderr.
+    setLogSink((line) => console.error(line));
+  }
+  const result = await runOnce(options, mode);
+  const { sample } = result;
+  const plugins = result.plugins.length ? result.plugins.join(", ") : "no plugins";
+  if (mode === "test") {
+    console.error(`collected: ${JSON.stringify(sample.collected)}`);
+    if (sample.sent) {
+      console.log(JSON.stringify(
+        {
+          agent_id: result.agentId,
+          hostname: result.hostname,
+          timestamp: sample.sent.timestamp,
+          metrics: sample.sent.metrics,
+        },
+        null,
+        2,
+      ));
+      console.error(`after the pipeline (${plugins}): the sample above; nothing was sent`);
+    } else {
+      console.error(
+        Object.keys(sample.collected.metrics).length === 0
+          ? "no metric could be read (see the warnings above); nothing to send"
+          : `the pipeline (${plugins}) dropped the sample at plugin ${sample.dropped_by}`,
+      );
+    }
+    for (const alert of result.alerts) {
+      console.log(JSON.stringify({ agent_id: result.agentId, ...alert }, null, 2));
+    }
+    return 0;
+  }
+  if (sample.seq === undefined) {
+    log.info(
+      sample.dropped_by
+        ? `the pipeline (${plugins}) dropped the sample at plugin ${sample.dropped_by}; nothing sent`
+        : "no metric could be read; nothing sent",
+    );
+    return 0;
+  }
+  if (!result.acknowledged) {
+    log.error(
+      `batch ${sample.seq} was not acknowledged by the broker (${
+        [options.broker].flat().join(", ")
+      }) in time`,
+    );
+    return 1;
+  }
+  log.info(
+    `sent one batch (seq ${sample.seq}, ${
+      Object.keys(sample.sent?.metrics ?? {}).length
+    } metric(s)) and the broker acknowledged it`,
+  );
+  return 0;
 }
 
 /**

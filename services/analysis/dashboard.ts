@@ -39,6 +39,7 @@ import { errorMessage, type Logger } from "../common/log.ts";
 import { validateAgentConfig } from "../config/agent_config.ts";
 import { ConfigError } from "../config/issues.ts";
 import { readAgentConfig, writeAgentConfig } from "../broker/config_store.ts";
+import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { Analysis, AnalysisEvent } from "./analysis.ts";
 import type { FleetState } from "./fleet.ts";
@@ -192,7 +193,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   }, { token: "analysis.http_token", tls: "analysis.tls" });
   if (problem) throw new Error(`analysis.http ${options.listen}: expected ${problem}`);
   const { analysis, fleet, history, log } = options;
-  const prefix = options.prefix ?? "/monitor";
+  const prefix = options.prefix ?? DEFAULT_STORE_PREFIX;
   const files = new Map<string, Uint8Array<ArrayBuffer>>();
   for (const [path, [file]] of Object.entries(STATIC)) {
     files.set(path, await Deno.readFile(WEB_DIR + file));

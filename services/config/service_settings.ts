@@ -15,6 +15,7 @@ import { isHostPort } from "../common/net.ts";
 import type { StoreSettings } from "../store/types.ts";
 import { ConfigError, type ConfigIssue, describeValue } from "./issues.ts";
 import { checkMonitorConfig, DATABASE_FILE } from "./monitor_config.ts";
+import { isPlainObject } from "../common/objects.ts";
 
 /** Resolved settings of a service. */
 export interface ServiceSettings {
@@ -30,10 +31,6 @@ export interface ServiceSettings {
   logFormat: LogFormat;
   /** The service's own section of monitor.yaml (`broker:`, `analysis:`), or `{}`. */
   section: Record<string, unknown>;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function list(text: string | undefined): string[] | undefined {
@@ -56,7 +53,7 @@ export async function readMonitorYaml(
   const { issues, document } = checkMonitorConfig(text, path, { hostname: "localhost" });
   if (issues.length > 0) throw new ConfigError(issues, path);
   // A valid monitor.yaml is a mapping, or empty.
-  return isObject(document) ? document : {};
+  return isPlainObject(document) ? document : {};
 }
 
 /**
@@ -77,7 +74,7 @@ export async function resolveServiceSettings(
   const section = (name: string): Record<string, unknown> => {
     const value = doc[name];
     if (value === undefined || value === null) return {};
-    if (!isObject(value)) {
+    if (!isPlainObject(value)) {
       issues.push({ path: name, expected: "a mapping", found: describeValue(value) });
       return {};
     }
@@ -152,7 +149,7 @@ export async function resolveServiceSettings(
   }
   const topics: TopicNames = { ...DEFAULT_TOPICS };
   if (busDoc.topics !== undefined) {
-    if (!isObject(busDoc.topics)) {
+    if (!isPlainObject(busDoc.topics)) {
       issues.push({
         path: "bus.topics",
         expected: "a mapping of topic names",

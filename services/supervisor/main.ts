@@ -28,7 +28,8 @@ import {
   serviceCommand,
   supervisorCommand,
 } from "./commands.ts";
-import { editorCommand } from "../console/permissions.ts";
+import { environmentEditor } from "../console/permissions.ts";
+import { runInForeground } from "./foreground.ts";
 import { loadPlan } from "./from_config.ts";
 import type { SupervisorPlan } from "./plan.ts";
 
@@ -81,14 +82,8 @@ export function describeCommands(plan: SupervisorPlan): string {
 /** The plan of `file`, with the editor the console's `config` may start (from the environment). */
 async function loadLaunchPlan(file: string): Promise<SupervisorPlan> {
   const plan = await loadPlan(file);
-  const editor = editorCommand((name) => {
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined;
-    }
-  });
-  if (editor) plan.deployment.editor = editor.program;
+  const editor = environmentEditor();
+  if (editor) plan.deployment.editor = editor;
   return plan;
 }
 
@@ -117,28 +112,8 @@ async function main(): Promise<number> {
   }
 
   while (true) {
-    const command = supervisorCommand(plan.deployment);
-    const child = new Deno.Command(command.program, {
-      args: command.args,
-      cwd: command.cwd,
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-    // A terminal's Ctrl-C reaches the supervisor directly (same process group); forward the rest.
-    const signals: Deno.Signal[] = ["SIGTERM", "SIGHUP", "SIGINT"];
-    const handlers = signals.map((signal) => {
-      const handler = () => {
-        try {
-          child.kill(signal);
-        } catch { /* exited */ }
-      };
-      Deno.addSignalListener(signal, handler);
-      return () => Deno.removeSignalListener(signal, handler);
-    });
-    const status = await child.status;
-    handlers.forEach((remove) => remove());
-    if (status.code !== RELAUNCH_EXIT_CODE) return status.code;
+    const code = await runInForeground(supervisorCommand(plan.deployment));
+    if (code !== RELAUNCH_EXIT_CODE) return code;
     try {
       plan = await loadLaunchPlan(file);
     } catch (error) {

@@ -20,6 +20,7 @@ import { consoleEditDir } from "../console/permissions.ts";
 import { RELAUNCH_EXIT_CODE } from "./commands.ts";
 import { loadPlan, parsePlan } from "./from_config.ts";
 import { ServiceOutput } from "./output.ts";
+import { lockStateDir } from "./lock.ts";
 import { Supervisor } from "./supervisor.ts";
 import { watchFile } from "./watch.ts";
 
@@ -51,6 +52,12 @@ export async function supervise(args: string[]): Promise<number> {
     return 1;
   }
   if (isLogFormat(plan.deployment.logFormat)) output.setFormat(plan.deployment.logFormat);
+  // One system per state folder: a second `deno task up` is refused before it starts anything.
+  const lock = lockStateDir(plan.deployment.stateDir, { config: file });
+  if (!lock.ok) {
+    console.error(`supervisor: error: ${lock.message}`);
+    return 1;
+  }
   const supervisor = new Supervisor({ plan, parse: (text) => parsePlan(text, file), output });
   let console_: Console | undefined;
   let resolveStop!: (why: string) => void;
@@ -126,6 +133,7 @@ export async function supervise(args: string[]): Promise<number> {
   const clean = await supervisor.stop();
   await started.catch(() => {});
   handlers.forEach((remove) => remove());
+  lock.release();
   if (relaunch) return RELAUNCH_EXIT_CODE;
   output.say("info", clean ? "all services stopped" : "stopped, but not every service cleanly");
   return clean ? 0 : 1;
