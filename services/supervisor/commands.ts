@@ -9,7 +9,7 @@
  */
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { agentPermissions } from "../agent/permissions.ts";
+import { agentPermissions, agentRuntimeFlags } from "../agent/permissions.ts";
 import { analysisPermissions } from "../analysis/permissions.ts";
 import { brokerPermissions } from "../broker/permissions.ts";
 import { busPermissions } from "../bus/permissions.ts";
@@ -262,9 +262,17 @@ export function servicePermissionSet(
     : agentPermissionSet(settings);
 }
 
-/** Flags beside the permissions: Worker permissions for an agent with URL plugins. */
+/**
+ * Flags beside the permissions: the agent's runtime settings (V8 heap, no
+ * code cache: agentRuntimeFlags) and Worker permissions for an agent with
+ * URL plugins.
+ */
 function unstableArgs(name: ServiceName, settings: DeploymentSettings): string[] {
-  return name === "agent" && settings.plugins.length > 0 ? ["--unstable-worker-options"] : [];
+  if (name !== "agent") return [];
+  return [
+    ...agentRuntimeFlags(),
+    ...(settings.plugins.length > 0 ? ["--unstable-worker-options"] : []),
+  ];
 }
 
 /** The command line of one service. */
