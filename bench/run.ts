@@ -31,6 +31,7 @@ import { footprintScenario } from "./footprint.ts";
 import { pluginsScenario } from "./plugins.ts";
 import { validateScenario } from "./validate.ts";
 import { fleetScenario } from "./fleet.ts";
+import { dashboardScenario } from "./dashboard.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -42,6 +43,7 @@ export const SCENARIOS: readonly Scenario[] = [
   pluginsScenario,
   validateScenario,
   fleetScenario,
+  dashboardScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
