@@ -354,7 +354,7 @@ async function fleetRun(
 async function run(ctx: BenchContext): Promise<Row[]> {
   const quick = ctx.quick;
   const stepMs = quick ? 3000 : 15_000;
-  const ladder = quick ? [200, 400] : [2000, 4000, 7000, 10_000];
+  const ladder = quick ? [200, 400] : [1000, 2000, 4000, 7000, 10_000];
   const rows: Row[] = [];
   const perBroker: Array<{ brokers: number; carried: number; rate: number }> = [];
   for (const brokerCount of [1, 2, 4]) {
