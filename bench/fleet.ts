@@ -10,8 +10,12 @@
  * (and measures sample → consumer, which on the mock cluster includes its
  * slow fetches of many small produce requests, see the README). The load
  * steps up per broker count until a sample is lost (not acknowledged or not
- * consumed within 30 s), the p99 sample → Kafka passes 1 s, an agent finds no
- * broker with room, or a broker process dies.
+ * consumed within 30 s), an agent finds no broker with room, or a broker
+ * process dies; the largest step with p99 sample → Kafka ≤ 1 s is reported
+ * too. Each simulator process carries at most 1,000 agents: with 2,000 or
+ * more in one process, the simulator itself fell behind on a busy 2-core
+ * machine and the brokers dropped its connections (keep-alive pings
+ * unanswered for 5 s).
  *
  * @module
  */
@@ -42,7 +46,7 @@ import {
 const SCENARIO = "8 fleet";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Simulated agents per simulator process (each one a connection, i.e. a file descriptor). */
-const AGENTS_PER_SIM = 2500;
+const AGENTS_PER_SIM = 1000;
 
 /** Arrivals seen by the consumer: sample timestamp (s) and latency (ms). */
 class Arrivals {
@@ -159,7 +163,10 @@ interface StepResult {
   cpu: number[];
   /** Broker RSS (MiB) per broker at the end of the step. */
   rssMiB: number[];
+  /** No loss, no crash, every agent connected. */
   ok: boolean;
+  /** And p99 sample → Kafka ≤ 1 s. */
+  fast: boolean;
   why: string;
 }
 
@@ -282,9 +289,8 @@ async function fleetRun(
           ? `${sent - acked} of ${sent} samples not acknowledged`
           : lost > 0
           ? `${lost} of ${sent} samples not consumed within 30 s`
-          : ackP99 > 1000
-          ? `p99 sample → Kafka ${Math.round(ackP99)} ms > 1 s`
           : "";
+        const slow = ackP99 > 1000 ? `p99 sample → Kafka ${Math.round(ackP99)} ms > 1 s` : "";
         const result: StepResult = {
           agents: target,
           connected: connected,
@@ -307,7 +313,8 @@ async function fleetRun(
           ),
           rssMiB: after.map((u) => u ? Math.round(u.rssBytes / 1048576) : NaN),
           ok: why === "",
-          why,
+          fast: why === "" && slow === "",
+          why: why || slow,
         };
         results.push(result);
         ctx.progress(
@@ -354,9 +361,9 @@ async function fleetRun(
 async function run(ctx: BenchContext): Promise<Row[]> {
   const quick = ctx.quick;
   const stepMs = quick ? 3000 : 15_000;
-  const ladder = quick ? [200, 400] : [1000, 2000, 4000, 7000, 10_000];
+  const ladder = quick ? [200, 400] : [2000, 4000, 7000, 10_000];
   const rows: Row[] = [];
-  const perBroker: Array<{ brokers: number; carried: number; rate: number }> = [];
+  const perBroker: Array<{ brokers: number; carried: number }> = [];
   for (const brokerCount of [1, 2, 4]) {
     const steps = ladder.filter((n) => n <= brokerCount * DEFAULT_MAX_STREAMS);
     let results: StepResult[];
@@ -373,40 +380,47 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     }
     const good = results.filter((r) => r.ok);
     const best = good[good.length - 1];
+    const fast = results.filter((r) => r.fast);
+    const bestFast = fast[fast.length - 1];
     const failed = results.find((r) => !r.ok);
-    const rate = best ? best.consumed / (stepMs / 1000) / brokerCount : NaN;
-    perBroker.push({ brokers: brokerCount, carried: best?.agents ?? 0, rate });
+    const slowest = results.find((r) => r.ok && !r.fast);
+    perBroker.push({ brokers: brokerCount, carried: best?.agents ?? 0 });
+    const cap = brokerCount * DEFAULT_MAX_STREAMS < ladder[ladder.length - 1]
+      ? `; broker.max_streams ${DEFAULT_MAX_STREAMS} caps ${brokerCount} broker(s) at ${
+        brokerCount * DEFAULT_MAX_STREAMS
+      }`
+      : "";
     rows.push({
       scenario: SCENARIO,
-      measure: `${brokerCount} broker process(es): most agents carried at 1 sample/s`,
+      measure: `${brokerCount} broker process(es): most agents, no loss, no crash (1 sample/s)`,
       value: best?.agents ?? 0,
       unit: "agents",
       note: `steps ${steps.join("/")} of ${stepMs / 1000} s; ${
-        failed
-          ? `next step: ${failed.why}`
-          : "no loss, no crash, p99 sample → Kafka ≤ 1 s at the largest step"
-      }${
-        brokerCount * DEFAULT_MAX_STREAMS < ladder[ladder.length - 1]
-          ? `; broker.max_streams ${DEFAULT_MAX_STREAMS} caps ${brokerCount} broker(s) at ${
-            brokerCount * DEFAULT_MAX_STREAMS
-          }`
-          : ""
-      }`,
+        failed ? `next step: ${failed.why}` : "the largest step held"
+      }${cap}`,
     });
-    if (best) {
+    rows.push({
+      scenario: SCENARIO,
+      measure: `${brokerCount} broker process(es): most agents with p99 sample → Kafka ≤ 1 s`,
+      value: bestFast?.agents ?? 0,
+      unit: "agents",
+      note: slowest ? `next step: ${slowest.why}` : undefined,
+    });
+    for (const r of good) {
+      const rate = r.consumed / (stepMs / 1000) / brokerCount;
       rows.push({
         scenario: SCENARIO,
-        measure: `${brokerCount} broker(s), ${best.agents} agents: p99 sample → Kafka`,
-        value: Math.round(best.ackP99),
+        measure: `${brokerCount} broker(s), ${r.agents} agents: sample → Kafka p99`,
+        value: Math.round(r.ackP99),
         unit: "ms",
         note: `p50 ${
-          Math.round(best.ackP50)
-        } ms (agent send → broker ack after Kafka accepted); → consumer p50/p99 ${
-          Math.round(best.p50)
-        }/${Math.round(best.p99)} ms; ${best.consumed}/${best.sent} consumed; ${
+          Math.round(r.ackP50)
+        } ms (agent send → broker ack, sent after Kafka accepted); → consumer p50/p99 ${
+          Math.round(r.p50)
+        }/${Math.round(r.p99)} ms; ${r.consumed}/${r.sent} consumed; ${
           Math.round(rate)
-        } samples/s per broker; broker CPU ${best.cpu.join("/")} % of a core, RSS ${
-          best.rssMiB.join("/")
+        } samples/s per broker; broker CPU ${r.cpu.join("/")} % of a core, RSS ${
+          r.rssMiB.join("/")
         } MiB`,
       });
     }
