@@ -16,12 +16,8 @@ import {
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { errorMessage, getLogger, setLogContext, setLogSink } from "../common/log.ts";
-import { localAddress, parseBrokerList, replicaAddresses } from "../common/broker_list.ts";
-import {
-  readMonitorYaml,
-  resolveServiceSettings,
-  sectionString,
-} from "../config/service_settings.ts";
+import { parseBrokerList } from "../common/broker_list.ts";
+import { resolveServiceSettings, sectionString } from "../config/service_settings.ts";
 import { MONITOR_DEFAULTS } from "../config/defaults.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
@@ -72,14 +68,14 @@ interface AgentFlags extends ServiceFlags {
 async function main() {
   const program = addCommonOptions(
     new Command()
-      .name("agent")
+      .name("deno task agent")
       .description(
         "Collects system metrics, runs them through the plugin pipeline and streams them to the broker.",
       ),
   )
     .option(
       "--broker <host:port,...>",
-      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default ${DEFAULT_BROKER})`,
+      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default: ${DEFAULT_BROKER})`,
     )
     .option("--id <agent-id>", "agent id (default: the hostname)")
     .option("--token-file <file>", "file holding the token the broker requires, if any")
@@ -90,7 +86,7 @@ async function main() {
     .option("--tls-server-name <name>", "expected name in the broker's certificate")
     .option(
       "--metrics-source <source>",
-      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default native)",
+      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default: native)",
     )
     .option(
       "--test",
@@ -105,11 +101,13 @@ async function main() {
   const settings = await resolveServiceSettings("agent", flags);
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
-  // The local agent of a monitor.yaml talks to that file's broker unless agent: says otherwise.
+  // The local agent of a monitor.yaml talks to that file's brokers unless agent: says
+  // otherwise: the resolved configuration's agent.broker says which.
+  const brokers = agentBrokers(flags.broker, settings.config.agent.broker);
+  // The broker's token keys, which the agent uses when agent: names none.
   const brokerSection = settings.configFile
-    ? (await readMonitorYaml(settings.configFile)).broker as Record<string, unknown> | undefined
+    ? settings.config.broker as unknown as Record<string, unknown>
     : undefined;
-  const brokers = agentBrokers(flags.broker, settings.section.broker, brokerSection);
   const id = sectionString(settings, "agent", "id", flags.id);
   if (id !== undefined) {
     const problem = checkAgentId(id);
@@ -250,30 +248,16 @@ async function oneShot(mode: "test" | "once", options: AgentOptions): Promise<nu
 }
 
 /**
- * The brokers of the agent: `--broker`, else `agent.broker` (one address or a
- * list), else every broker the same monitor.yaml starts (`broker.listen` and
- * its `broker.replicas`), else {@linkcode DEFAULT_BROKER}.
+ * The brokers of the agent: `--broker`, else the resolved `agent.broker`
+ * (monitor.yaml's `agent.broker`, else every broker the same file starts:
+ * `broker.listen` and its `broker.replicas`, else {@linkcode DEFAULT_BROKER}).
  */
-function agentBrokers(
-  flag: string | undefined,
-  fromAgent: unknown,
-  brokerSection: Record<string, unknown> | undefined,
-): string[] {
-  const [where, value] = flag !== undefined
-    ? ["--broker", flag]
-    : fromAgent !== undefined && fromAgent !== null
-    ? ["agent.broker", fromAgent]
-    : [undefined, undefined];
-  if (where !== undefined) {
-    const parsed = parseBrokerList(value);
-    if (typeof parsed === "string") throw new Error(`${where}: ${parsed}`);
-    return parsed;
+function agentBrokers(flag: string | undefined, resolved: string): string[] {
+  const parsed = parseBrokerList(flag ?? resolved);
+  if (typeof parsed === "string") {
+    throw new Error(`${flag !== undefined ? "--broker" : "agent.broker"}: ${parsed}`);
   }
-  if (typeof brokerSection?.listen === "string") {
-    const replicas = typeof brokerSection.replicas === "number" ? brokerSection.replicas : 1;
-    return replicaAddresses(localAddress(brokerSection.listen), replicas);
-  }
-  return [DEFAULT_BROKER];
+  return parsed;
 }
 
 if (import.meta.main) {

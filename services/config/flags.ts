@@ -57,6 +57,8 @@ export interface FlagKey {
    * `token`, `token_file` and `token_env`: a flag naming one wins over the file's).
    */
   clears?: readonly string[];
+  /** What an issue of the flag says was expected, in the command line's words. */
+  expected?: string;
 }
 
 /** A flag's value at its key path. */
@@ -66,19 +68,29 @@ export interface FlagOverride {
   value: unknown;
   /** Keys beside `path` removed from the document ({@linkcode FlagKey.clears}). */
   clears?: readonly string[];
+  /** {@linkcode FlagKey.expected}. */
+  expected?: string;
 }
 
+// In the order their issues are reported: store, state directory, bus, log.
 const COMMON: readonly FlagKey[] = [
   { flag: "--store-backend", path: "store.backend", kind: "text" },
   { flag: "--store-endpoints", path: "store.endpoints", kind: "list" },
   { flag: "--store-prefix", path: "store.prefix", kind: "text" },
   { flag: "--state-dir", path: "state_dir", kind: "path" },
-  { flag: "--log-level", path: "log_level", kind: "text" },
-  { flag: "--log-format", path: "log_format", kind: "text" },
 ];
 const BUS: readonly FlagKey[] = [
   { flag: "--bus-backend", path: "bus.backend", kind: "text" },
   { flag: "--bus-brokers", path: "bus.brokers", kind: "list" },
+];
+const LOG: readonly FlagKey[] = [
+  {
+    flag: "--log-level",
+    path: "log_level",
+    kind: "text",
+    expected: "debug, info, warn or error",
+  },
+  { flag: "--log-format", path: "log_format", kind: "text", expected: "text or json" },
 ];
 
 const TOKEN = ["token", "token_file", "token_env"];
@@ -89,6 +101,7 @@ export const SERVICE_FLAG_KEYS: Readonly<Record<FlagService, readonly FlagKey[]>
   broker: [
     ...COMMON,
     ...BUS,
+    ...LOG,
     { flag: "--listen", path: "broker.listen", kind: "text" },
     { flag: "--admin", path: "broker.admin", kind: "text" },
     { flag: "--admin-token-file", path: "broker.admin_token_file", kind: "path", clears: ADMIN },
@@ -106,6 +119,7 @@ export const SERVICE_FLAG_KEYS: Readonly<Record<FlagService, readonly FlagKey[]>
   agent: [
     ...COMMON,
     ...BUS,
+    ...LOG,
     { flag: "--broker", path: "agent.broker", kind: "text" },
     { flag: "--id", path: "agent.id", kind: "text" },
     { flag: "--token-file", path: "agent.token_file", kind: "path", clears: TOKEN },
@@ -119,12 +133,13 @@ export const SERVICE_FLAG_KEYS: Readonly<Record<FlagService, readonly FlagKey[]>
   analysis: [
     ...COMMON,
     ...BUS,
+    ...LOG,
     { flag: "--group", path: "analysis.group", kind: "text" },
     { flag: "--command-timeout", path: "analysis.command_timeout", kind: "number" },
     { flag: "--summary-interval", path: "analysis.summary_interval", kind: "number" },
     { flag: "--http", path: "analysis.http", kind: "text" },
   ],
-  plugins: [...COMMON],
+  plugins: [...COMMON, ...LOG],
 });
 
 /**
@@ -179,6 +194,7 @@ export function flagOverrides(
       value: valueOf(values.get(k.flag)!, k.kind, cwd),
     };
     if (k.clears) override.clears = k.clears;
+    if (k.expected) override.expected = k.expected;
     return override;
   });
 }
@@ -227,4 +243,19 @@ export function overrideAt(
   return overrides.find((o) =>
     path === o.path || path.startsWith(`${o.path}.`) || path.startsWith(`${o.path}[`)
   );
+}
+
+/**
+ * The common flags (store, bus, state directory, log) of a command line as
+ * commander gives them (`storeBackend` for `--store-backend`), as key paths and values, like {@linkcode flagOverrides} does for raw
+ * arguments.
+ */
+export function commonFlagOverrides(flags: object, cwd: string): FlagOverride[] {
+  const args: string[] = [];
+  for (const key of [...COMMON, ...BUS, ...LOG]) {
+    const name = key.flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const value = (flags as Record<string, unknown>)[name];
+    if (typeof value === "string") args.push(key.flag, value);
+  }
+  return flagOverrides("broker", args, cwd);
 }

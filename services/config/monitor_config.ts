@@ -844,6 +844,7 @@ export function checkMonitorConfig(
     const flag = overrideAt(flags, issue.path);
     if (flag) {
       const out: ConfigIssue = { ...issue, path: flag.flag };
+      if (flag.expected !== undefined) out.expected = flag.expected;
       if (out.hint === undefined) delete out.hint;
       return out;
     }
@@ -856,8 +857,13 @@ export function checkMonitorConfig(
     }
     return out;
   });
-  // In the order of the file (issues without a position first, as found).
-  located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  // In the order of the file (issues without a position first, as found; the flags' in
+  // the order of the flag table).
+  const flagOrder = (issue: ConfigIssue) => flags.findIndex((f) => f.flag === issue.path);
+  located.sort((a, b) =>
+    (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0) ||
+    flagOrder(a) - flagOrder(b)
+  );
   return config
     ? { config, document: source.value, issues: [] }
     : { document: source.value, issues: located };
@@ -876,12 +882,14 @@ export function parseMonitorConfig(
   options: ParseOptions = {},
 ): MonitorConfig {
   const { config, issues } = checkMonitorConfig(text, file, options);
-  if (!config) {
-    // Issues of flags alone are not the file's.
-    const fromFlags = issues.every((i) => i.path.startsWith("--"));
-    throw new ConfigError(issues, fromFlags ? undefined : file);
-  }
+  if (!config) throw monitorConfigError(issues, file);
   return config;
+}
+
+/** The error of a check's issues: the file's, unless every issue is a flag's. */
+export function monitorConfigError(issues: ConfigIssue[], file?: string): ConfigError {
+  const fromFlags = issues.every((i) => i.path.startsWith("--"));
+  return new ConfigError(issues, fromFlags ? undefined : file);
 }
 
 /** Options of {@linkcode resolveConfig}. */
@@ -904,7 +912,7 @@ export async function resolveConfig(options: ResolveOptions = {}): Promise<Monit
   if (file !== undefined) return await loadMonitorConfig(file, parse);
   const dir = resolve(cwd ?? Deno.cwd());
   const { config, issues } = checkMonitorConfig("", "(command line)", { dir, ...parse });
-  if (!config) throw new ConfigError(issues);
+  if (!config) throw monitorConfigError(issues);
   delete config.source.file;
   return config;
 }

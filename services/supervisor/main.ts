@@ -49,7 +49,7 @@ On a terminal, a console talks to the broker's admin API (help, list, health,
 stats, config, send, quit).`;
 
 interface UpFlags {
-  config: string;
+  config?: string;
   printCommands?: boolean;
 }
 
@@ -89,21 +89,22 @@ async function loadLaunchPlan(file: string): Promise<SupervisorPlan> {
 
 async function main(): Promise<number> {
   const program = new Command()
-    .name("up")
+    .name("deno task up")
     .description("Start the whole system described by monitor.yaml.")
-    .option("--config <file>", "the monitor.yaml to use", "monitor.yaml")
+    .option("--config <file>", "the monitor.yaml to use (default: monitor.yaml)")
     .option("--print-commands", "print the exact command line of every process and exit")
     .addHelpText("after", EXAMPLES)
     .showHelpAfterError()
     .parse(Deno.args, { from: "user" });
   const flags = program.opts<UpFlags>();
-  const file = resolve(flags.config);
+  const given = flags.config ?? "monitor.yaml";
+  const file = resolve(given);
 
   let plan: SupervisorPlan;
   try {
     plan = await loadLaunchPlan(file);
   } catch (error) {
-    printIssues(error, flags.config);
+    printIssues(error, given);
     return 1;
   }
   if (flags.printCommands) {
@@ -117,7 +118,7 @@ async function main(): Promise<number> {
     try {
       plan = await loadLaunchPlan(file);
     } catch (error) {
-      printIssues(error, flags.config);
+      printIssues(error, given);
       return 1;
     }
   }
