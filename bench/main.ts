@@ -60,8 +60,8 @@ export function runnerFlags(tmp: string): string[] {
     `--allow-env=${env.join(",")}`,
     "--allow-sys=hostname,cpus,systemMemoryInfo,osRelease",
     // deno: simulated agents, real agents, `deno info` for pinning; cat: /proc
-    // (Deno refuses /proc without --allow-all); etcd; collectd.
-    "--allow-run=deno,cat,etcd,etcdctl,collectd",
+    // (Deno refuses /proc without --allow-all); pgrep: the agent's /proc reader child; etcd; collectd.
+    "--allow-run=deno,cat,pgrep,etcd,etcdctl,collectd",
     "--allow-ffi",
   ];
 }
