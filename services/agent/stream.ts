@@ -116,6 +116,8 @@ export class BrokerLink {
   #lastRefusal: string | undefined;
   #drainWaiters = new Set<() => void>();
   #commandsInFlight = new Set<Promise<unknown>>();
+  /** Connections of ended streams still being closed (awaited by stop()). */
+  #releasing = new Set<Promise<void>>();
 
   /** @param options broker address, identity, buffer and command handler */
   constructor(options: BrokerLinkOptions) {
@@ -233,6 +235,9 @@ export class BrokerLink {
       return `cannot open a stream: ${errorMessage(error)}`;
     }
     this.#stream = stream;
+    const released = stream.released();
+    this.#releasing.add(released);
+    released.then(() => this.#releasing.delete(released));
     let closeReason: string | undefined;
     const ended = new Promise<RpcError | undefined>((resolve) => stream.onClose(resolve));
     stream.onMessage((message) => {
@@ -415,6 +420,7 @@ export class BrokerLink {
     this.#stream?.close();
     await this.#running;
     await Promise.allSettled([...this.#commandsInFlight]);
+    await Promise.all([...this.#releasing]);
     this.#setState("stopped");
   }
 }
