@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import type { MetricName } from "../services/common/messages.ts";
+import { DEFAULT_STORE_PREFIX } from "../services/store/keys.ts";
 import { storePermissionFlags } from "../services/store/permissions.ts";
 import { within } from "../services/common/async.ts";
 import { lines, mergeFlags } from "./support.ts";
@@ -43,10 +44,15 @@ export function startAgentProcess(
     ? {
       backend: "embedded" as const,
       endpoints: [],
-      prefix: "/monitor",
+      prefix: DEFAULT_STORE_PREFIX,
       path: join(store.dir, "monitor.db"),
     }
-    : { backend: "etcd" as const, endpoints: [store.endpoint], prefix: "/monitor", path: "" };
+    : {
+      backend: "etcd" as const,
+      endpoints: [store.endpoint],
+      prefix: DEFAULT_STORE_PREFIX,
+      path: "",
+    };
   const stateDir = store.backend === "embedded" ? store.dir : store.stateDir;
   const args = [
     "run",

@@ -7,7 +7,10 @@
  * Driven by JSON lines on stdin, answering one JSON line on stdout per
  * request:
  * - `{"op":"connect","address":"host:port","count":N,"prefix":"sim"}`: opens N streams to the
- *   broker at `address` (ids `<prefix>-<i>`), waits for every Welcome.
+ *   broker at `address` (ids `<prefix>-<i>`), waits for every Welcome. With
+ *   `"addresses":["a:1","b:2",...]` instead, each agent picks its broker as a real agent does
+ *   (rendezvous order of its id, services/agent/broker_choice.ts) and, refused before its
+ *   Welcome (e.g. RESOURCE_EXHAUSTED at a broker's stream ceiling), tries the next one.
  * - `{"op":"throughput","ms":D,"samples":S,"window":W}`: every agent keeps W batches of S samples
  *   unacknowledged for D ms; counts acknowledged batches and samples.
  * - `{"op":"rate","ms":D,"perSecond":R}`: every agent sends R batches of one sample per second,
@@ -20,6 +23,7 @@
  * @module
  */
 import { type AgentStream, openAgentStream } from "../services/rpc/mod.ts";
+import { preferenceOrder } from "../services/agent/broker_choice.ts";
 import { sleep, waitUntil } from "../services/common/async.ts";
 import { lines, percentile, randomMetrics } from "./support.ts";
 
@@ -35,8 +39,10 @@ interface SimAgent {
   onAck?: (samples: number) => void;
 }
 
-/** Broker address, set by the first connect request. */
-let address = "";
+/** Broker addresses, set by the connect requests. */
+let addresses: string[] = [];
+/** Agents refused by a broker before their Welcome that moved on to the next. */
+let movedOn = 0;
 
 const agents: SimAgent[] = [];
 let acked = { batches: 0, samples: 0 };
@@ -54,15 +60,23 @@ function sendBatch(agent: SimAgent, samples: number): boolean {
 }
 
 function open(id: string): SimAgent {
-  const stream = openAgentStream({ address, connectTimeoutMs: 30_000 });
   const agent: SimAgent = {
     id,
-    stream,
+    stream: undefined as unknown as AgentStream,
     seq: 0,
     inflight: new Map(),
     welcomed: false,
     closed: false,
   };
+  attach(agent, preferenceOrder(id, addresses), 0);
+  return agent;
+}
+
+/** Opens the agent's stream to the `attempt`-th broker of its order. */
+function attach(agent: SimAgent, order: string[], attempt: number) {
+  const { id } = agent;
+  const stream = openAgentStream({ address: order[attempt], connectTimeoutMs: 30_000 });
+  agent.stream = stream;
   stream.onMessage((m) => {
     if (m.welcome) agent.welcomed = true;
     else if (m.ack) {
@@ -86,11 +100,15 @@ function open(id: string): SimAgent {
     }
   });
   stream.onClose((error) => {
+    if (!agent.welcomed && attempt + 1 < order.length) {
+      movedOn++;
+      attach(agent, order, attempt + 1);
+      return;
+    }
     agent.closed = true;
     if (error) console.error(`agent_sim: stream of ${id} ended: ${error.message}`);
   });
   stream.send({ hello: { agent_id: id, hostname: `${id}.bench`, version: "bench", token: "" } });
-  return agent;
 }
 
 async function connect(count: number, prefix: string): Promise<Record<string, unknown>> {
@@ -108,7 +126,7 @@ async function connect(count: number, prefix: string): Promise<Record<string, un
     `Welcome on ${count} streams`,
   );
   const failed = fresh.filter((a) => a.closed).length;
-  return { agents: agents.length, failed, ms: performance.now() - started };
+  return { agents: agents.length, failed, movedOn, ms: performance.now() - started };
 }
 
 function live(): SimAgent[] {
@@ -194,10 +212,15 @@ for await (const line of lines(Deno.stdin.readable)) {
   try {
     switch (request.op) {
       case "connect":
-        if (typeof request.address !== "string" || !request.address) {
-          throw new Error("connect: expected the broker address (host:port) in `address`");
+        if (Array.isArray(request.addresses) && request.addresses.length > 0) {
+          addresses = request.addresses.map(String);
+        } else if (typeof request.address === "string" && request.address) {
+          addresses = [request.address];
+        } else {
+          throw new Error(
+            "connect: expected the broker address (host:port) in `address`, or a list in `addresses`",
+          );
         }
-        address = request.address;
         reply({
           ok: "connect",
           ...(await connect(Number(request.count), String(request.prefix ?? "sim"))),

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { type Broker, startBroker } from "../services/broker/mod.ts";
 import { type Bus, type BusMessage, type GroupTiming, openBus } from "../services/bus/mod.ts";
-import { openStore, type Store } from "../services/store/mod.ts";
+import { DEFAULT_STORE_PREFIX, openStore, type Store } from "../services/store/mod.ts";
 import { type KafkaMock, startKafkaMock } from "../tests/harness/kafka_mock.ts";
 import { type AgentSim, startAgentSim } from "./sim_client.ts";
 import type { BenchContext } from "./support.ts";
@@ -36,14 +36,19 @@ export function embeddedStore(dir: string): Promise<Store> {
   return openStore({
     backend: "embedded",
     endpoints: [],
-    prefix: "/monitor",
+    prefix: DEFAULT_STORE_PREFIX,
     path: join(dir, "monitor.db"),
   });
 }
 
 /** Opens the etcd store at `endpoint`. */
 export function etcdStore(endpoint: string): Promise<Store> {
-  return openStore({ backend: "etcd", endpoints: [endpoint], prefix: "/monitor", path: "" });
+  return openStore({
+    backend: "etcd",
+    endpoints: [endpoint],
+    prefix: DEFAULT_STORE_PREFIX,
+    path: "",
+  });
 }
 
 /** Starts a broker on a free loopback port without the admin API. */

@@ -24,7 +24,7 @@ import { type AgentStoreSpec, startAgentProcess } from "./agent_process.ts";
 import { benchBroker, embeddedBus, embeddedStore, etcdStore } from "./backends.ts";
 import { type BenchContext, median, percentile, type Row, type Scenario } from "./support.ts";
 
-const KEYS = storeKeys("/monitor");
+const KEYS = storeKeys();
 
 interface Backend {
   label: string;

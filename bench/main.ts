@@ -12,11 +12,14 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { GRPC_ENV_VARS } from "../services/broker/permissions.ts";
-import { GRPC_CLIENT_PROXY_ENV_VARS } from "../services/agent/permissions.ts";
+import {
+  GRPC_CLIENT_PROXY_ENV_VARS,
+  GRPC_ENV_VARS,
+  YAML_ENV_VARS,
+} from "../services/common/permissions.ts";
 import { KAFKA_ENV_VARS } from "../services/bus/mod.ts";
 import { etcd3ProtoDir } from "../services/store/mod.ts";
-import { YAML_ENV_VARS } from "../services/common/permissions.ts";
+import { CONSOLE_ENV_VARS } from "../services/console/permissions.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -42,6 +45,8 @@ export function runnerFlags(tmp: string): string[] {
       ...KAFKA_ENV_VARS,
       // The yaml package reads these (scenario 7 parses monitor.yaml documents).
       ...YAML_ENV_VARS,
+      // services/broker/mod.ts includes the broker's console (npm:@inquirer reads these).
+      ...CONSOLE_ENV_VARS,
       "NODE_ENV",
       "PATH",
       "TMPDIR",
@@ -55,8 +60,8 @@ export function runnerFlags(tmp: string): string[] {
     `--allow-env=${env.join(",")}`,
     "--allow-sys=hostname,cpus,systemMemoryInfo,osRelease",
     // deno: simulated agents, real agents, `deno info` for pinning; cat: /proc
-    // (Deno refuses /proc without --allow-all); etcd; collectd.
-    "--allow-run=deno,cat,etcd,etcdctl,collectd",
+    // (Deno refuses /proc without --allow-all); pgrep: the agent's /proc reader child; etcd; collectd.
+    "--allow-run=deno,cat,pgrep,etcd,etcdctl,collectd",
     "--allow-ffi",
   ];
 }

@@ -30,6 +30,8 @@ import { configScenario } from "./config.ts";
 import { footprintScenario } from "./footprint.ts";
 import { pluginsScenario } from "./plugins.ts";
 import { validateScenario } from "./validate.ts";
+import { fleetScenario } from "./fleet.ts";
+import { dashboardScenario } from "./dashboard.ts";
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -40,6 +42,8 @@ export const SCENARIOS: readonly Scenario[] = [
   footprintScenario,
   pluginsScenario,
   validateScenario,
+  fleetScenario,
+  dashboardScenario,
 ];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -5,6 +5,7 @@
  * SIGTERM stops it gracefully (heartbeat revoked).
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { agentPermissions } from "../services/agent/permissions.ts";
 import { setLogLevel } from "../services/common/log.ts";
@@ -328,5 +329,151 @@ Deno.test("agent CLI: without --id the agent is named after its host", async () 
     await reap(child, pumps);
     await broker.close();
     await backend.cleanup();
+  }
+});
+
+Deno.test("agent --test: one collection through the configured pipeline, printed as it would be sent; nothing sent or written", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  try {
+    // Seed format; threshold_alert set so that memory fires on the first sample.
+    await backend.store.put(
+      "/monitor/config/t-1",
+      JSON.stringify({
+        interval: 5,
+        metrics: ["memory", "net in"],
+        plugins: ["plugins.threshold_alert.ThresholdAlertPlugin"],
+        plugin_configs: { ThresholdAlertPlugin: { memory: 0, consecutive: 1 } },
+      }),
+    );
+    const args = [
+      ...runWithAgentPermissions(broker.address, backend.path),
+      MAIN,
+      "--test",
+      "--broker",
+      broker.address,
+      "--id",
+      "t-1",
+      "--store-backend",
+      "embedded",
+      "--state-dir",
+      backend.dir,
+    ];
+    const out = await new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    // stdout: JSON documents only (the data message, then the alert), for jq.
+    const documents = stdout.trim().split(/\n(?=\{)/).map((text) => JSON.parse(text));
+    assert.equal(documents.length, 2, stdout);
+    const [data, alert] = documents;
+    assert.equal(data.agent_id, "t-1");
+    assert.equal(typeof data.hostname, "string");
+    assert.deepEqual(Object.keys(data.metrics).sort(), ["memory", "net in"]);
+    assert.ok(data.metrics.memory > 0);
+    assert.equal(alert.agent_id, "t-1");
+    assert.equal(alert.metric, "memory");
+    assert.equal(alert.state, "firing");
+    assert.equal(alert.threshold, 0);
+    assert.match(stderr, /collected: \{"timestamp":/);
+    assert.match(
+      stderr,
+      /after the pipeline \(threshold_alert\): the sample above; nothing was sent/,
+    );
+    // Nothing reached the broker, no heartbeat was written.
+    assert.equal(broker.hellos.length, 0);
+    assert.equal(await backend.store.get("/monitor/heartbeat/t-1"), undefined);
+  } finally {
+    await broker.close();
+    await backend.cleanup();
+  }
+});
+
+Deno.test("agent --once: sends one batch, waits for the broker's acknowledgement, exits", async () => {
+  const backend = await embeddedStore();
+  const broker = await MiniBroker.start();
+  try {
+    await backend.store.put(
+      "/monitor/config/o-1",
+      JSON.stringify({ interval: 60, metrics: ["cpu"], plugins: [] }),
+    );
+    const args = [
+      ...runWithAgentPermissions(broker.address, backend.path),
+      MAIN,
+      "--once",
+      "--broker",
+      broker.address,
+      "--id",
+      "o-1",
+      "--store-backend",
+      "embedded",
+      "--state-dir",
+      backend.dir,
+    ];
+    const started = Date.now();
+    const out = await new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.ok(Date.now() - started < 30_000, "exits without waiting for the 60 s interval");
+    assert.equal(broker.samples().length, 1);
+    assert.deepEqual(Object.keys(broker.samples()[0].metrics), ["cpu"]);
+    assert.match(text, /sent one batch \(seq \d+, 1 metric\(s\)\) and the broker acknowledged it/);
+    assert.equal(await backend.store.get("/monitor/heartbeat/o-1"), undefined);
+  } finally {
+    await broker.close();
+    await backend.cleanup();
+  }
+});
+
+Deno.test("deno task agent --token-file with a file outside the project (as the agent's help shows) is read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent-token-outside-" });
+  try {
+    const token = join(dir, "agent-token");
+    await Deno.writeTextFile(token, "an-agent-token-of-some-length-0123456789\n", { mode: 0o600 });
+    const out = await new Deno.Command("deno", {
+      args: [
+        "task",
+        "agent",
+        "--token-file",
+        token,
+        "--test",
+        "--id",
+        "tok-1",
+        "--state-dir",
+        join(dir, "state"),
+      ],
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.doesNotMatch(stderr, /Requires read access|NotCapable/);
+    assert.equal(JSON.parse(new TextDecoder().decode(out.stdout)).agent_id, "tok-1");
+    // An unreadable token file is still an error naming it (the flag is honoured, not ignored).
+    const missing = await new Deno.Command("deno", {
+      args: ["task", "agent", "--token-file", join(dir, "nope"), "--test", "--id", "tok-1"],
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(missing.code, 1);
+    assert.match(new TextDecoder().decode(missing.stderr), /nope/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -209,6 +209,23 @@ async function fleetView(fleet: Fleet, ids: string[], ms = 30_000): Promise<Map<
   }
 }
 
+/** `POST /send` on one broker's admin API (what the consoles use); returns the summary. */
+async function adminSend(
+  broker: FleetBroker,
+  target: string,
+): Promise<{ dispatched: string[]; ok: string[]; errors: string[]; timed_out: boolean }> {
+  const response = await fetch(`http://${broker.admin}/send`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ target, command_type: "status", timeout_ms: 20_000 }),
+  });
+  assert.equal(response.status, 200);
+  const lines = (await response.text()).trim().split("\n").map((l) => JSON.parse(l));
+  const last = lines[lines.length - 1];
+  assert.equal(last.event, "summary");
+  return last.summary;
+}
+
 function statusCommand(commandId: string, target: string) {
   return {
     key: target,
@@ -273,6 +290,14 @@ Deno.test({
     const ghost = await command(fleet, "to-ghost", "ghost-1", 1);
     assert.equal(ghost.length, 1, JSON.stringify(ghost));
     assert.equal(ghost[0].output, "agent ghost-1 is not connected");
+
+    // The consoles' send through one broker: results of agents on every broker.
+    const far = byBroker.get(fleet.addresses[2])![0];
+    const viaFirst = await adminSend(fleet.brokers[0], far);
+    assert.deepEqual([viaFirst.ok, viaFirst.timed_out], [[far], false]);
+    const allViaSecond = await adminSend(fleet.brokers[1], "all");
+    assert.deepEqual(allViaSecond.dispatched, [...ids].sort());
+    assert.deepEqual([allViaSecond.ok.sort(), allViaSecond.timed_out], [[...ids].sort(), false]);
 
     // /health and /stats of any broker: the whole fleet, with the broker of each agent.
     const health = await adminGet<{ agents: HealthEntry[] }>(fleet.brokers[1], "/health");

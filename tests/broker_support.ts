@@ -182,7 +182,13 @@ export class TestAgent {
   static async connect(
     address: string,
     agentId: string,
-    options: { token?: string; waitWelcome?: boolean; maxMessageBytes?: number } = {},
+    options: {
+      token?: string;
+      waitWelcome?: boolean;
+      maxMessageBytes?: number;
+      /** Sent as hello.instance_id (none by default, like an agent that predates it). */
+      instanceId?: string;
+    } = {},
   ): Promise<TestAgent> {
     const agent = new TestAgent(address, options.maxMessageBytes);
     await agent.stream.ready();
@@ -192,6 +198,7 @@ export class TestAgent {
         hostname: `${agentId}.host`,
         version: "test",
         token: options.token ?? "",
+        ...(options.instanceId === undefined ? {} : { instance_id: options.instanceId }),
       },
     });
     if (options.waitWelcome ?? true) await agent.waitFor((m) => m.welcome !== undefined, "welcome");

@@ -173,6 +173,8 @@ Deno.test("dashboard: fleet, charts, health, commands, configuration and history
         },
       );
       assert.ok(inked > 100, `pixels drawn: ${inked}`);
+      // The alert threshold of the agent's configuration (threshold_alert cpu: 99) is drawn.
+      assert.equal((await chartData(page, "cpu")).threshold, "99");
     });
 
     await t.step("a metric that does not change stays on the chart", async () => {

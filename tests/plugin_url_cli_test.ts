@@ -12,15 +12,19 @@ import { openSite, type Site } from "./fixtures/url_plugins/site.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
-/** The `plugins` task's command split into arguments, with the script made absolute. */
+/**
+ * The `plugins` task's command split into arguments, with the script (the
+ * launcher that computes the plugins process's permissions) made absolute.
+ */
 async function taskArgs(): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
   const command: string = config.tasks.plugins.command;
   const args = command.split(/\s+/);
   assert.equal(args.shift(), "deno");
-  const script = args.indexOf("services/plugin_loader/main.ts");
+  const script = args.indexOf("services/supervisor/run.ts");
   assert.ok(script > 0, command);
-  args[script] = new URL("services/plugin_loader/main.ts", ROOT).pathname;
+  assert.equal(args[script + 1], "plugins", command);
+  args[script] = new URL("services/supervisor/run.ts", ROOT).pathname;
   assert.ok(!args.includes("-A") && !args.includes("--allow-all"));
   return args;
 }

@@ -7,10 +7,12 @@
  */
 import assert from "node:assert/strict";
 import {
+  BENCH_COMPONENTS,
   checkComponents,
   type ComponentStatus,
   DEBIAN_PACKAGES,
   INSTALL_COMMAND,
+  packagesOf,
   provision,
 } from "./harness/provision.ts";
 
@@ -140,6 +142,44 @@ Deno.test("provision: not root, or no apt-get, fails with the exact install comm
     assert.ok(text.includes(INSTALL_COMMAND), text);
     assert.match(text, setup.root ? /apt-get was not found/ : /not running as root: run as root/);
   }
+});
+
+Deno.test("provision --for bench: only what the benchmarks need, with its own install command; deno task bench runs it first", async () => {
+  assert.deepEqual(packagesOf(BENCH_COMPONENTS), [
+    "etcd-server",
+    "etcd-client",
+    "librdkafka1",
+    "collectd-core",
+  ]);
+  const root = fakeSystem({ root: true, aptGet: true, installWorks: true });
+  const bench = { components: BENCH_COMPONENTS, who: "The benchmarks" };
+  assert.equal(await provision({ ...root.options, ...bench }), 0);
+  assert.deepEqual(root.ran, [
+    "/usr/bin/apt-get update",
+    "/usr/bin/apt-get install -y etcd-server etcd-client librdkafka1 collectd-core",
+  ]);
+  const user = fakeSystem({ root: false, aptGet: true, installWorks: true });
+  assert.equal(await provision({ ...user.options, ...bench }), 1);
+  assert.deepEqual(user.ran, []);
+  const text = user.lines.join("\n");
+  assert.match(
+    text,
+    /The benchmarks need real components that are not installed: etcd .*collectd \(Debian package collectd-core\)/,
+  );
+  assert.ok(
+    text.includes(
+      "run as root apt-get update && apt-get install -y etcd-server etcd-client librdkafka1 collectd-core",
+    ),
+    text,
+  );
+  assert.doesNotMatch(text, /chromium|kcat/);
+  const config = JSON.parse(await read("deno.json")) as {
+    tasks: Record<string, { command: string }>;
+  };
+  assert.match(
+    config.tasks.bench.command,
+    /^deno run [^&]*tests\/harness\/provision\.ts --for bench && deno run .*bench\/main\.ts$/,
+  );
 });
 
 Deno.test("provision: an install that leaves a component missing fails with the command", async () => {

@@ -17,6 +17,7 @@ import {
 } from "../services/supervisor/mod.ts";
 import { describeCommands } from "../services/supervisor/main.ts";
 import { PROTO_FILE } from "../services/broker/permissions.ts";
+import { agentRuntimeFlags } from "../services/agent/permissions.ts";
 import { DASHBOARD_WEB_DIR } from "../services/analysis/permissions.ts";
 
 const FILE = "/srv/monitor/monitor.yaml";
@@ -86,6 +87,12 @@ Deno.test("every service gets scoped permissions on the embedded backends", () =
   assert.deepEqual(flagValue(agent, "sys"), ["hostname", "cpus", "systemMemoryInfo"]);
   assert.deepEqual(flagValue(agent, "run"), ["awk", "df"]);
   assert.ok(!agent.includes("--unstable-worker-options"), "no URL plugins: no worker options");
+  // The agent's V8 heap settings and no code cache, from one place; the others run with defaults.
+  assert.deepEqual(
+    agent.filter((a) => a === "--no-code-cache" || a.startsWith("--v8-flags=")),
+    agentRuntimeFlags(),
+  );
+  assert.ok(!broker.some((a) => a.startsWith("--v8-flags=")));
 });
 
 Deno.test("etcd and Kafka: network only to the endpoints each service uses", () => {

@@ -113,3 +113,42 @@ agents:
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("deno task broker on a terminal: config opens $EDITOR (run permission for that program, copy under the state dir)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "broker-editor-" });
+  const stateDir = join(dir, "state");
+  const [port] = freePorts(1);
+  const editor = join(dir, "fake-editor");
+  await Deno.writeTextFile(
+    editor,
+    `#!/bin/sh\nprintf '{"interval": 9, "metrics": ["cpu"], "plugins": []}\\n' > "$1"\n`,
+  );
+  await Deno.chmod(editor, 0o755);
+  const terminal = inTerminal("broker with an editor", [
+    "deno",
+    "task",
+    "broker",
+    "--state-dir",
+    stateDir,
+    "--listen",
+    `127.0.0.1:${port}`,
+    "--admin",
+    "off",
+  ], { VISUAL: editor });
+  try {
+    let at = await terminal.waitForText(/broker> /, WAIT_MS);
+    await terminal.type("config\r");
+    at = await terminal.waitForText(/Configure which agent\?/, WAIT_MS, at);
+    await terminal.type("\r"); // "default" (no agent is connected)
+    at = await terminal.waitForText(/configuration of default written/, WAIT_MS, at);
+    assert.doesNotMatch(terminal.raw, /could not start|Requires (write|run) access/);
+    await terminal.type("config default\r");
+    at = await terminal.waitForText(/"interval": 9/, WAIT_MS, at);
+    await terminal.type("quit\r");
+    const status = await terminal.exited(60_000);
+    assert.equal(status.code, 0, terminal.raw.slice(-3000));
+  } finally {
+    await terminal.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

@@ -11,7 +11,7 @@ import { errorMessage, getLogger, type Logger, setLogLevel } from "../common/log
 import { checkAgentId } from "../common/ids.ts";
 import { sameAgentConfig } from "../config/agent_config.ts";
 import type { ClientTlsOptions, WireAlert, WireSample } from "../rpc/mod.ts";
-import { storeKeys } from "../store/keys.ts";
+import { DEFAULT_STORE_PREFIX, storeKeys } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { BatchBuffer } from "./buffer.ts";
@@ -145,7 +145,7 @@ class Agent implements AgentHandle, CommandTarget {
       log: this.#log.child("plugin"),
       loadUrlPlugin: options.loadUrlPlugin ?? createUrlPluginLoader({
         pins: () => this.#config?.pins ?? new Map(),
-        pinPrefix: storeKeys(options.prefix ?? "/monitor").pluginPrefix,
+        pinPrefix: storeKeys(options.prefix ?? DEFAULT_STORE_PREFIX).pluginPrefix,
         cacheDir: options.stateDir ? join(options.stateDir, PLUGIN_CACHE_DIR) : undefined,
         timeoutMs: () => this.#config?.config.plugin_timeout_ms ?? 1000,
         log: (name, level, message) => this.#log.child(`plugin/${name}`).log(level, message),
@@ -171,14 +171,14 @@ class Agent implements AgentHandle, CommandTarget {
     });
     this.#heartbeat = new Heartbeat({
       store: options.store,
-      key: storeKeys(options.prefix ?? "/monitor").heartbeat(this.agentId),
+      key: storeKeys(options.prefix ?? DEFAULT_STORE_PREFIX).heartbeat(this.agentId),
       snapshot: () => this.heartbeat(),
       log: this.#log.child("heartbeat"),
     });
   }
 
   async start(): Promise<void> {
-    const prefix = this.#options.prefix ?? "/monitor";
+    const prefix = this.#options.prefix ?? DEFAULT_STORE_PREFIX;
     this.#watcher = await ConfigWatcher.start({
       store: this.#options.store,
       prefix,
@@ -197,6 +197,41 @@ class Agent implements AgentHandle, CommandTarget {
           : `${this.#link.address} (of ${this.#options.broker.join(", ")})`
       }, metrics from ${this.#collector.source}`,
     );
+  }
+
+  /**
+   * One collection through the configured pipeline, without the loop:
+   * `test` sends nothing and writes nothing (no broker, no heartbeat);
+   * `once` sends the batch to the broker and waits up to `waitMs` for its
+   * acknowledgement. Always stops the agent before returning.
+   */
+  async oneShot(mode: "test" | "once", waitMs: number): Promise<OneShotResult> {
+    const alerts: WireAlert[] = [];
+    try {
+      this.#watcher = await ConfigWatcher.start({
+        store: this.#options.store,
+        prefix: this.#options.prefix ?? "/monitor",
+        agentId: this.agentId,
+        log: this.#log.child("config"),
+        onChange: (state, previous) => this.#apply(state, previous),
+      });
+      if (mode === "once") this.#link.start();
+      const sample = await this.#collectAndSend(mode === "once");
+      if (mode === "test") alerts.push(...this.#pendingAlerts.splice(0));
+      const plugins = this.#config?.config.plugins.map((p) => p.name) ?? [];
+      const who = { agentId: this.agentId, hostname: this.hostname };
+      if (mode === "test") return { ...who, sample, alerts, plugins };
+      const acknowledged = sample.seq === undefined || await this.#link.flush(waitMs);
+      return { ...who, sample, alerts, plugins, acknowledged };
+    } finally {
+      this.#stopped = true;
+      await this.#link.stop();
+      await this.#heartbeat.stop();
+      await this.#watcher?.close();
+      await this.#pipeline.close();
+      await this.#collector.close();
+      if (this.#options.ownsStore) await this.#options.store.close();
+    }
   }
 
   async #apply(state: ConfigState, previous: ConfigState | undefined): Promise<void> {
@@ -495,6 +530,34 @@ class Agent implements AgentHandle, CommandTarget {
     if (this.#options.ownsStore) await this.#options.store.close();
     this.#log.info(`agent ${this.agentId} stopped`);
   }
+}
+
+/** What {@linkcode runOnce} did. */
+export interface OneShotResult {
+  agentId: string;
+  hostname: string;
+  /** The collection and what the pipeline made of it. */
+  sample: LastSample;
+  /** Alerts the plugins raised on it (`test`: not sent). */
+  alerts: WireAlert[];
+  /** The pipeline's plugins, in order. */
+  plugins: string[];
+  /** `once`: the broker acknowledged the batch within the wait. */
+  acknowledged?: boolean;
+}
+
+/**
+ * Telegraf's `--test` and `--once`: reads the agent's configuration, runs
+ * one collection through its pipeline, then stops. `test` prints rather
+ * than sends (no broker, no heartbeat); `once` sends the one batch and
+ * waits up to `waitMs` for the broker's acknowledgement.
+ */
+export async function runOnce(
+  options: AgentOptions,
+  mode: "test" | "once",
+  waitMs = 15_000,
+): Promise<OneShotResult> {
+  return await new Agent(options).oneShot(mode, waitMs);
 }
 
 /**

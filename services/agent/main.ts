@@ -15,21 +15,18 @@ import {
   type ServiceFlags,
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { errorMessage, getLogger, setLogContext } from "../common/log.ts";
-import { localAddress, parseBrokerList, replicaAddresses } from "../common/broker_list.ts";
-import {
-  readMonitorYaml,
-  resolveServiceSettings,
-  sectionString,
-} from "../config/service_settings.ts";
+import { errorMessage, getLogger, setLogContext, setLogSink } from "../common/log.ts";
+import { parseBrokerList } from "../common/broker_list.ts";
+import { resolveServiceSettings, sectionString } from "../config/service_settings.ts";
+import { MONITOR_DEFAULTS } from "../config/defaults.ts";
 import { openStore } from "../store/mod.ts";
 import { describeCommands } from "./commands.ts";
-import { startAgent } from "./agent.ts";
+import { type AgentOptions, runOnce, startAgent } from "./agent.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { readAgentSecurity } from "./security.ts";
 
 /** Default broker address. */
-export const DEFAULT_BROKER = "127.0.0.1:50052";
+export const DEFAULT_BROKER: string = MONITOR_DEFAULTS.broker.listen;
 
 const EXAMPLES = `
 Examples:
@@ -64,19 +61,21 @@ interface AgentFlags extends ServiceFlags {
   tlsKey?: string;
   tlsServerName?: string;
   metricsSource?: string;
+  test?: boolean;
+  once?: boolean;
 }
 
 async function main() {
   const program = addCommonOptions(
     new Command()
-      .name("agent")
+      .name("deno task agent")
       .description(
         "Collects system metrics, runs them through the plugin pipeline and streams them to the broker.",
       ),
   )
     .option(
       "--broker <host:port,...>",
-      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default ${DEFAULT_BROKER})`,
+      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default: ${DEFAULT_BROKER})`,
     )
     .option("--id <agent-id>", "agent id (default: the hostname)")
     .option("--token-file <file>", "file holding the token the broker requires, if any")
@@ -87,18 +86,28 @@ async function main() {
     .option("--tls-server-name <name>", "expected name in the broker's certificate")
     .option(
       "--metrics-source <source>",
-      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default native)",
+      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default: native)",
+    )
+    .option(
+      "--test",
+      "collect once through the configured pipeline, print the sample as it would be sent, exit (sends nothing)",
+    )
+    .option(
+      "--once",
+      "collect once, send that one batch to the broker, wait for its acknowledgement, exit",
     );
   const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
   const settings = await resolveServiceSettings("agent", flags);
   const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
-  // The local agent of a monitor.yaml talks to that file's broker unless agent: says otherwise.
+  // The local agent of a monitor.yaml talks to that file's brokers unless agent: says
+  // otherwise: the resolved configuration's agent.broker says which.
+  const brokers = agentBrokers(flags.broker, settings.config.agent.broker);
+  // The broker's token keys, which the agent uses when agent: names none.
   const brokerSection = settings.configFile
-    ? (await readMonitorYaml(settings.configFile)).broker as Record<string, unknown> | undefined
+    ? settings.config.broker as unknown as Record<string, unknown>
     : undefined;
-  const brokers = agentBrokers(flags.broker, settings.section.broker, brokerSection);
   const id = sectionString(settings, "agent", "id", flags.id);
   if (id !== undefined) {
     const problem = checkAgentId(id);
@@ -116,6 +125,26 @@ async function main() {
   const security = await readAgentSecurity(settings.section, brokerSection, flags, base);
   const log = getLogger(`agent ${id ?? "(hostname)"}`);
   if (security.token?.warning) log.warn(security.token.warning);
+
+  if (flags.test && flags.once) {
+    throw new Error("--test and --once: expected one of them, found both");
+  }
+  if (flags.test || flags.once) {
+    const store = await openStore(settings.store);
+    const options = {
+      agentId: id,
+      store,
+      ownsStore: true,
+      prefix: settings.store.prefix,
+      stateDir: settings.stateDir,
+      broker: brokers,
+      tls: security.tls,
+      token: security.token?.value,
+      metricsSource: source as MetricsSource | "auto",
+      log: id ? log : undefined,
+    };
+    Deno.exit(await oneShot(flags.test ? "test" : "once", options));
+  }
 
   const store = await openStore(settings.store);
   let agent;
@@ -155,30 +184,80 @@ async function main() {
 }
 
 /**
- * The brokers of the agent: `--broker`, else `agent.broker` (one address or a
- * list), else every broker the same monitor.yaml starts (`broker.listen` and
- * its `broker.replicas`), else {@linkcode DEFAULT_BROKER}.
+ * `--test` (Telegraf's): the sample as it would be published on
+ * monitoring-data, and each alert as on monitoring-alerts, as JSON on stdout
+ * (log lines go to stderr). `--once`: sends the one batch. Returns the exit code.
  */
-function agentBrokers(
-  flag: string | undefined,
-  fromAgent: unknown,
-  brokerSection: Record<string, unknown> | undefined,
-): string[] {
-  const [where, value] = flag !== undefined
-    ? ["--broker", flag]
-    : fromAgent !== undefined && fromAgent !== null
-    ? ["agent.broker", fromAgent]
-    : [undefined, undefined];
-  if (where !== undefined) {
-    const parsed = parseBrokerList(value);
-    if (typeof parsed === "string") throw new Error(`${where}: ${parsed}`);
-    return parsed;
+async function oneShot(mode: "test" | "once", options: AgentOptions): Promise<number> {
+  const log = getLogger(`agent ${options.agentId ?? "(hostname)"}`);
+  if (mode === "test") {
+    // stdout carries only the samples (for jq); every log line goes to stderr.
+    setLogSink((line) => console.error(line));
   }
-  if (typeof brokerSection?.listen === "string") {
-    const replicas = typeof brokerSection.replicas === "number" ? brokerSection.replicas : 1;
-    return replicaAddresses(localAddress(brokerSection.listen), replicas);
+  const result = await runOnce(options, mode);
+  const { sample } = result;
+  const plugins = result.plugins.length ? result.plugins.join(", ") : "no plugins";
+  if (mode === "test") {
+    console.error(`collected: ${JSON.stringify(sample.collected)}`);
+    if (sample.sent) {
+      console.log(JSON.stringify(
+        {
+          agent_id: result.agentId,
+          hostname: result.hostname,
+          timestamp: sample.sent.timestamp,
+          metrics: sample.sent.metrics,
+        },
+        null,
+        2,
+      ));
+      console.error(`after the pipeline (${plugins}): the sample above; nothing was sent`);
+    } else {
+      console.error(
+        Object.keys(sample.collected.metrics).length === 0
+          ? "no metric could be read (see the warnings above); nothing to send"
+          : `the pipeline (${plugins}) dropped the sample at plugin ${sample.dropped_by}`,
+      );
+    }
+    for (const alert of result.alerts) {
+      console.log(JSON.stringify({ agent_id: result.agentId, ...alert }, null, 2));
+    }
+    return 0;
   }
-  return [DEFAULT_BROKER];
+  if (sample.seq === undefined) {
+    log.info(
+      sample.dropped_by
+        ? `the pipeline (${plugins}) dropped the sample at plugin ${sample.dropped_by}; nothing sent`
+        : "no metric could be read; nothing sent",
+    );
+    return 0;
+  }
+  if (!result.acknowledged) {
+    log.error(
+      `batch ${sample.seq} was not acknowledged by the broker (${
+        [options.broker].flat().join(", ")
+      }) in time`,
+    );
+    return 1;
+  }
+  log.info(
+    `sent one batch (seq ${sample.seq}, ${
+      Object.keys(sample.sent?.metrics ?? {}).length
+    } metric(s)) and the broker acknowledged it`,
+  );
+  return 0;
+}
+
+/**
+ * The brokers of the agent: `--broker`, else the resolved `agent.broker`
+ * (monitor.yaml's `agent.broker`, else every broker the same file starts:
+ * `broker.listen` and its `broker.replicas`, else {@linkcode DEFAULT_BROKER}).
+ */
+function agentBrokers(flag: string | undefined, resolved: string): string[] {
+  const parsed = parseBrokerList(flag ?? resolved);
+  if (typeof parsed === "string") {
+    throw new Error(`${flag !== undefined ? "--broker" : "agent.broker"}: ${parsed}`);
+  }
+  return parsed;
 }
 
 if (import.meta.main) {

@@ -11,7 +11,14 @@
  *
  * @module
  */
-export { type AgentHandle, type AgentOptions, type LastSample, startAgent } from "./agent.ts";
+export {
+  type AgentHandle,
+  type AgentOptions,
+  type LastSample,
+  type OneShotResult,
+  runOnce,
+  startAgent,
+} from "./agent.ts";
 export { AGENT_VERSION } from "./version.ts";
 export { AGENT_COMMANDS, describeCommands, parseCommandArgs, runCommand } from "./commands.ts";
 export type { CommandTarget } from "./commands.ts";

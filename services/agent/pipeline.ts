@@ -54,10 +54,25 @@ export interface PluginState {
   settings: Record<string, unknown>;
 }
 
+/** What one plugin did with one sample of a batch (see {@linkcode BatchPlugin}). */
+export type RunOutcome =
+  | { ok: true; sample: Sample | null }
+  | { ok: false; error: unknown; timeout?: boolean };
+
+/**
+ * A plugin that can take many samples in one call (URL plugins: one Worker
+ * message for the batch). `runBatch` answers one outcome per sample in order,
+ * ending early at the first sample whose run() threw (the rest were not run).
+ */
+export interface BatchPlugin {
+  runBatch(samples: readonly Sample[]): Promise<RunOutcome[]>;
+}
+
+/** A pipeline plugin: a Plugin, optionally with close() and runBatch(). */
+export type PipelinePlugin = Plugin & Partial<BatchPlugin> & { close?(): Promise<void> | void };
+
 /** Loads a URL plugin (the plugin loader); resolves a Plugin, optionally with close(). */
-export type UrlPluginLoader = (
-  spec: PluginSpec,
-) => Promise<Plugin & { close?(): Promise<void> | void }>;
+export type UrlPluginLoader = (spec: PluginSpec) => Promise<PipelinePlugin>;
 
 /** Options of {@linkcode Pipeline}. */
 export interface PipelineOptions {
@@ -94,13 +109,23 @@ interface Slot {
   spec: PluginSpec;
   /** What the plugin was loaded from (URL plugins: the pin), to notice a re-pin. */
   source?: string;
-  plugin?: Plugin & { close?(): Promise<void> | void };
+  plugin?: PipelinePlugin;
   state: PluginState;
   /** It threw {@linkcode PluginStoppedError}: a retry loads it again. */
   stopped?: boolean;
 }
 
 const TIMEOUT = Symbol("timeout");
+/** {@linkcode Pipeline} bookkeeping: the plugin failed on the sample, which goes on as it was. */
+const FAILED = Symbol("failed");
+/** {@linkcode Pipeline} bookkeeping: the plugin dropped the sample. */
+const DROPPED = Symbol("dropped");
+
+/** What a plugin call on one sample came to. */
+type CallOutcome =
+  | { kind: "value"; value: unknown }
+  | { kind: "threw"; error: unknown }
+  | { kind: "timeout" };
 
 /** Races `work` against `ms`; resolves TIMEOUT when the budget runs out. */
 async function withBudget<T>(work: () => T | Promise<T>, ms: number): Promise<T | typeof TIMEOUT> {
@@ -382,50 +407,128 @@ export class Pipeline {
     this.#options.onStateChange?.();
   }
 
+  #runnable(slot: Slot): boolean {
+    return slot.plugin !== undefined && slot.state.state !== "disabled" &&
+      slot.state.state !== "failed";
+  }
+
+  /** One run() with its time budget. */
+  async #call(plugin: Plugin, input: Sample): Promise<CallOutcome> {
+    try {
+      const value = await withBudget(() => plugin.run(input), this.#limits.timeoutMs);
+      return value === TIMEOUT ? { kind: "timeout" } : { kind: "value", value };
+    } catch (error) {
+      return { kind: "threw", error };
+    }
+  }
+
+  /**
+   * The bookkeeping of one call: failures counted (and the plugin disabled
+   * after too many in a row), runs and drops counted; what goes on.
+   */
+  #settle(slot: Slot, outcome: CallOutcome): Sample | typeof FAILED | typeof DROPPED {
+    if (outcome.kind === "threw") {
+      this.#fail(
+        slot,
+        `run() threw: ${errorMessage(outcome.error)}`,
+        outcome.error instanceof PluginStoppedError,
+      );
+      return FAILED;
+    }
+    if (outcome.kind === "timeout") {
+      this.#fail(slot, `run() took longer than its budget of ${this.#limits.timeoutMs} ms`);
+      return FAILED;
+    }
+    const value = outcome.value;
+    if (value !== undefined && value !== null) {
+      const problem = checkPluginOutput(value);
+      if (problem) {
+        this.#fail(slot, problem);
+        return FAILED;
+      }
+    }
+    const recovered = slot.state.state === "failing";
+    slot.state.runs++;
+    slot.state.consecutive_failures = 0;
+    if (recovered) {
+      slot.state.state = "active";
+      this.#log.info(`plugin ${slot.spec.name} works again`);
+      this.#options.onStateChange?.();
+    }
+    if (value === undefined || value === null) {
+      slot.state.dropped++;
+      return DROPPED;
+    }
+    return value as Sample;
+  }
+
   /** Runs `sample` through every active plugin in order. */
   async run(sample: Sample): Promise<PipelineResult> {
     let current = copySample(sample);
     for (const slot of this.#slots) {
-      const plugin = slot.plugin;
-      if (!plugin || slot.state.state === "disabled" || slot.state.state === "failed") continue;
-      const input = copySample(current);
-      let outcome: unknown;
-      try {
-        outcome = await withBudget(() => plugin.run(input), this.#limits.timeoutMs);
-      } catch (error) {
-        this.#fail(
-          slot,
-          `run() threw: ${errorMessage(error)}`,
-          error instanceof PluginStoppedError,
-        );
-        continue;
-      }
-      if (outcome === TIMEOUT) {
-        this.#fail(slot, `run() took longer than its budget of ${this.#limits.timeoutMs} ms`);
-        continue;
-      }
-      if (outcome !== undefined && outcome !== null) {
-        const problem = checkPluginOutput(outcome);
-        if (problem) {
-          this.#fail(slot, problem);
-          continue;
-        }
-      }
-      const recovered = slot.state.state === "failing";
-      slot.state.runs++;
-      slot.state.consecutive_failures = 0;
-      if (recovered) {
-        slot.state.state = "active";
-        this.#log.info(`plugin ${slot.spec.name} works again`);
-        this.#options.onStateChange?.();
-      }
-      if (outcome === undefined || outcome === null) {
-        slot.state.dropped++;
-        return { droppedBy: slot.spec.name };
-      }
-      current = copySample(outcome as Sample);
+      if (!this.#runnable(slot)) continue;
+      const after = this.#settle(slot, await this.#call(slot.plugin!, copySample(current)));
+      if (after === DROPPED) return { droppedBy: slot.spec.name };
+      if (after !== FAILED) current = copySample(after);
     }
     return { sample: current };
+  }
+
+  /**
+   * Runs `samples` through the pipeline: every active plugin in order takes
+   * the samples still going, in order, so each plugin sees the same sequence
+   * as from {@linkcode run} one sample at a time, with the same budgets,
+   * failure counting and disabling. A plugin with `runBatch` (a URL plugin)
+   * gets them in one call instead of one Worker message per sample; after a
+   * sample it threw on, the rest are sent again unless that disabled it. One
+   * difference: a plugin disabled by bad results in the middle of a batch has
+   * already run the rest of that batch (their results are not used).
+   */
+  async runBatch(samples: readonly Sample[]): Promise<PipelineResult[]> {
+    const results: PipelineResult[] = samples.map((s) => ({ sample: copySample(s) }));
+    const settle = (slot: Slot, result: PipelineResult, outcome: CallOutcome) => {
+      const after = this.#settle(slot, outcome);
+      if (after === DROPPED) {
+        delete result.sample;
+        result.droppedBy = slot.spec.name;
+      } else if (after !== FAILED) result.sample = copySample(after);
+    };
+    for (const slot of this.#slots) {
+      const going = results.filter((r) => r.sample !== undefined);
+      let i = 0;
+      while (i < going.length && this.#runnable(slot)) {
+        const plugin = slot.plugin!;
+        if (!plugin.runBatch) {
+          const result = going[i++];
+          settle(slot, result, await this.#call(plugin, copySample(result.sample!)));
+          continue;
+        }
+        const batch = going.slice(i);
+        let outcomes: RunOutcome[];
+        try {
+          outcomes = await plugin.runBatch(batch.map((r) => copySample(r.sample!)));
+        } catch (error) {
+          outcomes = [{ ok: false, error }];
+        }
+        if (outcomes.length === 0) {
+          outcomes = [{ ok: false, error: new Error("runBatch() answered no sample") }];
+        }
+        for (const outcome of outcomes.slice(0, batch.length)) {
+          // Disabled in the middle: the rest pass it unchanged, as from run().
+          if (!this.#runnable(slot)) break;
+          settle(
+            slot,
+            going[i++],
+            outcome.ok
+              ? { kind: "value", value: outcome.sample }
+              : outcome.timeout
+              ? { kind: "timeout" }
+              : { kind: "threw", error: outcome.error },
+          );
+        }
+      }
+    }
+    return results;
   }
 
   /** Finalizes every plugin (agent stop). */

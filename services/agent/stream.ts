@@ -47,6 +47,12 @@ export interface BrokerLinkOptions {
   agentId: string;
   hostname: string;
   version: string;
+  /**
+   * This agent process's instance id, sent in Hello: a reconnect with the same
+   * one replaces the older stream, another process with the same agent id is
+   * refused (ALREADY_EXISTS). Default: a random UUID chosen by the link.
+   */
+  instanceId?: string;
   /** Connect (and Welcome) timeout, ms (default 5000). */
   connectTimeoutMs?: number;
   /** gRPC keep-alive period, ms (default 10000). */
@@ -119,9 +125,13 @@ export class BrokerLink {
   /** Connections of ended streams still being closed (awaited by stop()). */
   #releasing = new Set<Promise<void>>();
 
+  /** This process's instance id (sent in Hello). */
+  readonly instanceId: string;
+
   /** @param options broker address, identity, buffer and command handler */
   constructor(options: BrokerLinkOptions) {
     this.#options = options;
+    this.instanceId = options.instanceId ?? crypto.randomUUID();
     this.#log = options.log;
     this.#backoff = new Backoff(options.backoff);
     const list = typeof options.address === "string" ? [options.address] : options.address;
@@ -265,6 +275,7 @@ export class BrokerLink {
         hostname: options.hostname,
         version: options.version,
         token: options.token,
+        instance_id: this.instanceId,
       },
     });
     const welcomeTimeout = options.connectTimeoutMs ?? 5000;
@@ -368,14 +379,17 @@ export class BrokerLink {
 
   /** Logs, as an error and once per distinct reason, that the broker refused this agent. */
   #noteRefusal(error: RpcError) {
-    if (error.code !== RpcStatus.UNAUTHENTICATED && error.code !== RpcStatus.PERMISSION_DENIED) {
-      return;
-    }
+    const hint = error.code === RpcStatus.ALREADY_EXISTS
+      ? `another agent process uses the id ${this.#options.agentId}; this one (instance ${this.instanceId}) waits, retrying with backoff`
+      : error.code === RpcStatus.UNAUTHENTICATED || error.code === RpcStatus.PERMISSION_DENIED
+      ? "check agent.token_file and agent.tls; retrying with backoff"
+      : undefined;
+    if (hint === undefined) return;
     const reason = describeRpcError(error);
     if (reason === this.#lastRefusal) return;
     this.#lastRefusal = reason;
     this.#log.error(
-      `the broker at ${this.#choice.current} refused this agent: ${reason} (check agent.token_file and agent.tls; retrying with backoff)`,
+      `the broker at ${this.#choice.current} refused this agent: ${reason} (${hint})`,
     );
   }
 

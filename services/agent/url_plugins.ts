@@ -12,13 +12,13 @@
  *
  * @module
  */
-import type { Plugin, PluginContext, PluginLogLevel } from "../../plugins/api.ts";
+import type { PluginContext, PluginLogLevel } from "../../plugins/api.ts";
 import type { PluginSpec } from "../config/agent_config.ts";
 import { errorMessage } from "../common/log.ts";
-import { PluginStoppedError, type UrlPluginLoader } from "./pipeline.ts";
+import { type PipelinePlugin, PluginStoppedError, type UrlPluginLoader } from "./pipeline.ts";
 
 /** A loaded URL plugin; `close()` terminates its Worker. */
-export type LoadedUrlPlugin = Plugin & { close?(): Promise<void> | void };
+export type LoadedUrlPlugin = PipelinePlugin;
 
 /** Options of {@linkcode createUrlPluginLoader}. */
 export interface UrlPluginLoaderOptions {
@@ -79,6 +79,18 @@ export function createUrlPluginLoader(options: UrlPluginLoaderOptions): UrlPlugi
             cause: error,
           });
         }
+      },
+      // One Worker message for many samples; a stop at the end reads as in run().
+      runBatch: async (samples) => {
+        const outcomes = await plugin.runBatch(samples);
+        const last = outcomes[outcomes.length - 1];
+        if (last && !last.ok && !last.timeout && plugin.status().state === "stopped") {
+          outcomes[outcomes.length - 1] = {
+            ok: false,
+            error: new PluginStoppedError(errorMessage(last.error), { cause: last.error }),
+          };
+        }
+        return outcomes;
       },
       finalize: () => plugin.finalize(),
       close: () => plugin.close(),

@@ -9,7 +9,8 @@
  * | `GET /api/fleet`                    | `{now, agents: FleetRow[]}`                             |
  * | `GET /api/sparklines?agents=a,b`    | `{<agent>: {<metric>: {t, v}}}` (last minutes)          |
  * | `GET /api/agents/<id>`              | `{row, sparklines, thresholds}`                         |
- * | `GET /api/agents/<id>/history`      | `?from=&to=` (Unix s), `metrics=a,b`: `{resolution, series}` |
+ * | `GET /api/agents/<id>/history`      | `?from=&to=` (Unix s), `metrics=a,b`, `points=` (most      |
+ * |                                     | points per series): `{agent_id, from, to, series}`      |
  * | `GET /api/alerts`                   | `{alerts: AlertRecord[]}` firing and resolved           |
  * | `GET /api/stats`                    | the analysis application's statistics                   |
  * | `GET /api/config/<id>`              | the agent's configuration (own, default or none)        |
@@ -38,6 +39,7 @@ import { errorMessage, type Logger } from "../common/log.ts";
 import { validateAgentConfig } from "../config/agent_config.ts";
 import { ConfigError } from "../config/issues.ts";
 import { readAgentConfig, writeAgentConfig } from "../broker/config_store.ts";
+import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { Analysis, AnalysisEvent } from "./analysis.ts";
 import type { FleetState } from "./fleet.ts";
@@ -191,7 +193,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   }, { token: "analysis.http_token", tls: "analysis.tls" });
   if (problem) throw new Error(`analysis.http ${options.listen}: expected ${problem}`);
   const { analysis, fleet, history, log } = options;
-  const prefix = options.prefix ?? "/monitor";
+  const prefix = options.prefix ?? DEFAULT_STORE_PREFIX;
   const files = new Map<string, Uint8Array<ArrayBuffer>>();
   for (const [path, [file]] of Object.entries(STATIC)) {
     files.set(path, await Deno.readFile(WEB_DIR + file));
@@ -386,7 +388,15 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         const from = seconds(url, "from", to - 300);
         if (from >= to) throw new HttpError(400, "from: expected a time before to");
         const metrics = url.searchParams.get("metrics")?.split(",").filter((m) => m !== "");
-        const series = history.query(id, from, to, metrics, true);
+        const pointsParam = url.searchParams.get("points");
+        const maxPoints = pointsParam === null ? Infinity : Number(pointsParam);
+        if (!Number.isInteger(maxPoints) && maxPoints !== Infinity || maxPoints < 10) {
+          throw new HttpError(
+            400,
+            `points: expected a whole number of at least 10, found ${JSON.stringify(pointsParam)}`,
+          );
+        }
+        const series = history.query(id, from, to, metrics, true, maxPoints);
         return json(200, { agent_id: id, from, to, series });
       }
       let thresholds: Record<string, number> = {};

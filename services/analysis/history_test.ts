@@ -128,3 +128,33 @@ Deno.test("history: alerts are kept from firing to resolved", () =>
     ]);
     h.close();
   }));
+
+Deno.test("history: with a most number of points, minute rollups merge into wider buckets", () =>
+  withDir((dir) => {
+    const base = 1_700_000_040; // a minute boundary
+    const now = (base + 7200) * 1000;
+    const h = HistoryStore.open(join(dir, "h.db"), { now: () => now });
+    // 10 minutes, two samples each: i and i + 100.
+    for (let i = 0; i < 10; i++) {
+      h.append(sample(base + i * 60, { cpu: i }));
+      h.append(sample(base + i * 60 + 30, { cpu: i + 100 }));
+    }
+    h.maintain();
+    const all = h.query("web-1", base - 86400, base + 3600).cpu;
+    assert.equal(all.t.length, 10);
+    const merged = h.query("web-1", base - 86400, base + 3600, undefined, false, 5).cpu;
+    assert.ok(merged.t.length <= 5 + 1, `${merged.t.length} points`);
+    // Every sample counted once: the weighted average of the buckets is the overall average.
+    const counts = merged.t.map((t, i) => {
+      const end = merged.t[i + 1] ?? Infinity;
+      return [...Array(10).keys()].filter((m) => base + m * 60 >= t && base + m * 60 < end).length *
+        2;
+    });
+    const total = counts.reduce((a, b) => a + b, 0);
+    assert.equal(total, 20);
+    const avg = merged.v.reduce((a, v, i) => a + v * counts[i], 0) / total;
+    assert.ok(Math.abs(avg - 54.5) < 1e-6, `average ${avg}`);
+    assert.equal(Math.max(...merged.max!), 109);
+    assert.equal(Math.min(...merged.min!), 0);
+    h.close();
+  }));

@@ -6,29 +6,32 @@
  * @module
  */
 import { formatAge, formatMetric, formatMetrics, type Style, truncate } from "../console/format.ts";
+import { escapeText } from "../common/escape.ts";
 import type { AgentState } from "./state.ts";
 
 /**
  * One agent's line: `web-1  cpu 12.5%  mem 40.1% ...  ALERT cpu 95% > 80%  3s ago`.
  * Values are the agent's current ones (carried forward while its keep-alive
  * window holds); metrics past it are shown dimmed as stale, and an agent with
- * no current metric is marked stale.
+ * no current metric is marked stale. Names come from the bus (any producer):
+ * they are escaped, so none can move the cursor or clear the terminal.
  */
 export function agentLine(agent: AgentState, nowMs: number, style: Style): string {
   const staleNames = Object.keys(agent.stale_metrics ?? {});
   const stale = agent.samples > 0 && Object.keys(agent.metrics).length === 0;
-  const id = stale ? style.dim(agent.agent_id) : style.bold(agent.agent_id);
+  const agentId = escapeText(agent.agent_id);
+  const id = stale ? style.dim(agentId) : style.bold(agentId);
   const values = agent.samples === 0
     ? style.dim("no data yet")
     : Object.keys(agent.metrics).length > 0
     ? formatMetrics(agent.metrics)
     : "";
   const staleValues = staleNames.length > 0 && !stale
-    ? style.dim(`stale: ${staleNames.sort().join(", ")}`)
+    ? style.dim(`stale: ${escapeText(staleNames.sort().join(", "))}`)
     : "";
   const alerts = Object.values(agent.firing).map((a) =>
     style.red(
-      `ALERT ${a.metric} ${formatMetric(a.metric, a.value)} > ${
+      `ALERT ${escapeText(a.metric)} ${formatMetric(a.metric, a.value)} > ${
         formatMetric(a.metric, a.threshold)
       }`,
     )

@@ -15,6 +15,8 @@ import {
   type TopicNames,
 } from "../common/messages.ts";
 import { type RpcServer, RpcStatus, type ServerTlsOptions, startRpcServer } from "../rpc/mod.ts";
+import { MONITOR_DEFAULTS } from "../config/defaults.ts";
+import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { Subscription } from "../bus/types.ts";
 import { type AdminServer, startAdminServer } from "./admin.ts";
@@ -36,9 +38,9 @@ import { DEFAULT_LIMITS, type MessageLimits } from "./validate.ts";
 /** Version string the broker reports in Welcome. */
 export const BROKER_VERSION = "1.0.0";
 /** Default gRPC listen address. */
-export const DEFAULT_LISTEN = "127.0.0.1:50052";
+export const DEFAULT_LISTEN: string = MONITOR_DEFAULTS.broker.listen;
 /** Default admin API address. */
-export const DEFAULT_ADMIN = "127.0.0.1:50053";
+export const DEFAULT_ADMIN: string = MONITOR_DEFAULTS.broker.admin;
 /** How long start-up waits for the commands consumer group before going on (ms). */
 export const COMMANDS_JOIN_WAIT_MS = 5000;
 /** Default time an agent has to answer a command (ms). */
@@ -49,7 +51,7 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
  * lost at 4,000. Beyond the ceiling a new stream is refused RESOURCE_EXHAUSTED
  * and its agent goes to another broker.
  */
-export const DEFAULT_MAX_STREAMS = 4000;
+export const DEFAULT_MAX_STREAMS: number = MONITOR_DEFAULTS.broker.max_streams;
 /** Seconds an agent refused at the ceiling is told to wait before trying this broker again. */
 export const RETRY_AFTER_S = 5;
 
@@ -104,6 +106,20 @@ export interface BrokerOptions {
   log?: Logger;
 }
 
+/** A result message read back from the results topic, or undefined when it is not one. */
+function parseResultMessage(value: string): ResultMessage | undefined {
+  try {
+    const r = JSON.parse(value) as Partial<ResultMessage>;
+    if (
+      typeof r === "object" && r !== null && typeof r.command_id === "string" &&
+      typeof r.agent_id === "string" && (r.status === "ok" || r.status === "error")
+    ) {
+      return r as ResultMessage;
+    }
+  } catch { /* not JSON: not a result */ }
+  return undefined;
+}
+
 /** The default broker id: `<host>:<port>` of `address`, the hostname for a wildcard host. */
 export function defaultBrokerId(address: string): string {
   const colon = address.lastIndexOf(":");
@@ -134,7 +150,7 @@ function remoteAgent(r: SessionRecord): AgentInfo {
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const log = options.log ?? getLogger("broker");
   const topics: TopicNames = { ...DEFAULT_TOPICS, ...options.topics };
-  const prefix = options.prefix ?? "/monitor";
+  const prefix = options.prefix ?? DEFAULT_STORE_PREFIX;
   const limits: MessageLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   const { bus, store } = options;
@@ -293,11 +309,24 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return s && !s.ended ? s : undefined;
       },
       onConflict(agentId, record) {
+        // The same agent id on two brokers. Every broker applies the same rule, so exactly one
+        // stream stays: a reconnect of the same process keeps the newer stream; of two
+        // processes claiming one id the older keeps it and the newer is refused ALREADY_EXISTS.
         const mine = registry.get(agentId);
         if (!mine) return;
-        if (record.connected_since * 1000 >= mine.connectedAt) {
+        const theirs = record.connected_since * 1000;
+        const theirsNewer = theirs > mine.connectedAt ||
+          (theirs === mine.connectedAt && record.broker_id > brokerId);
+        const sameProcess = !record.agent_instance || !mine.instanceId ||
+          record.agent_instance === mine.instanceId;
+        if (sameProcess && theirsNewer) {
           mine.close(
             `agent ${agentId} connected to broker ${record.broker_id} (${record.broker_address}) since`,
+          );
+        } else if (!sameProcess && !theirsNewer) {
+          mine.fail(
+            RpcStatus.ALREADY_EXISTS,
+            `hello.agent_id: agent ${agentId} is already connected from another process (broker ${record.broker_id}, peer ${record.peer}); give each agent its own id`,
           );
         } else void late.fleet?.held(mine);
       },
@@ -447,9 +476,44 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       };
     };
 
+    // `send` follows the results of every broker of the fleet: they are read back from
+    // the results topic (this broker's own group, from now on).
+    const resultsSubscription = bus.subscribe({
+      topics: [topics.results],
+      group: `${group}.results`,
+      fromBeginning: false,
+      handler(message) {
+        const result = parseResultMessage(message.value);
+        if (result) router.remoteResult(result);
+      },
+    });
+    resultsSubscription.catch((error) =>
+      log.warn(
+        `cannot read ${topics.results}: console sends see only this broker's agents (${
+          errorMessage(error)
+        })`,
+      )
+    );
+    cleanups.push(() => resultsSubscription.then((s) => s.close(), () => {}));
+    const fleetTargets = (target: string): string[] => {
+      const held = new Set([
+        ...fleetNow.sessions().map((r) => r.agent_id),
+        ...registry.list().map((s) => s.agentId),
+      ]);
+      if (target !== "all") return held.has(target) ? [target] : [];
+      for (const h of healthMonitor.list()) if (h.status === "alive") held.add(h.agent_id);
+      return [...held].sort();
+    };
     const send = (request: SendRequest, onEvent?: (event: SendEvent) => void) =>
       sendCommand(
-        { bus, topic: topics.commands, router, timeoutMs: commandTimeoutMs + 5000, log },
+        {
+          bus,
+          topic: topics.commands,
+          router,
+          timeoutMs: commandTimeoutMs + 5000,
+          log,
+          fleetTargets,
+        },
         request,
         onEvent,
       );

@@ -118,7 +118,7 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
   const list: CommandSpec = {
     name: "list",
     usage: "list",
-    summary: "connected agents with their latest values",
+    summary: "connected agents (on every broker of the fleet) with their broker and latest values",
     async run(_line, io) {
       const agents = await backend.agents();
       if (agents.length === 0) {
@@ -126,11 +126,12 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
         return;
       }
       io.print(table(
-        ["AGENT", "HOST", "PEER", "CONNECTED", "LAST BATCH", "LATEST"],
+        ["AGENT", "HOST", "PEER", "BROKER", "CONNECTED", "LAST BATCH", "LATEST"],
         agents.map((a) => [
           escapeText(a.agent_id),
           escapeText(a.hostname),
           escapeText(a.peer),
+          escapeText(a.broker ?? "-"),
           formatAge(a.connected_since),
           formatAge(a.last_batch),
           a.latest ? formatMetrics(a.latest) : "-",
@@ -153,13 +154,14 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
       const colored = (s: string) =>
         s === "alive" ? io.style.green(s) : s === "dead" ? io.style.red(s) : io.style.yellow(s);
       io.print(table(
-        ["AGENT", "STATUS", "LAST SEEN", "SINCE", "CONNECTED", "STALE METRICS"],
+        ["AGENT", "STATUS", "LAST SEEN", "SINCE", "BROKER", "STALE METRICS"],
         entries.map((h) => [
           escapeText(h.agent_id),
           colored(h.status),
           h.last_seen === null ? "never" : `${formatTime(h.last_seen)} (${formatAge(h.last_seen)})`,
           formatTime(h.since),
-          h.connected ? "yes" : "no",
+          // The broker holding the agent's stream; "-" when no broker of the fleet does.
+          h.connected ? escapeText(h.broker ?? "yes") : "-",
           // Metrics not reported within the agent's keep-alive window (services/common/agent_state.ts).
           h.stale_metrics?.length ? io.style.yellow(escapeText(h.stale_metrics.join(", "))) : "-",
         ]),
@@ -195,6 +197,16 @@ export function brokerCommands(backend: BrokerBackend): CommandSpec[] {
           formatNumber(s.uptime_s, 0)
         } s, ${s.connected} agent(s) connected, ${s.pending_commands} command(s) waiting`,
       );
+      if (s.fleet && s.fleet.length > 0) {
+        const total = s.fleet.reduce((n, b) => n + b.connected, 0);
+        io.print(
+          `fleet: ${s.fleet.length} broker(s), ${total} agent(s): ${
+            s.fleet.map((b) =>
+              `${escapeText(b.broker_id)} ${b.connected}${b.self ? " (this one)" : ""}`
+            ).join(", ")
+          }`,
+        );
+      }
       io.print(table(
         ["AGENT", "BATCHES", "SAMPLES", "ALERTS", "BYTES", "RATE", "PUBLISH p50/p99", "ERRORS"],
         [...Object.entries(s.agents).map(([id, c]) => row(id, c)), row("total", s.total)],

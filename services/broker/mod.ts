@@ -38,15 +38,9 @@ export {
   AdminClient,
   type AdminClientOptions,
 } from "./admin_client.ts";
-export {
-  type AdminConsoleOptions,
-  type BrokerBackend,
-  brokerCommands,
-  CONFIG_USAGE,
-  localBrokerBackend,
-  parseConfigJson,
-  startAdminConsole,
-} from "./console.ts";
+// The broker's console (./console.ts) is imported from its own module: it loads the
+// terminal prompts, which users of the broker as a library do not need.
+export type { BrokerBackend } from "./types.ts";
 export { isLoopbackHost, splitHostPort } from "../common/net.ts";
 export type { ConfigView, ConfigWrite } from "./config_store.ts";
 export type { AgentHealth } from "./health.ts";

@@ -35,6 +35,8 @@ export type RouterEvent =
     agents: string[];
   }
   | { type: "result"; result: ResultMessage }
+  /** A result read back from the results topic (published by any broker of the fleet). */
+  | { type: "remote-result"; result: ResultMessage }
   | { type: "rejected"; command_id: string; error: string };
 
 /** Options of {@linkcode CommandRouter}. */
@@ -202,6 +204,11 @@ export class CommandRouter {
       agents: sentTo,
     });
     if (errors.length > 0) await this.#publish(errors);
+  }
+
+  /** A result read from the results topic (any broker's), for watchers such as `send`. */
+  remoteResult(result: ResultMessage): void {
+    if (this.#listeners.size > 0) this.#emit({ type: "remote-result", result });
   }
 
   /** An agent answered a command. */

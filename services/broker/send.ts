@@ -56,6 +56,12 @@ export interface SendDeps {
   /** Default wait for results (ms). */
   timeoutMs: number;
   log: Logger;
+  /**
+   * With several brokers: the agents expected to answer `target` anywhere in
+   * the fleet (results then come from the results topic too, as the router's
+   * `remote-result` events).
+   */
+  fleetTargets?(target: string): string[];
 }
 
 /** Publishes a command and collects its results; `onEvent` sees the progress. */
@@ -106,11 +112,18 @@ export async function sendCommand(
     if (summary.dispatched.length === 0) return summary.results.length > 0;
     return summary.dispatched.every((id) => answered.has(id));
   };
+  const fleet = deps.fleetTargets;
   const unsubscribe = deps.router.subscribe((event) => {
     if (event.type === "dispatched" && event.command_id === command.command_id) {
+      if (fleet) return;
       summary.dispatched = event.agents;
       emit({ event: "dispatched", command_id: command.command_id, agents: event.agents });
-    } else if (event.type === "result" && event.result.command_id === command.command_id) {
+    } else if (
+      (event.type === "result" || event.type === "remote-result") &&
+      event.result.command_id === command.command_id
+    ) {
+      // This broker's own results come back from the topic too: the first one counts.
+      if (answered.has(event.result.agent_id)) return;
       summary.results.push(event.result);
       answered.add(event.result.agent_id);
       (event.result.status === "ok" ? summary.ok : summary.errors).push(event.result.agent_id);
@@ -135,6 +148,12 @@ export async function sendCommand(
       target: command.target,
       command_type: command.command_type,
     });
+    if (fleet && summary.dispatched === null) {
+      // Every broker delivers to the agents it holds: expect an answer from each of them.
+      summary.dispatched = fleet(command.target);
+      emit({ event: "dispatched", command_id: command.command_id, agents: summary.dispatched });
+      if (complete()) finish();
+    }
     for (const event of held.splice(0)) deliver(event);
     held = undefined;
     await done;

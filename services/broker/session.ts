@@ -61,6 +61,9 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(x, y);
 }
 
+/** Per agent id, the last instance refused as a second process (its refusals are logged once). */
+const refusedInstances = new Map<string, string>();
+
 /** A connected agent's session. */
 export class AgentSession {
   /** Agent id (empty until Hello). */
@@ -69,6 +72,8 @@ export class AgentSession {
   hostname = "";
   /** Agent version from Hello. */
   version = "";
+  /** The agent process's instance id from Hello ("" from agents that do not send one). */
+  instanceId = "";
   /** When the stream opened (Unix ms). */
   readonly connectedAt: number = Date.now();
   /** When the last batch was acknowledged (Unix ms). */
@@ -206,9 +211,19 @@ export class AgentSession {
       );
       return;
     }
+    const instance = hello.instance_id ?? "";
+    const current = this.#ctx.registry.get(hello.agent_id);
+    if (
+      current && current !== this && instance && current.instanceId &&
+      current.instanceId !== instance
+    ) {
+      this.#refuseSecondInstance(hello, instance, current);
+      return;
+    }
     this.agentId = hello.agent_id;
     this.hostname = hello.hostname || hello.agent_id;
     this.version = hello.version;
+    this.instanceId = instance;
     this.#registered = true;
     const older = this.#ctx.registry.register(this);
     this.#ctx.log.info(
@@ -223,6 +238,38 @@ export class AgentSession {
       },
     });
     this.#ctx.onConnection?.(this, true);
+  }
+
+  /**
+   * Another process claims an agent id whose process is connected: refused
+   * (ALREADY_EXISTS), the connected one is left alone, so neither flaps.
+   * Logged as a warning once per claiming instance (it retries with backoff).
+   */
+  #refuseSecondInstance(
+    hello: NonNullable<AgentMessage["hello"]>,
+    instance: string,
+    current: AgentSession,
+  ) {
+    const id = hello.agent_id;
+    const since = new Date(current.connectedAt).toISOString();
+    if (refusedInstances.get(id) !== instance) {
+      refusedInstances.set(id, instance);
+      this.#ctx.log.warn(
+        `refused agent ${id} from ${this.peer} (host ${
+          hello.hostname || "?"
+        }, instance ${instance}): ` +
+          `agent ${id} is already connected from another process (${current.peer}, host ${current.hostname}, ` +
+          `instance ${current.instanceId}, since ${since}); two agents use the same id`,
+      );
+    }
+    this.#ctx.total.count("errors");
+    this.#ended = true;
+    this.#stream.fail(
+      RpcStatus.ALREADY_EXISTS,
+      `hello.agent_id: agent ${id} is already connected from another process ` +
+        `(${current.peer}, host ${current.hostname}, since ${since}); give each agent its own id ` +
+        `(--id, or agent.id in monitor.yaml)`,
+    );
   }
 
   #batch(batch: Batch) {

@@ -82,6 +82,10 @@ export function checkHello(hello: Hello): string | undefined {
   if (typeof hello.version !== "string" || hello.version.length > MAX_VERSION) {
     return `hello.version: expected a string of at most ${MAX_VERSION} characters`;
   }
+  const instance = hello.instance_id ?? "";
+  if (typeof instance !== "string" || !/^[A-Za-z0-9._-]{0,64}$/.test(instance)) {
+    return "hello.instance_id: expected at most 64 letters, digits, '.', '_' or '-'";
+  }
   return undefined;
 }
 

@@ -8,6 +8,7 @@
  */
 import { checkAgentId } from "./ids.ts";
 import type { CommandMessage } from "./messages.ts";
+import { isPlainObject } from "./objects.ts";
 
 /** Command types the agent answers (services/agent/commands.ts), offered by the consoles. */
 export const KNOWN_COMMAND_TYPES = [
@@ -84,10 +85,8 @@ export function buildCommand(
   return command;
 }
 
-/** True for `{...}` JSON objects (not arrays, not null). */
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
+/** The plain-object check (services/common/objects.ts). */
+export { isPlainObject };
 
 /** Outcome of {@linkcode parseCommandMessage}. */
 export type ParsedCommand =

@@ -57,7 +57,7 @@ export interface ChangeNotifierOptions {
 }
 
 /** With file events: a backstop poll this often (ms), should an event be missed. */
-const WATCHED_BACKSTOP_MS = 1000;
+const WATCHED_BACKSTOP_MS = 2000;
 /** With file events: the check after an event waits this long (ms) for the commit to finish. */
 const EVENT_DELAY_MS = 5;
 
@@ -103,6 +103,11 @@ export class ChangeNotifier {
     this.#version = v;
     this.poke();
     return true;
+  }
+
+  /** True while file events drive the checks (the poll is only a backstop then). */
+  get watchingFiles(): boolean {
+    return this.#watcher !== undefined;
   }
 
   /** Registers a listener; returns a function that removes it. Checking runs while listeners exist. */

@@ -24,6 +24,7 @@ import { METRIC_NAMES, type MetricName } from "../common/messages.ts";
 import { type ConfigIssue, describeValue, didYouMean, someOf } from "./issues.ts";
 import { BUILTIN_PLUGINS, type BuiltinPlugin, findBuiltinPlugin } from "../../plugins/mod.ts";
 import type { SettingSpec, SettingsSchema } from "../../plugins/api.ts";
+import { isPlainObject } from "../common/objects.ts";
 
 /** The plugin settings schema is the plugin API's (plugins/api.ts). */
 export type { SettingSpec, SettingsSchema };
@@ -128,10 +129,8 @@ export function joinPath(parent: string, key: string): string {
   return parent ? `${parent}.${key}` : key;
 }
 
-/** True for a plain (non-list) object. */
-export function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
+/** True for a plain (non-list) object (services/common/objects.ts). */
+export const isMapping: (value: unknown) => value is Record<string, unknown> = isPlainObject;
 
 /** Every name a built-in plugin may be referred to by. */
 export function builtinPluginAliases(): string[] {

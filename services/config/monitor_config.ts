@@ -26,13 +26,7 @@ import {
   replicaAddresses,
 } from "../common/broker_list.ts";
 import { checkAgentId } from "../common/ids.ts";
-import {
-  DEFAULT_LOG_FORMAT,
-  LOG_FORMATS,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
-} from "../common/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../common/log.ts";
 import { exposureProblem } from "../common/http_security.ts";
 import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
 import {
@@ -58,7 +52,9 @@ import {
   type PluginPermissions,
   specVersion,
 } from "./plugin_spec.ts";
+import { type FlagOverride, overrideAt, withOverrides } from "./flags.ts";
 import { parseYamlSource } from "./yaml_source.ts";
+import { MONITOR_DEFAULTS } from "./defaults.ts";
 
 /** File name of the shared SQLite database in the state directory. */
 export const DATABASE_FILE = "monitor.db";
@@ -77,41 +73,8 @@ export const MONITOR_KEYS: readonly string[] = Object.freeze([
   "plugins",
 ]);
 
-/** Defaults of monitor.yaml (the values `deno task validate` fills in). */
-export const MONITOR_DEFAULTS = Object.freeze({
-  state_dir: ".monitor",
-  log_level: "info" as LogLevel,
-  log_format: DEFAULT_LOG_FORMAT as LogFormat,
-  store: Object.freeze({ backend: "embedded", endpoints: ["127.0.0.1:2379"], prefix: "/monitor" }),
-  bus: Object.freeze({ backend: "embedded", brokers: ["127.0.0.1:9092"] }),
-  broker: Object.freeze({
-    /** Same as the broker's `DEFAULT_LISTEN` (a test keeps them equal). */
-    listen: "127.0.0.1:50052",
-    /** Same as the broker's `DEFAULT_ADMIN`. */
-    admin: "127.0.0.1:50053",
-    command_timeout: 10,
-    max_batch_samples: 1000,
-    replicas: 1,
-    /**
-     * Streams (agents) one broker process accepts; same as the broker's
-     * `DEFAULT_MAX_STREAMS` (a test keeps them equal).
-     */
-    max_streams: 4000,
-  }),
-  analysis: Object.freeze({
-    group: "analysis",
-    command_timeout: 15,
-    summary_interval: 10,
-    /** The dashboard's address. */
-    http: "127.0.0.1:8090",
-    history: Object.freeze({
-      raw_retention_hours: 24,
-      rollup_retention_days: 7,
-      max_size_mb: 1024,
-    }),
-  }),
-  agent: Object.freeze({ metrics_source: "auto" }),
-});
+/** Defaults of monitor.yaml: services/config/defaults.ts. */
+export { MONITOR_DEFAULTS };
 
 /** Where the store lives. */
 export interface StoreConfig {
@@ -295,6 +258,11 @@ export interface ParseOptions {
   hostname?: string;
   /** Folder relative paths are resolved against (default: the file's folder). */
   dir?: string;
+  /**
+   * Command-line flags as key paths ({@linkcode flagOverrides}), written into
+   * the document before it is checked; their issues name the flag.
+   */
+  flags?: readonly FlagOverride[];
 }
 
 /** Outcome of {@linkcode checkMonitorConfig}: a config when there are no issues. */
@@ -867,8 +835,19 @@ export function checkMonitorConfig(
 ): MonitorCheck {
   const source = parseYamlSource(text);
   if (source.syntaxIssues.length > 0) return { issues: source.syntaxIssues };
-  const { config, issues } = resolveMonitorValue(source.value, { ...options, file });
+  const flags = options.flags ?? [];
+  const { config, issues } = resolveMonitorValue(withOverrides(source.value, flags), {
+    ...options,
+    file,
+  });
   const located = issues.map(({ anchor, ...issue }) => {
+    const flag = overrideAt(flags, issue.path);
+    if (flag) {
+      const out: ConfigIssue = { ...issue, path: flag.flag };
+      if (flag.expected !== undefined) out.expected = flag.expected;
+      if (out.hint === undefined) delete out.hint;
+      return out;
+    }
     const where = source.locate(issue.path, anchor ?? (isKeyIssue(issue) ? "key" : "value"));
     const out: ConfigIssue = { ...issue };
     if (out.hint === undefined) delete out.hint;
@@ -878,8 +857,13 @@ export function checkMonitorConfig(
     }
     return out;
   });
-  // In the order of the file (issues without a position first, as found).
-  located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  // In the order of the file (issues without a position first, as found; the flags' in
+  // the order of the flag table).
+  const flagOrder = (issue: ConfigIssue) => flags.findIndex((f) => f.flag === issue.path);
+  located.sort((a, b) =>
+    (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0) ||
+    flagOrder(a) - flagOrder(b)
+  );
   return config
     ? { config, document: source.value, issues: [] }
     : { document: source.value, issues: located };
@@ -898,7 +882,38 @@ export function parseMonitorConfig(
   options: ParseOptions = {},
 ): MonitorConfig {
   const { config, issues } = checkMonitorConfig(text, file, options);
-  if (!config) throw new ConfigError(issues, file);
+  if (!config) throw monitorConfigError(issues, file);
+  return config;
+}
+
+/** The error of a check's issues: the file's, unless every issue is a flag's. */
+export function monitorConfigError(issues: ConfigIssue[], file?: string): ConfigError {
+  const fromFlags = issues.every((i) => i.path.startsWith("--"));
+  return new ConfigError(issues, fromFlags ? undefined : file);
+}
+
+/** Options of {@linkcode resolveConfig}. */
+export interface ResolveOptions extends ParseOptions {
+  /** The monitor.yaml to read; none: the defaults and the flags alone. */
+  file?: string;
+  /** Base of relative paths without a file (default: the current folder). */
+  cwd?: string;
+}
+
+/**
+ * THE resolution of a process's configuration: monitor.yaml (when given)
+ * with the command-line flags written at their key paths, validated once
+ * and every default filled in. Relative paths of the file are relative to
+ * its folder; without a file, to `cwd`.
+ * @throws ConfigError listing every issue (flag issues name the flag)
+ */
+export async function resolveConfig(options: ResolveOptions = {}): Promise<MonitorConfig> {
+  const { file, cwd, ...parse } = options;
+  if (file !== undefined) return await loadMonitorConfig(file, parse);
+  const dir = resolve(cwd ?? Deno.cwd());
+  const { config, issues } = checkMonitorConfig("", "(command line)", { dir, ...parse });
+  if (!config) throw monitorConfigError(issues);
+  delete config.source.file;
   return config;
 }
 
@@ -924,9 +939,6 @@ export async function loadMonitorConfig(
       ? error.message
       : String(error);
     const issue: ConfigIssue = { path: "", expected: "a readable monitor.yaml", found: reason };
-    if (reason.startsWith("no permission")) {
-      issue.hint = "this command may read files under the current folder only";
-    }
     throw new ConfigError([issue], path);
   }
   return parseMonitorConfig(text, path, { dir: resolve(dirname(path)), ...options });

@@ -15,6 +15,7 @@
  */
 import { isAbsolute, normalize } from "node:path";
 import { ConfigError, type ConfigIssue, describeValue, didYouMean } from "./issues.ts";
+import { isPlainObject } from "../common/objects.ts";
 
 /** The permissions a URL plugin may use inside its Worker (default: none). */
 export interface PluginPermissions {
@@ -52,10 +53,6 @@ const UNSUPPORTED_PERMISSIONS = ["write", "run", "ffi", "sys", "import", "all"];
 const NET_PATTERN =
   /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
 const ENV_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** True when `name` can name a URL plugin. */
 export function isPluginName(name: unknown): name is string {
@@ -124,7 +121,7 @@ export function checkPermissions(
 ): PluginPermissions {
   const result = noPermissions();
   if (raw === undefined || raw === null) return result;
-  if (!isObject(raw)) {
+  if (!isPlainObject(raw)) {
     issues.push({
       path: where,
       expected: "a mapping with net, read and env lists",
@@ -211,7 +208,7 @@ export function checkPluginSpec(
   issues: ConfigIssue[],
 ): PluginSpec | undefined {
   const before = issues.length;
-  if (!isObject(raw)) {
+  if (!isPlainObject(raw)) {
     issues.push({
       path: where,
       expected: "a mapping with url, and optionally version, permissions, config",
@@ -263,7 +260,7 @@ export function checkPluginSpec(
   const permissions = checkPermissions(raw.permissions, `${where}.permissions`, issues);
   let config: Record<string, unknown> = {};
   if (raw.config !== undefined && raw.config !== null) {
-    if (!isObject(raw.config)) {
+    if (!isPlainObject(raw.config)) {
       issues.push({
         path: `${where}.config`,
         expected: "a mapping of plugin settings",
@@ -288,7 +285,7 @@ export function checkPluginsSection(
 ): Map<string, PluginSpec> {
   const specs = new Map<string, PluginSpec>();
   if (raw === undefined || raw === null) return specs;
-  if (!isObject(raw)) {
+  if (!isPlainObject(raw)) {
     issues.push({
       path: where,
       expected: "a mapping of plugin name to {url, version, permissions, config}",

@@ -1,20 +1,29 @@
 /**
  * Settings of a service process from the common flags and, optionally,
- * monitor.yaml (flags override the file). Reads only the keys a service
- * needs (`state_dir`, `store`, `bus`, and the service's own section) and
- * names the key and what was expected when one is wrong.
+ * monitor.yaml (flags override the file), resolved and validated once by the
+ * configuration resolver: the common flags are key paths of the document
+ * (services/config/flags.ts). The service's own section is also given as
+ * written, for the settings the service reads itself ({@linkcode sectionString}).
  *
  * @module
  */
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { BusSettings } from "../bus/types.ts";
 import type { CommonFlags } from "../common/cli.ts";
-import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from "../common/log.ts";
-import { DEFAULT_TOPICS, type TopicNames } from "../common/messages.ts";
-import { isHostPort } from "../common/net.ts";
+import type { LogFormat, LogLevel } from "../common/log.ts";
+import type { TopicNames } from "../common/messages.ts";
+import { isPlainObject } from "../common/objects.ts";
 import type { StoreSettings } from "../store/types.ts";
-import { ConfigError, type ConfigIssue, describeValue } from "./issues.ts";
-import { checkMonitorConfig, DATABASE_FILE } from "./monitor_config.ts";
+import { commonFlagOverrides, type FlagOverride } from "./flags.ts";
+import { ConfigError, describeValue } from "./issues.ts";
+import {
+  checkMonitorConfig,
+  databasePath,
+  type MonitorConfig,
+  monitorConfigError,
+  resolveConfig,
+  stateDirPath,
+} from "./monitor_config.ts";
 
 /** Resolved settings of a service. */
 export interface ServiceSettings {
@@ -28,23 +37,22 @@ export interface ServiceSettings {
   logLevel: LogLevel;
   /** `--log-format`, else monitor.yaml's `log_format`, else `text`. */
   logFormat: LogFormat;
-  /** The service's own section of monitor.yaml (`broker:`, `analysis:`), or `{}`. */
+  /** The service's own section of monitor.yaml (`broker:`, `analysis:`) as written, or `{}`. */
   section: Record<string, unknown>;
+  /** The resolved configuration (monitor.yaml or the defaults, with the common flags). */
+  config: MonitorConfig;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function list(text: string | undefined): string[] | undefined {
-  if (text === undefined) return undefined;
-  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
-}
-
-/** Reads and fully checks a monitor.yaml; returns its document (`{}` when empty). */
-export async function readMonitorYaml(
+/**
+ * Reads a monitor.yaml and checks it fully with the flags written at their
+ * key paths ({@linkcode commonFlagOverrides}): the document as written and
+ * the resolved configuration.
+ * @throws ConfigError listing every issue; Error when the file cannot be read
+ */
+async function readChecked(
   path: string,
-): Promise<Record<string, unknown>> {
+  flags: readonly FlagOverride[],
+): Promise<{ document: Record<string, unknown>; config: MonitorConfig }> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -52,15 +60,27 @@ export async function readMonitorYaml(
     throw new Error(`cannot read ${path}: ${(error as Error).message}`);
   }
   // The full schema check (line:column, key path, did-you-mean), as `deno task validate`
-  // and the supervisor do.
-  const { issues, document } = checkMonitorConfig(text, path, { hostname: "localhost" });
-  if (issues.length > 0) throw new ConfigError(issues, path);
+  // and the supervisor do. The hostname is not needed (agent.id is read as written).
+  const { issues, document, config } = checkMonitorConfig(text, path, {
+    hostname: "localhost",
+    dir: dirname(path),
+    flags,
+  });
+  if (!config) throw monitorConfigError(issues, path);
   // A valid monitor.yaml is a mapping, or empty.
-  return isObject(document) ? document : {};
+  return { document: isPlainObject(document) ? document : {}, config };
+}
+
+/** Reads and fully checks a monitor.yaml; returns its document (`{}` when empty). */
+export async function readMonitorYaml(path: string): Promise<Record<string, unknown>> {
+  return (await readChecked(path, [])).document;
 }
 
 /**
- * Resolves a service's settings.
+ * Resolves a service's settings: monitor.yaml (with `--config`) and the
+ * common flags, validated once by THE resolver (services/config/monitor_config.ts);
+ * the store, bus, topics, state directory and log settings are the
+ * resolved configuration's.
  * @param service the monitor.yaml section of the service, e.g. `broker`
  * @param flags the common flags
  * @param cwd base of relative paths when no monitor.yaml is read
@@ -71,145 +91,28 @@ export async function resolveServiceSettings(
   cwd = Deno.cwd(),
 ): Promise<ServiceSettings> {
   const configFile = flags.config === undefined ? undefined : resolve(cwd, flags.config);
-  const doc = configFile ? await readMonitorYaml(configFile) : {};
-  const base = configFile ? dirname(configFile) : cwd;
-  const issues: ConfigIssue[] = [];
-  const section = (name: string): Record<string, unknown> => {
-    const value = doc[name];
-    if (value === undefined || value === null) return {};
-    if (!isObject(value)) {
-      issues.push({ path: name, expected: "a mapping", found: describeValue(value) });
-      return {};
-    }
-    return value;
-  };
-  const stringList = (value: unknown, path: string): string[] | undefined => {
-    if (value === undefined) return undefined;
-    if (!Array.isArray(value) || !value.every((v) => typeof v === "string" && isHostPort(v))) {
-      issues.push({ path, expected: "a list of host:port", found: describeValue(value) });
-      return undefined;
-    }
-    return value as string[];
-  };
-
-  const storeDoc = section("store");
-  const busDoc = section("bus");
-  const own = section(service);
-
-  const stateDirRaw = flags.stateDir ??
-    (typeof doc.state_dir === "string" ? doc.state_dir : undefined);
-  if (doc.state_dir !== undefined && typeof doc.state_dir !== "string") {
-    issues.push({
-      path: "state_dir",
-      expected: "a directory path",
-      found: describeValue(doc.state_dir),
-    });
-  }
-  const stateDir = stateDirRaw === undefined
-    ? join(base, ".monitor")
-    : isAbsolute(stateDirRaw)
-    ? stateDirRaw
-    : resolve(flags.stateDir !== undefined ? cwd : base, stateDirRaw);
-
-  const storeBackend = flags.storeBackend ?? storeDoc.backend ?? "embedded";
-  if (storeBackend !== "embedded" && storeBackend !== "etcd") {
-    issues.push({
-      path: flags.storeBackend !== undefined ? "--store-backend" : "store.backend",
-      expected: '"embedded" or "etcd"',
-      found: describeValue(storeBackend),
-    });
-  }
-  const endpoints = list(flags.storeEndpoints) ??
-    stringList(storeDoc.endpoints, "store.endpoints") ?? ["127.0.0.1:2379"];
-  for (const e of endpoints) {
-    if (!isHostPort(e)) {
-      issues.push({ path: "--store-endpoints", expected: "host:port", found: describeValue(e) });
-    }
-  }
-  const prefix = flags.storePrefix ?? storeDoc.prefix ?? "/monitor";
-  if (typeof prefix !== "string" || !prefix.startsWith("/")) {
-    issues.push({
-      path: "store.prefix",
-      expected: "a key prefix starting with /",
-      found: describeValue(prefix),
-    });
-  }
-
-  const busBackend = flags.busBackend ?? busDoc.backend ?? "embedded";
-  if (busBackend !== "embedded" && busBackend !== "kafka") {
-    issues.push({
-      path: flags.busBackend !== undefined ? "--bus-backend" : "bus.backend",
-      expected: '"embedded" or "kafka"',
-      found: describeValue(busBackend),
-    });
-  }
-  const brokers = list(flags.busBrokers) ?? stringList(busDoc.brokers, "bus.brokers") ??
-    ["127.0.0.1:9092"];
-  for (const b of brokers) {
-    if (!isHostPort(b)) {
-      issues.push({ path: "--bus-brokers", expected: "host:port", found: describeValue(b) });
-    }
-  }
-  const topics: TopicNames = { ...DEFAULT_TOPICS };
-  if (busDoc.topics !== undefined) {
-    if (!isObject(busDoc.topics)) {
-      issues.push({
-        path: "bus.topics",
-        expected: "a mapping of topic names",
-        found: describeValue(busDoc.topics),
-      });
-    } else {
-      for (const key of Object.keys(DEFAULT_TOPICS) as Array<keyof TopicNames>) {
-        const v = busDoc.topics[key];
-        if (v === undefined) continue;
-        if (typeof v !== "string" || !/^[A-Za-z0-9._-]{1,249}$/.test(v)) {
-          issues.push({
-            path: `bus.topics.${key}`,
-            expected: "a topic name",
-            found: describeValue(v),
-          });
-        } else topics[key] = v;
-      }
-    }
-  }
-  const logLevel = flags.logLevel ?? doc.log_level ?? "info";
-  if (!isLogLevel(logLevel)) {
-    issues.push({
-      path: flags.logLevel !== undefined ? "--log-level" : "log_level",
-      expected: "debug, info, warn or error",
-      found: describeValue(logLevel),
-    });
-  }
-  const logFormat = flags.logFormat ?? doc.log_format ?? "text";
-  if (!isLogFormat(logFormat)) {
-    issues.push({
-      path: flags.logFormat !== undefined ? "--log-format" : "log_format",
-      expected: "text or json",
-      found: describeValue(logFormat),
-    });
-  }
-  if (issues.length > 0) throw new ConfigError(issues, configFile);
-
-  const path = join(stateDir, DATABASE_FILE);
+  const overrides = commonFlagOverrides(flags, cwd);
+  let document: Record<string, unknown> = {};
+  let config: MonitorConfig;
+  if (configFile) ({ document, config } = await readChecked(configFile, overrides));
+  else config = await resolveConfig({ cwd, flags: overrides, hostname: "localhost" });
+  const own = document[service];
+  const path = databasePath(config);
   return {
     configFile,
-    stateDir,
-    store: {
-      backend: storeBackend as "embedded" | "etcd",
-      endpoints,
-      prefix: (prefix as string).replace(/\/+$/, "") || "/monitor",
-      path,
-    },
+    config,
+    stateDir: stateDirPath(config),
+    store: { ...config.store, endpoints: [...config.store.endpoints], path },
     bus: {
-      backend: busBackend as "embedded" | "kafka",
-      brokers,
+      backend: config.bus.backend,
+      brokers: [...config.bus.brokers],
       path,
       clientId: service,
     },
-    topics,
-    logLevel: logLevel as LogLevel,
-    logFormat: logFormat as LogFormat,
-    section: own,
+    topics: { ...config.bus.topics },
+    logLevel: config.log_level,
+    logFormat: config.log_format,
+    section: isPlainObject(own) ? own : {},
   };
 }
 

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { Command, CommanderError } from "commander";
 import { ConfigError, formatIssue } from "./issues.ts";
 import { loadMonitorConfig, type MonitorConfig } from "./monitor_config.ts";
 import { renderMonitorConfig } from "./render.ts";
@@ -26,26 +27,47 @@ export interface ValidateOutput {
   err(text: string): void;
 }
 
-const HELP = `Usage: deno task validate [file] [options]
-
-Checks a monitor.yaml (default ./monitor.yaml). When it is valid, prints the
+const DESCRIPTION = `Checks a monitor.yaml (default: ./monitor.yaml). When it is valid, prints the
 resolved configuration with every default filled in and exits 0. Otherwise
 prints each problem as
 
   file:line:column: key.path: expected X, found Y (did you mean ...?)
 
-and exits 1.
+and exits 1 (2 for a mistake on the command line).`;
 
-Options:
-  -h, --help          show this help`;
-
-const PRINT_COMMANDS_HELP =
-  "\n  --print-commands    print the command line of each service instead of the configuration";
+const EXAMPLES = `
+Examples:
+  deno task validate                            # ./monitor.yaml
+  deno task validate /etc/monitor/monitor.yaml  # any path: read access to that file only`;
 
 const console_: ValidateOutput = {
   out: (text) => console.log(text),
   err: (text) => console.error(text),
 };
+
+/** The command line of `deno task validate`, in the services' style (commander). */
+function validateProgram(hooks: ValidateHooks, io: ValidateOutput): Command {
+  const program = new Command()
+    .name("deno task validate")
+    .usage("[file] [options]")
+    .description(DESCRIPTION)
+    .argument("[file]", "the monitor.yaml to check (default: ./monitor.yaml)")
+    .helpOption("-h, --help", "show this help")
+    .allowExcessArguments(true)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.out(text.trimEnd()),
+      writeErr: (text) => io.err(text.trimEnd()),
+    })
+    .showHelpAfterError();
+  if (hooks.printCommands) {
+    program.option(
+      "--print-commands",
+      "print the command line of each service instead of the configuration",
+    );
+  }
+  return program.addHelpText("after", EXAMPLES);
+}
 
 /**
  * Runs the validate command.
@@ -59,22 +81,17 @@ export async function runValidate(
   hooks: ValidateHooks = {},
   io: ValidateOutput = console_,
 ): Promise<number> {
-  const help = HELP + (hooks.printCommands ? PRINT_COMMANDS_HELP : "");
-  const files: string[] = [];
-  let printCommands = false;
-  for (const arg of args) {
-    if (arg === "-h" || arg === "--help") {
-      io.out(help);
-      return 0;
-    }
-    if (arg === "--print-commands" && hooks.printCommands) printCommands = true;
-    else if (arg.startsWith("-") && arg !== "-") {
-      io.err(`validate: unknown option ${arg}\n\n${help}`);
-      return 2;
-    } else files.push(arg);
+  const program = validateProgram(hooks, io);
+  try {
+    program.parse([...args], { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    throw error;
   }
+  const files = program.args;
+  const printCommands = Boolean(program.opts<{ printCommands?: boolean }>().printCommands);
   if (files.length > 1) {
-    io.err(`validate: expected at most one file, found ${files.length}: ${files.join(" ")}`);
+    io.err(`error: expected at most one file, found ${files.length}: ${files.join(" ")}`);
     return 2;
   }
   const file = files[0] ?? "monitor.yaml";

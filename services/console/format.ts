@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { escapeText } from "../common/escape.ts";
 
 /** ANSI styles used by the consoles. */
 export interface Style {
@@ -118,7 +119,8 @@ export function formatMetrics(metrics: Record<string, number>): string {
     if (ib >= 0) return 1;
     return a.localeCompare(b);
   });
-  return names.map((n) => `${SHORT_NAMES[n] ?? n} ${formatMetric(n, metrics[n])}`).join("  ");
+  return names.map((n) => `${SHORT_NAMES[n] ?? escapeText(n)} ${formatMetric(n, metrics[n])}`)
+    .join("  ");
 }
 
 /** How long ago a Unix-seconds time was: `3s ago`, `5m ago`, `2h ago`, `never`. */

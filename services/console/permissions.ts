@@ -65,6 +65,21 @@ export function consoleEditorPermissions(
   return { run: editor ? [editor.program] : [] };
 }
 
+/**
+ * The editor program of the environment this process runs in ($VISUAL, else
+ * $EDITOR), for a launcher computing a console host's permissions; undefined
+ * when none is set or the variables may not be read.
+ */
+export function environmentEditor(): string | undefined {
+  return editorCommand((name) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  })?.program;
+}
+
 /** The private folder (0700) where `config` writes the copy the editor opens. */
 export function consoleEditDir(stateDir: string): string {
   return `${stateDir.replace(/\/+$/, "")}/edit`;

@@ -25,6 +25,7 @@ import {
 import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
 import { PLUGIN_URL_SCHEMES } from "../config/plugin_spec.ts";
 import type { PinnedNpmPackage } from "./types.ts";
+import { isPlainObject } from "../common/objects.ts";
 
 /** Default time budget of one `deno info` run. */
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 120_000;
@@ -120,10 +121,6 @@ interface InfoOutput {
   npmPackages: Record<string, InfoNpmPackage>;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** Runs `deno info --json` on `root`; returns its parsed output. */
 async function denoInfo(
   root: string,
@@ -170,8 +167,8 @@ async function denoInfo(
       throw new GraphError(`"deno info" printed something that is not JSON`, { cause: error });
     }
     if (
-      !isObject(doc) || !Array.isArray(doc.roots) || !Array.isArray(doc.modules) ||
-      !isObject(doc.redirects ?? {})
+      !isPlainObject(doc) || !Array.isArray(doc.roots) || !Array.isArray(doc.modules) ||
+      !isPlainObject(doc.redirects ?? {})
     ) {
       throw new GraphError(`"deno info" printed JSON of an unexpected shape`);
     }
@@ -179,7 +176,7 @@ async function denoInfo(
       roots: doc.roots as string[],
       modules: doc.modules as InfoModule[],
       redirects: (doc.redirects ?? {}) as Record<string, string>,
-      npmPackages: (isObject(doc.npmPackages) ? doc.npmPackages : {}) as Record<
+      npmPackages: (isPlainObject(doc.npmPackages) ? doc.npmPackages : {}) as Record<
         string,
         InfoNpmPackage
       >,
@@ -248,7 +245,7 @@ function graphFrom(
   const npmRoots = new Map<string, string>();
   const byUrl = new Map<string, InfoModule>();
   for (const module of info.modules) {
-    if (isObject(module) && typeof module.specifier === "string") {
+    if (isPlainObject(module) && typeof module.specifier === "string") {
       byUrl.set(module.specifier, module);
     }
   }
@@ -283,7 +280,7 @@ function graphFrom(
     }
     const dependencies: GraphModule["dependencies"] = [];
     for (const dependency of module.dependencies ?? []) {
-      if (!isObject(dependency.code) || typeof dependency.specifier !== "string") continue;
+      if (!isPlainObject(dependency.code) || typeof dependency.specifier !== "string") continue;
       const specifier = dependency.specifier;
       if (typeof dependency.code.error === "string") {
         const denied = /Requires import access to "([^"]+)"/.exec(dependency.code.error);
@@ -476,7 +473,7 @@ async function withNpm(
         }
         const dependencies: GraphModule["dependencies"] = [];
         for (const dependency of module.dependencies ?? []) {
-          if (!isObject(dependency.code) || typeof dependency.specifier !== "string") continue;
+          if (!isPlainObject(dependency.code) || typeof dependency.specifier !== "string") continue;
           const specifier = dependency.specifier;
           const code = dependency.code;
           if (typeof code.specifier === "string" && code.specifier.startsWith("node:")) {
@@ -544,7 +541,7 @@ export async function checkLocalGraph(
   const info = await denoInfo(entryFile.href, { ...options, noRemote: true });
   const byUrl = new Map<string, InfoModule>();
   for (const module of info.modules) {
-    if (isObject(module) && typeof module.specifier === "string") {
+    if (isPlainObject(module) && typeof module.specifier === "string") {
       byUrl.set(module.specifier, module);
     }
   }
@@ -572,7 +569,9 @@ export async function checkLocalGraph(
     }
     const targets = new Set<string>();
     for (const dependency of module.dependencies ?? []) {
-      if (!isObject(dependency.code) || typeof dependency.code.specifier !== "string") continue;
+      if (!isPlainObject(dependency.code) || typeof dependency.code.specifier !== "string") {
+        continue;
+      }
       const target = dependency.code.specifier;
       if (target.startsWith("node:")) continue;
       const targetPath = toLocal(target);

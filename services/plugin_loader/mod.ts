@@ -70,6 +70,7 @@ export {
   DEFAULT_RUN_TIMEOUT_MS,
   type LoadOptions,
   loadUrlPlugin,
+  type RunOutcome,
   type UrlPlugin,
   type UrlPluginStatus,
   workerPermissions,

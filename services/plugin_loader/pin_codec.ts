@@ -22,6 +22,7 @@ import {
   type PinnedNpmPackage,
   type PluginPin,
 } from "./types.ts";
+import { isPlainObject } from "../common/objects.ts";
 
 /** Media types a pinned module may have, with the file extension Deno needs to load it. */
 export const MEDIA_TYPE_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({
@@ -43,10 +44,6 @@ export const MEDIA_TYPE_CONTENT_TYPES: Readonly<Record<string, string>> = Object
 
 /** How many earlier pins a pin remembers. */
 export const PIN_HISTORY_LIMIT = 20;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function isModuleUrl(value: unknown): value is string {
   if (typeof value !== "string") return false;
@@ -85,7 +82,7 @@ export function decodePin(text: string, where: string): PluginPin {
 }
 
 function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
-  if (!isObject(doc)) {
+  if (!isPlainObject(doc)) {
     issues.push({ path: "", expected: "a JSON object (plugin pin)", found: describeValue(doc) });
     return undefined;
   }
@@ -107,7 +104,7 @@ function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
     "pinned_at",
     "Unix seconds",
   );
-  need(isObject(doc.config), "config", "a mapping of plugin settings");
+  need(isPlainObject(doc.config), "config", "a mapping of plugin settings");
   const permissions = checkPermissions(doc.permissions, "permissions", issues);
   const modules: PinnedModule[] = [];
   if (!Array.isArray(doc.modules) || doc.modules.length === 0) {
@@ -133,7 +130,7 @@ function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
     } else {
       doc.npm.forEach((raw, i) => {
         if (
-          isObject(raw) && isNpmName(raw.name) && isNpmVersion(raw.version) &&
+          isPlainObject(raw) && isNpmName(raw.name) && isNpmVersion(raw.version) &&
           typeof raw.tarball === "string" && raw.tarball.startsWith(NPM_REGISTRY) &&
           isSha512Integrity(raw.integrity)
         ) {
@@ -199,7 +196,7 @@ function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
     } else {
       doc.history.forEach((raw, i) => {
         if (
-          isObject(raw) && typeof raw.url === "string" && typeof raw.version === "string" &&
+          isPlainObject(raw) && typeof raw.url === "string" && typeof raw.version === "string" &&
           isSha256Integrity(raw.integrity) && typeof raw.pinned_at === "number"
         ) {
           history.push({
@@ -236,7 +233,7 @@ function checkPin(doc: unknown, issues: ConfigIssue[]): PluginPin | undefined {
 }
 
 function checkModule(raw: unknown, where: string, issues: ConfigIssue[]): PinnedModule | undefined {
-  if (!isObject(raw)) {
+  if (!isPlainObject(raw)) {
     issues.push({ path: where, expected: "a pinned module", found: describeValue(raw) });
     return undefined;
   }
@@ -266,7 +263,7 @@ function checkModule(raw: unknown, where: string, issues: ConfigIssue[]): Pinned
   } else {
     raw.dependencies.forEach((d, i) => {
       if (
-        isObject(d) && typeof d.specifier === "string" && d.specifier !== "" &&
+        isPlainObject(d) && typeof d.specifier === "string" && d.specifier !== "" &&
         typeof d.url === "string"
       ) {
         dependencies.push({ specifier: d.specifier, url: d.url });

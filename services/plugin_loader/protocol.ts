@@ -18,7 +18,29 @@ export type HostCall =
   | { type: "call"; id: number; op: "load" }
   | { type: "call"; id: number; op: "initialize"; config: string; context: ContextFields }
   | { type: "call"; id: number; op: "run"; sample: string; interval?: number }
+  | {
+    type: "call";
+    id: number;
+    op: "runBatch";
+    /** A JSON array of samples, run in order. */
+    samples: string;
+    /** A sample whose run() took longer than this (ms) is reported in `overran`. */
+    budgetMs: number;
+    interval?: number;
+  }
   | { type: "call"; id: number; op: "finalize" };
+
+/**
+ * The value of a `runBatch` reply (JSON): `out[i]` is what run() returned for
+ * sample i (null: dropped). The batch stops at the first sample whose run()
+ * throws: its error is `error` and it is sample `out.length`; later samples
+ * were not run. `overran` lists the samples whose run() exceeded `budgetMs`.
+ */
+export interface BatchReply {
+  out: unknown[];
+  overran: number[];
+  error?: WireError;
+}
 
 /** An error as it crosses the Worker boundary. */
 export interface WireError {

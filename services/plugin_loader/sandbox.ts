@@ -28,6 +28,7 @@ import {
   PluginTimeoutError,
 } from "./errors.ts";
 import {
+  type BatchReply,
   type ContextFields,
   type HostCall,
   missingPermission,
@@ -80,6 +81,17 @@ export interface UrlPluginStatus {
   faults: number;
 }
 
+/** What run() did with one sample of {@linkcode UrlPlugin.runBatch}. */
+export type RunOutcome =
+  | { ok: true; sample: Sample | null }
+  | {
+    ok: false;
+    /** A {@linkcode PluginError}, as run() would have rejected with. */
+    error: Error;
+    /** The sample's run() took longer than the time budget. */
+    timeout?: boolean;
+  };
+
 /** A running URL plugin: the Plugin API plus lifecycle. */
 export interface UrlPlugin extends Plugin {
   /** The pin it was loaded from. */
@@ -88,6 +100,18 @@ export interface UrlPlugin extends Plugin {
   readonly reported: { name: string; version: string };
   /** Sample in, sample (or `null` to drop it) out; rejects with a {@linkcode PluginError}. */
   run(sample: Sample): Promise<Sample | null>;
+  /**
+   * Runs `samples` in order in one message each way. One outcome per sample,
+   * in order, except that the batch ends at the first sample whose run()
+   * threw (its outcome is the last; the rest were not run, so that the
+   * caller can decide as after a failed run(): retry them, or not when the
+   * plugin is now disabled). A permission violation stops the plugin as in
+   * run(). The batch's time budget is the run() budget times its size; when
+   * it runs out the Worker is restarted and every sample not answered is a
+   * timeout. A sample whose run() finished later than the budget is a
+   * timeout too.
+   */
+  runBatch(samples: readonly Sample[]): Promise<RunOutcome[]>;
   /** Calls the plugin's initialize with its settings; context functions stay in the agent. */
   initialize(config: Record<string, unknown>, context: PluginContext): Promise<void>;
   /** Calls the plugin's finalize. */
@@ -397,6 +421,7 @@ class WorkerPlugin implements UrlPlugin {
         context: ContextFields;
       }
       | { op: "run"; sample: string; interval?: number }
+      | { op: "runBatch"; samples: string; budgetMs: number; interval?: number }
       | { op: "finalize" },
     timeoutMs: number,
   ): Promise<string | undefined> {
@@ -498,6 +523,71 @@ class WorkerPlugin implements UrlPlugin {
       throw new PluginRuntimeError(this.pin.name, "run", `returned an invalid sample: ${checked}`);
     }
     return checked;
+  }
+
+  async runBatch(samples: readonly Sample[]): Promise<RunOutcome[]> {
+    if (samples.length === 0) return [];
+    const body: { op: "runBatch"; samples: string; budgetMs: number; interval?: number } = {
+      op: "runBatch",
+      samples: JSON.stringify(samples),
+      budgetMs: this.#runTimeout,
+    };
+    let text: string | undefined;
+    try {
+      await this.#ensureRunning();
+      const interval = this.#context ? Number(this.#context.interval) : undefined;
+      if (interval !== undefined && interval !== this.#sentInterval) {
+        body.interval = interval;
+        this.#sentInterval = interval;
+      }
+      text = await this.#call(body, this.#runTimeout * samples.length);
+    } catch (error) {
+      const failure = error as Error;
+      // Timed out: no sample was answered, each counts as one run() that overran.
+      if (failure instanceof PluginTimeoutError) {
+        return samples.map(() => ({ ok: false, error: failure, timeout: true }));
+      }
+      return [{ ok: false, error: failure }];
+    }
+    let reply: BatchReply;
+    try {
+      reply = JSON.parse(text ?? "") as BatchReply;
+      if (!Array.isArray(reply.out) || !Array.isArray(reply.overran)) throw new Error();
+    } catch {
+      return [{
+        ok: false,
+        error: new PluginRuntimeError(this.pin.name, "run", "answered a batch that is not JSON"),
+      }];
+    }
+    const overran = new Set(reply.overran);
+    const outcomes: RunOutcome[] = reply.out.map((value, i) => {
+      if (overran.has(i)) {
+        return {
+          ok: false,
+          timeout: true,
+          error: new PluginTimeoutError(this.pin.name, "run", this.#runTimeout),
+        };
+      }
+      if (value === null) return { ok: true, sample: null };
+      const checked = checkSample(value);
+      return typeof checked === "string"
+        ? {
+          ok: false,
+          error: new PluginRuntimeError(
+            this.pin.name,
+            "run",
+            `returned an invalid sample: ${checked}`,
+          ),
+        }
+        : { ok: true, sample: checked };
+    });
+    if (reply.error) {
+      // As a run() that rejected: a permission violation stops the plugin.
+      const error = permissionError(this.pin, "run", reply.error);
+      if (error instanceof PluginPermissionError) this.#stop(error);
+      outcomes.push({ ok: false, error });
+    }
+    return outcomes;
   }
 
   async finalize(): Promise<void> {

@@ -250,6 +250,7 @@ export function encodeAgentMessage(message: AgentMessage): Uint8Array {
       m.string(2, hello.hostname);
       m.string(3, hello.version);
       m.string(4, hello.token);
+      m.string(5, hello.instance_id ?? "");
     });
   } else if (message.batch) {
     const batch = message.batch;

@@ -23,8 +23,25 @@ function connectMethod() {
 }
 
 const agentMessages: AgentMessage[] = [
-  { hello: { agent_id: "web-1", hostname: "web-1.example", version: "1.2.3", token: "s3cret" } },
-  { hello: { agent_id: "a", hostname: "", version: "", token: "" } },
+  {
+    hello: {
+      agent_id: "web-1",
+      hostname: "web-1.example",
+      version: "1.2.3",
+      token: "s3cret",
+      instance_id: "",
+    },
+  },
+  { hello: { agent_id: "a", hostname: "", version: "", token: "", instance_id: "" } },
+  {
+    hello: {
+      agent_id: "a",
+      hostname: "h",
+      version: "1",
+      token: "",
+      instance_id: "0b7e3f6c-6f3e-4c55-9d0e-2f1d4c7c9a11",
+    },
+  },
   {
     batch: {
       seq: 1_796_503_596_743, // above 2^32, as the agent's seq (start time in ms)

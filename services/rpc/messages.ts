@@ -13,6 +13,8 @@ export interface Hello {
   hostname: string;
   version: string;
   token: string;
+  /** Chosen at agent start; tells a reconnect from another process with the same id ("" when not sent). */
+  instance_id?: string;
 }
 
 /** The broker's answer to Hello. */

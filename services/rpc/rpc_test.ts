@@ -49,7 +49,9 @@ Deno.test("rpc: hello, batch and ack round trip over loopback with all fields de
         if (m.ack) done();
       });
     });
-    client.send({ hello: { agent_id: "a1", hostname: "h", version: "1", token: "" } });
+    client.send({
+      hello: { agent_id: "a1", hostname: "h", version: "1", token: "", instance_id: "i-1" },
+    });
     client.send({
       batch: {
         seq: 7,
@@ -64,7 +66,7 @@ Deno.test("rpc: hello, batch and ack round trip over loopback with all fields de
     ]);
     assert.equal(received.length, 2);
     assert.deepEqual(received[0], {
-      hello: { agent_id: "a1", hostname: "h", version: "1", token: "" },
+      hello: { agent_id: "a1", hostname: "h", version: "1", token: "", instance_id: "i-1" },
     });
     assert.deepEqual(received[1].batch?.samples[0].metrics, { "cpu": 12.5, "disk read": 1024 });
     assert.equal(received[1].batch?.alerts[0].state, "firing");

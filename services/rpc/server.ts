@@ -5,6 +5,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import "./grpc_log.ts";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { getLogger } from "../common/log.ts";
 import { stripOneof } from "./oneof.ts";
@@ -247,6 +248,19 @@ function tokenOf(metadata: grpc.Metadata): string | undefined {
   return first(TOKEN_METADATA_ALT_KEY) || undefined;
 }
 
+/** Why binding failed, in words (grpc-js says `No address added out of total 1 resolved errors: [...]`). */
+function bindProblem(error: Error): string {
+  if (/EADDRINUSE/.test(error.message)) {
+    return 'the address is already in use (another broker, or a second "deno task up" with the same broker.listen?)';
+  }
+  if (/EACCES|EPERM/.test(error.message)) {
+    return "not permitted to listen there (a port below 1024?)";
+  }
+  if (/EADDRNOTAVAIL/.test(error.message)) return "no such address on this host";
+  const inner = /errors: \[(.*)\]\s*$/.exec(error.message)?.[1];
+  return inner || error.message;
+}
+
 /** Starts the gRPC server and resolves once it listens. */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const service = await agentService();
@@ -288,7 +302,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   return new Promise((resolve, reject) => {
     server.bindAsync(options.listen, credentials, (error, port) => {
       if (error) {
-        reject(new Error(`cannot listen on ${options.listen}: ${error.message}`, { cause: error }));
+        reject(
+          new Error(`cannot listen on ${options.listen}: ${bindProblem(error)}`, { cause: error }),
+        );
         return;
       }
       if (options.tls) tlsWatch.watch(server);

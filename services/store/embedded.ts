@@ -94,6 +94,8 @@ const WATCH_BATCH = 256;
 const REAP_IDLE_MS = 10_000;
 /** An idle watcher re-checks at least this often, besides change notifications (ms). */
 const WATCH_RECHECK_MS = 2000;
+/** The same while the notifier follows file events (it polls as a backstop itself). */
+const WATCH_RECHECK_WATCHED_MS = 10_000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS store_meta (
@@ -427,7 +429,10 @@ class EmbeddedWatcher implements Watcher {
     while (!this.#closed) {
       if (!this.#dirty) {
         this.#wake = new AbortController();
-        await sleep(WATCH_RECHECK_MS, this.#wake.signal);
+        await sleep(
+          this.engine.notifier.watchingFiles ? WATCH_RECHECK_WATCHED_MS : WATCH_RECHECK_MS,
+          this.#wake.signal,
+        );
         this.#wake = undefined;
         if (this.#closed) break;
       }

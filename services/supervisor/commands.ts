@@ -7,13 +7,20 @@
  *
  * @module
  */
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { agentPermissions } from "../agent/permissions.ts";
+import { agentPermissions, agentRuntimeFlags } from "../agent/permissions.ts";
 import { analysisPermissions } from "../analysis/permissions.ts";
 import { brokerPermissions } from "../broker/permissions.ts";
 import { busPermissions } from "../bus/permissions.ts";
 import type { BusSettings } from "../bus/types.ts";
-import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
+import {
+  COMMANDER_ENV_VARS,
+  permissionFlags,
+  type PermissionLists,
+  YAML_ENV_VARS,
+} from "../common/permissions.ts";
+import { flagValues } from "../config/flags.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 import { agentPluginPermissions } from "../plugin_loader/permissions.ts";
 import type { PluginPermissions } from "../plugin_loader/types.ts";
@@ -56,8 +63,11 @@ export interface PluginNeeds {
 
 /** What the command lines depend on (all paths absolute). */
 export interface DeploymentSettings {
-  /** monitor.yaml (passed to every service with `--config`). */
-  configFile: string;
+  /**
+   * monitor.yaml (passed to every service with `--config`). Always set under
+   * the supervisor; a service run alone may have none.
+   */
+  configFile?: string;
   stateDir: string;
   store: StoreSettings;
   bus: BusSettings;
@@ -145,8 +155,22 @@ export function permissionArgs(p: PermissionSet): string[] {
   return ["--no-prompt", ...permissionFlags(p)];
 }
 
+/** The monitor.yaml the supervisor runs (it always has one). */
+function supervisedFile(settings: DeploymentSettings): string {
+  if (settings.configFile === undefined) {
+    throw new TypeError("the supervisor runs a monitor.yaml: expected deployment.configFile");
+  }
+  return settings.configFile;
+}
+
 function commonServiceArgs(settings: DeploymentSettings): string[] {
-  const args = ["--config", settings.configFile, "--state-dir", settings.stateDir, "--supervised"];
+  const args = [
+    "--config",
+    supervisedFile(settings),
+    "--state-dir",
+    settings.stateDir,
+    "--supervised",
+  ];
   if (settings.logLevel && settings.logLevel !== "info") {
     args.push("--log-level", settings.logLevel);
   }
@@ -226,16 +250,35 @@ export function agentPermissionSet(settings: DeploymentSettings): PermissionSet 
   return mergePermissions(own, storePermissions(settings.store), plugins, extra);
 }
 
-/** The command line of one service. */
-export function serviceCommand(name: ServiceName, settings: DeploymentSettings): ServiceCommand {
-  const permissions = name === "broker"
+/** The permissions of one service: the one place that picks its builder. */
+export function servicePermissionSet(
+  name: ServiceName,
+  settings: DeploymentSettings,
+): PermissionSet {
+  return name === "broker"
     ? brokerPermissionSet(settings)
     : name === "analysis"
     ? analysisPermissionSet(settings)
     : agentPermissionSet(settings);
-  const extra = name === "agent" && settings.plugins.length > 0
-    ? ["--unstable-worker-options"]
-    : [];
+}
+
+/**
+ * Flags beside the permissions: the agent's runtime settings (V8 heap, no
+ * code cache: agentRuntimeFlags) and Worker permissions for an agent with
+ * URL plugins.
+ */
+function unstableArgs(name: ServiceName, settings: DeploymentSettings): string[] {
+  if (name !== "agent") return [];
+  return [
+    ...agentRuntimeFlags(),
+    ...(settings.plugins.length > 0 ? ["--unstable-worker-options"] : []),
+  ];
+}
+
+/** The command line of one service. */
+export function serviceCommand(name: ServiceName, settings: DeploymentSettings): ServiceCommand {
+  const permissions = servicePermissionSet(name, settings);
+  const extra = unstableArgs(name, settings);
   // With replicas the first broker's admin port is derived (after the brokers' ports):
   // every broker gets its addresses on the command line.
   const replicas = settings.broker.replicas ?? [];
@@ -285,6 +328,54 @@ export function brokerReplicaCommand(settings: DeploymentSettings, i: number): S
   };
 }
 
+/** The command lines `deno task broker|agent|analysis|plugins` run (services run alone). */
+export const STANDALONE_NAMES = ["broker", "agent", "analysis", "plugins"] as const;
+/** One of {@linkcode STANDALONE_NAMES}. */
+export type StandaloneName = typeof STANDALONE_NAMES[number];
+
+/**
+ * A service run alone (`deno task broker ...`): `deno run` with the
+ * permissions its resolved configuration calls for (the same builders as
+ * under the supervisor), the entry module, and the user's own arguments,
+ * run in the user's folder. `plugins try --allow-read/--allow-env` are
+ * granted to the process too (the Worker it runs the plugin in gets no more).
+ */
+export function standaloneCommand(
+  name: StandaloneName,
+  settings: DeploymentSettings,
+  args: readonly string[],
+  cwd: string,
+): ServiceCommand {
+  let permissions: PermissionSet;
+  const extra: string[] = [];
+  if (name === "plugins") {
+    const given = flagValues(args, [
+      { flag: "--allow-read", path: "", kind: "list" },
+      { flag: "--allow-env", path: "", kind: "list" },
+    ]);
+    const list = (flag: string) =>
+      (given.get(flag) ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+    permissions = pluginsPermissionSet(settings, {
+      read: [cwd, ...list("--allow-read").map((p) => resolve(cwd, p))],
+      env: list("--allow-env"),
+    });
+    extra.push("--unstable-worker-options");
+  } else {
+    permissions = mergePermissions(
+      servicePermissionSet(name, settings),
+      // A broker run alone hosts a console whose `config` may start the editor.
+      name === "broker" && settings.editor ? { run: [settings.editor] } : {},
+    );
+    extra.push(...unstableArgs(name, settings));
+  }
+  const script = name === "plugins" ? PLUGINS_SCRIPT : SERVICE_SCRIPTS[name];
+  return {
+    program: "deno",
+    args: ["run", ...permissionArgs(permissions), ...extra, join(REPO_ROOT, script), ...args],
+    cwd,
+  };
+}
+
 /** Every service's command line, in start order. */
 export function serviceCommands(
   settings: DeploymentSettings,
@@ -297,35 +388,44 @@ export function serviceCommands(
 }
 
 /**
- * The plugin pinning process (`deno task plugins pin`): reads monitor.yaml,
- * fetches every module of each plugin's graph (hosts known only once the graph is
- * resolved, hence network access is not limited to a list; nothing of the
- * plugin runs in it), writes the pins to the store and the module cache.
+ * The plugins process (`deno task plugins`; the supervisor runs it to pin):
+ * reads monitor.yaml, fetches every module of each plugin's graph (hosts
+ * known only once the graph is resolved, hence network access is not
+ * limited to a list; nothing of the plugin runs in it except under `try`,
+ * in a Worker), writes the pins to the store and the module cache. `extra`
+ * adds what `try` grants the plugin it runs (a Worker gets no more than its parent).
  */
-export function pinCommand(settings: DeploymentSettings): ServiceCommand {
-  const store = storePermissions(settings.store);
-  const permissions = mergePermissions(
+export function pluginsPermissionSet(
+  settings: DeploymentSettings,
+  extra: Partial<PermissionSet> = {},
+): PermissionSet {
+  return mergePermissions(
     {
-      read: [settings.configFile, settings.stateDir],
+      read: [...(settings.configFile ? [settings.configFile] : []), settings.stateDir],
       write: [settings.stateDir],
-      env: [...YAML_ENV_VARS, "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE"],
+      net: ["*"],
+      env: [
+        ...(settings.configFile ? YAML_ENV_VARS : []),
+        ...COMMANDER_ENV_VARS,
+      ],
       run: ["deno"],
     },
-    store,
+    storePermissions(settings.store),
+    extra,
   );
-  const args = permissionArgs(permissions).map((flag) =>
-    flag.startsWith("--allow-net") ? "--allow-net" : flag
-  );
-  if (!args.includes("--allow-net")) args.push("--allow-net");
+}
+
+/** The plugin pinning process the supervisor runs (`plugins pin` with its monitor.yaml). */
+export function pinCommand(settings: DeploymentSettings): ServiceCommand {
   return {
     program: "deno",
     args: [
       "run",
-      ...args,
+      ...permissionArgs(pluginsPermissionSet(settings)),
       PLUGINS_SCRIPT,
       "pin",
       "--config",
-      settings.configFile,
+      supervisedFile(settings),
       "--state-dir",
       settings.stateDir,
     ],
@@ -349,7 +449,7 @@ export function supervisorPermissionSet(settings: DeploymentSettings): Permissio
   return mergePermissions(
     {
       read: [
-        dirOf(settings.configFile),
+        dirOf(supervisedFile(settings)),
         settings.stateDir,
         ...(settings.broker.adminTokenFile ? [settings.broker.adminTokenFile] : []),
       ],
@@ -379,7 +479,7 @@ export function supervisorCommand(
       ...permissionArgs(supervisorPermissionSet(settings)),
       SUPERVISOR_SCRIPT,
       "--config",
-      settings.configFile,
+      supervisedFile(settings),
       ...flags,
     ],
     cwd: REPO_ROOT,

@@ -17,8 +17,11 @@ import {
 import type { DeploymentSettings, PluginNeeds } from "./commands.ts";
 import type { SupervisorPlan } from "./plan.ts";
 
-/** Builds the plan of a resolved configuration read from `file`. */
-export function planFromConfig(config: MonitorConfig, file: string): SupervisorPlan {
+/**
+ * Builds the plan of a resolved configuration read from `file` (none: a
+ * service run alone on its flags and the defaults).
+ */
+export function planFromConfig(config: MonitorConfig, file?: string): SupervisorPlan {
   const path = databasePath(config);
   const broker = config.broker;
   const tls = (files: Array<string | undefined>) =>
@@ -28,7 +31,7 @@ export function planFromConfig(config: MonitorConfig, file: string): SupervisorP
     permissions: p.permissions,
   }));
   const deployment: DeploymentSettings = {
-    configFile: resolve(file),
+    configFile: file === undefined ? undefined : resolve(file),
     stateDir: stateDirPath(config),
     store: {
       backend: config.store.backend,

@@ -19,7 +19,9 @@ import type { Console } from "../console/mod.ts";
 import { consoleEditDir } from "../console/permissions.ts";
 import { RELAUNCH_EXIT_CODE } from "./commands.ts";
 import { loadPlan, parsePlan } from "./from_config.ts";
+import type { SupervisorPlan } from "./plan.ts";
 import { ServiceOutput } from "./output.ts";
+import { lockStateDir } from "./lock.ts";
 import { Supervisor } from "./supervisor.ts";
 import { watchFile } from "./watch.ts";
 
@@ -33,6 +35,12 @@ function argValue(args: string[], name: string): string | undefined {
 /** Runs the supervisor until a signal, `quit` in the console, or a relaunch. Returns the exit code. */
 export async function supervise(args: string[]): Promise<number> {
   const file = argValue(args, "--config");
+  // `deno task up --log-format json` wins over monitor.yaml's log_format, for every plan.
+  const logFormat = argValue(args, "--log-format");
+  const withFlags = (plan: SupervisorPlan) => {
+    if (isLogFormat(logFormat)) plan.deployment.logFormat = logFormat;
+    return plan;
+  };
   if (!file) {
     console.error("supervisor: error: --config <monitor.yaml> is required");
     return 1;
@@ -43,7 +51,7 @@ export async function supervise(args: string[]): Promise<number> {
   const text = await Deno.readTextFile(file).catch(() => undefined);
   try {
     // Without the text, loadPlan names why the file cannot be read.
-    plan = text === undefined ? await loadPlan(file) : parsePlan(text, file);
+    plan = withFlags(text === undefined ? await loadPlan(file) : parsePlan(text, file));
   } catch (error) {
     if (error instanceof ConfigError) {
       for (const issue of error.issues) console.error(formatIssue(issue, error.file ?? file));
@@ -51,7 +59,17 @@ export async function supervise(args: string[]): Promise<number> {
     return 1;
   }
   if (isLogFormat(plan.deployment.logFormat)) output.setFormat(plan.deployment.logFormat);
-  const supervisor = new Supervisor({ plan, parse: (text) => parsePlan(text, file), output });
+  // One system per state folder: a second `deno task up` is refused before it starts anything.
+  const lock = lockStateDir(plan.deployment.stateDir, { config: file });
+  if (!lock.ok) {
+    console.error(`supervisor: error: ${lock.message}`);
+    return 1;
+  }
+  const supervisor = new Supervisor({
+    plan,
+    parse: (text) => withFlags(parsePlan(text, file)),
+    output,
+  });
   let console_: Console | undefined;
   let resolveStop!: (why: string) => void;
   const stopRequested = new Promise<string>((resolve) => resolveStop = resolve);
@@ -126,6 +144,7 @@ export async function supervise(args: string[]): Promise<number> {
   const clean = await supervisor.stop();
   await started.catch(() => {});
   handlers.forEach((remove) => remove());
+  lock.release();
   if (relaunch) return RELAUNCH_EXIT_CODE;
   output.say("info", clean ? "all services stopped" : "stopped, but not every service cleanly");
   return clean ? 0 : 1;

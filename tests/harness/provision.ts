@@ -12,6 +12,11 @@
  * otherwise it exits with status 1 printing the exact install command.
  * Needs `--allow-run --allow-read --allow-env`.
  *
+ * `deno task bench` runs it first too, as `provision.ts --for bench`: only
+ * what the benchmarks' comparisons need ({@linkcode BENCH_COMPONENTS}: etcd,
+ * librdkafka, collectd), so that a newcomer's bench does not silently measure
+ * the agent without collectd beside it.
+ *
  * Harness modules call {@linkcode requireComponents} to fail with the same
  * message when they are used without the components.
  *
@@ -29,8 +34,13 @@ export const DEBIAN_PACKAGES: readonly string[] = Object.freeze([
   "collectd-core",
 ]);
 
+/** The exact command that installs `packages` on Debian (as root). */
+export function installCommand(packages: readonly string[]): string {
+  return `apt-get update && apt-get install -y ${packages.join(" ")}`;
+}
+
 /** The exact command that installs every component on Debian (as root). */
-export const INSTALL_COMMAND = `apt-get update && apt-get install -y ${DEBIAN_PACKAGES.join(" ")}`;
+export const INSTALL_COMMAND = installCommand(DEBIAN_PACKAGES);
 
 /** A component the tests need. */
 export type ComponentName =
@@ -153,11 +163,31 @@ export function checkComponents(): ComponentStatus[] {
   });
 }
 
+/** What the benchmarks need: etcd (scenarios 4, 5), librdkafka (the Kafka mock), collectd (5). */
+export const BENCH_COMPONENTS: readonly ComponentName[] = Object.freeze([
+  "etcd",
+  "etcdctl",
+  "librdkafka.so.1",
+  "collectd",
+]);
+
+/** The Debian packages of `names`, in {@linkcode DEBIAN_PACKAGES} order. */
+export function packagesOf(names: readonly ComponentName[]): string[] {
+  const wanted = new Set(
+    COMPONENTS.filter((c) => names.includes(c.name)).map((c) => c.debianPackage),
+  );
+  return DEBIAN_PACKAGES.filter((p) => wanted.has(p));
+}
+
 /** The message for missing components, with the exact install command. */
-export function missingMessage(missing: readonly ComponentStatus[]): string {
+export function missingMessage(
+  missing: readonly ComponentStatus[],
+  who = "The tests",
+  command = INSTALL_COMMAND,
+): string {
   const list = missing.map((c) => `${c.name} (Debian package ${c.debianPackage})`).join(", ");
-  return `The tests need real components that are not installed: ${list}. ` +
-    `Install them as root with: ${INSTALL_COMMAND}`;
+  return `${who} need real components that are not installed: ${list}. ` +
+    `Install them as root with: ${command}`;
 }
 
 /**
@@ -214,6 +244,10 @@ export interface ProvisionOptions {
   run?: (command: string, args: string[]) => Promise<boolean>;
   /** Prints a line for the user. Default `console.error`. */
   log?: (line: string) => void;
+  /** The components to provide (default: every one) and who needs them, for messages. */
+  components?: readonly ComponentName[];
+  /** Who needs them, for messages (default "The tests"). */
+  who?: string;
 }
 
 /**
@@ -222,7 +256,11 @@ export interface ProvisionOptions {
  * and the exact install command).
  */
 export async function provision(options: ProvisionOptions = {}): Promise<number> {
-  const check = options.check ?? checkComponents;
+  const names = options.components ?? COMPONENTS.map((c) => c.name);
+  const packages = packagesOf(names);
+  const command = installCommand(packages);
+  const who = options.who ?? "The tests";
+  const check = () => (options.check ?? checkComponents)().filter((c) => names.includes(c.name));
   const log = options.log ?? ((line: string) => console.error(line));
   const runCommand = options.run ?? run;
   let missing = check().filter((c) => c.path === undefined);
@@ -232,21 +270,33 @@ export async function provision(options: ProvisionOptions = {}): Promise<number>
     const why = aptGet === undefined
       ? "apt-get was not found (not a Debian system): install them with your package manager; on Debian:"
       : "not running as root: run as root";
-    log(`provision: ${missingMessage(missing)}`);
-    log(`provision: ${why} ${INSTALL_COMMAND}`);
+    log(`provision: ${missingMessage(missing, who, command)}`);
+    log(`provision: ${why} ${command}`);
     return 1;
   }
-  log(`provision: ${missingMessage(missing)}; installing them now.`);
+  log(`provision: ${missingMessage(missing, who, command)}; installing them now.`);
   const ok = await runCommand(aptGet, ["update"]) &&
-    await runCommand(aptGet, ["install", "-y", ...DEBIAN_PACKAGES]);
+    await runCommand(aptGet, ["install", "-y", ...packages]);
   missing = check().filter((c) => c.path === undefined);
   if (!ok || missing.length > 0) {
-    if (missing.length > 0) log(`provision: ${missingMessage(missing)}`);
-    log(`provision: installation failed; run as root: ${INSTALL_COMMAND}`);
+    if (missing.length > 0) log(`provision: ${missingMessage(missing, who, command)}`);
+    log(`provision: installation failed; run as root: ${command}`);
     return 1;
   }
   log("provision: every component is installed.");
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await provision());
+if (import.meta.main) {
+  // `--for bench`: only what `deno task bench` needs.
+  const bench = Deno.args.join(" ") === "--for bench";
+  if (Deno.args.length > 0 && !bench) {
+    console.error(
+      `provision: unknown arguments ${Deno.args.join(" ")}; expected none or --for bench`,
+    );
+    Deno.exit(2);
+  }
+  Deno.exit(
+    await provision(bench ? { components: BENCH_COMPONENTS, who: "The benchmarks" } : {}),
+  );
+}

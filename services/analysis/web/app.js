@@ -431,9 +431,40 @@ function renderFleet(main) {
     );
     loadSparks(visible.map((r) => r.agent_id));
   };
-  const redraw = throttled(draw, 500);
-  const listener = (name) => {
-    if (name === "rows" || name === "samples") redraw();
+  // New samples update the visible rows' values and sparklines in place, once a second; the
+  // table is rebuilt when rows change (health, alerts, plugins) or the order may have changed.
+  const redraw = throttled(draw, 1000);
+  const touched = new Set();
+  const updateValues = throttled(() => {
+    const now = Date.now() / 1000;
+    for (const id of touched) {
+      const tr = table.querySelector(`tr[data-agent="${CSS.escape(id)}"]`);
+      const row = state.rows.get(id);
+      if (!tr || !row) continue;
+      for (const td of tr.querySelectorAll("td.metric")) {
+        const m = td.dataset.metric;
+        const value = row.metrics[m];
+        td.classList.toggle("stale", !value || row.health === "dead" || now >= value.stale_at);
+        td.querySelector(".value").textContent = value ? fmt(m, value.value) : "–";
+        td.querySelector("canvas")?.replaceWith(sparkline(state.spark.get(id)?.[m]));
+      }
+    }
+    touched.clear();
+  }, 1000);
+  const FIXED_KEYS = ["agent_id", "health", "hostname", "version", "last_seen", "alerts"];
+  const listener = (name, data) => {
+    if (name === "rows") redraw();
+    if (name !== "samples") return;
+    const shown = new Set(
+      [...table.querySelectorAll("th[data-sort]")].map((th) => th.dataset.sort),
+    );
+    const reorder = !FIXED_KEYS.includes(state.sortKey);
+    if (reorder || data.some((s) => Object.keys(s.metrics).some((m) => !shown.has(m)))) {
+      redraw();
+      return;
+    }
+    for (const s of data) touched.add(s.agent_id);
+    updateValues();
   };
   listeners.add(listener);
   const ticker = setInterval(draw, 5000); // ages ("last seen 5 s ago") move on
@@ -515,52 +546,66 @@ function renderAgent(main, agentId) {
     grid.append(element);
     const stepped = uPlot.paths.stepped({ align: 1 });
     const width = Math.max(480, element.clientWidth - 16 || 480);
+    // Lines 1 px wide and without dashes: with 10,000 points per series (7 days of minutes),
+    // wider or dashed strokes cost the canvas several times more.
+    const line = (label, stroke) => ({
+      label,
+      stroke,
+      width: 1,
+      paths: stepped,
+      spanGaps: true,
+      value: (_u, v) => fmt(metric, v),
+    });
+    chart = { element, t: [], v: [], min: null, max: null, threshold: undefined };
     const plot = new uPlot(
       {
         width,
         height: 200,
-        scales: { x: { time: true } },
-        series: [
-          {},
-          {
-            label: metric,
-            stroke: "#2563eb",
-            width: 1.5,
-            paths: stepped,
-            spanGaps: true,
-            value: (_u, v) => fmt(metric, v),
+        scales: {
+          x: { time: true },
+          y: {
+            // The alert threshold stays in view.
+            range: (_u, lo, hi) => {
+              const th = chart.threshold;
+              let a = lo ?? th ?? 0;
+              let b = hi ?? th ?? 1;
+              if (th !== undefined) {
+                a = Math.min(a, th);
+                b = Math.max(b, th);
+              }
+              if (a === b) {
+                a -= 1;
+                b += 1;
+              }
+              const pad = (b - a) * 0.05;
+              return [a - pad, b + pad];
+            },
           },
-          {
-            label: "min",
-            stroke: "#93c5fd",
-            width: 1,
-            paths: stepped,
-            spanGaps: true,
-            value: (_u, v) => fmt(metric, v),
-          },
-          {
-            label: "max",
-            stroke: "#1e3a8a",
-            width: 1,
-            dash: [4, 2],
-            paths: stepped,
-            spanGaps: true,
-            value: (_u, v) => fmt(metric, v),
-          },
-          {
-            label: "threshold",
-            stroke: "#dc2626",
-            width: 1,
-            dash: [6, 4],
-            value: (_u, v) => fmt(metric, v),
-          },
-        ],
+        },
+        series: [{}, line(metric, "#2563eb"), line("min", "#93c5fd"), line("max", "#1e3a8a")],
         axes: [{}, { values: (_u, ticks) => ticks.map((v) => fmt(metric, v)), size: 80 }],
+        hooks: {
+          draw: [(u) => {
+            const th = chart.threshold;
+            if (th === undefined) return;
+            const y = Math.round(u.valToPos(th, "y", true)) + 0.5;
+            const ctx = u.ctx;
+            ctx.save();
+            ctx.strokeStyle = "#dc2626";
+            ctx.lineWidth = 1;
+            ctx.setLineDash([6, 4]);
+            ctx.beginPath();
+            ctx.moveTo(u.bbox.left, y);
+            ctx.lineTo(u.bbox.left + u.bbox.width, y);
+            ctx.stroke();
+            ctx.restore();
+          }],
+        },
       },
-      [[], [], [], [], []],
+      [[], [], [], []],
       element,
     );
-    chart = { plot, element, t: [], v: [], min: null, max: null };
+    chart.plot = plot;
     charts.set(metric, chart);
     return chart;
   };
@@ -581,6 +626,13 @@ function renderAgent(main, agentId) {
       v.push(v[v.length - 1]);
     }
     const threshold = thresholds[metric] ?? thresholds[metric.split(" ")[0]];
+    if (chart.threshold !== threshold) {
+      chart.threshold = threshold;
+      chart.element.querySelector("h3").textContent = `${metric}${
+        unitOf(metric) ? ` (${unitOf(metric)})` : ""
+      }${threshold === undefined ? "" : ` · alert above ${fmt(metric, threshold)}`}`;
+      chart.element.dataset.threshold = threshold === undefined ? "" : String(threshold);
+    }
     const data = [
       t,
       v,
@@ -590,7 +642,6 @@ function renderAgent(main, agentId) {
       chart.max
         ? [...chart.max, ...(t.length > chart.max.length ? [null] : [])]
         : t.map(() => null),
-      t.map(() => (threshold === undefined ? null : threshold)),
     ];
     const banded = chart.min !== null;
     if (chart.banded !== banded) {
@@ -621,7 +672,9 @@ function renderAgent(main, agentId) {
     const from = to - RANGES[range];
     const started = performance.now();
     const { ok, body } = await api(
-      `/api/agents/${encodeURIComponent(agentId)}/history?from=${from}&to=${to}`,
+      `/api/agents/${encodeURIComponent(agentId)}/history?from=${from}&to=${to}&points=${
+        // About one point per pixel of the charts (minute rollups are merged beyond that).
+        Math.max(200, Math.round(grid.clientWidth || 1000))}`,
     );
     if (!ok) return;
     const names = metricNames([{
