@@ -7,6 +7,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { agentPermissions } from "../services/agent/permissions.ts";
+import { permissionFlags } from "../services/common/permissions.ts";
 import { within } from "../services/common/async.ts";
 import { lines } from "./support.ts";
 
@@ -30,9 +31,8 @@ export function startAgentSim(): AgentSim {
     args: [
       "run",
       "--no-prompt",
-      `--allow-read=${p.read.join(",")}`,
-      `--allow-net=${p.net.join(",")}`,
-      `--allow-env=${p.env.join(",")}`,
+      // Only the lists a gRPC client needs (an empty one gives no flag at all).
+      ...permissionFlags({ read: p.read, write: [], net: p.net, env: p.env }),
       SIM,
     ],
     stdin: "piped",

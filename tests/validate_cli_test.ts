@@ -231,7 +231,7 @@ Deno.test("validate: the task is a launcher; the validator reads exactly the fil
     read: ["/etc/monitor/monitor.yaml"],
     write: [],
     net: [],
-    env: ["LOG_TOKENS", "LOG_STREAM"],
+    env: ["LOG_TOKENS", "LOG_STREAM", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE"],
     sys: ["hostname"],
   });
   assert.equal(validateFileArgument(["--print-commands", "x.yaml"]), "x.yaml");

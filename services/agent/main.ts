@@ -68,14 +68,14 @@ interface AgentFlags extends ServiceFlags {
 async function main() {
   const program = addCommonOptions(
     new Command()
-      .name("agent")
+      .name("deno task agent")
       .description(
         "Collects system metrics, runs them through the plugin pipeline and streams them to the broker.",
       ),
   )
     .option(
       "--broker <host:port,...>",
-      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default ${DEFAULT_BROKER})`,
+      `broker address, or several separated by commas: the agent picks one by its id and fails over to the others (default: ${DEFAULT_BROKER})`,
     )
     .option("--id <agent-id>", "agent id (default: the hostname)")
     .option("--token-file <file>", "file holding the token the broker requires, if any")
@@ -86,7 +86,7 @@ async function main() {
     .option("--tls-server-name <name>", "expected name in the broker's certificate")
     .option(
       "--metrics-source <source>",
-      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default native)",
+      "native | systeminformation (cpu and memory through npm:systeminformation; needs --allow-env) (default: native)",
     )
     .option(
       "--test",

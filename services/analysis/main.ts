@@ -55,7 +55,7 @@ On a terminal or with --console the analysis joins a consumer group of its own
 even beside the analysis of "deno task up"; --group chooses one.
 
 Keeps every sample in a history under the state directory (timeseries.db) and
-serves the dashboard (default http://127.0.0.1:8090/; --http off to turn it off;
+serves the dashboard (default: http://127.0.0.1:8090/; --http off to turn it off;
 an analysis started beside the supervised one, which serves it already, says so).
 
 monitor.yaml keys (section analysis:): group (of the analysis the supervisor starts),
@@ -74,7 +74,7 @@ interface AnalysisFlags extends ServiceFlags {
 async function main() {
   const program = addCommonOptions(
     new Command()
-      .name("analysis")
+      .name("deno task analysis")
       .description(
         "Consumes monitoring data, results and alerts; shows a live view per agent; sends commands to agents.",
       ),
@@ -83,13 +83,13 @@ async function main() {
       "--group <name>",
       "consumer group (default: analysis under the supervisor; a group of its own on a terminal or with --console)",
     )
-    .option("--command-timeout <seconds>", "how long send waits for results (default 15)")
+    .option("--command-timeout <seconds>", "how long send waits for results (default: 15)")
     .option(
       "--summary-interval <seconds>",
-      "period of the summary when not on a terminal (default 10)",
+      "period of the summary when not on a terminal (default: 10)",
     )
     .option("--from-beginning", "a new consumer group starts at the beginning of the topics")
-    .option("--http <host:port|off>", "the dashboard's address (default 127.0.0.1:8090)");
+    .option("--http <host:port|off>", "the dashboard's address (default: 127.0.0.1:8090)");
   const flags = parseServiceFlags<AnalysisFlags>(program, EXAMPLES);
   const log = getLogger("analysis");
   const settings = await resolveServiceSettings("analysis", flags);

@@ -51,7 +51,7 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
  * lost at 4,000. Beyond the ceiling a new stream is refused RESOURCE_EXHAUSTED
  * and its agent goes to another broker.
  */
-export const DEFAULT_MAX_STREAMS = 4000;
+export const DEFAULT_MAX_STREAMS: number = MONITOR_DEFAULTS.broker.max_streams;
 /** Seconds an agent refused at the ceiling is told to wait before trying this broker again. */
 export const RETRY_AFTER_S = 5;
 
@@ -309,11 +309,24 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         return s && !s.ended ? s : undefined;
       },
       onConflict(agentId, record) {
+        // The same agent id on two brokers. Every broker applies the same rule, so exactly one
+        // stream stays: a reconnect of the same process keeps the newer stream; of two
+        // processes claiming one id the older keeps it and the newer is refused ALREADY_EXISTS.
         const mine = registry.get(agentId);
         if (!mine) return;
-        if (record.connected_since * 1000 >= mine.connectedAt) {
+        const theirs = record.connected_since * 1000;
+        const theirsNewer = theirs > mine.connectedAt ||
+          (theirs === mine.connectedAt && record.broker_id > brokerId);
+        const sameProcess = !record.agent_instance || !mine.instanceId ||
+          record.agent_instance === mine.instanceId;
+        if (sameProcess && theirsNewer) {
           mine.close(
             `agent ${agentId} connected to broker ${record.broker_id} (${record.broker_address}) since`,
+          );
+        } else if (!sameProcess && !theirsNewer) {
+          mine.fail(
+            RpcStatus.ALREADY_EXISTS,
+            `hello.agent_id: agent ${agentId} is already connected from another process (broker ${record.broker_id}, peer ${record.peer}); give each agent its own id`,
           );
         } else void late.fleet?.held(mine);
       },

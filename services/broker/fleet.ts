@@ -58,6 +58,8 @@ export interface SessionRecord {
   peer: string;
   /** Unix seconds. */
   connected_since: number;
+  /** The agent process's instance id from its Hello, when it sent one. */
+  agent_instance?: string;
 }
 
 /** A session this broker holds, as the fleet needs it. */
@@ -66,6 +68,8 @@ export interface HeldSession {
   hostname: string;
   version: string;
   peer: string;
+  /** The agent process's instance id ("" when it sent none). */
+  instanceId?: string;
   /** Unix ms. */
   connectedAt: number;
 }
@@ -192,6 +196,7 @@ export class Fleet {
         peer: session.peer,
         connected_since: session.connectedAt / 1000,
       };
+      if (session.instanceId) record.agent_instance = session.instanceId;
       await this.#lease.put(this.#keys.session(session.agentId), JSON.stringify(record));
     });
   }

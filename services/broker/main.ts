@@ -71,30 +71,33 @@ interface BrokerFlags extends ServiceFlags {
 async function main() {
   const program = addCommonOptions(
     new Command()
-      .name("broker")
+      .name("deno task broker")
       .description(
         "Accepts agent streams over gRPC, publishes their data to the bus, routes commands, watches heartbeats, serves the admin API.",
       ),
   )
-    .option("--listen <host:port>", `gRPC address for agents (default ${DEFAULT_LISTEN})`)
+    .option("--listen <host:port>", `gRPC address for agents (default: ${DEFAULT_LISTEN})`)
     .option(
       "--admin <host:port>",
-      `admin HTTP API on loopback, or "off" (default ${DEFAULT_ADMIN})`,
+      `admin HTTP API on loopback, or "off" (default: ${DEFAULT_ADMIN})`,
     )
     .option("--admin-token-file <file>", "file holding the bearer token the admin API requires")
     .option("--admin-token-env <name>", "environment variable holding the admin API's token")
     .option("--token-file <file>", "file holding the token agents must present")
     .option("--token-env <name>", "environment variable holding the token agents must present")
     .option("--sink <file>", "append every received sample to this file as JSON lines")
-    .option("--command-timeout <seconds>", "how long an agent has to answer a command (default 10)")
-    .option("--max-batch-samples <n>", "largest batch accepted (default 1000)")
+    .option(
+      "--command-timeout <seconds>",
+      "how long an agent has to answer a command (default: 10)",
+    )
+    .option("--max-batch-samples <n>", "largest batch accepted (default: 1000)")
     .option(
       "--max-streams <n>",
-      `most agent streams this broker accepts; more are refused RESOURCE_EXHAUSTED and go to another broker (default ${DEFAULT_MAX_STREAMS})`,
+      `most agent streams this broker accepts; more are refused RESOURCE_EXHAUSTED and go to another broker (default: ${DEFAULT_MAX_STREAMS})`,
     )
     .option(
       "--id <broker-id>",
-      "this broker's id in the fleet (default <host>:<port> of --listen, the hostname for 0.0.0.0)",
+      "this broker's id in the fleet (default: <host>:<port> of --listen, the hostname for 0.0.0.0)",
     )
     .option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC listener")
     .option("--tls-key <file>", "TLS private key (PEM)")

@@ -37,6 +37,13 @@ export const GRPC_ENV_VARS: readonly string[] = Object.freeze([
   "GRPC_EXPERIMENTAL_ENABLE_OUTLIER_DETECTION",
 ]);
 
+/** Environment variables commander reads when it prints help or an error (color or not). */
+export const COMMANDER_ENV_VARS: readonly string[] = Object.freeze([
+  "NO_COLOR",
+  "FORCE_COLOR",
+  "CLICOLOR_FORCE",
+]);
+
 /** Environment variables npm:yaml reads when it parses (only with --config). */
 export const YAML_ENV_VARS: readonly string[] = Object.freeze(["LOG_TOKENS", "LOG_STREAM"]);
 

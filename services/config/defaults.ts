@@ -27,10 +27,12 @@ export const MONITOR_DEFAULTS = Object.freeze({
     admin: "127.0.0.1:50053",
     command_timeout: 10,
     max_batch_samples: 1000,
+    /** Brokers the supervisor starts on this host (listen port + i, admin port + i). */
     replicas: 1,
     /**
-     * Streams (agents) one broker process accepts; same as the broker's
-     * `DEFAULT_MAX_STREAMS` (a test keeps them equal).
+     * Streams (agents) one broker process accepts (the broker's
+     * `DEFAULT_MAX_STREAMS`). Deno 2.9's node:http2 aborted a broker near
+     * 7,000 streams (issue 14); nothing was lost at 4,000.
      */
     max_streams: 4000,
   }),

@@ -1,12 +1,12 @@
 /**
  * What `deno task validate` needs from Deno's permission system: read access
  * to exactly the file it checks (anywhere, e.g. /etc/monitor/monitor.yaml),
- * the variables npm:yaml reads, and the hostname (the local agent's default
+ * the variables npm:yaml and commander read, and the hostname (the local agent's default
  * id). Computed by its launcher (validate_task.ts).
  *
  * @module
  */
-import { type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
+import { COMMANDER_ENV_VARS, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
 
 /**
  * The permissions of validate_main.ts checking `file` (absolute).
@@ -18,7 +18,13 @@ import { type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
  * ```
  */
 export function validatePermissions(file: string): PermissionLists {
-  return { read: [file], write: [], net: [], env: [...YAML_ENV_VARS], sys: ["hostname"] };
+  return {
+    read: [file],
+    write: [],
+    net: [],
+    env: [...YAML_ENV_VARS, ...COMMANDER_ENV_VARS],
+    sys: ["hostname"],
+  };
 }
 
 /** The file `deno task validate <args>` checks: its first argument that is not an option. */

@@ -27,7 +27,7 @@ export interface ValidateOutput {
   err(text: string): void;
 }
 
-const DESCRIPTION = `Checks a monitor.yaml (default ./monitor.yaml). When it is valid, prints the
+const DESCRIPTION = `Checks a monitor.yaml (default: ./monitor.yaml). When it is valid, prints the
 resolved configuration with every default filled in and exits 0. Otherwise
 prints each problem as
 

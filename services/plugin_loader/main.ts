@@ -44,7 +44,7 @@ Examples:
       --plugin-config '{"factor": 2}' --sample '{"timestamp": 1, "metrics": {"cpu": 50}}' \\
       --sample '{"timestamp": 6, "metrics": {"cpu": 90}}'   # several: one instance, in order
 
-monitor.yaml (default ./monitor.yaml when it exists):
+monitor.yaml (default: ./monitor.yaml when it exists):
   plugins:
     spike:
       url: https://plugins.example.com/spike@1.2.0/mod.ts   # version read from the URL
@@ -285,11 +285,11 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
 
 function storeOptions(command: Command): Command {
   return command
-    .option("--config <file>", "monitor.yaml to read (default ./monitor.yaml when it exists)")
+    .option("--config <file>", "monitor.yaml to read (default: ./monitor.yaml when it exists)")
     .option("--store-backend <backend>", "embedded | etcd")
     .option("--store-endpoints <list>", "etcd endpoints, host:port,host:port")
-    .option("--store-prefix <prefix>", "key prefix in the store (default /monitor)")
-    .option("--state-dir <dir>", "state directory (default .monitor next to monitor.yaml)")
+    .option("--store-prefix <prefix>", "key prefix in the store (default: /monitor)")
+    .option("--state-dir <dir>", "state directory (default: .monitor next to monitor.yaml)")
     .option("--log-level <level>", "debug | info | warn | error (default: log_level, else info)")
     .option(
       "--log-format <format>",
@@ -299,7 +299,7 @@ function storeOptions(command: Command): Command {
 
 async function main() {
   const program = new Command()
-    .name("plugins")
+    .name("deno task plugins")
     .description("Pin, inspect, verify and try plugins loaded by URL.")
     .addHelpText("after", EXAMPLES)
     .showHelpAfterError();

@@ -14,7 +14,12 @@ import { analysisPermissions } from "../analysis/permissions.ts";
 import { brokerPermissions } from "../broker/permissions.ts";
 import { busPermissions } from "../bus/permissions.ts";
 import type { BusSettings } from "../bus/types.ts";
-import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
+import {
+  COMMANDER_ENV_VARS,
+  permissionFlags,
+  type PermissionLists,
+  YAML_ENV_VARS,
+} from "../common/permissions.ts";
 import { flagValues } from "../config/flags.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 import { agentPluginPermissions } from "../plugin_loader/permissions.ts";
@@ -401,9 +406,7 @@ export function pluginsPermissionSet(
       net: ["*"],
       env: [
         ...(settings.configFile ? YAML_ENV_VARS : []),
-        "NO_COLOR",
-        "FORCE_COLOR",
-        "CLICOLOR_FORCE",
+        ...COMMANDER_ENV_VARS,
       ],
       run: ["deno"],
     },
