@@ -86,7 +86,10 @@ async function main() {
     .option("--token-file <file>", "file holding the token agents must present")
     .option("--token-env <name>", "environment variable holding the token agents must present")
     .option("--sink <file>", "append every received sample to this file as JSON lines")
-    .option("--command-timeout <seconds>", "how long an agent has to answer a command (default: 10)")
+    .option(
+      "--command-timeout <seconds>",
+      "how long an agent has to answer a command (default: 10)",
+    )
     .option("--max-batch-samples <n>", "largest batch accepted (default: 1000)")
     .option(
       "--max-streams <n>",
