@@ -15,9 +15,11 @@ import { brokerPermissionFlags } from "../services/broker/permissions.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
 import { readAgentSecurity } from "../services/agent/security.ts";
 import { readBrokerSecurity, securityWarnings } from "../services/broker/security.ts";
+import type { CommonFlags } from "../services/common/cli.ts";
 import { readSecret } from "../services/common/secrets.ts";
 import { formatIssue } from "../services/config/issues.ts";
 import { checkMonitorConfig } from "../services/config/monitor_config.ts";
+import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import {
   type AgentStream,
   type ClientTlsOptions,
@@ -251,26 +253,32 @@ Deno.test("settings: monitor.yaml's security keys are checked, ca makes client c
     /agent\.token_env: expected an environment variable name/,
   );
 
-  // The services' own readers: flags win, half a pair is named, warnings for exposed listeners.
+  // The resolver checks the flags with the file (one rule, one wording: a flag's issue
+  // names the flag); the services' readers read what it resolved: half a pair is named,
+  // the local agent inherits the broker's token, warnings for exposed listeners.
   const dir = await tempDir("monitor-settings-");
   try {
     await assert.rejects(
-      readBrokerSecurity({}, { tlsCa: join(dir, "ca.pem") }, dir),
+      resolveServiceSettings("broker", { tlsCa: join(dir, "ca.pem") } as CommonFlags, dir),
       /--tls-ca: mTLS needs TLS: expected broker\.tls\.cert and broker\.tls\.key too/,
     );
     await assert.rejects(
-      readAgentSecurity({}, undefined, { tlsCert: join(dir, "a.pem") }, dir),
+      resolveServiceSettings("agent", { tlsCert: join(dir, "a.pem") } as CommonFlags, dir),
       /agent\.tls\.key: expected both cert and key \(PEM files\) for mTLS, or neither/,
     );
     await Deno.writeTextFile(join(dir, "t"), "from-file\n");
     await Deno.chmod(join(dir, "t"), 0o600);
-    const agent = await readAgentSecurity({}, { token_file: "t" }, {}, dir);
+    const yaml = join(dir, "monitor.yaml");
+    await Deno.writeTextFile(yaml, "broker:\n  token_file: t\n");
+    const agent = await readAgentSecurity(await resolveServiceSettings("agent", { config: yaml }));
     assert.equal(agent.token?.value, "from-file");
     assert.equal(agent.tls, undefined);
-    const plain = await readBrokerSecurity({}, {}, dir);
+    const plain = await readBrokerSecurity(await resolveServiceSettings("broker", {}, dir));
     assert.deepEqual(securityWarnings("127.0.0.1:50052", plain), []);
     assert.equal(securityWarnings("0.0.0.0:50052", plain).length, 2);
-    const withToken = await readBrokerSecurity({ token_file: "t" }, {}, dir);
+    const withToken = await readBrokerSecurity(
+      await resolveServiceSettings("broker", { config: yaml }),
+    );
     assert.deepEqual(
       securityWarnings("10.0.0.5:50052", withToken).map((w) => w.slice(0, 40)),
       ["the gRPC listener 10.0.0.5:50052 is reac"],

@@ -4,7 +4,6 @@
  * @module
  */
 import { Command } from "commander";
-import { resolve } from "node:path";
 import {
   addCommonOptions,
   announceReady,
@@ -99,15 +98,10 @@ async function main() {
   const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
   const settings = await resolveServiceSettings("agent", flags);
-  const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
   // The local agent of a monitor.yaml talks to that file's brokers unless agent: says
   // otherwise: the resolved configuration's agent.broker says which.
   const brokers = agentBrokers(flags.broker, settings.config.agent.broker);
-  // The broker's token keys, which the agent uses when agent: names none.
-  const brokerSection = settings.configFile
-    ? settings.config.broker as unknown as Record<string, unknown>
-    : undefined;
   const id = sectionString(settings, "agent", "id", flags.id);
   if (id !== undefined) {
     const problem = checkAgentId(id);
@@ -122,7 +116,7 @@ async function main() {
       }`,
     );
   }
-  const security = await readAgentSecurity(settings.section, brokerSection, flags, base);
+  const security = await readAgentSecurity(settings);
   const log = getLogger(`agent ${id ?? "(hostname)"}`);
   if (security.token?.warning) log.warn(security.token.warning);
 

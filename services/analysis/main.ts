@@ -19,7 +19,7 @@ import {
 } from "../common/cli.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
 import { readSecret } from "../common/secrets.ts";
-import { readTlsFile, secretSources, tlsFileResolver } from "../common/security_settings.ts";
+import { readTlsFile, secretSources, tlsFileResolver } from "../config/security_settings.ts";
 import { HealthMonitor } from "../broker/health.ts";
 import { resolveAnalysisSection } from "../config/monitor_config.ts";
 import { openStore } from "../store/mod.ts";

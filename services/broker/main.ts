@@ -142,7 +142,7 @@ async function main() {
       `--id: expected 1 to 128 characters without '/' or spaces, found ${JSON.stringify(flags.id)}`,
     );
   }
-  const security = await readBrokerSecurity(settings.section, flags, base);
+  const security = await readBrokerSecurity(settings);
   for (const warning of securityWarnings(listen, security)) log.warn(warning);
   if (security.tls) {
     log.info(

@@ -7,8 +7,8 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
-import { errorMessage } from "./log.ts";
-import type { SecretSource } from "./secrets.ts";
+import { errorMessage } from "../common/log.ts";
+import type { SecretSource } from "../common/secrets.ts";
 
 /**
  * `doc[key]` when it is a non-empty string, undefined when absent or null;
