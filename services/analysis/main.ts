@@ -135,6 +135,8 @@ async function main() {
     interactive: withConsole,
   });
   const bus = await openBus({ ...settings.bus, clientId: "analysis" });
+  // Heartbeats, once the store is open (below).
+  let health: HealthMonitor | undefined;
   const analysis = await startAnalysis({
     bus,
     topics: settings.topics,
@@ -143,13 +145,17 @@ async function main() {
     commandTimeoutMs: commandTimeout === undefined ? undefined : commandTimeout * 1000,
     closeBus: true,
     log,
+    // `send all` waits for the agents whose heartbeat says they are up (none stopping).
+    connectedAgents: () =>
+      health?.list().filter((h) => h.status === "alive" && h.agent_status !== "stopping").map((
+        h,
+      ) => h.agent_id),
   });
   const stopRecording = recordEvents(analysis, fleet, history);
 
   // The store: agents' heartbeats (health, plugins, version) and configurations. Opened in
   // the background: the live view and the history do not wait for it.
   let store: Store | undefined;
-  let health: HealthMonitor | undefined;
   let dashboard: Dashboard | undefined;
   let stopping = false;
   const storeReady = (async () => {

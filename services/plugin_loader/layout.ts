@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { type ImportSpecifier, initSync as initLexer, parse as parseModule } from "es-module-lexer";
+import { type ImportSpecifier, parse as parseModule } from "es-module-lexer/js";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
 import type { PinnedModule } from "./types.ts";
@@ -179,8 +179,7 @@ export function dependencyOrder(modules: readonly PinnedModule[], entry: string)
 
 // es-module-lexer finds the imports the way an engine does: strings, comments, template
 // literals and regular expressions are skipped; TypeScript's own syntax is passed over.
-// Its WebAssembly is compiled on first use, synchronously (no top-level await in the loader).
-let lexerReady = false;
+// Its JavaScript build: the agent runs V8 in lite mode, which has no WebAssembly.
 
 /**
  * Replaces every import of the specifiers in `rewrites` (`import ... from
@@ -205,10 +204,6 @@ export function applyRewrites(
 ): { text: string; counts: Map<string, number> } {
   const counts = new Map<string, number>([...rewrites.keys()].map((s) => [s, 0]));
   const edits: { start: number; end: number; text: string }[] = [];
-  if (!lexerReady) {
-    initLexer();
-    lexerReady = true;
-  }
   let imports: readonly ImportSpecifier[];
   try {
     [imports] = parseModule(source);
