@@ -122,38 +122,24 @@ async function main() {
   if (flags.test && flags.once) {
     throw new Error("--test and --once: expected one of them, found both");
   }
-  if (flags.test || flags.once) {
-    const store = await openStore(settings.store);
-    const options = {
-      agentId: id,
-      store,
-      ownsStore: true,
-      prefix: settings.store.prefix,
-      stateDir: settings.stateDir,
-      broker: brokers,
-      tls: security.tls,
-      token: security.token?.value,
-      metricsSource: source as MetricsSource | "auto",
-      log: id ? log : undefined,
-    };
-    Deno.exit(await oneShot(flags.test ? "test" : "once", options));
-  }
-
   const store = await openStore(settings.store);
+  const options: AgentOptions = {
+    agentId: id,
+    store,
+    ownsStore: true,
+    prefix: settings.store.prefix,
+    stateDir: settings.stateDir,
+    broker: brokers,
+    tls: security.tls,
+    token: security.token?.value,
+    metricsSource: source as MetricsSource | "auto",
+    log: id ? log : undefined,
+  };
+  if (flags.test || flags.once) Deno.exit(await oneShot(flags.test ? "test" : "once", options));
+
   let agent;
   try {
-    agent = await startAgent({
-      agentId: id,
-      store,
-      ownsStore: true,
-      prefix: settings.store.prefix,
-      stateDir: settings.stateDir,
-      broker: brokers,
-      tls: security.tls,
-      token: security.token?.value,
-      metricsSource: source as MetricsSource | "auto",
-      log: id ? log : undefined,
-    });
+    agent = await startAgent(options);
   } catch (error) {
     await store.close().catch(() => {});
     throw error;
