@@ -16,6 +16,7 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { mergePermissionFlags } from "../services/common/permissions.ts";
 import { analysisPermissionFlags } from "../services/analysis/permissions.ts";
 import { HISTORY_FILE, HistoryStore } from "../services/analysis/history.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
@@ -27,7 +28,6 @@ import { freePort } from "../tests/harness/free_port.ts";
 import {
   type BenchContext,
   lines,
-  mergeFlags,
   percentile,
   procUsage,
   randomMetrics,
@@ -121,7 +121,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     args: [
       "run",
       "--no-prompt",
-      ...mergeFlags(
+      ...mergePermissionFlags(
         analysisPermissionFlags({ stateDir: dir, http }),
         busPermissionFlags({ backend: "embedded", brokers: [], path: db }),
         storePermissionFlags(storeSettings),

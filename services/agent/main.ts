@@ -6,15 +6,14 @@
 import { Command } from "commander";
 import {
   addCommonOptions,
-  announceReady,
   configureLogging,
   fatal,
-  onShutdownSignal,
   parseServiceFlags,
   type ServiceFlags,
+  stopOnShutdown,
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { errorMessage, getLogger, setLogContext, setLogSink } from "../common/log.ts";
+import { getLogger, setLogContext, setLogSink } from "../common/log.ts";
 import { parseBrokerList } from "../common/broker_list.ts";
 import { resolveServiceSettings, sectionString } from "../config/service_settings.ts";
 import { MONITOR_DEFAULTS } from "../config/defaults.ts";
@@ -161,20 +160,11 @@ async function main() {
   }
   setLogContext({ service: "agent", agent: agent.agentId });
 
-  let exiting = false;
-  const shutdown = async (why: string) => {
-    if (exiting) return;
-    exiting = true;
-    getLogger(`agent ${agent.agentId}`).info(`stopping: ${why}`);
-    try {
-      await agent.stop();
-    } catch (error) {
-      log.error(`stopping: ${errorMessage(error)}`);
-    }
-    Deno.exit(0);
-  };
-  onShutdownSignal((signal) => void shutdown(`received ${signal}`));
-  if (flags.supervised) announceReady();
+  const started = agent;
+  stopOnShutdown(async (why) => {
+    getLogger(`agent ${started.agentId}`).info(`stopping: ${why}`);
+    await started.stop();
+  }, { log, supervised: flags.supervised });
 }
 
 /**

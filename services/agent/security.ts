@@ -13,8 +13,7 @@
  * @module
  */
 import { readSecret, type Secret } from "../common/secrets.ts";
-import { configPath } from "../config/monitor_config.ts";
-import { readTlsFile } from "../config/security_settings.ts";
+import { configTlsReader } from "../config/security_settings.ts";
 import { type ServiceSettings, settingName } from "../config/service_settings.ts";
 import type { ClientTlsOptions } from "../rpc/mod.ts";
 
@@ -38,12 +37,7 @@ export async function readAgentSecurity(settings: ServiceSettings): Promise<Agen
   const { config } = settings;
   const agent = config.agent;
   const security: AgentSecurity = { tlsFiles: [] };
-  const read = async (key: "ca" | "cert" | "key", value: string) => {
-    const file = configPath(config, value);
-    const text = await readTlsFile([file, settingName(settings, `agent.tls.${key}`)]);
-    security.tlsFiles.push(file);
-    return text;
-  };
+  const read = configTlsReader(settings, "agent", security.tlsFiles);
   if (agent.tls) {
     const { ca, cert, key, server_name } = agent.tls;
     const tls: ClientTlsOptions = {};

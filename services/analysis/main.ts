@@ -9,13 +9,12 @@ import process from "node:process";
 import { openBus } from "../bus/mod.ts";
 import {
   addCommonOptions,
-  announceReady,
   configureLogging,
   fatal,
-  onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
+  stopOnShutdown,
 } from "../common/cli.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
 import { readSecret } from "../common/secrets.ts";
@@ -234,31 +233,21 @@ async function main() {
     log,
   });
 
-  let exiting = false;
-  const shutdown = async () => {
-    if (exiting) return;
-    exiting = true;
+  const shutdown = stopOnShutdown(async () => {
     display.stop();
     console?.close();
-    try {
-      stopping = true;
-      await dashboard?.close();
-      await analysis.stop();
-      stopRecording();
-      history.close();
-      await storeReady;
-      await health?.close();
-      await store?.close();
-    } catch (error) {
-      log.error(`stopping: ${errorMessage(error)}`);
-    }
-    Deno.exit(0);
-  };
-  onShutdownSignal(() => void shutdown());
-  if (flags.supervised) announceReady();
+    stopping = true;
+    await dashboard?.close();
+    await analysis.stop();
+    stopRecording();
+    history.close();
+    await storeReady;
+    await health?.close();
+    await store?.close();
+  }, { log, supervised: flags.supervised });
   if (console) {
     await console.done;
-    await shutdown();
+    await shutdown("the analysis console was closed");
   }
 }
 

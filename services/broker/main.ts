@@ -9,15 +9,14 @@ import { openBus } from "../bus/mod.ts";
 import type { Bus } from "../bus/types.ts";
 import {
   addCommonOptions,
-  announceReady,
   configureLogging,
   fatal,
-  onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
+  stopOnShutdown,
 } from "../common/cli.ts";
-import { errorMessage, getLogger } from "../common/log.ts";
+import { getLogger } from "../common/log.ts";
 import {
   resolveServiceSettings,
   sectionNumber,
@@ -182,23 +181,12 @@ async function main() {
     log,
   });
 
-  let exiting = false;
-  const shutdown = async (why: string) => {
-    if (exiting) return;
-    exiting = true;
-    try {
-      await broker.stop(why);
-    } catch (error) {
-      log.error(`stopping: ${errorMessage(error)}`);
-    }
-    Deno.exit(0);
-  };
-  onShutdownSignal((signal) => void shutdown(`the broker received ${signal}`));
-
-  if (flags.supervised) {
-    announceReady();
-    return;
-  }
+  const shutdown = stopOnShutdown((why) => broker.stop(why), {
+    log,
+    reason: (signal) => `the broker received ${signal}`,
+    supervised: flags.supervised,
+  });
+  if (flags.supervised) return;
   if (onTerminal() || flags.console) {
     const console = startConsole({
       name: "broker",

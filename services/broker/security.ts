@@ -19,9 +19,8 @@
  */
 import { hostOf, isLoopbackHost } from "../common/net.ts";
 import { readSecret, type Secret } from "../common/secrets.ts";
-import { readTlsFile } from "../config/security_settings.ts";
-import { configPath } from "../config/monitor_config.ts";
-import { type ServiceSettings, settingName } from "../config/service_settings.ts";
+import { configTlsReader } from "../config/security_settings.ts";
+import type { ServiceSettings } from "../config/service_settings.ts";
 import type { ServerTlsOptions } from "../rpc/mod.ts";
 
 /** Resolved security settings. */
@@ -42,12 +41,7 @@ export async function readBrokerSecurity(settings: ServiceSettings): Promise<Bro
   const { config } = settings;
   const broker = config.broker;
   const security: BrokerSecurity = { tlsFiles: [] };
-  const read = async (key: "cert" | "key" | "ca", value: string) => {
-    const file = configPath(config, value);
-    const text = await readTlsFile([file, settingName(settings, `broker.tls.${key}`)]);
-    security.tlsFiles.push(file);
-    return text;
-  };
+  const read = configTlsReader(settings, "broker", security.tlsFiles);
   if (broker.tls) {
     const { cert, key, ca, require_client_cert } = broker.tls;
     security.tls = {
