@@ -8,12 +8,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { mergePermissionFlags } from "../services/common/permissions.ts";
 import { agentPermissionFlags } from "../services/agent/permissions.ts";
 import type { MetricName } from "../services/common/messages.ts";
 import { DEFAULT_STORE_PREFIX } from "../services/store/keys.ts";
 import { storePermissionFlags } from "../services/store/permissions.ts";
 import { within } from "../services/common/async.ts";
-import { lines, mergeFlags } from "./support.ts";
+import { lines } from "./support.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -56,7 +57,7 @@ export function startAgentProcess(
   const stateDir = store.backend === "embedded" ? store.dir : store.stateDir;
   const args = [
     "run",
-    ...mergeFlags(
+    ...mergePermissionFlags(
       agentPermissionFlags({ broker, metrics }),
       storePermissionFlags(settings),
       // The state directory (plugin cache) as the agent task grants ./.monitor.

@@ -16,6 +16,7 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { mergePermissionFlags } from "../services/common/permissions.ts";
 import { analysisPermissionFlags } from "../services/analysis/permissions.ts";
 import { HISTORY_FILE, HistoryStore } from "../services/analysis/history.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
@@ -27,10 +28,10 @@ import { freePort } from "../tests/harness/free_port.ts";
 import {
   type BenchContext,
   lines,
-  mergeFlags,
   percentile,
   procUsage,
   randomMetrics,
+  readProc,
   type Row,
   type Scenario,
 } from "./support.ts";
@@ -46,6 +47,37 @@ function usedBytes(path: string): number {
   } finally {
     db.close();
   }
+}
+
+/**
+ * Reads the dashboard's live events for `ms` as a plain SSE client (no
+ * page): the delay from each sample's timestamp to its arrival.
+ */
+async function sseDelays(url: string, ms: number): Promise<number[]> {
+  const delays: number[] = [];
+  const response = await fetch(url);
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const timer = setTimeout(() => reader.cancel().catch(() => {}), ms);
+  let buffer = "";
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (!event.startsWith("event: samples\n")) continue;
+        const now = Date.now() / 1000;
+        const data = JSON.parse(event.slice(event.indexOf("data: ") + 6));
+        for (const s of data) delays.push((now - s.t) * 1000);
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  return delays;
 }
 
 /** Writes 7 days of history for `agent`: the last 24 h at 1 sample/s, the rest at 1 per 10 s. */
@@ -89,7 +121,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     args: [
       "run",
       "--no-prompt",
-      ...mergeFlags(
+      ...mergePermissionFlags(
         analysisPermissionFlags({ stateDir: dir, http }),
         busPermissionFlags({ backend: "embedded", brokers: [], path: db }),
         storePermissionFlags(storeSettings),
@@ -145,8 +177,10 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     const before = await procUsage(analysis.pid);
     const bytesBefore = usedBytes(historyPath);
     const publishedBefore = published;
+    const loadAvg = (await readProc("/proc/loadavg")).split(" ")[0];
     const t0 = performance.now();
     ctx.progress(`dashboard: fleet page open for ${windowS} s`);
+    const plain = sseDelays(`http://${http}/api/events`, windowS * 1000);
     const page = await new Deno.Command("deno", {
       args: [
         "run",
@@ -173,6 +207,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     if (!page.success) throw new Error("the browser process failed");
     const result = JSON.parse(new TextDecoder().decode(page.stdout).trim().split("\n").pop()!);
     const delays = result.delays as number[];
+    const plainDelays = await plain;
     const median = (v: number[]) => percentile(v, 50);
     const cpu = after.cpuSeconds - before.cpuSeconds;
     const perAgentDay = ((bytesAfter - bytesBefore) / agents) * (86400 / elapsed);
@@ -185,7 +220,14 @@ async function run(ctx: BenchContext): Promise<Row[]> {
         unit: "ms (p99)",
         note: `p50 ${median(delays).toFixed(0)} ms, p99 ${
           percentile(delays, 99).toFixed(0)
-        } ms over ${delays.length} samples (${windowS} s)`,
+        } ms over ${delays.length} samples (${windowS} s); load average ${loadAvg} at the start`,
+      },
+      {
+        scenario,
+        measure: "the same, arrived at a plain SSE client (no browser): p50 / p99",
+        value: percentile(plainDelays, 99),
+        unit: "ms (p99)",
+        note: `p50 ${median(plainDelays).toFixed(0)} ms over ${plainDelays.length} samples`,
       },
       {
         scenario,

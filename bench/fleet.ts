@@ -20,6 +20,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { mergePermissionFlags } from "../services/common/permissions.ts";
 import { sleep, waitUntil } from "../services/common/async.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { DEFAULT_MAX_STREAMS } from "../services/broker/mod.ts";
@@ -36,7 +37,6 @@ import {
   type BenchContext,
   lines,
   median,
-  mergeFlags,
   percentile,
   procUsage,
   type Row,
@@ -89,7 +89,7 @@ function startBrokerProcess(
   store: StoreSettings,
   bus: BusSettings,
 ): BrokerProcess {
-  const flags = mergeFlags(
+  const flags = mergePermissionFlags(
     brokerPermissionFlags({ stateDir: dir, listen: address }),
     storePermissionFlags(store),
     busPermissionFlags(bus),

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { Command, CommanderError } from "commander";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { setLogLevel } from "../services/common/log.ts";
@@ -48,40 +49,48 @@ export const SCENARIOS: readonly Scenario[] = [
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-const USAGE = `deno task bench [--quick] [--only <id,...>] [--markdown]
-
-  --quick      smaller loads and shorter runs (about a minute in total)
-  --only       run only these scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
-  --markdown   also print the table as Markdown (for the README)`;
-
 interface Flags {
   quick: boolean;
   only: string[] | undefined;
   markdown: boolean;
 }
 
+/** The command line, in the style of every task (commander); exits 0 after --help, 2 on a mistake. */
 function parseFlags(args: string[]): Flags {
-  const flags: Flags = { quick: false, only: undefined, markdown: false };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--quick") flags.quick = true;
-    else if (arg === "--markdown") flags.markdown = true;
-    else if (arg === "--only" || arg.startsWith("--only=")) {
-      const value = arg === "--only" ? args[++i] : arg.slice("--only=".length);
-      if (!value) throw new Error("--only: expected a comma-separated list of scenario ids");
-      flags.only = value.split(",").map((s) => s.trim()).filter(Boolean);
-      const unknown = flags.only.filter((id) => !SCENARIOS.some((s) => s.id === id));
-      if (unknown.length) {
-        throw new Error(
-          `--only: unknown scenario ${unknown.join(", ")}; expected one of ${
-            SCENARIOS.map((s) => s.id).join(", ")
-          }`,
-        );
-      }
-    } else if (arg === "--help" || arg === "-h") {
-      console.log(USAGE);
-      Deno.exit(0);
-    } else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
+  const ids = SCENARIOS.map((s) => s.id);
+  const program = new Command()
+    .name("deno task bench")
+    .description(
+      "Benchmarks of the real components; writes bench-results/<time>.json and prints a table.",
+    )
+    .option("--quick", "smaller loads and shorter runs (about a minute in total)")
+    .option("--only <ids>", `run only these scenarios, comma-separated: ${ids.join(", ")}`)
+    .option("--markdown", "also print the table as Markdown (for the README)")
+    .exitOverride()
+    .showHelpAfterError();
+  try {
+    program.parse(args, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) Deno.exit(error.exitCode === 0 ? 0 : 2);
+    throw error;
+  }
+  const opts = program.opts<{ quick?: boolean; only?: string; markdown?: boolean }>();
+  const flags: Flags = {
+    quick: Boolean(opts.quick),
+    only: undefined,
+    markdown: Boolean(opts.markdown),
+  };
+  if (opts.only !== undefined) {
+    flags.only = opts.only.split(",").map((s) => s.trim()).filter(Boolean);
+    if (flags.only.length === 0) {
+      throw new Error("--only: expected a comma-separated list of scenario ids");
+    }
+    const unknown = flags.only.filter((id) => !ids.includes(id));
+    if (unknown.length) {
+      throw new Error(
+        `--only: unknown scenario ${unknown.join(", ")}; expected one of ${ids.join(", ")}`,
+      );
+    }
   }
   return flags;
 }

@@ -246,24 +246,3 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
   if (buffered) yield buffered;
 }
-
-/**
- * Merges `deno run` permission flags given by several builders
- * (`--allow-read=a` and `--allow-read=b` become `--allow-read=a,b`); other
- * flags are kept once.
- */
-export function mergeFlags(...lists: string[][]): string[] {
-  const lists_ = new Map<string, Set<string>>();
-  const other: string[] = [];
-  for (const flag of lists.flat()) {
-    const match = /^(--allow-[a-z]+)=(.*)$/.exec(flag);
-    if (!match) {
-      if (!other.includes(flag)) other.push(flag);
-      continue;
-    }
-    const set = lists_.get(match[1]) ?? new Set<string>();
-    for (const item of match[2].split(",")) if (item) set.add(item);
-    lists_.set(match[1], set);
-  }
-  return [...other, ...[...lists_].map(([name, set]) => `${name}=${[...set].join(",")}`)];
-}

@@ -6,8 +6,26 @@
  * by URL export a factory as their default export:
  *
  * ```ts
- * import type { Plugin } from "https://example.com/monitor/plugins/api.ts";
- * export default function createPlugin(): Plugin { ... }
+ * // A plugin published elsewhere imports this file by its URL; here, by its path.
+ * import type { Plugin, Sample } from "./api.ts";
+ *
+ * export default function createPlugin(): Plugin {
+ *   let factor = 1;
+ *   return {
+ *     name: "scale",
+ *     version: "1.0.0",
+ *     initialize(config) {
+ *       factor = typeof config.factor === "number" ? config.factor : 1;
+ *     },
+ *     run(sample: Sample) {
+ *       const metrics = Object.fromEntries(
+ *         Object.entries(sample.metrics).map(([name, value]) => [name, value * factor]),
+ *       );
+ *       return { ...sample, metrics };
+ *     },
+ *     finalize() {},
+ *   };
+ * }
  * ```
  *
  * @module

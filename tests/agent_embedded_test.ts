@@ -41,12 +41,18 @@ Deno.test("agent (embedded store): samples and alerts reach the broker; heartbea
       broker: broker.address,
     });
     await waitFor(() => broker.samples().length >= 2, 15_000, "two samples at the broker");
-    assert.deepEqual(broker.hellos[0], {
+    const { instance_id, ...hello } = broker.hellos[0];
+    assert.deepEqual(hello, {
       agent_id: "emb-1",
       hostname: "emb-host",
       version: "1.0.0",
       token: "",
     });
+    // Chosen at the agent's start (one process per agent id).
+    assert.match(
+      String(instance_id),
+      /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+    );
     for (const sample of broker.samples()) {
       assert.deepEqual(Object.keys(sample.metrics).sort(), ["cpu", "memory"]);
       assert.ok(sample.metrics.memory > 0 && sample.metrics.memory <= 100);

@@ -219,7 +219,10 @@ Deno.test("agent CLI: --help shows the flags and the multi-host example; bad fla
   );
   const badBroker = await runCli(["--broker", "nowhere"]);
   assert.equal(badBroker.code, 1);
-  assert.match(badBroker.stderr, /agent: error: --broker: expected host:port, found "nowhere"/);
+  assert.match(
+    badBroker.stderr,
+    /agent: error: --broker: expected host:port(, e\.g\. [^,]+)?, found "nowhere"/,
+  );
   const badId = await runCli(["--id", "no spaces"]);
   assert.equal(badId.code, 1);
   assert.match(badId.stderr, /agent: error: --id: agent id "no spaces" is not valid/);

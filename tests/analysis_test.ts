@@ -295,3 +295,35 @@ Deno.test("analysis: send all before any data returns once the connected agents 
       await analysis.stop();
     }
   }));
+
+Deno.test("analysis: send all with the agents known to be up (heartbeats) returns once they answered, not at the timeout", () =>
+  withBroker({ commandTimeoutMs: 500 }, async ({ broker, bus }) => {
+    let up: string[] | undefined;
+    const analysis = await startAnalysis({
+      bus,
+      group: "analysis-connected-test",
+      commandTimeoutMs: 20_000,
+      connectedAgents: () => up,
+    });
+    const live = await TestAgent.connect(broker.address, "cn-1");
+    const gone = await TestAgent.connect(broker.address, "cn-2");
+    answerCommands(live, (c) => ({ status: "ok", output: { type: c.command_type } }));
+    try {
+      // Both were heard from; then cn-2 went away (its heartbeat is gone): only cn-1 is up.
+      live.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 1 } }]);
+      gone.batch(1, [{ timestamp: Date.now() / 1000, metrics: { cpu: 2 } }]);
+      await waitUntil(() => analysis.agents().length === 2, 10_000, "data of both agents");
+      gone.close();
+      await waitUntil(() => broker.agents().length === 1, 10_000, "cn-2 to disconnect");
+      up = ["cn-1"];
+      const summary = await within(analysis.send("all", "ping"), 15_000, "send all");
+      assert.deepEqual(summary.expected, ["cn-1"]);
+      assert.deepEqual(summary.ok, ["cn-1"]);
+      assert.deepEqual(summary.missing, []);
+      assert.equal(summary.timed_out, false);
+    } finally {
+      live.close();
+      gone.close();
+      await analysis.stop();
+    }
+  }));

@@ -5,15 +5,9 @@
  * parsing (through the real `deno task bench` launcher).
  */
 import assert from "node:assert/strict";
-import {
-  formatMarkdown,
-  formatTable,
-  median,
-  mergeFlags,
-  percentile,
-  procUsage,
-} from "../bench/support.ts";
+import { formatMarkdown, formatTable, median, percentile, procUsage } from "../bench/support.ts";
 import { collectdConfig } from "../bench/footprint.ts";
+import { mergePermissionFlags } from "../services/common/permissions.ts";
 
 Deno.test("median of odd and even counts; NaN for none", () => {
   assert.equal(median([3, 1, 2]), 2);
@@ -30,9 +24,9 @@ Deno.test("percentiles by nearest rank", () => {
   assert.equal(percentile([7], 99), 7);
 });
 
-Deno.test("permission flags of several builders are merged per flag", () => {
+Deno.test("permission flags of several builders are merged per flag (the permission module's merge, which bench uses)", () => {
   assert.deepEqual(
-    mergeFlags(
+    mergePermissionFlags(
       ["--no-prompt", "--allow-read=/a,/b", "--allow-net=127.0.0.1:1"],
       ["--allow-read=/b,/c", "--no-prompt", "--allow-write=/c"],
     ),

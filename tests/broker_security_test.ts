@@ -15,9 +15,11 @@ import { brokerPermissionFlags } from "../services/broker/permissions.ts";
 import { busPermissionFlags } from "../services/bus/permissions.ts";
 import { readAgentSecurity } from "../services/agent/security.ts";
 import { readBrokerSecurity, securityWarnings } from "../services/broker/security.ts";
+import type { CommonFlags } from "../services/common/cli.ts";
 import { readSecret } from "../services/common/secrets.ts";
 import { formatIssue } from "../services/config/issues.ts";
 import { checkMonitorConfig } from "../services/config/monitor_config.ts";
+import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import {
   type AgentStream,
   type ClientTlsOptions,
@@ -28,7 +30,7 @@ import {
   startRpcServer,
 } from "../services/rpc/mod.ts";
 import { storePermissionFlags } from "../services/store/permissions.ts";
-import { tempDir, within } from "./broker_support.ts";
+import { tempDir, waitUntil, within } from "./broker_support.ts";
 import { mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
 import { type CertFiles, makeTestPki, type TestPki } from "./harness/certs.ts";
 import { freePorts } from "./harness/free_port.ts";
@@ -251,26 +253,32 @@ Deno.test("settings: monitor.yaml's security keys are checked, ca makes client c
     /agent\.token_env: expected an environment variable name/,
   );
 
-  // The services' own readers: flags win, half a pair is named, warnings for exposed listeners.
+  // The resolver checks the flags with the file (one rule, one wording: a flag's issue
+  // names the flag); the services' readers read what it resolved: half a pair is named,
+  // the local agent inherits the broker's token, warnings for exposed listeners.
   const dir = await tempDir("monitor-settings-");
   try {
     await assert.rejects(
-      readBrokerSecurity({}, { tlsCa: join(dir, "ca.pem") }, dir),
+      resolveServiceSettings("broker", { tlsCa: join(dir, "ca.pem") } as CommonFlags, dir),
       /--tls-ca: mTLS needs TLS: expected broker\.tls\.cert and broker\.tls\.key too/,
     );
     await assert.rejects(
-      readAgentSecurity({}, undefined, { tlsCert: join(dir, "a.pem") }, dir),
+      resolveServiceSettings("agent", { tlsCert: join(dir, "a.pem") } as CommonFlags, dir),
       /agent\.tls\.key: expected both cert and key \(PEM files\) for mTLS, or neither/,
     );
     await Deno.writeTextFile(join(dir, "t"), "from-file\n");
     await Deno.chmod(join(dir, "t"), 0o600);
-    const agent = await readAgentSecurity({}, { token_file: "t" }, {}, dir);
+    const yaml = join(dir, "monitor.yaml");
+    await Deno.writeTextFile(yaml, "broker:\n  token_file: t\n");
+    const agent = await readAgentSecurity(await resolveServiceSettings("agent", { config: yaml }));
     assert.equal(agent.token?.value, "from-file");
     assert.equal(agent.tls, undefined);
-    const plain = await readBrokerSecurity({}, {}, dir);
+    const plain = await readBrokerSecurity(await resolveServiceSettings("broker", {}, dir));
     assert.deepEqual(securityWarnings("127.0.0.1:50052", plain), []);
     assert.equal(securityWarnings("0.0.0.0:50052", plain).length, 2);
-    const withToken = await readBrokerSecurity({ token_file: "t" }, {}, dir);
+    const withToken = await readBrokerSecurity(
+      await resolveServiceSettings("broker", { config: yaml }),
+    );
     assert.deepEqual(
       securityWarnings("10.0.0.5:50052", withToken).map((w) => w.slice(0, 40)),
       ["the gRPC listener 10.0.0.5:50052 is reac"],
@@ -482,7 +490,13 @@ Deno.test({
       assert.equal(wrongName.error?.code, RpcStatus.UNAVAILABLE);
       assert.match(wrongName.error?.details ?? "", /TLS handshake failed: .*broker\.example/);
       assert.match(wrongName.error?.details ?? "", /server_name/);
-      assert.ok(refusals.length > 0, "the server reported the failed handshake");
+      // The broker sees the handshake fail when the agent drops the connection, which may
+      // be just after the agent reported it.
+      await waitUntil(
+        () => refusals.length > 0,
+        10_000,
+        "the server's report of the failed handshake",
+      );
     });
     await withServer(serverTls(pki.rogueBroker), async (address) => {
       const untrusted = await attempt(address, clientTls(pki.ca));
@@ -494,9 +508,11 @@ Deno.test({
       const expired = await attempt(address, clientTls(pki.ca));
       assert.equal(expired.error?.code, RpcStatus.UNAVAILABLE);
       assert.match(expired.error?.details ?? "", /not trusted: it has expired, or/);
-      assert.ok(
-        refusals.some((r) => /CertificateExpired/.test(r)),
-        `the broker saw the agent's alert: ${refusals.join("; ")}`,
+      await waitUntil(
+        () => refusals.some((r) => /CertificateExpired/.test(r)),
+        10_000,
+        "the broker to see the agent's alert",
+        { detail: () => refusals.join("; ") },
       );
     });
   });
@@ -510,7 +526,11 @@ Deno.test({
     await withServer(serverTls(pki.broker), async (address, refusals) => {
       const plain = await attempt(address, undefined);
       assert.equal(plain.error?.code, RpcStatus.UNAVAILABLE);
-      assert.ok(refusals.length > 0, "the server reported the failed handshake");
+      await waitUntil(
+        () => refusals.length > 0,
+        10_000,
+        "the server's report of the failed handshake",
+      );
     });
   });
   const server = await startRpcServer({ listen: "127.0.0.1:0", onStream: () => {} });

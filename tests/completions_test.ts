@@ -58,7 +58,18 @@ t deno task validate --he
 });
 
 Deno.test("every product task prints its help in one style", async () => {
-  for (const task of ["up", "broker", "agent", "analysis", "plugins", "validate", "completions"]) {
+  for (
+    const task of [
+      "up",
+      "broker",
+      "agent",
+      "analysis",
+      "plugins",
+      "validate",
+      "completions",
+      "bench",
+    ]
+  ) {
     const help = await run("deno", ["task", "-q", task, "--help"]);
     assert.equal(help.code, 0, `${task}: ${help.stderr}`);
     assert.match(help.stdout, new RegExp(`^Usage: deno task ${task} `), task);

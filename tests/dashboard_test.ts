@@ -233,6 +233,38 @@ Deno.test("dashboard: fleet, charts, health, commands, configuration and history
       },
     );
 
+    await t.step("the alerts page shows an alert firing, then resolved, live", async () => {
+      await page.goto(`${base}#/alerts`);
+      await page.locator("#alerts").waitFor({ timeout: 10_000 });
+      const alert = (state: "firing" | "resolved", value: number) =>
+        bus!.publish(DEFAULT_TOPICS.alerts, [{
+          key: "steady-agent",
+          value: JSON.stringify({
+            agent_id: "steady-agent",
+            metric: "cpu",
+            value,
+            threshold: 80,
+            state,
+            timestamp: Date.now() / 1000,
+          }),
+        }]);
+      const row = page.locator('#alerts tr[data-agent="steady-agent"][data-metric="cpu"]');
+      await alert("firing", 93.5);
+      await waitUntil(
+        async () => /firing/.test((await row.first().textContent().catch(() => "")) ?? ""),
+        10_000,
+        "the alert shown firing",
+      );
+      assert.match((await row.first().textContent())!, /93\.5 %.*80\.0 %/);
+      await alert("resolved", 42);
+      await waitUntil(
+        async () => /resolved/.test((await row.first().textContent().catch(() => "")) ?? ""),
+        10_000,
+        "the alert shown resolved",
+      );
+      assert.match((await row.first().textContent())!, /42\.0 %$/);
+    });
+
     await t.step("a command sent from the page shows each agent's result", async () => {
       await page.goto(`${base}#/commands`);
       await page.selectOption("#target", "dash-agent");

@@ -8,6 +8,9 @@ import { fileURLToPath } from "node:url";
 import { shellQuote } from "../services/supervisor/commands.ts";
 import { delay, within } from "./broker_support.ts";
 
+/** One flag per permission from several builders (the permission module's merge). */
+export { mergePermissionFlags } from "../services/common/permissions.ts";
+
 /** Root of the repository. */
 export const REPO = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
@@ -180,25 +183,4 @@ export function inTerminal(
     stdin: "piped",
     env: { TERM: "xterm", EDITOR: "", VISUAL: "", ...env },
   });
-}
-
-/**
- * Merges `deno run` permission flags from several helpers into one flag per
- * permission (`--allow-read=a` and `--allow-read=b` become `--allow-read=a,b`);
- * other flags are kept once.
- */
-export function mergePermissionFlags(...groups: string[][]): string[] {
-  const lists = new Map<string, Set<string>>();
-  const others = new Set<string>();
-  for (const flag of groups.flat()) {
-    const match = /^(--allow-[a-z]+)=(.*)$/.exec(flag);
-    if (!match) {
-      others.add(flag);
-      continue;
-    }
-    const set = lists.get(match[1]) ?? new Set<string>();
-    for (const item of match[2].split(",")) if (item !== "") set.add(item);
-    lists.set(match[1], set);
-  }
-  return [...others, ...[...lists].map(([name, set]) => `${name}=${[...set].join(",")}`)];
 }

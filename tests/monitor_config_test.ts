@@ -478,6 +478,10 @@ Deno.test("monitor.yaml: cross-key rules (admin off loopback, mTLS, topics, tls 
       "m.yaml:2:3: broker.tls.ca: expected the CA (PEM file) client certificates must chain to, since require_client_cert is true, found nothing",
     ],
   );
+  // A client CA alone asks for mTLS, which needs the listener's TLS pair: one issue at ca.
+  assert.deepEqual(problems(["broker:", "  tls: {ca: ca.pem}"]), [
+    "m.yaml:2:13: broker.tls.ca: mTLS needs TLS: expected broker.tls.cert and broker.tls.key too, found neither",
+  ]);
   assert.deepEqual(problems(["bus:", "  topics:", "    data: same", "    alerts: same"]), [
     'm.yaml:4:13: bus.topics.alerts: expected a topic of its own (bus.topics.data is "same"), found "same" (a string)',
   ]);

@@ -29,7 +29,7 @@ Deno.test("deno task up on etcd and Kafka: scoped network access, data in Kafka,
     await etcd.stop();
     throw error;
   });
-  const [port, adminPort] = freePorts(2);
+  const [port, adminPort, httpPort] = freePorts(3);
   const file = join(dir, "monitor.yaml");
   const prefix = "/sup-etcd";
   await Deno.writeTextFile(
@@ -38,6 +38,7 @@ Deno.test("deno task up on etcd and Kafka: scoped network access, data in Kafka,
 store: { backend: etcd, endpoints: [${etcd.endpoint}], prefix: ${prefix} }
 bus: { backend: kafka, brokers: [${kafka.bootstrap.join(", ")}] }
 broker: { listen: 127.0.0.1:${port}, admin: 127.0.0.1:${adminPort} }
+analysis: { http: 127.0.0.1:${httpPort} }
 agent: { id: etcd-agent }
 agents:
   default: { interval: 1, metrics: [cpu], plugins: [] }
@@ -61,7 +62,9 @@ agents:
       await net("broker"),
       `127.0.0.1:${port},127.0.0.1:${adminPort},${etcd.endpoint},${kafkaList}`,
     );
-    assert.equal(await net("analysis"), kafkaList);
+    // The analysis: its dashboard's address, the Kafka brokers and etcd (heartbeats and
+    // configurations for the dashboard), nothing else.
+    assert.equal(await net("analysis"), `127.0.0.1:${httpPort},${kafkaList},${etcd.endpoint}`);
     assert.equal(await net("agent"), `127.0.0.1:${port},${etcd.endpoint}`);
     for (const name of ["broker", "analysis", "agent"]) {
       const args = await argsOf(pid(name));

@@ -67,3 +67,41 @@ agents:
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task up --log-format json: every service is started with it; a bad value names the flag", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "monitor-json-flag-" });
+  const file = join(dir, "monitor.yaml");
+  await Deno.writeTextFile(file, `state_dir: ${join(dir, "state")}\n`);
+  try {
+    const printed = new ServiceProcess("up --print-commands", [
+      "deno",
+      "task",
+      "up",
+      "--config",
+      file,
+      "--log-format",
+      "json",
+      "--print-commands",
+    ], { command: "setsid" });
+    assert.equal((await printed.exited(60_000)).code, 0, printed.output);
+    const lines = printed.lines.filter((l) => l.startsWith("deno run"));
+    // broker, analysis, agent: each gets --log-format json.
+    const services = lines.filter((l) => /services\/(broker|analysis|agent)\/main\.ts/.test(l));
+    assert.equal(services.length, 3, printed.output);
+    for (const line of services) assert.match(line, / --log-format json( |$)/);
+
+    const bad = new ServiceProcess("up --log-format xml", [
+      "deno",
+      "task",
+      "up",
+      "--config",
+      file,
+      "--log-format",
+      "xml",
+    ], { command: "setsid" });
+    assert.notEqual((await bad.exited(60_000)).code, 0);
+    assert.match(bad.output, /--log-format: expected text or json, found "xml"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

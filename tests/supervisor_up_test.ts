@@ -294,7 +294,9 @@ Deno.test("deno task up: starts all three services with scoped permissions and a
       const status = await up.exited(60_000);
       assert.equal(status.code, 0, up.output.split("\n").slice(-30).join("\n"));
       assert.ok(
-        up.lines.some((l) => /^supervisor\| \S+Z INFO  supervisor: all services stopped$/.test(l)),
+        up.lines.some((l) =>
+          /^supervisor\| \S+Z INFO {2}supervisor: all services stopped$/.test(l)
+        ),
       );
       assert.ok(!up.raw.includes("monitor> "), "no console when stdin is not a terminal");
       for (const child of children) {
@@ -368,7 +370,7 @@ Deno.test("deno task up: a crash-looping broker is given up on while the other s
     const status = await up.exited(60_000);
     assert.equal(status.code, 0, up.output.split("\n").slice(-20).join("\n"));
     assert.ok(
-      up.lines.some((l) => /^supervisor\| \S+Z INFO  supervisor: all services stopped$/.test(l)),
+      up.lines.some((l) => /^supervisor\| \S+Z INFO {2}supervisor: all services stopped$/.test(l)),
     );
     // A clean stop is not reported as a death or as the broker closing the stream.
     assert.ok(!up.lines.some((l) => /is dead|closed by the broker/.test(l)), up.output);

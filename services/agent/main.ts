@@ -4,18 +4,16 @@
  * @module
  */
 import { Command } from "commander";
-import { resolve } from "node:path";
 import {
   addCommonOptions,
-  announceReady,
   configureLogging,
   fatal,
-  onShutdownSignal,
   parseServiceFlags,
   type ServiceFlags,
+  stopOnShutdown,
 } from "../common/cli.ts";
 import { checkAgentId } from "../common/ids.ts";
-import { errorMessage, getLogger, setLogContext, setLogSink } from "../common/log.ts";
+import { getLogger, setLogContext, setLogSink } from "../common/log.ts";
 import { parseBrokerList } from "../common/broker_list.ts";
 import { resolveServiceSettings, sectionString } from "../config/service_settings.ts";
 import { MONITOR_DEFAULTS } from "../config/defaults.ts";
@@ -99,15 +97,10 @@ async function main() {
   const flags = parseServiceFlags<AgentFlags>(program, EXAMPLES);
 
   const settings = await resolveServiceSettings("agent", flags);
-  const base = settings.configFile ? resolve(settings.configFile, "..") : Deno.cwd();
 
   // The local agent of a monitor.yaml talks to that file's brokers unless agent: says
   // otherwise: the resolved configuration's agent.broker says which.
   const brokers = agentBrokers(flags.broker, settings.config.agent.broker);
-  // The broker's token keys, which the agent uses when agent: names none.
-  const brokerSection = settings.configFile
-    ? settings.config.broker as unknown as Record<string, unknown>
-    : undefined;
   const id = sectionString(settings, "agent", "id", flags.id);
   if (id !== undefined) {
     const problem = checkAgentId(id);
@@ -122,65 +115,42 @@ async function main() {
       }`,
     );
   }
-  const security = await readAgentSecurity(settings.section, brokerSection, flags, base);
+  const security = await readAgentSecurity(settings);
   const log = getLogger(`agent ${id ?? "(hostname)"}`);
   if (security.token?.warning) log.warn(security.token.warning);
 
   if (flags.test && flags.once) {
     throw new Error("--test and --once: expected one of them, found both");
   }
-  if (flags.test || flags.once) {
-    const store = await openStore(settings.store);
-    const options = {
-      agentId: id,
-      store,
-      ownsStore: true,
-      prefix: settings.store.prefix,
-      stateDir: settings.stateDir,
-      broker: brokers,
-      tls: security.tls,
-      token: security.token?.value,
-      metricsSource: source as MetricsSource | "auto",
-      log: id ? log : undefined,
-    };
-    Deno.exit(await oneShot(flags.test ? "test" : "once", options));
-  }
-
   const store = await openStore(settings.store);
+  const options: AgentOptions = {
+    agentId: id,
+    store,
+    ownsStore: true,
+    prefix: settings.store.prefix,
+    stateDir: settings.stateDir,
+    broker: brokers,
+    tls: security.tls,
+    token: security.token?.value,
+    metricsSource: source as MetricsSource | "auto",
+    log: id ? log : undefined,
+  };
+  if (flags.test || flags.once) Deno.exit(await oneShot(flags.test ? "test" : "once", options));
+
   let agent;
   try {
-    agent = await startAgent({
-      agentId: id,
-      store,
-      ownsStore: true,
-      prefix: settings.store.prefix,
-      stateDir: settings.stateDir,
-      broker: brokers,
-      tls: security.tls,
-      token: security.token?.value,
-      metricsSource: source as MetricsSource | "auto",
-      log: id ? log : undefined,
-    });
+    agent = await startAgent(options);
   } catch (error) {
     await store.close().catch(() => {});
     throw error;
   }
   setLogContext({ service: "agent", agent: agent.agentId });
 
-  let exiting = false;
-  const shutdown = async (why: string) => {
-    if (exiting) return;
-    exiting = true;
-    getLogger(`agent ${agent.agentId}`).info(`stopping: ${why}`);
-    try {
-      await agent.stop();
-    } catch (error) {
-      log.error(`stopping: ${errorMessage(error)}`);
-    }
-    Deno.exit(0);
-  };
-  onShutdownSignal((signal) => void shutdown(`received ${signal}`));
-  if (flags.supervised) announceReady();
+  const started = agent;
+  stopOnShutdown(async (why) => {
+    getLogger(`agent ${started.agentId}`).info(`stopping: ${why}`);
+    await started.stop();
+  }, { log, supervised: flags.supervised });
 }
 
 /**

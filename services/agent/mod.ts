@@ -4,6 +4,9 @@
  * keeps a heartbeat on a lease and answers commands.
  *
  * ```ts
+ * import type { Store } from "../store/types.ts";
+ * declare const store: Store; // from openStore (services/store/mod.ts)
+ *
  * const agent = await startAgent({ store, broker: "127.0.0.1:50052", agentId: "web-1" });
  * // ...
  * await agent.stop();

@@ -23,7 +23,7 @@
  * const reader = new ProcReader();
  * try {
  *   const [netDev] = await reader.read(["/proc/net/dev"]);
- *   console.log(netDev.split("\n")[0]); // "Inter-|   Receive ..."
+ *   if (typeof netDev === "string") console.log(netDev.split("\n")[0]); // "Inter-|   Receive ..."
  * } finally {
  *   await reader.close();
  * }

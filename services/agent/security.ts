@@ -1,8 +1,9 @@
 /**
- * Transport security settings of the agent from monitor.yaml (`agent:`, and
- * `broker:` of the same file as a fallback for the local agent) and flags:
- * TLS to the broker (CA, client certificate and key for mTLS, expected
- * server name) and the agent token.
+ * Transport security of the agent: reads the TLS files and the token that
+ * the resolved configuration (`agent:` of monitor.yaml with the `--tls-*`
+ * and `--token-*` flags, checked by services/config) names. The rules
+ * (cert and key together) and the fallback to the `broker.token*` keys of
+ * the same file are the resolver's; this module only reads files.
  *
  * monitor.yaml keys:
  * - `agent.tls: {ca, cert, key, server_name}`
@@ -12,25 +13,9 @@
  * @module
  */
 import { readSecret, type Secret } from "../common/secrets.ts";
-import {
-  optionalString,
-  readTlsFile,
-  secretSources,
-  type TlsFile,
-  tlsFileResolver,
-  tlsMapping,
-} from "../common/security_settings.ts";
+import { configTlsReader } from "../config/security_settings.ts";
+import { type ServiceSettings, settingName } from "../config/service_settings.ts";
 import type { ClientTlsOptions } from "../rpc/mod.ts";
-
-/** Security-related flags of the agent's command line. */
-export interface AgentSecurityFlags {
-  tlsCa?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  tlsServerName?: string;
-  tokenFile?: string;
-  tokenEnv?: string;
-}
 
 /** Resolved security settings. */
 export interface AgentSecurity {
@@ -40,63 +25,40 @@ export interface AgentSecurity {
   token?: Secret;
 }
 
+const TOKEN_KEYS = ["token", "token_file", "token_env"] as const;
+
 /**
- * Reads the TLS files and the token named by `section` (`agent:`), `broker`
- * (`broker:` of the same monitor.yaml, for the token) and `flags` (flags win;
- * relative paths of the file are relative to `base`, those of flags to the
- * working directory).
+ * Reads the TLS files and the token the resolved configuration of the agent
+ * names (relative paths are relative to monitor.yaml's folder; flags were
+ * made absolute). Messages name the flag or key that named a file; a token
+ * inherited from `broker:` is named `broker.token`.
  */
-export async function readAgentSecurity(
-  section: Record<string, unknown>,
-  broker: Record<string, unknown> | undefined,
-  flags: AgentSecurityFlags,
-  base: string,
-): Promise<AgentSecurity> {
-  const doc = tlsMapping(section, "agent", "{ca, cert, key, server_name}");
-  const cwd = Deno.cwd();
-  const pick = tlsFileResolver(doc, "agent", base, cwd);
-  const ca = pick(flags.tlsCa, "ca");
-  const cert = pick(flags.tlsCert, "cert");
-  const key = pick(flags.tlsKey, "key");
-  const serverName = flags.tlsServerName ?? optionalString(doc, "server_name", "agent.tls");
+export async function readAgentSecurity(settings: ServiceSettings): Promise<AgentSecurity> {
+  const { config } = settings;
+  const agent = config.agent;
   const security: AgentSecurity = { tlsFiles: [] };
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new Error(
-      `${
-        cert === undefined ? "agent.tls.cert" : "agent.tls.key"
-      }: expected both cert and key (PEM files) for mTLS, or neither`,
-    );
-  }
-  if (ca !== undefined || cert !== undefined || serverName !== undefined) {
-    const read = async (file: TlsFile) => {
-      const text = await readTlsFile(file);
-      security.tlsFiles.push(file[0]);
-      return text;
-    };
+  const read = configTlsReader(settings, "agent", security.tlsFiles);
+  if (agent.tls) {
+    const { ca, cert, key, server_name } = agent.tls;
     const tls: ClientTlsOptions = {};
-    if (ca !== undefined) tls.ca = await read(ca);
+    if (ca !== undefined) tls.ca = await read("ca", ca);
     if (cert !== undefined && key !== undefined) {
-      tls.cert = await read(cert);
-      tls.key = await read(key);
+      tls.cert = await read("cert", cert);
+      tls.key = await read("key", key);
     }
-    if (serverName !== undefined) tls.serverName = serverName;
+    if (server_name !== undefined) tls.serverName = server_name;
     security.tls = tls;
   }
-  if (flags.tokenFile !== undefined || flags.tokenEnv !== undefined) {
-    security.token = await readSecret({
-      what: "agent.token",
-      file: flags.tokenFile,
-      env: flags.tokenEnv,
-      base: cwd,
-    });
-  } else {
-    const own = secretSources(section, "token", "agent");
-    const ownGiven = own.inline ?? own.file ?? own.env;
-    security.token = await readSecret(
-      ownGiven === undefined && broker
-        ? { what: "broker.token", ...secretSources(broker, "token", "broker"), base }
-        : { what: "agent.token", ...own, base },
-    );
-  }
+  const given = (value: unknown) => value !== undefined && value !== null;
+  const own = TOKEN_KEYS.some((key) =>
+    given(settings.section[key]) || settingName(settings, `agent.${key}`) !== `agent.${key}`
+  );
+  security.token = await readSecret({
+    what: own ? "agent.token" : "broker.token",
+    inline: agent.token,
+    file: agent.token_file,
+    env: agent.token_env,
+    base: config.source.dir,
+  });
   return security;
 }

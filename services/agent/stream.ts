@@ -122,6 +122,8 @@ export class BrokerLink {
   #lastRefusal: string | undefined;
   #drainWaiters = new Set<() => void>();
   #commandsInFlight = new Set<Promise<unknown>>();
+  /** Connections of ended streams still being closed (awaited by stop()). */
+  #releasing = new Set<Promise<void>>();
 
   /** This process's instance id (sent in Hello). */
   readonly instanceId: string;
@@ -243,6 +245,9 @@ export class BrokerLink {
       return `cannot open a stream: ${errorMessage(error)}`;
     }
     this.#stream = stream;
+    const released = stream.released();
+    this.#releasing.add(released);
+    released.then(() => this.#releasing.delete(released));
     let closeReason: string | undefined;
     const ended = new Promise<RpcError | undefined>((resolve) => stream.onClose(resolve));
     stream.onMessage((message) => {
@@ -429,6 +434,7 @@ export class BrokerLink {
     this.#stream?.close();
     await this.#running;
     await Promise.allSettled([...this.#commandsInFlight]);
+    await Promise.all([...this.#releasing]);
     this.#setState("stopped");
   }
 }

@@ -32,6 +32,13 @@ export interface AnalysisOptions {
   /** Agents heard from within this many seconds are expected to answer `send all`. Default 60. */
   activeWindowSeconds?: number;
   /**
+   * The agents up right now (from their heartbeats in the store): `send all`
+   * expects exactly these, as the broker console does with the broker's
+   * connected agents. Returning undefined (the store not open yet) falls back
+   * to the agents heard from within `activeWindowSeconds`.
+   */
+  connectedAgents?: () => string[] | undefined;
+  /**
    * `send all` when no agent was heard from yet (so none is known to be
    * connected): the wait ends this long after the latest result (ms). The
    * broker sends the command to every connected agent at once, so their
@@ -236,7 +243,7 @@ export async function startAnalysis(options: AnalysisOptions): Promise<Analysis>
     const command = buildCommand(target, commandType, args, sendOptions.commandId);
     const timeoutMs = sendOptions.timeoutMs ?? options.commandTimeoutMs ?? 15_000;
     const expected = target === "all"
-      ? table.activeSince(options.activeWindowSeconds ?? 60)
+      ? options.connectedAgents?.() ?? table.activeSince(options.activeWindowSeconds ?? 60)
       : [target];
     const summary: AnalysisSendSummary = {
       command_id: command.command_id,

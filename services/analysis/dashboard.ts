@@ -64,7 +64,7 @@ export const SESSION_COOKIE = "monitor_token";
 /** Largest request body (bytes). */
 const MAX_BODY = 256 * 1024;
 /** Period of the live updates (ms). */
-const FLUSH_MS = 200;
+const FLUSH_MS = 100;
 
 /** Options of {@linkcode startDashboard}. */
 export interface DashboardOptions {

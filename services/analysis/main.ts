@@ -9,17 +9,16 @@ import process from "node:process";
 import { openBus } from "../bus/mod.ts";
 import {
   addCommonOptions,
-  announceReady,
   configureLogging,
   fatal,
-  onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
+  stopOnShutdown,
 } from "../common/cli.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
 import { readSecret } from "../common/secrets.ts";
-import { readTlsFile, secretSources, tlsFileResolver } from "../common/security_settings.ts";
+import { readTlsFile, secretSources, tlsFileResolver } from "../config/security_settings.ts";
 import { HealthMonitor } from "../broker/health.ts";
 import { resolveAnalysisSection } from "../config/monitor_config.ts";
 import { openStore } from "../store/mod.ts";
@@ -135,6 +134,8 @@ async function main() {
     interactive: withConsole,
   });
   const bus = await openBus({ ...settings.bus, clientId: "analysis" });
+  // Heartbeats, once the store is open (below).
+  let health: HealthMonitor | undefined;
   const analysis = await startAnalysis({
     bus,
     topics: settings.topics,
@@ -143,13 +144,17 @@ async function main() {
     commandTimeoutMs: commandTimeout === undefined ? undefined : commandTimeout * 1000,
     closeBus: true,
     log,
+    // `send all` waits for the agents whose heartbeat says they are up (none stopping).
+    connectedAgents: () =>
+      health?.list().filter((h) => h.status === "alive" && h.agent_status !== "stopping").map((
+        h,
+      ) => h.agent_id),
   });
   const stopRecording = recordEvents(analysis, fleet, history);
 
   // The store: agents' heartbeats (health, plugins, version) and configurations. Opened in
   // the background: the live view and the history do not wait for it.
   let store: Store | undefined;
-  let health: HealthMonitor | undefined;
   let dashboard: Dashboard | undefined;
   let stopping = false;
   const storeReady = (async () => {
@@ -228,31 +233,21 @@ async function main() {
     log,
   });
 
-  let exiting = false;
-  const shutdown = async () => {
-    if (exiting) return;
-    exiting = true;
+  const shutdown = stopOnShutdown(async () => {
     display.stop();
     console?.close();
-    try {
-      stopping = true;
-      await dashboard?.close();
-      await analysis.stop();
-      stopRecording();
-      history.close();
-      await storeReady;
-      await health?.close();
-      await store?.close();
-    } catch (error) {
-      log.error(`stopping: ${errorMessage(error)}`);
-    }
-    Deno.exit(0);
-  };
-  onShutdownSignal(() => void shutdown());
-  if (flags.supervised) announceReady();
+    stopping = true;
+    await dashboard?.close();
+    await analysis.stop();
+    stopRecording();
+    history.close();
+    await storeReady;
+    await health?.close();
+    await store?.close();
+  }, { log, supervised: flags.supervised });
   if (console) {
     await console.done;
-    await shutdown();
+    await shutdown("the analysis console was closed");
   }
 }
 

@@ -4,6 +4,9 @@
  * sends commands. The CLI is `services/analysis/main.ts`.
  *
  * ```ts
+ * import type { Bus } from "../bus/types.ts";
+ * declare const bus: Bus; // from openBus (services/bus/mod.ts)
+ *
  * const analysis = await startAnalysis({ bus });
  * const summary = await analysis.send("all", "status");
  * console.log(summary.ok, summary.missing);

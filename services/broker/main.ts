@@ -9,15 +9,14 @@ import { openBus } from "../bus/mod.ts";
 import type { Bus } from "../bus/types.ts";
 import {
   addCommonOptions,
-  announceReady,
   configureLogging,
   fatal,
-  onShutdownSignal,
   onTerminal,
   parseServiceFlags,
   type ServiceFlags,
+  stopOnShutdown,
 } from "../common/cli.ts";
-import { errorMessage, getLogger } from "../common/log.ts";
+import { getLogger } from "../common/log.ts";
 import {
   resolveServiceSettings,
   sectionNumber,
@@ -86,7 +85,10 @@ async function main() {
     .option("--token-file <file>", "file holding the token agents must present")
     .option("--token-env <name>", "environment variable holding the token agents must present")
     .option("--sink <file>", "append every received sample to this file as JSON lines")
-    .option("--command-timeout <seconds>", "how long an agent has to answer a command (default: 10)")
+    .option(
+      "--command-timeout <seconds>",
+      "how long an agent has to answer a command (default: 10)",
+    )
     .option("--max-batch-samples <n>", "largest batch accepted (default: 1000)")
     .option(
       "--max-streams <n>",
@@ -139,7 +141,7 @@ async function main() {
       `--id: expected 1 to 128 characters without '/' or spaces, found ${JSON.stringify(flags.id)}`,
     );
   }
-  const security = await readBrokerSecurity(settings.section, flags, base);
+  const security = await readBrokerSecurity(settings);
   for (const warning of securityWarnings(listen, security)) log.warn(warning);
   if (security.tls) {
     log.info(
@@ -179,23 +181,12 @@ async function main() {
     log,
   });
 
-  let exiting = false;
-  const shutdown = async (why: string) => {
-    if (exiting) return;
-    exiting = true;
-    try {
-      await broker.stop(why);
-    } catch (error) {
-      log.error(`stopping: ${errorMessage(error)}`);
-    }
-    Deno.exit(0);
-  };
-  onShutdownSignal((signal) => void shutdown(`the broker received ${signal}`));
-
-  if (flags.supervised) {
-    announceReady();
-    return;
-  }
+  const shutdown = stopOnShutdown((why) => broker.stop(why), {
+    log,
+    reason: (signal) => `the broker received ${signal}`,
+    supervised: flags.supervised,
+  });
+  if (flags.supervised) return;
   if (onTerminal() || flags.console) {
     const console = startConsole({
       name: "broker",

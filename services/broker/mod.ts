@@ -4,6 +4,11 @@
  * is `services/broker/main.ts`.
  *
  * ```ts
+ * import type { Bus } from "../bus/types.ts";
+ * import type { Store } from "../store/types.ts";
+ * declare const bus: Bus; // from openBus (services/bus/mod.ts)
+ * declare const store: Store; // from openStore (services/store/mod.ts)
+ *
  * const broker = await startBroker({ listen: "127.0.0.1:0", admin: "127.0.0.1:0", bus, store });
  * console.log(broker.address, broker.stats().total.samples);
  * await broker.stop();

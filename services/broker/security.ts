@@ -1,7 +1,10 @@
 /**
- * Transport security settings of the broker from monitor.yaml (`broker:`)
- * and flags: TLS of the gRPC listener (optionally mTLS), the agent token and
- * the admin token, plus the warnings an operator should see at start.
+ * Transport security of the broker: reads the TLS files and secrets that the
+ * resolved configuration (`broker:` of monitor.yaml with the `--tls-*` and
+ * `--*token-*` flags, checked by services/config) names, plus the warnings an
+ * operator should see at start. The rules joining these keys (mTLS needs
+ * TLS, a client CA makes client certificates required) are the resolver's;
+ * this module only reads files.
  *
  * monitor.yaml keys:
  * - `broker.tls: {cert, key, ca, require_client_cert}`: `ca` (the CA agent
@@ -16,25 +19,9 @@
  */
 import { hostOf, isLoopbackHost } from "../common/net.ts";
 import { readSecret, type Secret } from "../common/secrets.ts";
-import {
-  readTlsFile,
-  secretSources,
-  tlsFileResolver,
-  tlsMapping,
-} from "../common/security_settings.ts";
+import { configTlsReader } from "../config/security_settings.ts";
+import type { ServiceSettings } from "../config/service_settings.ts";
 import type { ServerTlsOptions } from "../rpc/mod.ts";
-
-/** Security-related flags of the broker's command line. */
-export interface BrokerSecurityFlags {
-  tlsCert?: string;
-  tlsKey?: string;
-  tlsCa?: string;
-  tlsRequireClientCert?: boolean;
-  tokenFile?: string;
-  tokenEnv?: string;
-  adminTokenFile?: string;
-  adminTokenEnv?: string;
-}
 
 /** Resolved security settings. */
 export interface BrokerSecurity {
@@ -46,75 +33,39 @@ export interface BrokerSecurity {
 }
 
 /**
- * Reads the TLS files and secrets named by `section` (monitor.yaml's
- * `broker:`) and `flags` (flags win; relative paths of the file are relative
- * to `base`, those of flags to the working directory).
+ * Reads the TLS files and secrets the resolved configuration of the broker
+ * names (relative paths are relative to monitor.yaml's folder; flags were
+ * made absolute). Messages name the flag or key that named a file.
  */
-export async function readBrokerSecurity(
-  section: Record<string, unknown>,
-  flags: BrokerSecurityFlags,
-  base: string,
-): Promise<BrokerSecurity> {
-  const doc = tlsMapping(section, "broker", "{cert, key, ca}");
-  const cwd = Deno.cwd();
-  const pick = tlsFileResolver(doc, "broker", base, cwd);
-  const cert = pick(flags.tlsCert, "cert");
-  const key = pick(flags.tlsKey, "key");
-  const ca = pick(flags.tlsCa, "ca");
-  const requireRaw = flags.tlsRequireClientCert ?? doc.require_client_cert;
-  if (requireRaw !== undefined && typeof requireRaw !== "boolean") {
-    throw new Error(
-      `broker.tls.require_client_cert: expected true or false, found ${JSON.stringify(requireRaw)}`,
-    );
-  }
+export async function readBrokerSecurity(settings: ServiceSettings): Promise<BrokerSecurity> {
+  const { config } = settings;
+  const broker = config.broker;
   const security: BrokerSecurity = { tlsFiles: [] };
-  if (cert === undefined && key === undefined) {
-    if (ca !== undefined || requireRaw === true) {
-      throw new Error(
-        `${
-          ca?.[1] ?? "broker.tls.require_client_cert"
-        }: mTLS needs TLS: expected broker.tls.cert and broker.tls.key too`,
-      );
-    }
-  } else {
-    if (cert === undefined || key === undefined) {
-      throw new Error(
-        `${
-          cert === undefined ? "broker.tls.cert" : "broker.tls.key"
-        }: expected both cert and key (PEM files)`,
-      );
-    }
-    const requireClientCert = requireRaw ?? ca !== undefined;
-    if (requireClientCert && ca === undefined) {
-      throw new Error(
-        "broker.tls.ca: expected the CA (PEM file) agent certificates must chain to, since require_client_cert is true",
-      );
-    }
-    if (!requireClientCert && ca !== undefined) {
-      throw new Error(
-        `${
-          ca[1]
-        }: a client CA makes client certificates required; optional client certificates are not supported (remove ca, or drop require_client_cert: false)`,
-      );
-    }
+  const read = configTlsReader(settings, "broker", security.tlsFiles);
+  if (broker.tls) {
+    const { cert, key, ca, require_client_cert } = broker.tls;
     security.tls = {
-      cert: await readTlsFile(cert),
-      key: await readTlsFile(key),
-      requireClientCert,
+      cert: await read("cert", cert),
+      key: await read("key", key),
+      requireClientCert: require_client_cert,
     };
-    security.tlsFiles.push(cert[0], key[0]);
-    if (ca !== undefined) {
-      security.tls.ca = await readTlsFile(ca);
-      security.tlsFiles.push(ca[0]);
-    }
+    if (ca !== undefined) security.tls.ca = await read("ca", ca);
   }
-  // Flags replace the file's sources of that secret; relative files of flags are the cwd's.
-  const secret = (name: "token" | "admin_token", file?: string, env?: string) =>
-    file !== undefined || env !== undefined
-      ? readSecret({ what: `broker.${name}`, file, env, base: cwd })
-      : readSecret({ what: `broker.${name}`, ...secretSources(section, name, "broker"), base });
-  security.token = await secret("token", flags.tokenFile, flags.tokenEnv);
-  security.adminToken = await secret("admin_token", flags.adminTokenFile, flags.adminTokenEnv);
+  const base = config.source.dir;
+  security.token = await readSecret({
+    what: "broker.token",
+    inline: broker.token,
+    file: broker.token_file,
+    env: broker.token_env,
+    base,
+  });
+  security.adminToken = await readSecret({
+    what: "broker.admin_token",
+    inline: broker.admin_token,
+    file: broker.admin_token_file,
+    env: broker.admin_token_env,
+    base,
+  });
   return security;
 }
 

@@ -1,6 +1,7 @@
 /**
  * Helpers for the services' command lines: the common flags (commander),
- * whether a console runs, the `monitor:ready` line and signal handling.
+ * whether a console runs, the `monitor:ready` line, signal handling and the
+ * shutdown every service main ends with ({@linkcode stopOnShutdown}).
  *
  * @module
  */
@@ -106,6 +107,57 @@ export function onShutdownSignal(stop: (signal: string) => void): () => void {
     return () => Deno.removeSignalListener(signal, handler);
   });
   return () => handlers.forEach((remove) => remove());
+}
+
+/** Options of {@linkcode stopOnShutdown}. */
+export interface ShutdownOptions {
+  /** Where an error while stopping is logged (`stopping: <message>`). */
+  log: { error(message: string): void };
+  /** Why a signal stops the service (default: `received <signal>`). */
+  reason?: (signal: string) => string;
+  /** Under the supervisor: print the `monitor:ready` line once the handlers are set. */
+  supervised?: boolean;
+}
+
+/**
+ * The end of every service's main: `stop(why)` runs once, on SIGINT or
+ * SIGTERM or when the returned function is called (a console closed); an
+ * error while stopping is logged, then the process exits with 0. Under the
+ * supervisor, the ready line is printed once the signal handlers are set.
+ *
+ * @example
+ * ```ts
+ * import { getLogger } from "./log.ts";
+ * import { stopOnShutdown } from "./cli.ts";
+ *
+ * const server = { stop: async (_why: string) => {} };
+ * const shutdown = stopOnShutdown((why) => server.stop(why), {
+ *   log: getLogger("broker"),
+ *   reason: (signal) => `the broker received ${signal}`,
+ *   supervised: false,
+ * });
+ * await shutdown("the console was closed"); // exits
+ * ```
+ */
+export function stopOnShutdown(
+  stop: (why: string) => Promise<void>,
+  options: ShutdownOptions,
+): (why: string) => Promise<void> {
+  let exiting = false;
+  const shutdown = async (why: string) => {
+    if (exiting) return;
+    exiting = true;
+    try {
+      await stop(why);
+    } catch (error) {
+      options.log.error(`stopping: ${errorMessage(error)}`);
+    }
+    Deno.exit(0);
+  };
+  const reason = options.reason ?? ((signal: string) => `received ${signal}`);
+  onShutdownSignal((signal) => void shutdown(reason(signal)));
+  if (options.supervised) announceReady();
+  return shutdown;
 }
 
 /** Prints `<service>: error: <message>` on stderr and exits with code 1. */

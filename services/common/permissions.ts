@@ -1,6 +1,6 @@
 /**
- * Permission lists of a process and their rendering as `deno run` flags,
- * shared by the per-service permission builders
+ * Permission lists of a process, their rendering as `deno run` flags and
+ * the merging of several builders' flags, shared by the per-service permission builders
  * (services/{bus,store,broker,analysis,agent}/permissions.ts), and the
  * environment variables @grpc/grpc-js reads (under services/rpc and under
  * etcd3), which several of those builders grant.
@@ -79,4 +79,33 @@ export function permissionFlags(p: PermissionLists): string[] {
     );
   }
   return flags;
+}
+
+/**
+ * Merges `deno run` flags given by several permission builders into one flag
+ * per permission (`--allow-read=a` and `--allow-read=b` become
+ * `--allow-read=a,b`, each entry once); other flags are kept once, first.
+ *
+ * @example
+ * ```ts
+ * import { mergePermissionFlags } from "./permissions.ts";
+ *
+ * mergePermissionFlags(["--no-prompt", "--allow-read=/a"], ["--allow-read=/a,/b"]);
+ * // ["--no-prompt", "--allow-read=/a,/b"]
+ * ```
+ */
+export function mergePermissionFlags(...groups: string[][]): string[] {
+  const lists = new Map<string, Set<string>>();
+  const others = new Set<string>();
+  for (const flag of groups.flat()) {
+    const match = /^(--allow-[a-z]+)=(.*)$/.exec(flag);
+    if (!match) {
+      others.add(flag);
+      continue;
+    }
+    const set = lists.get(match[1]) ?? new Set<string>();
+    for (const item of match[2].split(",")) if (item !== "") set.add(item);
+    lists.set(match[1], set);
+  }
+  return [...others, ...[...lists].map(([name, set]) => `${name}=${[...set].join(",")}`)];
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { createPrivateFile } from "./state_files.ts";
 
 /** Options of {@linkcode openDatabase}. */
@@ -54,6 +54,14 @@ export interface ChangeNotifierOptions {
    * when the files cannot be watched.
    */
   watchFiles?: boolean;
+  /**
+   * A query of one row and one column that changes when the data the
+   * listeners care about changes (the store: its revision). After another
+   * connection's commit it is asked too, and listeners are called only when
+   * its value changed: commits to other tables of the same file (the
+   * embedded bus) then wake nobody. Default: every commit counts.
+   */
+  relevant?: string;
 }
 
 /** With file events: a backstop poll this often (ms), should an event be missed. */
@@ -79,6 +87,9 @@ export class ChangeNotifier {
   #watchFiles: boolean;
   #listeners = new Set<() => void>();
   #version: number;
+  #dataVersion: StatementSync;
+  #relevant: StatementSync | undefined;
+  #relevantValue: unknown;
 
   /**
    * @param path the SQLite file
@@ -88,12 +99,21 @@ export class ChangeNotifier {
     this.#db = openDatabase(path);
     this.#path = path;
     this.#watchFiles = options.watchFiles ?? false;
+    this.#dataVersion = this.#db.prepare("PRAGMA data_version");
+    this.#relevant = options.relevant ? this.#db.prepare(options.relevant) : undefined;
     this.#version = this.#read();
+    this.#relevantValue = this.#readRelevant();
   }
 
   #read(): number {
-    const row = this.#db.prepare("PRAGMA data_version").get() as { data_version: number };
+    const row = this.#dataVersion.get() as { data_version: number };
     return Number(row.data_version);
+  }
+
+  #readRelevant(): unknown {
+    if (!this.#relevant) return undefined;
+    const row = this.#relevant.get() as Record<string, unknown> | undefined;
+    return row === undefined ? undefined : Object.values(row)[0];
   }
 
   /** True when something changed since the last check (listeners were called). */
@@ -101,6 +121,11 @@ export class ChangeNotifier {
     const v = this.#read();
     if (v === this.#version) return false;
     this.#version = v;
+    if (this.#relevant) {
+      const value = this.#readRelevant();
+      if (value === this.#relevantValue) return true; // a commit, but not to what listeners read
+      this.#relevantValue = value;
+    }
     this.poke();
     return true;
   }

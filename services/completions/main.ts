@@ -42,7 +42,10 @@ export async function collectTasks(): Promise<TaskCompletion[]> {
   return await Promise.all(entries.map(async ([name, task]) => {
     const command = typeof task === "string" ? task : task.command;
     const description = typeof task === "string" ? "" : task.description ?? "";
-    if (!/services\//.test(command) || name === "completions") return { name, description };
+    // The product's commands and the benchmarks; `test`, `check` and the like take deno's flags.
+    if (!/services\/|bench\/main\.ts/.test(command) || name === "completions") {
+      return { name, description };
+    }
     const help = await helpOf([name]);
     const subcommands: Record<string, TaskHelp> = {};
     for (const sub of help?.commands ?? []) {

@@ -246,16 +246,62 @@ export function overrideAt(
 }
 
 /**
- * The common flags (store, bus, state directory, log) of a command line as
- * commander gives them (`storeBackend` for `--store-backend`), as key paths and values, like {@linkcode flagOverrides} does for raw
- * arguments.
+ * The flags of a command line as commander gives them (`storeBackend` for
+ * `--store-backend`), as key paths and values, like {@linkcode flagOverrides}
+ * does for raw arguments, for the keys `keys` of the table.
  */
-export function commonFlagOverrides(flags: object, cwd: string): FlagOverride[] {
+function parsedFlagOverrides(
+  service: FlagService,
+  flags: object,
+  cwd: string,
+  keys: readonly FlagKey[],
+): FlagOverride[] {
   const args: string[] = [];
-  for (const key of [...COMMON, ...BUS, ...LOG]) {
+  for (const key of keys) {
     const name = key.flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const value = (flags as Record<string, unknown>)[name];
     if (typeof value === "string") args.push(key.flag, value);
   }
-  return flagOverrides("broker", args, cwd);
+  return flagOverrides(service, args, cwd);
+}
+
+/**
+ * The common flags (store, bus, state directory, log) of a command line as
+ * commander gives them (`storeBackend` for `--store-backend`), as key paths
+ * and values, like {@linkcode flagOverrides} does for raw arguments.
+ */
+export function commonFlagOverrides(flags: object, cwd: string): FlagOverride[] {
+  return parsedFlagOverrides("broker", flags, cwd, [...COMMON, ...BUS, ...LOG]);
+}
+
+/** True for the flags of transport security: TLS files and where the tokens come from. */
+function isSecurityKey(key: FlagKey): boolean {
+  return /\.tls\.|\.(admin_)?token_/.test(key.path);
+}
+
+/**
+ * The common flags and the transport security flags (`--tls-*`,
+ * `--token-file`, `--admin-token-env`, ...) of `service`'s command line as
+ * commander gives them, as key paths and values: what a service main hands
+ * the resolver, so that a TLS or token rule is checked once, with one wording.
+ *
+ * @example
+ * ```ts
+ * import { serviceFlagOverrides } from "./flags.ts";
+ *
+ * serviceFlagOverrides("broker", { tlsCa: "ca.pem", logLevel: "debug" }, "/srv");
+ * // [{ flag: "--log-level", path: "log_level", value: "debug", ... },
+ * //  { flag: "--tls-ca", path: "broker.tls.ca", value: "/srv/ca.pem" }]
+ * ```
+ */
+export function serviceFlagOverrides(
+  service: string,
+  flags: object,
+  cwd: string,
+): FlagOverride[] {
+  const common = commonFlagOverrides(flags, cwd);
+  if (!(FLAG_SERVICES as readonly string[]).includes(service)) return common;
+  const own = service as FlagService;
+  const security = SERVICE_FLAG_KEYS[own].filter(isSecurityKey);
+  return [...common, ...parsedFlagOverrides(own, flags, cwd, security)];
 }

@@ -19,17 +19,23 @@ export interface ConfigIssue {
   column?: number;
   /** Optional hint such as `did you mean "interval"?` */
   hint?: string;
+  /**
+   * Optional reason before `expected`, when the value is fine by itself but a
+   * rule joining it to other keys is broken (`mTLS needs TLS`).
+   */
+  problem?: string;
 }
 
 /**
- * Formats an issue as one line: `file:line:col: path: expected X, found Y (hint)`.
+ * Formats an issue as one line: `file:line:col: path: [problem: ]expected X, found Y (hint)`.
  * Every part is escaped (keys and values come from the document), so one issue is one line.
  */
 export function formatIssue(issue: ConfigIssue, file?: string): string {
   const where = [file, issue.line, issue.column].filter((p) => p !== undefined).join(":");
   const head = where ? `${escapeText(where)}: ` : "";
   const hint = issue.hint ? ` (${escapeText(issue.hint)})` : "";
-  return `${head}${escapeText(issue.path || "(top level)")}: expected ${
+  const problem = issue.problem ? `${escapeText(issue.problem)}: ` : "";
+  return `${head}${escapeText(issue.path || "(top level)")}: ${problem}expected ${
     escapeText(issue.expected)
   }, found ${escapeText(issue.found)}${hint}`;
 }

@@ -523,13 +523,25 @@ function checkBroker(raw: unknown, issues: Issues): BrokerConfig {
           tls.require_client_cert,
         );
       }
-      if (cert === undefined && tls.cert === undefined) {
+      const given = (value: unknown) => value !== undefined && value !== null;
+      const mtlsOnly = !given(tls.cert) && !given(tls.key) &&
+        (given(tls.ca) || tls.require_client_cert === true);
+      if (mtlsOnly) {
+        // ca (or require_client_cert) alone: one issue naming the key (or flag) that asks for mTLS.
+        issues.add({
+          path: given(tls.ca) ? "broker.tls.ca" : "broker.tls.require_client_cert",
+          problem: "mTLS needs TLS",
+          expected: "broker.tls.cert and broker.tls.key too",
+          found: "neither",
+        });
+      }
+      if (!mtlsOnly && cert === undefined && tls.cert === undefined) {
         issues.wrong("broker.tls.cert", "the certificate (PEM file) together with key", undefined);
       }
-      if (key === undefined && tls.key === undefined) {
+      if (!mtlsOnly && key === undefined && tls.key === undefined) {
         issues.wrong("broker.tls.key", "the private key (PEM file) together with cert", undefined);
       }
-      if (require && ca === undefined && tls.ca === undefined) {
+      if (!mtlsOnly && require && ca === undefined && tls.ca === undefined) {
         issues.wrong(
           "broker.tls.ca",
           "the CA (PEM file) client certificates must chain to, since require_client_cert is true",

@@ -14,7 +14,7 @@ import type { LogFormat, LogLevel } from "../common/log.ts";
 import type { TopicNames } from "../common/messages.ts";
 import { isPlainObject } from "../common/objects.ts";
 import type { StoreSettings } from "../store/types.ts";
-import { commonFlagOverrides, type FlagOverride } from "./flags.ts";
+import { type FlagOverride, overrideAt, serviceFlagOverrides } from "./flags.ts";
 import { ConfigError, describeValue } from "./issues.ts";
 import {
   checkMonitorConfig,
@@ -39,8 +39,13 @@ export interface ServiceSettings {
   logFormat: LogFormat;
   /** The service's own section of monitor.yaml (`broker:`, `analysis:`) as written, or `{}`. */
   section: Record<string, unknown>;
-  /** The resolved configuration (monitor.yaml or the defaults, with the common flags). */
+  /**
+   * The resolved configuration (monitor.yaml or the defaults, with the common
+   * and transport security flags).
+   */
   config: MonitorConfig;
+  /** The flags written into the document at their key paths. */
+  overrides: readonly FlagOverride[];
 }
 
 /**
@@ -77,12 +82,13 @@ export async function readMonitorYaml(path: string): Promise<Record<string, unkn
 }
 
 /**
- * Resolves a service's settings: monitor.yaml (with `--config`) and the
- * common flags, validated once by THE resolver (services/config/monitor_config.ts);
+ * Resolves a service's settings: monitor.yaml (with `--config`), the common
+ * flags and the service's transport security flags (`--tls-*`, `--token-*`;
+ * {@linkcode serviceFlagOverrides}), validated once by THE resolver (services/config/monitor_config.ts);
  * the store, bus, topics, state directory and log settings are the
  * resolved configuration's.
  * @param service the monitor.yaml section of the service, e.g. `broker`
- * @param flags the common flags
+ * @param flags the flags as commander gives them (only the common and security ones are read)
  * @param cwd base of relative paths when no monitor.yaml is read
  */
 export async function resolveServiceSettings(
@@ -91,7 +97,7 @@ export async function resolveServiceSettings(
   cwd = Deno.cwd(),
 ): Promise<ServiceSettings> {
   const configFile = flags.config === undefined ? undefined : resolve(cwd, flags.config);
-  const overrides = commonFlagOverrides(flags, cwd);
+  const overrides = serviceFlagOverrides(service, flags, cwd);
   let document: Record<string, unknown> = {};
   let config: MonitorConfig;
   if (configFile) ({ document, config } = await readChecked(configFile, overrides));
@@ -113,7 +119,16 @@ export async function resolveServiceSettings(
     logLevel: config.log_level,
     logFormat: config.log_format,
     section: isPlainObject(own) ? own : {},
+    overrides,
   };
+}
+
+/**
+ * The name messages use for the setting at key path `path`: the flag that
+ * set it (`--tls-ca`), else the path itself (`broker.tls.ca`).
+ */
+export function settingName(settings: ServiceSettings, path: string): string {
+  return overrideAt(settings.overrides, path)?.flag ?? path;
 }
 
 /** Reads an optional string setting of a section; `flag` wins. Throws naming the key. */

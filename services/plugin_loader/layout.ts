@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { type ImportSpecifier, parse as parseModule } from "es-module-lexer/js";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { MEDIA_TYPE_EXTENSIONS } from "./pin_codec.ts";
 import type { PinnedModule } from "./types.ts";
@@ -176,39 +177,60 @@ export function dependencyOrder(modules: readonly PinnedModule[], entry: string)
   return order;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
+// es-module-lexer finds the imports the way an engine does: strings, comments, template
+// literals and regular expressions are skipped; TypeScript's own syntax is passed over.
+// Its JavaScript build: the agent runs V8 in lite mode, which has no WebAssembly.
 
 /**
- * Replaces every import of the specifiers in `rewrites` (`from "x"`,
- * `import "x"`, `import("x")`, either quote) in `source`. Returns the new text
- * and, per specifier, how many places were rewritten.
+ * Replaces every import of the specifiers in `rewrites` (`import ... from
+ * "x"`, `export ... from "x"`, `import "x"`, `import("x")` with a string
+ * literal) in `source`. Text that only looks like an import (inside a string,
+ * a comment, a template) is left alone. Returns the new text and, per
+ * specifier, how many places were rewritten.
+ *
+ * @example
+ * ```ts
+ * import { applyRewrites } from "./layout.ts";
+ *
+ * const source = 'import { a } from "./a.ts"; // from "./a.ts"\nconst s = "import(\'./a.ts\')";';
+ * const { text, counts } = applyRewrites(source, new Map([["./a.ts", "blob:1"]]));
+ * // text: 'import { a } from "blob:1"; // from "./a.ts"\nconst s = "import(\'./a.ts\')";'
+ * // counts: Map { "./a.ts" => 1 }
+ * ```
  */
 export function applyRewrites(
   source: string,
   rewrites: ReadonlyMap<string, string>,
 ): { text: string; counts: Map<string, number> } {
-  const counts = new Map<string, number>();
+  const counts = new Map<string, number>([...rewrites.keys()].map((s) => [s, 0]));
   const edits: { start: number; end: number; text: string }[] = [];
-  for (const [specifier, replacement] of rewrites) {
-    const pattern = new RegExp(
-      `(?<![\\w$.])(?:from|import)\\s*\\(?\\s*(["'])${escapeRegExp(specifier)}\\1`,
-      "g",
-    );
-    let count = 0;
-    for (const match of source.matchAll(pattern)) {
-      const quoteAt = match.index! + match[0].length - specifier.length - 2;
-      edits.push({ start: quoteAt + 1, end: quoteAt + 1 + specifier.length, text: replacement });
-      count++;
+  let imports: readonly ImportSpecifier[];
+  try {
+    [imports] = parseModule(source);
+  } catch (error) {
+    throw new TypeError(`cannot read the imports: ${(error as Error).message}`);
+  }
+  for (const found of imports) {
+    if (found.n === undefined || !rewrites.has(found.n)) continue;
+    let start = found.s;
+    let end = found.e;
+    if (found.d >= 0) {
+      // import("x"): the range is the argument with its quotes; only a plain literal counts.
+      const literal = source.slice(start, end);
+      const quote = literal[0];
+      if (!`"'`.includes(quote) || literal[literal.length - 1] !== quote) continue;
+      start++;
+      end--;
     }
-    counts.set(specifier, count);
+    // The specifier as written (an escape sequence would differ from its value).
+    if (source.slice(start, end) !== found.n) continue;
+    edits.push({ start, end, text: rewrites.get(found.n)! });
+    counts.set(found.n, counts.get(found.n)! + 1);
   }
   edits.sort((a, b) => a.start - b.start);
   let text = "";
   let at = 0;
   for (const edit of edits) {
-    if (edit.start < at) continue;
     text += source.slice(at, edit.start) + edit.text;
     at = edit.end;
   }
@@ -235,7 +257,13 @@ export function materializeModule(
   } catch {
     throw new TypeError(`module ${module.url} is not valid UTF-8 text`);
   }
-  const { text, counts } = applyRewrites(source, rewrites);
+  let rewritten: { text: string; counts: Map<string, number> };
+  try {
+    rewritten = applyRewrites(source, rewrites);
+  } catch (error) {
+    throw new TypeError(`module ${module.url}: ${(error as Error).message}`);
+  }
+  const { text, counts } = rewritten;
   for (const [specifier, count] of counts) {
     if (count === 0) {
       throw new TypeError(

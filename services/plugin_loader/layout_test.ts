@@ -52,7 +52,8 @@ Deno.test("applyRewrites replaces every import form of a specifier, and nothing 
 Deno.test("materializeModule keeps the exact bytes of a module without imports and refuses an import it cannot find", () => {
   const bytes = new TextEncoder().encode("export const x = 1;\n");
   assert.equal(materializeModule(module("https://h/x.ts"), bytes, () => "never"), bytes);
-  const hidden = new TextEncoder().encode('import { y } from /* why */ "./y.ts";\n');
+  // Written with an escape, the specifier's text is not the one Deno's graph names.
+  const hidden = new TextEncoder().encode('import { y } from "./\\u0079.ts";\n');
   assert.throws(
     () =>
       materializeModule(module("https://h/x.ts", [["./y.ts", "https://h/y.ts"]]), hidden, (u) => u),
@@ -62,6 +63,26 @@ Deno.test("materializeModule keeps the exact bytes of a module without imports a
   assert.equal(
     materializeModule(module("https://h/x.ts", [["node:fs", "node:fs"]]), node, () => "never"),
     node,
+  );
+});
+
+Deno.test("applyRewrites: an import behind a comment is found; import-like text in strings, comments and templates stays", () => {
+  const source = [
+    `import { y } from /* why */ "./y.ts";`,
+    `// import { z } from "./y.ts";`,
+    `/* export * from "./y.ts"; */`,
+    `const s = 'import("./y.ts")';`,
+    `const t = \`import { w } from "./y.ts"\`;`,
+    `const re = /from "\\.\\/y\\.ts"/;`,
+    `function id<T extends string>(x: T): T { return x; }`,
+    `const later = await import("./y.ts");`,
+  ].join("\n");
+  const { text, counts } = applyRewrites(source, new Map([["./y.ts", "blob:null/2"]]));
+  assert.equal(counts.get("./y.ts"), 2);
+  assert.equal(
+    text,
+    source.replace(`/* why */ "./y.ts"`, `/* why */ "blob:null/2"`)
+      .replace(`await import("./y.ts")`, `await import("blob:null/2")`),
   );
 });
 

@@ -6,10 +6,23 @@
  *
  * Pinning (supervisor, `deno task plugins`; needs `--allow-run=deno`):
  * ```ts
+ * import type { Store } from "../store/types.ts";
+ * declare const store: Store; // from openStore (services/store/mod.ts)
+ * const cacheDir = ".monitor/plugin-cache";
+ * const spec = { url: "https://plugins.example.com/spike@1.2.0/mod.ts" };
+ *
  * const outcome = await pinPlugin(store, "/monitor", "spike", spec, { cacheDir });
  * ```
  * Loading (agent; needs `--unstable-worker-options`, no `--allow-run`):
  * ```ts
+ * import type { PluginContext, Sample } from "../../plugins/api.ts";
+ * import type { Store } from "../store/types.ts";
+ * declare const store: Store;
+ * declare const context: PluginContext; // the agent's (log, emitAlert, ...)
+ * const cacheDir = ".monitor/plugin-cache";
+ * const config = { factor: 2 };
+ * const sample: Sample = { timestamp: 1, metrics: { cpu: 50 } };
+ *
  * const pin = await readPin(store, "/monitor", "spike");
  * const plugin = await loadUrlPlugin(pin!, { cacheDir, timeoutMs: 1000 });
  * await plugin.initialize(config, context);

@@ -4,7 +4,7 @@
  * {@linkcode hostMain} is self-contained (it uses only globals): the loader
  * turns its source into the Worker's main module, a blob: URL
  *
- * ```js
+ * ```text
  * (function hostMain(entry) { … })("blob:null/…"); // entry: the verified plugin
  * ```
  *

@@ -42,8 +42,15 @@ export interface AgentStream {
   onClose(listener: (error?: RpcError) => void): void;
   /** Resolves once the transport is connected, rejects with UNAVAILABLE after the connect timeout. */
   ready(): Promise<void>;
-  /** Ends the stream and closes the connection. */
+  /** Ends the stream and closes the connection (see {@linkcode AgentStream.released}). */
   close(): void;
+  /**
+   * Resolves once the stream has ended and its connection is closed. A
+   * connection still being set up when the stream ends is first let finish
+   * (for up to 2 s, within the connect timeout): grpc-js 1.14 closes a channel
+   * caught connecting only partly (its backoff and connection-delay timers run on).
+   */
+  released(): Promise<void>;
   /** True once ended. */
   readonly closed: boolean;
 }
@@ -133,6 +140,13 @@ class AgentTlsCredentials extends grpc.ChannelCredentials {
   }
 }
 
+/**
+ * How long (ms) a stream that ended while its connection was still being set
+ * up lets that finish before closing the channel anyway (a broker that drops
+ * packets should not hold an agent's stop for the whole connect timeout).
+ */
+const RELEASE_WAIT_MS = 2000;
+
 /** Opens one bidirectional stream to the broker (a new connection per call). */
 export function openAgentStream(options: AgentStreamOptions): AgentStream {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -166,20 +180,46 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     (bytes: Buffer) => decodeBrokerMessage(bytes),
     metadata,
   );
+  const channel = client.getChannel();
+  const connectDeadline = new Date(Date.now() + (options.connectTimeoutMs ?? 5000));
   const closeListeners: Array<(error?: RpcError) => void> = [];
   let closed = false;
   let closeError: RpcError | undefined;
+  let markReleased: () => void = () => {};
+  const released = new Promise<void>((resolve) => markReleased = resolve);
 
   /** Adds the TLS handshake's own error, which grpc-js reports only as "connection failed". */
   const withTls = (details: string) =>
     tlsError && !details.includes(tlsError.message)
       ? `${details} (TLS: ${tlsError.message})`
       : details;
+  /**
+   * Closes the channel once that is clean in grpc-js 1.14: after the resolver's
+   * pending result (delivered on an immediate; a channel closed before it starts
+   * connecting again, for good) and, when the connection is still being set up,
+   * after that ends (READY or failed), for at most {@linkcode RELEASE_WAIT_MS}
+   * and never past the connect deadline.
+   */
+  const release = () => {
+    const closeSoon = () =>
+      setImmediate(() => {
+        client.close();
+        markReleased();
+      });
+    try {
+      const state = channel.getConnectivityState(false);
+      const until = Math.min(connectDeadline.getTime(), Date.now() + RELEASE_WAIT_MS);
+      if (state !== grpc.connectivityState.CONNECTING || Date.now() >= until) closeSoon();
+      else channel.watchConnectivityState(state, until, closeSoon);
+    } catch {
+      closeSoon();
+    }
+  };
   const finish = (error?: RpcError) => {
     if (closed) return;
     closed = true;
     closeError = error;
-    client.close();
+    release();
     for (const listener of closeListeners.splice(0)) listener(error);
   };
   call.on("error", (error: grpc.ServiceError) => {
@@ -215,20 +255,34 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
       else closeListeners.push(listener);
     },
     ready() {
-      const deadline = new Date(Date.now() + (options.connectTimeoutMs ?? 5000));
+      // Watched here rather than through client.waitForReady: that one asks the channel for
+      // its state with tryToConnect (`getConnectivityState(true)`) whenever the state
+      // changes, including the change to SHUTDOWN made by close(), which starts the closed
+      // channel resolving and connecting again (grpc-js 1.14), and its subchannel then
+      // keeps backoff and pool timers running after the stream has ended.
+      const deadline = connectDeadline;
+      const unreachable = (why: string) =>
+        new RpcError(
+          RpcStatus.UNAVAILABLE,
+          `broker at ${options.address} not reachable: ${
+            tlsError ? `TLS handshake failed: ${tlsError.message}` : why
+          }`,
+        );
       return new Promise((resolve, reject) => {
-        client.waitForReady(deadline, (error) => {
-          if (error) {
-            reject(
-              new RpcError(
-                RpcStatus.UNAVAILABLE,
-                `broker at ${options.address} not reachable: ${
-                  tlsError ? `TLS handshake failed: ${tlsError.message}` : error.message
-                }`,
-              ),
-            );
-          } else resolve();
-        });
+        const check = (error?: Error) => {
+          if (closed) return reject(unreachable("the stream was closed before it connected"));
+          if (error) return reject(unreachable("Failed to connect before the deadline"));
+          let state: grpc.connectivityState;
+          try {
+            state = channel.getConnectivityState(true);
+            if (state === grpc.connectivityState.READY) return resolve();
+            if (state === grpc.connectivityState.SHUTDOWN) throw new Error("closed");
+            channel.watchConnectivityState(state, deadline, check);
+          } catch {
+            reject(unreachable("The channel has been closed"));
+          }
+        };
+        check();
       });
     },
     close() {
@@ -237,6 +291,9 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
         call.cancel();
       } catch { /* already ended */ }
       finish();
+    },
+    released() {
+      return released;
     },
   };
 }

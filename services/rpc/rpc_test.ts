@@ -294,3 +294,35 @@ Deno.test({
     client.close();
   }
 });
+
+Deno.test("rpc: a stream closed while its connection is being set up leaves no timer or connection behind", async () => {
+  // grpc-js 1.14 starts a channel closed at the wrong moment connecting again (its
+  // resolver's result arrives on an immediate; waitForReady asks a closing channel to
+  // connect), and a channel caught connecting keeps backoff timers: both were left
+  // running after an agent stopped early (sanitizers on here).
+  const server = await startRpcServer({ listen: "127.0.0.1:0", onStream() {} });
+  try {
+    for (const wait of ["none", "immediate", "1ms", "10ms"] as const) {
+      const client = openAgentStream({ address: server.address, connectTimeoutMs: 5000 });
+      const ready = client.ready();
+      ready.catch(() => {});
+      if (wait === "immediate") await new Promise((resolve) => setImmediate(resolve));
+      if (wait === "1ms") await new Promise((resolve) => setTimeout(resolve, 1));
+      if (wait === "10ms") await new Promise((resolve) => setTimeout(resolve, 10));
+      client.close();
+      assert.equal(client.closed, true);
+      // Either it had connected already, or ready() says why it never will.
+      await ready.then(
+        () => {},
+        (error: unknown) => {
+          assert.ok(error instanceof RpcError, String(error));
+          assert.equal(error.code, RpcStatus.UNAVAILABLE);
+          assert.match(error.message, /closed before it connected/);
+        },
+      );
+      await client.released();
+    }
+  } finally {
+    await server.close(500);
+  }
+});

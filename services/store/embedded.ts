@@ -868,7 +868,12 @@ export function openEmbeddedStore(
       busyTimeoutMs: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     });
     immediateTransaction(db, () => db!.exec(SCHEMA));
-    notifier = new ChangeNotifier(path, resolved.pollIntervalMs, { watchFiles: true });
+    notifier = new ChangeNotifier(path, resolved.pollIntervalMs, {
+      watchFiles: true,
+      // Watchers read the change log: only a new revision (or compaction) is news to them.
+      relevant:
+        "SELECT group_concat(value, ',') AS v FROM store_meta WHERE name IN ('revision', 'compacted')",
+    });
   } catch (error) {
     try {
       notifier?.close();

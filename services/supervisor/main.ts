@@ -15,7 +15,7 @@
  */
 import { Command } from "commander";
 import { resolve } from "node:path";
-import { errorMessage } from "../common/log.ts";
+import { errorMessage, isLogFormat } from "../common/log.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
 import {
   brokerReplicaCommand,
@@ -50,6 +50,7 @@ stats, config, send, quit).`;
 
 interface UpFlags {
   config?: string;
+  logFormat?: string;
   printCommands?: boolean;
 }
 
@@ -60,9 +61,9 @@ function printIssues(error: unknown, file: string): void {
 }
 
 /** Every command line of a plan, as `# name` and the line. */
-export function describeCommands(plan: SupervisorPlan): string {
+export function describeCommands(plan: SupervisorPlan, supervisorFlags: string[] = []): string {
   const lines = [`# run in ${REPO_ROOT}`];
-  lines.push("# supervisor", formatCommand(supervisorCommand(plan.deployment)));
+  lines.push("# supervisor", formatCommand(supervisorCommand(plan.deployment, supervisorFlags)));
   if (Object.keys(plan.plugins).length > 0) {
     lines.push("# plugins (pinning)", formatCommand(pinCommand(plan.deployment)));
   }
@@ -93,30 +94,44 @@ async function main(): Promise<number> {
     .description("Start the whole system described by monitor.yaml.")
     .option("--config <file>", "the monitor.yaml to use (default: monitor.yaml)")
     .option("--print-commands", "print the exact command line of every process and exit")
+    .option(
+      "--log-format <format>",
+      "text | json, one object a line, for the supervisor and every service (default: log_format, else text)",
+    )
     .addHelpText("after", EXAMPLES)
     .showHelpAfterError()
     .parse(Deno.args, { from: "user" });
   const flags = program.opts<UpFlags>();
   const given = flags.config ?? "monitor.yaml";
   const file = resolve(given);
+  if (flags.logFormat !== undefined && !isLogFormat(flags.logFormat)) {
+    program.error(
+      `error: --log-format: expected text or json, found ${JSON.stringify(flags.logFormat)}`,
+    );
+  }
+  const supervisorFlags = flags.logFormat ? ["--log-format", flags.logFormat] : [];
+  const override = (plan: SupervisorPlan) => {
+    if (flags.logFormat) plan.deployment.logFormat = flags.logFormat;
+    return plan;
+  };
 
   let plan: SupervisorPlan;
   try {
-    plan = await loadLaunchPlan(file);
+    plan = override(await loadLaunchPlan(file));
   } catch (error) {
     printIssues(error, given);
     return 1;
   }
   if (flags.printCommands) {
-    console.log(describeCommands(plan));
+    console.log(describeCommands(plan, supervisorFlags));
     return 0;
   }
 
   while (true) {
-    const code = await runInForeground(supervisorCommand(plan.deployment));
+    const code = await runInForeground(supervisorCommand(plan.deployment, supervisorFlags));
     if (code !== RELAUNCH_EXIT_CODE) return code;
     try {
-      plan = await loadLaunchPlan(file);
+      plan = override(await loadLaunchPlan(file));
     } catch (error) {
       printIssues(error, given);
       return 1;

@@ -4,7 +4,7 @@
  * with scoped permissions, restarts crashed services, applies edits live.
  *
  * ```ts
- * import { loadPlan, serviceCommands, formatCommand } from "./services/supervisor/mod.ts";
+ * import { formatCommand, loadPlan, serviceCommands } from "./mod.ts";
  *
  * const plan = await loadPlan("monitor.yaml");
  * for (const [name, command] of Object.entries(serviceCommands(plan.deployment))) {

@@ -38,6 +38,9 @@ export const DEFAULT_RESTART_POLICY: Readonly<Required<RestartPolicyOptions>> = 
  * Restart bookkeeping of one service. Pure: the caller passes the clock.
  *
  * ```ts
+ * declare const uptimeMs: number; // how long the service ran before it crashed
+ * declare function start(): void;
+ *
  * const policy = new RestartPolicy();
  * const decision = policy.crashed(Date.now(), uptimeMs);
  * if (decision.action === "restart") setTimeout(start, decision.delayMs);

@@ -19,6 +19,7 @@ import type { Console } from "../console/mod.ts";
 import { consoleEditDir } from "../console/permissions.ts";
 import { RELAUNCH_EXIT_CODE } from "./commands.ts";
 import { loadPlan, parsePlan } from "./from_config.ts";
+import type { SupervisorPlan } from "./plan.ts";
 import { ServiceOutput } from "./output.ts";
 import { lockStateDir } from "./lock.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -34,6 +35,12 @@ function argValue(args: string[], name: string): string | undefined {
 /** Runs the supervisor until a signal, `quit` in the console, or a relaunch. Returns the exit code. */
 export async function supervise(args: string[]): Promise<number> {
   const file = argValue(args, "--config");
+  // `deno task up --log-format json` wins over monitor.yaml's log_format, for every plan.
+  const logFormat = argValue(args, "--log-format");
+  const withFlags = (plan: SupervisorPlan) => {
+    if (isLogFormat(logFormat)) plan.deployment.logFormat = logFormat;
+    return plan;
+  };
   if (!file) {
     console.error("supervisor: error: --config <monitor.yaml> is required");
     return 1;
@@ -44,7 +51,7 @@ export async function supervise(args: string[]): Promise<number> {
   const text = await Deno.readTextFile(file).catch(() => undefined);
   try {
     // Without the text, loadPlan names why the file cannot be read.
-    plan = text === undefined ? await loadPlan(file) : parsePlan(text, file);
+    plan = withFlags(text === undefined ? await loadPlan(file) : parsePlan(text, file));
   } catch (error) {
     if (error instanceof ConfigError) {
       for (const issue of error.issues) console.error(formatIssue(issue, error.file ?? file));
@@ -58,7 +65,11 @@ export async function supervise(args: string[]): Promise<number> {
     console.error(`supervisor: error: ${lock.message}`);
     return 1;
   }
-  const supervisor = new Supervisor({ plan, parse: (text) => parsePlan(text, file), output });
+  const supervisor = new Supervisor({
+    plan,
+    parse: (text) => withFlags(parsePlan(text, file)),
+    output,
+  });
   let console_: Console | undefined;
   let resolveStop!: (why: string) => void;
   const stopRequested = new Promise<string>((resolve) => resolveStop = resolve);

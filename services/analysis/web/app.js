@@ -431,9 +431,40 @@ function renderFleet(main) {
     );
     loadSparks(visible.map((r) => r.agent_id));
   };
-  const redraw = throttled(draw, 500);
-  const listener = (name) => {
-    if (name === "rows" || name === "samples") redraw();
+  // New samples update the visible rows' values and sparklines in place, once a second; the
+  // table is rebuilt when rows change (health, alerts, plugins) or the order may have changed.
+  const redraw = throttled(draw, 1000);
+  const touched = new Set();
+  const updateValues = throttled(() => {
+    const now = Date.now() / 1000;
+    for (const id of touched) {
+      const tr = table.querySelector(`tr[data-agent="${CSS.escape(id)}"]`);
+      const row = state.rows.get(id);
+      if (!tr || !row) continue;
+      for (const td of tr.querySelectorAll("td.metric")) {
+        const m = td.dataset.metric;
+        const value = row.metrics[m];
+        td.classList.toggle("stale", !value || row.health === "dead" || now >= value.stale_at);
+        td.querySelector(".value").textContent = value ? fmt(m, value.value) : "–";
+        td.querySelector("canvas")?.replaceWith(sparkline(state.spark.get(id)?.[m]));
+      }
+    }
+    touched.clear();
+  }, 1000);
+  const FIXED_KEYS = ["agent_id", "health", "hostname", "version", "last_seen", "alerts"];
+  const listener = (name, data) => {
+    if (name === "rows") redraw();
+    if (name !== "samples") return;
+    const shown = new Set(
+      [...table.querySelectorAll("th[data-sort]")].map((th) => th.dataset.sort),
+    );
+    const reorder = !FIXED_KEYS.includes(state.sortKey);
+    if (reorder || data.some((s) => Object.keys(s.metrics).some((m) => !shown.has(m)))) {
+      redraw();
+      return;
+    }
+    for (const s of data) touched.add(s.agent_id);
+    updateValues();
   };
   listeners.add(listener);
   const ticker = setInterval(draw, 5000); // ages ("last seen 5 s ago") move on

@@ -7,8 +7,10 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
-import { errorMessage } from "./log.ts";
-import type { SecretSource } from "./secrets.ts";
+import { errorMessage } from "../common/log.ts";
+import type { SecretSource } from "../common/secrets.ts";
+import { configPath } from "./monitor_config.ts";
+import { type ServiceSettings, settingName } from "./service_settings.ts";
 
 /**
  * `doc[key]` when it is a non-empty string, undefined when absent or null;
@@ -92,5 +94,24 @@ export function secretSources(
     inline: optionalString(doc, name, path),
     file: optionalString(doc, `${name}_file`, path),
     env: optionalString(doc, `${name}_env`, path),
+  };
+}
+
+/**
+ * Returns a function that reads TLS file `key` of `<section>.tls` as the
+ * resolved configuration names it (relative to monitor.yaml's folder; a
+ * flag's path is absolute), records its path in `files`, and names the flag
+ * or key in a message when it cannot be read.
+ */
+export function configTlsReader(
+  settings: ServiceSettings,
+  section: string,
+  files: string[],
+): (key: string, value: string) => Promise<string> {
+  return async (key, value) => {
+    const file = configPath(settings.config, value);
+    const text = await readTlsFile([file, settingName(settings, `${section}.tls.${key}`)]);
+    files.push(file);
+    return text;
   };
 }
