@@ -31,7 +31,7 @@ import { storePermissionFlags } from "../services/store/permissions.ts";
 import type { Store, StoreSettings } from "../services/store/types.ts";
 import type { BusSettings } from "../services/bus/types.ts";
 import { storeKeys } from "../services/store/keys.ts";
-import { collect, type Collector, delay, tempDir, waitUntil } from "./broker_support.ts";
+import { collect, type Collector, delay, tempDir, TestAgent, waitUntil } from "./broker_support.ts";
 import { mergePermissionFlags, ServiceProcess } from "./e2e_support.ts";
 import { startEtcd } from "./harness/etcd.ts";
 import { freePorts } from "./harness/free_port.ts";
@@ -389,7 +389,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "broker fleet: a broker at its stream ceiling refuses RESOURCE_EXHAUSTED and the agent lands on another broker",
+    "broker fleet: a broker at its stream ceiling refuses RESOURCE_EXHAUSTED and the agent lands on another broker; a second process with a connected agent's id is refused on the other broker too",
   sanitizeOps: false,
   sanitizeResources: false,
 }, () =>
@@ -412,4 +412,20 @@ Deno.test({
       10_000,
       "the refusal in the full broker's log",
     );
+
+    // Another process claims ids[1] (held by broker 1) on broker 0 (room made by stopping ids[0]):
+    // the brokers agree that the older stream stays and refuse the newcomer ALREADY_EXISTS.
+    await fleet.agents.get(ids[0])!.stop();
+    fleet.agents.delete(ids[0]);
+    await fleetView(fleet, [ids[1]]);
+    const impostor = await TestAgent.connect(fleet.addresses[0], ids[1], {
+      instanceId: "another-process",
+    });
+    const refused = await impostor.closed(20_000);
+    assert.equal(refused?.code, 6, `ALREADY_EXISTS, got ${refused?.code}: ${refused?.details}`);
+    assert.match(refused?.details ?? "", /already connected from another process/);
+    // The first process keeps its stream on broker 1.
+    const after = await fleetView(fleet, [ids[1]]);
+    assert.equal(after.get(ids[1]), stats[1].broker_id);
+    assert.equal((second.status().broker as Record<string, unknown>).state, "connected");
   }));
