@@ -12,7 +12,6 @@ import {
   loadUrlPlugin,
   pinKey,
   pinPlugin,
-  PluginPermissionError,
   PluginRuntimeError,
   PluginTimeoutError,
 } from "../services/plugin_loader/mod.ts";
