@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { busContract, runPublisherProcess } from "../services/bus/contract.ts";
+import { busContract, runPublisherProcess } from "./harness/bus_contract.ts";
 import { openEmbeddedBus } from "../services/bus/embedded.ts";
 import {
   type Bus,

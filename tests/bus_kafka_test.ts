@@ -5,7 +5,7 @@
  * creation against a cluster that refuses CreateTopics, settings validation.
  */
 import assert from "node:assert/strict";
-import { busContract } from "../services/bus/contract.ts";
+import { busContract } from "./harness/bus_contract.ts";
 import { type Bus, busPermissionFlags, type BusSettings, openBus } from "../services/bus/mod.ts";
 import { type KafkaMock, startKafkaMock } from "./harness/kafka_mock.ts";
 
@@ -189,7 +189,7 @@ Deno.test("kafka: a process that publishes and consumes prints no kafkajs Timeou
         "run",
         "--no-prompt",
         ...busPermissionFlags(settings),
-        "services/bus/contract_child.ts",
+        "tests/harness/bus_contract_child.ts",
         "publish",
         JSON.stringify(settings),
         "quiet-topic",

@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { waitUntil } from "../services/common/async.ts";
-import { DenoLineProcess } from "../services/common/line_process.ts";
-import { storeContract } from "../services/store/contract.ts";
+import { DenoLineProcess } from "./harness/line_process.ts";
+import { storeContract } from "./harness/store_contract.ts";
 import { type EmbeddedStore, openEmbeddedStore } from "../services/store/embedded.ts";
 import { DatabaseSync } from "node:sqlite";
 import { openBus } from "../services/bus/mod.ts";
@@ -63,7 +63,7 @@ storeContract("embedded", async () => {
   },
 });
 
-/** Runs contract_child.ts in another process; returns it with a line reader. */
+/** Runs store_contract_child.ts in another process; returns it with a line reader. */
 function spawnChild(settings: StoreSettings, args: string[]) {
   const child = new DenoLineProcess([
     "run",
@@ -71,7 +71,7 @@ function spawnChild(settings: StoreSettings, args: string[]) {
     "--config",
     new URL("../deno.json", import.meta.url).pathname,
     ...storePermissionFlags(settings),
-    new URL("../services/store/contract_child.ts", import.meta.url).pathname,
+    new URL("./harness/store_contract_child.ts", import.meta.url).pathname,
     args[0],
     JSON.stringify(settings),
     ...args.slice(1),

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { waitUntil } from "../services/common/async.ts";
-import { storeContract } from "../services/store/contract.ts";
+import { storeContract } from "./harness/store_contract.ts";
 import {
   openStore,
   type Store,

@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { errorMessage } from "../common/log.ts";
-import { sleep, waitUntil, within } from "../common/async.ts";
-import { DenoLineProcess } from "../common/line_process.ts";
+import { errorMessage } from "../../services/common/log.ts";
+import { sleep, waitUntil, within } from "../../services/common/async.ts";
+import { DenoLineProcess } from "./line_process.ts";
 import {
   type Bus,
   type BusMessage,
@@ -19,7 +19,7 @@ import {
   type OutgoingMessage,
   type SubscribeOptions,
   type Subscription,
-} from "./mod.ts";
+} from "../../services/bus/mod.ts";
 
 /** Broker fault injection (Kafka mock cluster). */
 export interface BusFaults {
@@ -59,7 +59,7 @@ export interface BusContractOptions {
   waitMs?: number;
 }
 
-const CHILD = fileURLToPath(new URL("./contract_child.ts", import.meta.url));
+const CHILD = fileURLToPath(new URL("./bus_contract_child.ts", import.meta.url));
 const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
 let counter = 0;
@@ -116,7 +116,7 @@ function messagesFor(prefix: string, count: number, keys: number): OutgoingMessa
   }));
 }
 
-/** A `deno run` subprocess of contract_child.ts whose stdout lines are collected. */
+/** A `deno run` subprocess of bus_contract_child.ts whose stdout lines are collected. */
 class Child extends DenoLineProcess {
   constructor(permissions: string[], args: string[]) {
     super(["run", "--quiet", "--config", DENO_JSON, ...permissions, CHILD, ...args]);

@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { sleep, waitUntil, within } from "../common/async.ts";
-import { DenoLineProcess } from "../common/line_process.ts";
+import { sleep, waitUntil, within } from "../../services/common/async.ts";
+import { DenoLineProcess } from "./line_process.ts";
 import {
   openStore,
   type Store,
@@ -16,7 +16,7 @@ import {
   type StoreSettings,
   StoreUnavailableError,
   type WatchEvent,
-} from "./mod.ts";
+} from "../../services/store/mod.ts";
 
 /** What a backend's `open` gives the suite (a fresh backend or namespace per test). */
 export interface StoreFixture {
@@ -42,7 +42,7 @@ export interface StoreContractOptions {
   waitMs?: number;
 }
 
-const CHILD = fileURLToPath(new URL("./contract_child.ts", import.meta.url));
+const CHILD = fileURLToPath(new URL("./store_contract_child.ts", import.meta.url));
 const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
 let counter = 0;
@@ -57,7 +57,7 @@ function describe(events: WatchEvent[]): string {
   return events.map((e) => `${e.type} ${e.key}@${e.revision}`).join(", ");
 }
 
-/** A `deno run` subprocess of contract_child.ts with its output lines. */
+/** A `deno run` subprocess of store_contract_child.ts with its output lines. */
 class Child extends DenoLineProcess {
   constructor(permissions: string[], args: string[]) {
     super(["run", "--quiet", "--config", DENO_JSON, ...permissions, CHILD, ...args]);

@@ -1,8 +1,8 @@
 /**
- * Subprocess used by the Bus contract suite (see contract.ts) to act as
+ * Subprocess used by the Bus contract suite (see bus_contract.ts) to act as
  * another process on the same bus. Not part of the product.
  *
- * Usage: `deno run <permissions> contract_child.ts <mode> <settings-json> ...`
+ * Usage: `deno run <permissions> bus_contract_child.ts <mode> <settings-json> ...`
  * - `consume-hang <topic> <group>`: subscribes from the beginning, prints
  *   `received <value>` for the first message and never finishes handling it
  *   (the parent kills the process: a consumer crash before the commit).
@@ -11,8 +11,8 @@
  *
  * @module
  */
-import { openBus } from "./mod.ts";
-import type { BusSettings } from "./types.ts";
+import { openBus } from "../../services/bus/mod.ts";
+import type { BusSettings } from "../../services/bus/types.ts";
 
 async function main(args: string[]): Promise<void> {
   const [mode, settingsJson, ...rest] = args;
@@ -48,7 +48,7 @@ async function main(args: string[]): Promise<void> {
       }
       console.log("published");
     } else {
-      throw new Error(`contract_child: unknown mode ${JSON.stringify(mode)}`);
+      throw new Error(`bus_contract_child: unknown mode ${JSON.stringify(mode)}`);
     }
   } finally {
     await bus.close();

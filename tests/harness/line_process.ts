@@ -1,11 +1,11 @@
 /**
  * A `deno` subprocess whose stdout is collected line by line, as the Bus and
- * Store contract suites run their `contract_child.ts` (another process using
+ * Store contract suites run their `*_contract_child.ts` (another process using
  * the same backend). Test support, not product code.
  *
  * @module
  */
-import { forEachLine } from "./lines.ts";
+import { forEachLine } from "../../services/common/lines.ts";
 
 /** A running `deno <args>` (stdin closed) with its stdout lines and stderr. */
 export class DenoLineProcess {

@@ -1,8 +1,8 @@
 /**
- * Subprocess used by the Store contract suite (see contract.ts) to act as
+ * Subprocess used by the Store contract suite (see store_contract.ts) to act as
  * another process on the same store. Not part of the product.
  *
- * Usage: `deno run <permissions> contract_child.ts <mode> <settings-json> ...`
+ * Usage: `deno run <permissions> store_contract_child.ts <mode> <settings-json> ...`
  * - `put <prefix> <count>`: puts `<prefix>k-<i>` = `v-<i>` for i < count, one
  *   after the other, then prints `done <last revision>`.
  * - `lease <key> <ttl>`: grants a lease, puts `<key>` = `alive` through it and
@@ -11,8 +11,8 @@
  *
  * @module
  */
-import { openStore } from "./mod.ts";
-import type { StoreSettings } from "./types.ts";
+import { openStore } from "../../services/store/mod.ts";
+import type { StoreSettings } from "../../services/store/types.ts";
 
 async function main(args: string[]): Promise<void> {
   const [mode, settingsJson, ...rest] = args;
@@ -36,7 +36,7 @@ async function main(args: string[]): Promise<void> {
         Deno.addSignalListener("SIGTERM", resolve);
       });
     } else {
-      throw new Error(`contract_child: unknown mode ${JSON.stringify(mode)}`);
+      throw new Error(`store_contract_child: unknown mode ${JSON.stringify(mode)}`);
     }
   } finally {
     await store.close();
