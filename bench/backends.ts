@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { type Broker, startBroker } from "../services/broker/mod.ts";
 import { type Bus, type BusMessage, type GroupTiming, openBus } from "../services/bus/mod.ts";
 import { DEFAULT_STORE_PREFIX, openStore, type Store } from "../services/store/mod.ts";
-import { type KafkaMock, startKafkaMock } from "../tests/harness/kafka_mock.ts";
+import { type KafkaMock, startKafkaMock } from "../tests/harness/mod.ts";
 import { type AgentSim, startAgentSim } from "./sim_client.ts";
 import type { BenchContext } from "./support.ts";
 

@@ -23,8 +23,7 @@ import { busPermissionFlags } from "../services/bus/permissions.ts";
 import { openBus } from "../services/bus/mod.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { storePermissionFlags } from "../services/store/permissions.ts";
-import { requireComponents } from "../tests/harness/provision.ts";
-import { freePort } from "../tests/harness/free_port.ts";
+import { freePort, requireComponents } from "../tests/harness/mod.ts";
 import {
   type BenchContext,
   lines,

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { launchChromium } from "../tests/harness/browser.ts";
+import { launchChromium } from "../tests/harness/mod.ts";
 
 const [base, secondsText, weekAgent] = Deno.args;
 const seconds = Number(secondsText);

@@ -29,8 +29,7 @@ import { busPermissionFlags } from "../services/bus/permissions.ts";
 import { storePermissionFlags } from "../services/store/permissions.ts";
 import type { BusSettings } from "../services/bus/types.ts";
 import type { StoreSettings } from "../services/store/types.ts";
-import { startEtcd } from "../tests/harness/etcd.ts";
-import { freePorts } from "../tests/harness/free_port.ts";
+import { freePorts, startEtcd } from "../tests/harness/mod.ts";
 import { kafkaBus, kafkaMock } from "./backends.ts";
 import { type AgentSim, startAgentSim } from "./sim_client.ts";
 import {

@@ -17,7 +17,7 @@ import { sleep, within } from "../services/common/async.ts";
 import { storeKeys } from "../services/store/keys.ts";
 import type { Broker } from "../services/broker/mod.ts";
 import type { Store } from "../services/store/mod.ts";
-import { type EtcdServer, startEtcd } from "../tests/harness/etcd.ts";
+import { type EtcdServer, startEtcd } from "../tests/harness/mod.ts";
 import { type AgentProcess, startAgentProcess } from "./agent_process.ts";
 import { benchBroker, embeddedBus, embeddedStore, etcdStore } from "./backends.ts";
 import {
