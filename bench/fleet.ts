@@ -33,6 +33,7 @@ import { freePorts, startEtcd } from "../tests/harness/mod.ts";
 import { kafkaBus, kafkaMock } from "./backends.ts";
 import { type AgentSim, startAgentSim } from "./sim_client.ts";
 import {
+  Arrivals,
   type BenchContext,
   lines,
   median,
@@ -46,32 +47,6 @@ const SCENARIO = "8 fleet";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Simulated agents per simulator process (each one a connection, i.e. a file descriptor). */
 const AGENTS_PER_SIM = 1000;
-
-/** Arrivals seen by the consumer: sample timestamp (s) and latency (ms). */
-class Arrivals {
-  sent: number[] = [];
-  latency: number[] = [];
-
-  record(value: string) {
-    const now = Date.now() / 1000;
-    const timestamp = (JSON.parse(value) as { timestamp: number }).timestamp;
-    this.sent.push(timestamp);
-    this.latency.push((now - timestamp) * 1000);
-  }
-
-  between(from: number, to: number): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.sent.length; i++) {
-      if (this.sent[i] >= from && this.sent[i] < to) out.push(this.latency[i]);
-    }
-    return out;
-  }
-
-  clear() {
-    this.sent = [];
-    this.latency = [];
-  }
-}
 
 interface BrokerProcess {
   address: string;

@@ -13,30 +13,14 @@ import { sleep, waitUntil } from "../services/common/async.ts";
 import { DEFAULT_TOPICS } from "../services/common/messages.ts";
 import { withBrokerRig } from "./backends.ts";
 import type { AgentSim } from "./sim_client.ts";
-import { type BenchContext, median, percentile, type Row, type Scenario } from "./support.ts";
-
-/** Arrivals seen by the consumer: sample timestamp (s) and latency (ms). */
-class Arrivals {
-  readonly sent: number[] = [];
-  readonly latency: number[] = [];
-
-  record(value: string) {
-    const now = Date.now() / 1000;
-    // The broker's data messages: {"agent_id","hostname","timestamp","metrics"}.
-    const timestamp = (JSON.parse(value) as { timestamp: number }).timestamp;
-    this.sent.push(timestamp);
-    this.latency.push((now - timestamp) * 1000);
-  }
-
-  /** Latencies of samples sent in [from, to) (Unix seconds). */
-  between(from: number, to: number): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.sent.length; i++) {
-      if (this.sent[i] >= from && this.sent[i] < to) out.push(this.latency[i]);
-    }
-    return out;
-  }
-}
+import {
+  Arrivals,
+  type BenchContext,
+  median,
+  percentile,
+  type Row,
+  type Scenario,
+} from "./support.ts";
 
 /**
  * Longest wait of the consumer's empty fetch. librdkafka's mock cluster

@@ -246,3 +246,45 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
   if (buffered) yield buffered;
 }
+
+/**
+ * Arrivals seen by a bench consumer of `monitoring-data`: each sample's
+ * timestamp (Unix seconds) and its latency on arrival (ms).
+ *
+ * @example
+ * ```ts
+ * const arrivals = new Arrivals();
+ * arrivals.record(JSON.stringify({ timestamp: Date.now() / 1000 - 0.02 }));
+ * console.log(arrivals.between(0, Infinity)); // about [20]
+ * arrivals.clear();
+ * ```
+ */
+export class Arrivals {
+  /** Sample timestamps (Unix seconds), in arrival order. */
+  readonly sent: number[] = [];
+  /** Latency of each arrival (ms), beside {@linkcode Arrivals.sent}. */
+  readonly latency: number[] = [];
+
+  /** Records one data message (`{"agent_id","hostname","timestamp","metrics"}`) arriving now. */
+  record(value: string): void {
+    const now = Date.now() / 1000;
+    const timestamp = (JSON.parse(value) as { timestamp: number }).timestamp;
+    this.sent.push(timestamp);
+    this.latency.push((now - timestamp) * 1000);
+  }
+
+  /** Latencies of samples sent in [from, to) (Unix seconds). */
+  between(from: number, to: number): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.sent.length; i++) {
+      if (this.sent[i] >= from && this.sent[i] < to) out.push(this.latency[i]);
+    }
+    return out;
+  }
+
+  /** Forgets every arrival. */
+  clear(): void {
+    this.sent.length = 0;
+    this.latency.length = 0;
+  }
+}
