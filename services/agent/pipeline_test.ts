@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import type { AlertEvent, Plugin, Sample } from "../plugins/api.ts";
-import type { PluginSpec } from "../services/config/agent_config.ts";
-import { getLogger } from "../services/common/log.ts";
-import { Pipeline } from "../services/agent/pipeline.ts";
+import type { AlertEvent, Plugin, Sample } from "../../plugins/api.ts";
+import type { PluginSpec } from "../config/agent_config.ts";
+import { getLogger } from "../common/log.ts";
+import { Pipeline } from "./pipeline.ts";
 
 /** Test plugins (loaded through the URL plugin hook) by name. */
 type Behaviour = (

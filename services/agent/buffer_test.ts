@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { Backoff } from "../services/agent/backoff.ts";
-import { BatchBuffer } from "../services/agent/buffer.ts";
-import { AGENT_COMMANDS, parseCommandArgs } from "../services/agent/commands.ts";
-import { KNOWN_COMMAND_TYPES } from "../services/common/commands.ts";
+import { Backoff } from "./backoff.ts";
+import { BatchBuffer } from "./buffer.ts";
+import { AGENT_COMMANDS, parseCommandArgs } from "./commands.ts";
+import { KNOWN_COMMAND_TYPES } from "../common/commands.ts";
 
 const s = (t: number) => ({ timestamp: t, metrics: { cpu: t } });
 const alert = (t: number) => ({

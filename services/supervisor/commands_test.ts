@@ -14,11 +14,11 @@ import {
   SERVICE_NAMES,
   serviceCommand,
   supervisorCommand,
-} from "../services/supervisor/mod.ts";
-import { describeCommands } from "../services/supervisor/main.ts";
-import { PROTO_FILE } from "../services/broker/permissions.ts";
-import { agentRuntimeFlags } from "../services/agent/permissions.ts";
-import { DASHBOARD_WEB_DIR } from "../services/analysis/permissions.ts";
+} from "./mod.ts";
+import { describeCommands } from "./main.ts";
+import { PROTO_FILE } from "../broker/permissions.ts";
+import { agentRuntimeFlags } from "../agent/permissions.ts";
+import { DASHBOARD_WEB_DIR } from "../analysis/permissions.ts";
 
 const FILE = "/srv/monitor/monitor.yaml";
 

@@ -8,11 +8,11 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import { DEFAULT_BROKER } from "../services/agent/main.ts";
-import { DEFAULT_ADMIN, DEFAULT_LISTEN } from "../services/broker/mod.ts";
-import { DEFAULT_COMMAND_TIMEOUT_MS } from "../services/broker/broker.ts";
-import { resolveServiceSettings } from "../services/config/service_settings.ts";
-import { DEFAULT_TOPICS } from "../services/common/messages.ts";
+import { DEFAULT_BROKER } from "../agent/main.ts";
+import { DEFAULT_ADMIN, DEFAULT_LISTEN } from "../broker/mod.ts";
+import { DEFAULT_COMMAND_TIMEOUT_MS } from "../broker/broker.ts";
+import { resolveServiceSettings } from "./service_settings.ts";
+import { DEFAULT_TOPICS } from "../common/messages.ts";
 import {
   brokerReplicas,
   checkMonitorConfig,
@@ -28,9 +28,9 @@ import {
   renderMonitorConfig,
   stateDirPath,
   validateAgentConfig,
-} from "../services/config/mod.ts";
+} from "./mod.ts";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OPTS = { hostname: "test-host" };
 
 /** The issues of `lines` (joined with newlines), formatted as `validate` prints them. */
