@@ -4,7 +4,9 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePorts } from "./harness/free_port.ts";
 import { shellQuote } from "../services/supervisor/commands.ts";
 import { delay, within } from "./broker_support.ts";
 
@@ -183,4 +185,41 @@ export function inTerminal(
     stdin: "piped",
     env: { TERM: "xterm", EDITOR: "", VISUAL: "", ...env },
   });
+}
+
+/** A `deno task up` system in a temporary folder: its monitor.yaml and state folder. */
+export interface UpFolder {
+  /** The temporary folder (remove it when done). */
+  dir: string;
+  /** The state folder the monitor.yaml names. */
+  stateDir: string;
+  /** The monitor.yaml written there. */
+  file: string;
+}
+
+/**
+ * Writes a monitor.yaml for one `deno task up` in a new temporary folder:
+ * broker and admin API on free loopback ports, the local agent `agentId`,
+ * and a default configuration collecting cpu every `interval` seconds
+ * without plugins.
+ */
+export async function upFolder(
+  prefix: string,
+  agentId: string,
+  interval: number,
+): Promise<UpFolder> {
+  const dir = await Deno.makeTempDir({ prefix });
+  const stateDir = join(dir, "state");
+  const file = join(dir, "monitor.yaml");
+  const [port, adminPort] = freePorts(2);
+  await Deno.writeTextFile(
+    file,
+    `state_dir: ${stateDir}
+broker: { listen: 127.0.0.1:${port}, admin: 127.0.0.1:${adminPort} }
+agent: { id: ${agentId} }
+agents:
+  default: { interval: ${interval}, metrics: [cpu], plugins: [] }
+`,
+  );
+  return { dir, stateDir, file };
 }

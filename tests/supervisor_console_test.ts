@@ -5,25 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { inTerminal } from "./e2e_support.ts";
+import { inTerminal, upFolder } from "./e2e_support.ts";
 import { freePorts } from "./harness/free_port.ts";
 
 const WAIT_MS = 120_000;
 
 Deno.test("deno task up on a terminal: a console to the broker, output above the prompt, quit stops all", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "sup-tty-" });
-  const stateDir = join(dir, "state");
-  const file = join(dir, "monitor.yaml");
-  const [port, adminPort] = freePorts(2);
-  await Deno.writeTextFile(
-    file,
-    `state_dir: ${stateDir}
-broker: { listen: 127.0.0.1:${port}, admin: 127.0.0.1:${adminPort} }
-agent: { id: tty-agent }
-agents:
-  default: { interval: 1, metrics: [cpu], plugins: [] }
-`,
-  );
+  const { dir, stateDir, file } = await upFolder("sup-tty-", "tty-agent", 1);
   const terminal = inTerminal("up in a terminal", ["deno", "task", "up", "--config", file]);
   try {
     let at = await terminal.waitForText(/all services ready/, WAIT_MS);
@@ -62,19 +50,7 @@ agents:
 });
 
 Deno.test("deno task up on a terminal: config opens $EDITOR on a private copy under the state dir and writes the result", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "sup-editor-" });
-  const stateDir = join(dir, "state");
-  const file = join(dir, "monitor.yaml");
-  const [port, adminPort] = freePorts(2);
-  await Deno.writeTextFile(
-    file,
-    `state_dir: ${stateDir}
-broker: { listen: 127.0.0.1:${port}, admin: 127.0.0.1:${adminPort} }
-agent: { id: ed-agent }
-agents:
-  default: { interval: 1, metrics: [cpu], plugins: [] }
-`,
-  );
+  const { dir, stateDir, file } = await upFolder("sup-editor-", "ed-agent", 1);
   // The "editor": records where the copy is, then sets the interval to 7 (as a user would).
   const editor = join(dir, "fake-editor");
   const seen = join(dir, "edited-path");

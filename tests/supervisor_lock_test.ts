@@ -5,8 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LOCK_FILE } from "../services/supervisor/lock.ts";
-import { ServiceProcess } from "./e2e_support.ts";
-import { freePorts } from "./harness/free_port.ts";
+import { ServiceProcess, upFolder } from "./e2e_support.ts";
 
 const WAIT_MS = 120_000;
 
@@ -20,19 +19,7 @@ async function processTable(): Promise<Array<{ pid: number; ppid: number; args: 
 }
 
 Deno.test("deno task up: a second start in the same folder is refused at once, naming the running one", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "sup-lock-" });
-  const stateDir = join(dir, "state");
-  const file = join(dir, "monitor.yaml");
-  const [port, adminPort] = freePorts(2);
-  await Deno.writeTextFile(
-    file,
-    `state_dir: ${stateDir}
-broker: { listen: 127.0.0.1:${port}, admin: 127.0.0.1:${adminPort} }
-agent: { id: lock-agent }
-agents:
-  default: { interval: 2, metrics: [cpu], plugins: [] }
-`,
-  );
+  const { dir, stateDir, file } = await upFolder("sup-lock-", "lock-agent", 2);
   const first = new ServiceProcess("first up", ["task", "up", "--config", file], {
     command: "deno",
   });
