@@ -190,8 +190,16 @@ export class Supervisor {
     }
     if (allReady && !this.#stopping) {
       this.#output.say("info", "all services ready");
-      const url = dashboardUrl(this.#deployment(plan));
-      if (url) this.#output.say("info", `dashboard: ${url}`);
+      // What the analysis bound, not what monitor.yaml asked for (the port may be taken).
+      const served = this.#services.get("analysis")?.serving("dashboard");
+      const wanted = dashboardUrl(this.#deployment(plan));
+      if (served) this.#output.say("info", `dashboard: ${served}`);
+      else if (wanted) {
+        this.#output.say(
+          "warn",
+          `no dashboard: the analysis did not serve ${wanted} (its log above says why)`,
+        );
+      }
     }
     return allReady && !this.#stopping;
   }
