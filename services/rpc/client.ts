@@ -275,6 +275,8 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     }
     finish(lost(error.message), false);
   });
+  let peerEnded = false;
+  socket.on("end", () => peerEnded = true);
   socket.on("close", () => {
     socketClosed = true;
     if (!closed) finish(lost("the connection to the broker was closed"), false);
@@ -381,12 +383,19 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     req.on("close", () => {
       if (closed || gotStatus) return;
       const code = req.rstCode;
-      finish(
-        socket.destroyed || code === undefined || code === 0
-          ? lost("the connection to the broker was closed")
-          : statusOfReset(code),
-        false,
-      );
+      // Closed together with the connection, or by the broker alone: told apart once the
+      // socket's own events of the same read have run.
+      setTimeout(() => {
+        if (closed) return;
+        if (peerEnded || socket.destroyed) {
+          finish(lost("the connection to the broker was closed"), false);
+        } else if (code === undefined || code === 0) {
+          finish(
+            new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a grpc-status"),
+            false,
+          );
+        } else finish(statusOfReset(code), false);
+      }, 0);
     });
   }
 

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import { createServer, type ServerHttp2Stream } from "node:http2";
 import {
   type BrokerMessage,
   openAgentStream,
@@ -380,4 +381,54 @@ Deno.test("client: the agent's module graph holds no gRPC library (etcd3's own, 
     "the walk reaches client.ts",
   );
   assert.deepEqual([...reached].filter((s) => /@grpc\/|rpc\/server\.ts/.test(s)), []);
+});
+
+Deno.test("client: against a bare HTTP/2 server: an HTTP status maps to its gRPC status, a compressed message is refused INTERNAL, an end without grpc-status is UNKNOWN", async () => {
+  const seen: Array<Record<string, unknown>> = [];
+  const server = createServer();
+  server.on("stream", (stream: ServerHttp2Stream, headers: Record<string, unknown>) => {
+    seen.push(headers);
+    stream.on("error", () => {});
+    const which = String(headers.authorization ?? "");
+    if (which === "Bearer http503") {
+      stream.respond({ ":status": 503 }, { endStream: true });
+    } else if (which === "Bearer compressed") {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" });
+      stream.write(new Uint8Array([1, 0, 0, 0, 2, 0x12, 0]));
+    } else {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" });
+      stream.end(new Uint8Array([0, 0, 0, 0, 2, 0x12, 0])); // ack {}, then no trailers
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  try {
+    const outcome = async (token: string) => {
+      const client = openAgentStream({ address, token });
+      const got: BrokerMessage[] = [];
+      client.onMessage((m) => got.push(m));
+      const error = await within<RpcError | undefined>(5000, token, (d) => client.onClose(d));
+      await client.released();
+      return { error, got };
+    };
+    const unavailable = await outcome("http503");
+    assert.equal(unavailable.error?.code, RpcStatus.UNAVAILABLE);
+    assert.match(unavailable.error?.details ?? "", /HTTP status 503/);
+    const compressed = await outcome("compressed");
+    assert.equal(compressed.error?.code, RpcStatus.INTERNAL);
+    assert.match(compressed.error?.details ?? "", /compressed message/);
+    assert.deepEqual(compressed.got, []);
+    const noStatus = await outcome("no-status");
+    assert.deepEqual(noStatus.got, [{ ack: { seq: 0 } }]);
+    assert.equal(noStatus.error?.code, RpcStatus.UNKNOWN);
+    assert.match(noStatus.error?.details ?? "", /without a grpc-status/);
+    // What the client asks for.
+    assert.equal(seen[0][":method"], "POST");
+    assert.equal(seen[0][":path"], CONNECT_PATH);
+    assert.equal(seen[0]["content-type"], "application/grpc");
+    assert.equal(seen[0]["te"], "trailers");
+    assert.equal(seen[0]["grpc-accept-encoding"], "identity");
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
