@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { type AgentStream, openAgentStream } from "../services/rpc/mod.ts";
+import { type AgentStream, openAgentStream } from "../services/rpc/agent_mod.ts";
 import { preferenceOrder } from "../services/agent/broker_choice.ts";
 import { sleep, waitUntil } from "../services/common/async.ts";
 import { lines, percentile, randomMetrics } from "./support.ts";

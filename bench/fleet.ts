@@ -62,6 +62,7 @@ function startBrokerProcess(
   dir: string,
   store: StoreSettings,
   bus: BusSettings,
+  cpuProfDir?: string,
 ): BrokerProcess {
   const flags = mergePermissionFlags(
     brokerPermissionFlags({ stateDir: dir, listen: address }),
@@ -72,6 +73,8 @@ function startBrokerProcess(
     args: [
       "run",
       "--no-prompt",
+      // A V8 CPU profile, written when the broker exits (SIGTERM at the end of the run).
+      ...(cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : []),
       ...flags,
       "services/broker/main.ts",
       "--supervised",
@@ -183,7 +186,9 @@ async function fleetRun(
     try {
       const ports = freePorts(brokerCount);
       for (const port of ports) {
-        brokers.push(startBrokerProcess(`127.0.0.1:${port}`, dir, store, busSettings));
+        brokers.push(
+          startBrokerProcess(`127.0.0.1:${port}`, dir, store, busSettings, ctx.fleet?.cpuProfDir),
+        );
       }
       await waitUntil(
         () =>
@@ -334,11 +339,11 @@ async function fleetRun(
 
 async function run(ctx: BenchContext): Promise<Row[]> {
   const quick = ctx.quick;
-  const stepMs = quick ? 3000 : 15_000;
-  const ladder = quick ? [200, 400] : [2000, 4000, 7000, 10_000];
+  const stepMs = ctx.fleet?.stepS ? ctx.fleet.stepS * 1000 : quick ? 3000 : 15_000;
+  const ladder = ctx.fleet?.agents ?? (quick ? [200, 400] : [2000, 4000, 7000, 10_000]);
   const rows: Row[] = [];
   const perBroker: Array<{ brokers: number; carried: number }> = [];
-  for (const brokerCount of [1, 2, 4]) {
+  for (const brokerCount of ctx.fleet?.brokers ?? [1, 2, 4]) {
     const steps = ladder.filter((n) => n <= brokerCount * DEFAULT_MAX_STREAMS);
     let results: StepResult[];
     try {

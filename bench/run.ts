@@ -12,10 +12,11 @@
  */
 import { Command, CommanderError } from "commander";
 import { fileURLToPath } from "node:url";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { setLogLevel } from "../services/common/log.ts";
 import {
   type BenchContext,
+  type FleetFlags,
   formatMarkdown,
   formatTable,
   machineInfo,
@@ -53,6 +54,20 @@ interface Flags {
   quick: boolean;
   only: string[] | undefined;
   markdown: boolean;
+  fleet: FleetFlags;
+}
+
+/** A comma-separated list of positive integers, or an error naming the flag. */
+function positiveList(flag: string, value: string): number[] {
+  const list = value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+  if (list.length === 0 || list.some((n) => !Number.isSafeInteger(n) || n <= 0)) {
+    throw new Error(
+      `${flag}: expected a comma-separated list of positive integers, found ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return list;
 }
 
 /** The command line, in the style of every task (commander); exits 0 after --help, 2 on a mistake. */
@@ -66,6 +81,10 @@ function parseFlags(args: string[]): Flags {
     .option("--quick", "smaller loads and shorter runs (about a minute in total)")
     .option("--only <ids>", `run only these scenarios, comma-separated: ${ids.join(", ")}`)
     .option("--markdown", "also print the table as Markdown (for the README)")
+    .option("--fleet-brokers <counts>", "scenario 8: broker counts to run (default 1,2,4)")
+    .option("--fleet-agents <sizes>", "scenario 8: fleet sizes to step through, e.g. 2000,4000")
+    .option("--fleet-step <seconds>", "scenario 8: seconds measured per step (default 15)")
+    .option("--cpu-prof <dir>", "scenario 8: write each broker's V8 CPU profile into <dir>")
     .exitOverride()
     .showHelpAfterError();
   try {
@@ -74,12 +93,32 @@ function parseFlags(args: string[]): Flags {
     if (error instanceof CommanderError) Deno.exit(error.exitCode === 0 ? 0 : 2);
     throw error;
   }
-  const opts = program.opts<{ quick?: boolean; only?: string; markdown?: boolean }>();
+  const opts = program.opts<{
+    quick?: boolean;
+    only?: string;
+    markdown?: boolean;
+    fleetBrokers?: string;
+    fleetAgents?: string;
+    fleetStep?: string;
+    cpuProf?: string;
+  }>();
   const flags: Flags = {
     quick: Boolean(opts.quick),
     only: undefined,
     markdown: Boolean(opts.markdown),
+    fleet: {},
   };
+  if (opts.fleetBrokers !== undefined) {
+    flags.fleet.brokers = positiveList("--fleet-brokers", opts.fleetBrokers);
+  }
+  if (opts.fleetAgents !== undefined) {
+    flags.fleet.agents = positiveList("--fleet-agents", opts.fleetAgents);
+  }
+  if (opts.fleetStep !== undefined) {
+    const [seconds] = positiveList("--fleet-step", opts.fleetStep);
+    flags.fleet.stepS = seconds;
+  }
+  if (opts.cpuProf !== undefined) flags.fleet.cpuProfDir = resolve(opts.cpuProf);
   if (opts.only !== undefined) {
     flags.only = opts.only.split(",").map((s) => s.trim()).filter(Boolean);
     if (flags.only.length === 0) {
@@ -109,6 +148,7 @@ async function main() {
   const startedAt = new Date();
   const ctx: BenchContext = {
     quick: flags.quick,
+    fleet: flags.fleet,
     async tempDir(prefix) {
       const dir = await Deno.makeTempDir({ prefix });
       temps.push(dir);

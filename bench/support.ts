@@ -24,10 +24,24 @@ export interface Row {
 export interface BenchContext {
   /** `--quick`: smaller loads and shorter runs (a smoke run within a minute in total). */
   quick: boolean;
+  /** Scenario 8 (fleet) overrides from the command line; each unset one keeps the scenario's choice. */
+  fleet?: FleetFlags;
   /** A fresh temporary directory, removed when the run ends. */
   tempDir(prefix: string): Promise<string>;
   /** Progress line on stderr. */
   progress(message: string): void;
+}
+
+/** `--fleet-*` and `--cpu-prof` flags of the runner (scenario 8). */
+export interface FleetFlags {
+  /** Broker counts to run, e.g. `[1, 2]` (default 1, 2, 4). */
+  brokers?: number[];
+  /** The ladder of fleet sizes, e.g. `[2000, 4000]`. */
+  agents?: number[];
+  /** Seconds measured per step. */
+  stepS?: number;
+  /** Writes each broker process's V8 CPU profile (`deno run --cpu-prof`) into this directory. */
+  cpuProfDir?: string;
 }
 
 /** A benchmark scenario. */

@@ -107,3 +107,34 @@ Deno.test("groups stay under the byte cap; one large caller still goes alone", a
     assert.deepEqual(gated.attempts.map((a) => a.count), [1, 2, 1, 1]);
   });
 });
+
+Deno.test("under load, a group waits out the interval since the last publish started and takes everyone who came meanwhile", async () => {
+  await withBus(async (gated) => {
+    const bus = coalescingBus(gated, { minIntervalMs: 300 });
+    const t0 = performance.now();
+    await bus.publish("data", [message("a", 1)]);
+    // Right after: waits for the interval, and the publishes made while it waits join it.
+    const second = bus.publish("data", [message("b", 1)]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const third = bus.publish("data", [message("c", 1)]);
+    await Promise.all([second, third]);
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 290, `the second group went out after ${waited} ms, expected >= 300`);
+    assert.deepEqual(gated.attempts.map((a) => a.count), [1, 2]);
+    // Another topic has its own interval: at once.
+    const t1 = performance.now();
+    await bus.publish("alerts", [message("d", 1)]);
+    assert.ok(performance.now() - t1 < 250, "a publish to another topic did not wait");
+    // After a quiet interval: at once again.
+    await new Promise((resolve) => setTimeout(resolve, 320));
+    const t2 = performance.now();
+    await bus.publish("data", [message("e", 1)]);
+    assert.ok(performance.now() - t2 < 250, "a publish after a quiet interval did not wait");
+    assert.deepEqual(gated.attempts.map((a) => `${a.topic}:${a.count}`), [
+      "data:1",
+      "data:2",
+      "alerts:1",
+      "data:1",
+    ]);
+  });
+});

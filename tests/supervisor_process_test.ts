@@ -112,6 +112,30 @@ Deno.test("restart policy: crashes spread over more than the window never give u
   assert.equal(afterLongRun.action === "restart" && afterLongRun.delayMs, 500);
 });
 
+Deno.test("a service's monitor:serving lines say what it bound; a restart forgets them", async () => {
+  const { children, reporter, service } = harness();
+  const ready = service.start();
+  await waitUntil(() => children.length === 1, 2000, "spawn");
+  children[0].print("monitor:serving dashboard http://127.0.0.1:41234/\n");
+  children[0].print("monitor:serving not a serving line\nmonitor:ready\n");
+  assert.equal(await ready, true);
+  assert.equal(service.serving("dashboard"), "http://127.0.0.1:41234/");
+  assert.equal(service.serving("broker"), undefined);
+  // A malformed one is passed on like any other line; the well-formed one is not.
+  await waitUntil(() => reporter.lines.length === 1, 2000, "lines");
+  assert.deepEqual(reporter.lines, ["broker stdout monitor:serving not a serving line"]);
+  // Printed on stderr it is only output.
+  children[0].print("monitor:serving admin http://127.0.0.1:1/\n", "stderr");
+  await waitUntil(() => reporter.lines.length === 2, 2000, "stderr line");
+  assert.equal(service.serving("admin"), undefined);
+  const again = service.restart();
+  await waitUntil(() => children.length === 2, 2000, "second spawn");
+  assert.equal(service.serving("dashboard"), undefined, "the new process has said nothing yet");
+  children[1].print("monitor:ready\n");
+  assert.equal(await again, true);
+  assert.equal(await service.stop(), true);
+});
+
 Deno.test("a service is ready when it prints monitor:ready; its output is passed on line by line", async () => {
   const { children, reporter, service } = harness();
   const ready = service.start();

@@ -185,3 +185,67 @@ plugins:
     await site.cleanup();
   }
 });
+
+Deno.test("supervisor: URL plugins declared while etcd is down are pinned once it is back, before the configuration that uses them", async () => {
+  const etcd = await startEtcd();
+  const site = await openSite();
+  const dir = await site.tempDir();
+  const file = join(dir, "monitor.yaml");
+  const base = `
+state_dir: ${join(dir, "state")}
+store: { backend: etcd, endpoints: [${etcd.endpoint}] }
+`;
+  const before = `${base}agents:\n  default: { interval: 1, metrics: [memory] }\n`;
+  const after = `${base}
+agents:
+  default:
+    interval: 2
+    metrics: [memory]
+    plugins: [{ name: scale, config: { factor: 2 } }]
+plugins:
+  scale:
+    url: ${site.url("/scale@1.0.0/mod.ts")}
+`;
+  const lines: string[] = [];
+  await Deno.writeTextFile(file, before);
+  const supervisor = supervisorFor(file, before, lines);
+  const revision = async (key: string) => {
+    const out = await etcd.etcdctl("get", "-w", "json", key);
+    const kv = JSON.parse(out).kvs?.[0];
+    return kv ? { mod: Number(kv.mod_revision), value: atob(kv.value) } : undefined;
+  };
+  try {
+    assert.equal(await supervisor.start(), true, lines.join("\n"));
+    await etcd.down();
+    await Deno.writeTextFile(file, after);
+    await supervisor.applyEdit(after, file);
+    assert.ok(
+      lines.some((l) => /WARN +supervisor: cannot read the pins: .*pinning again/.test(l)),
+      lines.join("\n"),
+    );
+    await etcd.up();
+    await waitUntil(
+      () => supervisor.pendingAgentConfigs.length === 0,
+      90_000,
+      "the pin and the configuration in etcd",
+    );
+    const pin = await revision(KEYS.plugin("scale"));
+    const config = await revision(KEYS.config("default"));
+    assert.ok(pin, `scale is pinned:\n${lines.join("\n")}`);
+    assert.equal(JSON.parse(config!.value).interval, 2);
+    assert.ok(
+      pin.mod < config!.mod,
+      `the pin (revision ${pin.mod}) is written before the configuration (revision ${config!.mod})`,
+    );
+    assert.ok(
+      lines.some((l) =>
+        /agent configuration is in the store now \(after \d+ failed attempts?\)/.test(l)
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    await supervisor.stop();
+    await etcd.stop();
+    await site.cleanup();
+  }
+});

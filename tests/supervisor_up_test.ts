@@ -121,6 +121,33 @@ Deno.test("deno task up: invalid monitor.yaml is reported with file:line:column 
   }
 });
 
+Deno.test("deno task up: a dashboard port already taken is said, not a URL that serves nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sup-taken-" });
+  const file = join(dir, "monitor.yaml");
+  const [port, adminPort] = freePorts(2);
+  // Someone else holds the dashboard's port.
+  const squatter = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const http = (squatter.addr as Deno.NetAddr).port;
+  await Deno.writeTextFile(file, monitorYaml(join(dir, "state"), port, adminPort, { http }));
+  const up = new ServiceProcess("up", ["task", "up", "--config", file], { command: "deno" });
+  try {
+    await up.waitForLine(/supervisor: all services ready/, WAIT_MS, "all services ready");
+    await up.waitForLine(
+      new RegExp(
+        `supervisor: no dashboard: the analysis did not serve http://127\\.0\\.0\\.1:${http}/`,
+      ),
+      10_000,
+      "the warning",
+    );
+    assert.ok(!up.lines.some((l) => /supervisor: dashboard: http/.test(l)), up.output);
+    assert.ok(up.lines.some((l) => l.includes("no dashboard from this process")), up.output);
+  } finally {
+    squatter.close();
+    await up.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
 Deno.test("deno task up: starts all three services with scoped permissions and applies edits live", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "sup-up-" });
   const stateDir = join(dir, "state");

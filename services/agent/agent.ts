@@ -10,7 +10,7 @@ import type { AlertEvent, Sample } from "../../plugins/api.ts";
 import { errorMessage, getLogger, type Logger, setLogLevel } from "../common/log.ts";
 import { checkAgentId } from "../common/ids.ts";
 import { sameAgentConfig } from "../config/agent_config.ts";
-import type { ClientTlsOptions, WireAlert, WireSample } from "../rpc/mod.ts";
+import type { ClientTlsOptions, WireAlert, WireSample } from "../rpc/agent_mod.ts";
 import { DEFAULT_STORE_PREFIX, storeKeys } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { BackoffOptions } from "./backoff.ts";

@@ -7,21 +7,12 @@
  */
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
-import {
-  GRPC_CLIENT_PROXY_ENV_VARS,
-  GRPC_ENV_VARS,
-  permissionFlags,
-  type PermissionLists,
-  YAML_ENV_VARS,
-} from "../common/permissions.ts";
+import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
 import type { OpenStoreOptions } from "../store/mod.ts";
 import { PROC_READER_PROGRAM } from "./proc_reader.ts";
 
-/**
- * Proxy variables grpc-js reads when it opens a client channel, and the
- * variables npm:yaml reads while parsing (needed with --config monitor.yaml).
- */
-export { GRPC_CLIENT_PROXY_ENV_VARS, YAML_ENV_VARS };
+/** The variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
+export { YAML_ENV_VARS };
 
 /** The agent's own permission lists (add the store's: services/store/permissions.ts). */
 export interface AgentPermissions extends PermissionLists {
@@ -59,7 +50,9 @@ export interface AgentPermissionInput {
  *   `/proc/net/dev` through one long-lived reader child; Deno refuses to read
  *   /proc itself without --allow-all) and `df` (disk);
  * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
- *   files, the gRPC environment variables.
+ *   files. No gRPC environment variables: the agent's stream client is
+ *   written on node:http2 (services/rpc/client.ts) and reads none; the etcd
+ *   store's permissions add those its grpc-js reads.
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
   const metrics = input.metrics ?? METRIC_NAMES;
@@ -87,8 +80,6 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
       ...plugins.flatMap((p) => p.net ?? []),
     ]),
     env: unique([
-      ...GRPC_ENV_VARS,
-      ...GRPC_CLIENT_PROXY_ENV_VARS,
       "CLICOLOR_FORCE", // commander (the CLI)
       ...(input.configFile ? YAML_ENV_VARS : []),
       ...(input.tokenEnv ? [input.tokenEnv] : []),

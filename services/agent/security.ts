@@ -15,7 +15,7 @@
 import { readSecret, type Secret } from "../common/secrets.ts";
 import { configTlsReader } from "../config/security_settings.ts";
 import { type ServiceSettings, settingName } from "../config/service_settings.ts";
-import type { ClientTlsOptions } from "../rpc/mod.ts";
+import type { ClientTlsOptions } from "../rpc/agent_mod.ts";
 
 /** Resolved security settings. */
 export interface AgentSecurity {

@@ -32,7 +32,7 @@ import {
   type WireAlert,
   type WireCommand,
   type WireSample,
-} from "../rpc/mod.ts";
+} from "../rpc/agent_mod.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
 import { BrokerChoice } from "./broker_choice.ts";
 import type { BatchBuffer } from "./buffer.ts";

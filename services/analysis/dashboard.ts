@@ -38,7 +38,7 @@ import { checkCommandType, checkTarget, isPlainObject, newCommandId } from "../c
 import { errorMessage, type Logger } from "../common/log.ts";
 import { validateAgentConfig } from "../config/agent_config.ts";
 import { ConfigError } from "../config/issues.ts";
-import { readAgentConfig, writeAgentConfig } from "../broker/config_store.ts";
+import { readAgentConfig, writeAgentConfig } from "../config/config_store.ts";
 import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
 import type { Analysis, AnalysisEvent } from "./analysis.ts";

@@ -9,6 +9,7 @@ import process from "node:process";
 import { openBus } from "../bus/mod.ts";
 import {
   addCommonOptions,
+  announceServing,
   configureLogging,
   fatal,
   onTerminal,
@@ -207,6 +208,7 @@ async function main() {
         log,
       });
       log.info(`dashboard: ${dashboard.url}`);
+      if (flags.supervised) announceServing("dashboard", dashboard.url);
     } catch (error) {
       // Another analysis process (the supervised one) may serve it already.
       log.warn(`no dashboard from this process: ${errorMessage(error)}`);

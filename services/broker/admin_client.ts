@@ -5,7 +5,7 @@
  * @module
  */
 import type { ConfigIssue } from "../config/issues.ts";
-import type { ConfigView, ConfigWrite } from "./config_store.ts";
+import type { ConfigView, ConfigWrite } from "../config/config_store.ts";
 import type { SendEvent, SendRequest, SendSummary } from "./send.ts";
 import type { AgentInfo, BrokerBackend, BrokerStats, HealthEntry } from "./types.ts";
 

@@ -22,7 +22,7 @@ import type { Subscription } from "../bus/types.ts";
 import { type AdminServer, startAdminServer } from "./admin.ts";
 import { coalescingBus } from "./coalesce.ts";
 import { sendCommand, type SendEvent, type SendRequest } from "./send.ts";
-import { readAgentConfig, writeAgentConfig } from "./config_store.ts";
+import { readAgentConfig, writeAgentConfig } from "../config/config_store.ts";
 import { Fleet, type SessionRecord } from "./fleet.ts";
 import { HealthMonitor } from "./health.ts";
 import { AgentStateTable } from "../common/agent_state.ts";

@@ -47,7 +47,7 @@ export {
 // terminal prompts, which users of the broker as a library do not need.
 export type { BrokerBackend } from "./types.ts";
 export { isLoopbackHost, splitHostPort } from "../common/net.ts";
-export type { ConfigView, ConfigWrite } from "./config_store.ts";
+export type { ConfigView, ConfigWrite } from "../config/config_store.ts";
 export type { AgentHealth } from "./health.ts";
 export { type BrokerRecord, FLEET_LEASE_TTL_S, type SessionRecord } from "./fleet.ts";
 export type { RouterEvent } from "./router.ts";

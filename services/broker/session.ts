@@ -61,6 +61,12 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(x, y);
 }
 
+/** Whether `record` has an own key (without listing them). */
+function hasKeys(record: Record<string, number>): boolean {
+  for (const key in record) if (Object.hasOwn(record, key)) return true;
+  return false;
+}
+
 /** Per agent id, the last instance refused as a second process (its refusals are logged once). */
 const refusedInstances = new Map<string, string>();
 
@@ -160,8 +166,10 @@ export class AgentSession {
 
   #receive(message: AgentMessage) {
     if (this.#ended) return;
-    const kinds = (["hello", "batch", "result"] as const).filter((k) => message[k] != null);
-    if (kinds.length !== 1) {
+    const set = (message.hello != null ? 1 : 0) + (message.batch != null ? 1 : 0) +
+      (message.result != null ? 1 : 0);
+    if (set !== 1) {
+      const kinds = (["hello", "batch", "result"] as const).filter((k) => message[k] != null);
       this.#invalid(
         `message: expected exactly one of hello, batch or result, found ${
           kinds.length === 0 ? "none" : kinds.join(" and ")
@@ -171,7 +179,11 @@ export class AgentSession {
     }
     if (!this.#registered) {
       if (!message.hello) {
-        this.#invalid(`message: expected hello as the first message, found ${kinds[0]}`);
+        this.#invalid(
+          `message: expected hello as the first message, found ${
+            message.batch ? "batch" : "result"
+          }`,
+        );
         return;
       }
       this.#hello(message.hello);
@@ -313,16 +325,15 @@ export class AgentSession {
     const alerts: AlertMessage[] = [];
     for (const batch of batches) {
       for (const sample of batch.samples ?? []) {
+        // The decoded maps are this message's own (fresh per decode): used as they are.
         const message: DataMessage = {
           agent_id: agentId,
           hostname,
           timestamp: sample.timestamp,
-          metrics: { ...(sample.metrics ?? {}) },
+          metrics: sample.metrics ?? {},
         };
         // Additive fields: only when the agent said them (unset reads as empty / 0).
-        if (sample.counters && Object.keys(sample.counters).length > 0) {
-          message.counters = { ...sample.counters };
-        }
+        if (sample.counters && hasKeys(sample.counters)) message.counters = sample.counters;
         if (sample.interval) message.interval = sample.interval;
         if (sample.keepalive) message.keepalive = sample.keepalive;
         data.push(message);
@@ -338,17 +349,19 @@ export class AgentSession {
         });
       }
     }
-    const dataOut: OutgoingMessage[] = data.map((m) => ({
-      key: agentId,
-      value: JSON.stringify(m),
-    }));
-    const alertsOut: OutgoingMessage[] = alerts.map((m) => ({
-      key: agentId,
-      value: JSON.stringify(m),
-    }));
     let bytes = 0;
-    for (const m of dataOut) bytes += m.value.length;
-    for (const m of alertsOut) bytes += m.value.length;
+    const dataOut: OutgoingMessage[] = [];
+    for (const m of data) {
+      const value = JSON.stringify(m);
+      bytes += value.length;
+      dataOut.push({ key: agentId, value });
+    }
+    const alertsOut: OutgoingMessage[] = [];
+    for (const m of alerts) {
+      const value = JSON.stringify(m);
+      bytes += value.length;
+      alertsOut.push({ key: agentId, value });
+    }
     const started = performance.now();
     try {
       if (dataOut.length > 0) await this.#ctx.bus.publish(this.#ctx.topics.data, dataOut);

@@ -61,20 +61,34 @@ export function zeroCounters(): Counters {
 /** Per-second buckets over a sliding window. */
 class RateWindow {
   #buckets = new Map<number, { batches: number; samples: number; bytes: number }>();
+  /** The current second's bucket (most adds land in it: no map look-up, no pruning). */
+  #second = NaN;
+  #current: { batches: number; samples: number; bytes: number } | undefined;
 
   add(nowMs: number, batches: number, samples: number, bytes: number) {
     const second = Math.floor(nowMs / 1000);
-    const bucket = this.#buckets.get(second) ?? { batches: 0, samples: 0, bytes: 0 };
+    let bucket = second === this.#second ? this.#current : undefined;
+    if (!bucket) {
+      bucket = this.#buckets.get(second);
+      if (!bucket) this.#buckets.set(second, bucket = { batches: 0, samples: 0, bytes: 0 });
+      this.#second = second;
+      this.#current = bucket;
+      this.#prune(second);
+    }
     bucket.batches += batches;
     bucket.samples += samples;
     bucket.bytes += bytes;
-    this.#buckets.set(second, bucket);
-    this.#prune(second);
   }
 
   #prune(second: number) {
     for (const key of this.#buckets.keys()) {
-      if (key <= second - RATE_WINDOW_SECONDS) this.#buckets.delete(key);
+      if (key <= second - RATE_WINDOW_SECONDS) {
+        this.#buckets.delete(key);
+        if (key === this.#second) {
+          this.#second = NaN;
+          this.#current = undefined;
+        }
+      }
     }
   }
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ConfigView, ConfigWrite } from "./config_store.ts";
+import type { ConfigView, ConfigWrite } from "../config/config_store.ts";
 import type { ExpositionFormat } from "./prometheus.ts";
 import type { RouterEvent } from "./router.ts";
 import type { SendEvent, SendRequest, SendSummary } from "./send.ts";

@@ -128,6 +128,21 @@ function nowSeconds(): number {
   return Date.now() / 1000;
 }
 
+/** Stores each finite value reported at `at` unless a newer one is known (updated in place: this runs per sample). */
+function applyValues(into: Map<string, Reported>, values: Record<string, number>, at: number) {
+  for (const name in values) {
+    if (!Object.hasOwn(values, name)) continue;
+    const value = values[name];
+    if (typeof value !== "number" || !Number.isFinite(value)) continue;
+    const known = into.get(name);
+    if (!known) into.set(name, { value, reportedAt: at });
+    else if (at >= known.reportedAt) {
+      known.value = value;
+      known.reportedAt = at;
+    }
+  }
+}
+
 /** The state of every agent heard of. */
 export class AgentStateTable {
   #agents = new Map<string, Entry>();
@@ -169,15 +184,8 @@ export class AgentStateTable {
       entry.interval = positive(message.interval) ?? entry.interval;
       entry.keepalive = positive(message.keepalive) ?? entry.keepalive;
     }
-    const apply = (into: Map<string, Reported>, values: Record<string, number> | undefined) => {
-      for (const [name, value] of Object.entries(values ?? {})) {
-        if (typeof value !== "number" || !Number.isFinite(value)) continue;
-        const known = into.get(name);
-        if (!known || at >= known.reportedAt) into.set(name, { value, reportedAt: at });
-      }
-    };
-    apply(entry.metrics, message.metrics);
-    apply(entry.counters, message.counters);
+    if (message.metrics) applyValues(entry.metrics, message.metrics, at);
+    if (message.counters) applyValues(entry.counters, message.counters, at);
   }
 
   /**

@@ -85,9 +85,43 @@ export function onTerminal(): boolean {
   return Boolean(process.stdin.isTTY && process.stdout.isTTY);
 }
 
+/** The line a supervised service prints on stdout when it is ready. */
+export const READY_LINE = "monitor:ready";
+
+/**
+ * What starts the line a supervised service prints on stdout for each
+ * address it actually serves (`monitor:serving <what> <url>`), before its
+ * ready line: the supervisor shows what was bound, not what was asked for.
+ */
+export const SERVING_PREFIX = "monitor:serving ";
+
 /** Prints the one line the supervisor waits for. */
 export function announceReady(): void {
-  process.stdout.write("monitor:ready\n");
+  process.stdout.write(`${READY_LINE}\n`);
+}
+
+/**
+ * Tells the supervisor that this process serves `what` (one word, e.g.
+ * `dashboard`) at `url`. Printed under the supervisor only.
+ *
+ * @example
+ * ```ts
+ * import { announceServing, servingLine } from "./cli.ts";
+ *
+ * announceServing("dashboard", "http://127.0.0.1:8090/");
+ * servingLine("monitor:serving dashboard http://127.0.0.1:8090/");
+ * // → { what: "dashboard", url: "http://127.0.0.1:8090/" }
+ * ```
+ */
+export function announceServing(what: string, url: string): void {
+  process.stdout.write(`${SERVING_PREFIX}${what} ${url}\n`);
+}
+
+/** Reads a {@linkcode announceServing} line; undefined for any other line. */
+export function servingLine(line: string): { what: string; url: string } | undefined {
+  if (!line.startsWith(SERVING_PREFIX)) return undefined;
+  const match = /^(\w+) (\S+)$/.exec(line.slice(SERVING_PREFIX.length));
+  return match ? { what: match[1], url: match[2] } : undefined;
 }
 
 /**

@@ -1,20 +1,65 @@
 /**
- * gRPC client side of the agent stream (the agent uses this; it never
- * imports the gRPC library itself).
+ * The agent's end of the stream: a small gRPC client written directly on
+ * `node:http2` (the agent loads no gRPC library; the broker's server stays on
+ * grpc-js, server.ts). One bidirectional `Connect` stream per connection:
+ * POST {@linkcode CONNECT_PATH} with `content-type: application/grpc`,
+ * `te: trailers`; each message is framed by framing.ts and encoded by the
+ * precompiled codec (codec.ts); the status comes from the trailers, or from
+ * the headers of a trailers-only response, or from the HTTP status.
+ *
+ * ## Invariant: this client never sends an HTTP/2 GOAWAY
+ *
+ * Deno 2.9's `node:http2` (nghttp2) can abort the whole process when a
+ * session RECEIVES a GOAWAY (`find_stream_on_goaway_func: Assertion
+ * 'stream->closed_next == NULL' failed`, denoland/deno#36788); no JavaScript
+ * can catch it. grpc-js's client sends RST_STREAM then GOAWAY when it closes
+ * its channel, so every agent that stopped could kill its broker. Here, by
+ * design:
+ * - the TCP (or TLS) socket is opened by this module and handed to
+ *   `node:http2` through `createConnection`; the reference is kept;
+ * - `session.close()` and `session.destroy()` are never called (both send
+ *   GOAWAY while the socket is open);
+ * - {@linkcode AgentStream.close} ends the request stream (END_STREAM),
+ *   lets `node:http2` hand that frame to the socket, then ends (FIN) and
+ *   destroys THE SOCKET: after FIN nothing more can reach the broker, and a
+ *   session whose socket is gone closes without writing anything;
+ * - when the broker ends the stream (trailers, trailers-only response,
+ *   RST_STREAM) or the link fails, the socket is destroyed at once, which
+ *   also means a GOAWAY the broker sends later (a graceful restart) never
+ *   reaches this side's nghttp2 with a closed stream in it.
+ *
+ * Checked by client_test.ts, which reads the bytes the broker receives
+ * through a TCP proxy and parses the HTTP/2 frame headers: no frame of type
+ * 0x7 (GOAWAY) after close(), after the broker ends the stream, after a
+ * refused message (and a grpc-js client closing its channel does send one
+ * there). What Deno 2.9.6's node:http2 client writes, read the same way
+ * after a stream was opened: `session.close()` GOAWAY; `session.destroy()`
+ * GOAWAY then RST_STREAM; `stream.close(NGHTTP2_CANCEL)` an empty DATA with
+ * END_STREAM then RST_STREAM; destroying the socket nothing more.
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
-import "./grpc_log.ts";
-import { isIP, type Socket } from "node:net";
-import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { hostOf } from "../common/net.ts";
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect as http2Connect,
+} from "node:http2";
+import { connect as netConnect, isIP, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
+import { splitHostPort } from "../common/net.ts";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { CONNECT_PATH, decodeBrokerMessage, encodeAgentMessage } from "./codec.ts";
 import { RpcError, RpcStatus } from "./status.ts";
 import { type ClientTlsOptions, TOKEN_METADATA_KEY } from "./tls.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./limits.ts";
-import { Buffer } from "node:buffer";
+import {
+  frameMessage,
+  FrameReader,
+  type HeaderMap,
+  statusOf,
+  statusOfHttp,
+  statusOfReset,
+} from "./framing.ts";
 
 /** Options of {@linkcode openAgentStream}. */
 export interface AgentStreamOptions {
@@ -34,30 +79,33 @@ export interface AgentStreamOptions {
 
 /** The agent's end of the stream. */
 export interface AgentStream {
-  /** Sends a message; false once the stream has ended. */
+  /** Sends a message; false once the stream has ended (or when the message is refused). */
   send(message: AgentMessage): boolean;
   /** Listener for every message the broker sends, in order. */
   onMessage(listener: (message: BrokerMessage) => void): void;
   /** Listener called once when the stream ends; `error` is an RpcError unless the broker ended it cleanly. */
   onClose(listener: (error?: RpcError) => void): void;
-  /** Resolves once the transport is connected, rejects with UNAVAILABLE after the connect timeout. */
+  /**
+   * Resolves once the broker's HTTP/2 settings arrived, rejects with
+   * UNAVAILABLE when the connection fails or after the connect timeout.
+   */
   ready(): Promise<void>;
   /** Ends the stream and closes the connection (see {@linkcode AgentStream.released}). */
   close(): void;
-  /**
-   * Resolves once the stream has ended and its connection is closed. A
-   * connection still being set up when the stream ends is first let finish
-   * (for up to 2 s, within the connect timeout): grpc-js 1.14 closes a channel
-   * caught connecting only partly (its backoff and connection-delay timers run on).
-   */
+  /** Resolves once the stream has ended and its connection is closed. */
   released(): Promise<void>;
   /** True once ended. */
   readonly closed: boolean;
 }
 
-type Duplex = grpc.ClientDuplexStream<AgentMessage, BrokerMessage>;
+/** How long a keep-alive ping may wait for its answer (ms). */
+export const KEEPALIVE_TIMEOUT_MS = 5000;
 
-type SecureConnector = ReturnType<grpc.ChannelCredentials["_createSecureConnector"]>;
+/** How long close() lets the END_STREAM and FIN go out before destroying the socket anyway (ms). */
+const CLOSE_FLUSH_MS = 1000;
+
+/** `user-agent` of the agent's requests. */
+const USER_AGENT = "monitor-agent-rpc/1 (node:http2)";
 
 /**
  * The TLS client's error with what to check. Deno reports an expired and an
@@ -79,160 +127,304 @@ export function describeTlsError(error: Error): string {
 }
 
 /**
- * TLS to the broker with the handshake done here rather than by
- * `grpc.credentials.createSsl`, for two reasons found on Deno 2.9:
- * grpc-js always sets `servername` to the target host, and Deno's node:tls
- * refuses an IP address there (`ERR_INVALID_ARG_VALUE`; Node only warns),
- * so a broker addressed by IP could never be reached; and the handshake's
- * error (expired or untrusted certificate, refused client certificate) is
- * kept so that {@linkcode AgentStream.ready} can say why.
- *
- * A DNS name is sent as SNI and checked against the certificate; an IP
- * address is checked against the certificate's IP subject alternative names.
- * `serverName` overrides both.
+ * TLS options of the connection. A DNS name is sent as SNI and checked
+ * against the certificate; an IP address is checked against the
+ * certificate's IP subject alternative names (Deno's node:tls refuses an IP
+ * address as `servername`). `serverName` overrides both.
  */
-class AgentTlsCredentials extends grpc.ChannelCredentials {
-  readonly #options: ConnectionOptions;
-  readonly #onError: (error: Error) => void;
-
-  constructor(address: string, tls: ClientTlsOptions, onError: (error: Error) => void) {
-    super();
-    const host = hostOf(address);
-    const options: ConnectionOptions = { host, ALPNProtocols: ["h2"] };
-    if (tls.serverName) options.servername = tls.serverName;
-    else if (isIP(host) === 0) options.servername = host;
-    if (tls.ca) options.ca = tls.ca;
-    if (tls.cert) options.cert = tls.cert;
-    if (tls.key) options.key = tls.key;
-    this.#options = options;
-    this.#onError = onError;
-  }
-
-  override _isSecure(): boolean {
-    return true;
-  }
-
-  override _equals(other: grpc.ChannelCredentials): boolean {
-    return other === this;
-  }
-
-  override _createSecureConnector(
-    _target: Parameters<grpc.ChannelCredentials["_createSecureConnector"]>[0],
-    _options: grpc.ChannelOptions,
-    callCredentials?: grpc.CallCredentials,
-  ): SecureConnector {
-    const calls = callCredentials ?? grpc.credentials.createEmpty();
-    return {
-      connect: (socket: Socket) =>
-        new Promise((resolve, reject) => {
-          const secure = tlsConnect({ ...this.#options, socket }, () => {
-            resolve({ socket: secure, secure: true });
-          });
-          secure.on("error", (error: Error) => {
-            this.#onError(new Error(describeTlsError(error), { cause: error }));
-            reject(error);
-          });
-        }),
-      waitForReady: () => Promise.resolve(),
-      getCallCredentials: () => calls,
-      destroy: () => {},
-    };
-  }
+function tlsOptions(host: string, port: number, tls: ClientTlsOptions): ConnectionOptions {
+  const options: ConnectionOptions = { host, port, ALPNProtocols: ["h2"] };
+  if (tls.serverName) options.servername = tls.serverName;
+  else if (isIP(host) === 0) options.servername = host;
+  if (tls.ca) options.ca = tls.ca;
+  if (tls.cert) options.cert = tls.cert;
+  if (tls.key) options.key = tls.key;
+  return options;
 }
 
 /**
- * How long (ms) a stream that ended while its connection was still being set
- * up lets that finish before closing the channel anyway (a broker that drops
- * packets should not hold an agent's stop for the whole connect timeout).
+ * Opens one bidirectional stream to the broker on a connection of its own.
+ * Throws a TypeError when `address` is not `host:port`.
+ *
+ * @example
+ * ```ts ignore
+ * const stream = openAgentStream({ address: "127.0.0.1:50052", token: "secret" });
+ * stream.onMessage((message) => console.log(message));
+ * stream.onClose((error) => console.log("ended", error?.message ?? "cleanly"));
+ * await stream.ready();
+ * stream.send({ hello: { agent_id: "a1", hostname: "h", version: "1", token: "secret" } });
+ * stream.close();
+ * await stream.released();
+ * ```
  */
-const RELEASE_WAIT_MS = 2000;
-
-/** Opens one bidirectional stream to the broker (a new connection per call). */
 export function openAgentStream(options: AgentStreamOptions): AgentStream {
+  const { host, port } = splitHostPort(options.address, "broker address");
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  let tlsError: Error | undefined;
-  const credentials = options.tls
-    ? new AgentTlsCredentials(options.address, options.tls, (error) => tlsError = error)
-    : grpc.credentials.createInsecure();
-  const channelOptions: grpc.ChannelOptions = {
-    "grpc.max_receive_message_length": maxBytes,
-    "grpc.max_send_message_length": maxBytes,
-    "grpc.keepalive_time_ms": options.keepaliveMs ?? 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.enable_retries": 0,
-    // Its own connection, as documented above. Sharing grpc-js's global subchannel pool let a
-    // reconnected agent receive a graceful broker restart's GOAWAY on a connection that
-    // still tracked a cancelled stream, which aborts Deno 2.9.6's HTTP/2 client
-    // (`find_stream_on_goaway_func: stream->closed_next == NULL`, denoland/deno#36788).
-    "grpc.use_local_subchannel_pool": 1,
-  };
-  if (options.tls?.serverName) {
-    channelOptions["grpc.default_authority"] = options.tls.serverName;
-  }
-  // The precompiled codec (codec.ts), not the .proto file parsed at start.
-  const client = new grpc.Client(options.address, credentials, channelOptions);
-  const metadata = new grpc.Metadata();
-  if (options.token) metadata.set(TOKEN_METADATA_KEY, `Bearer ${options.token}`);
-  const call: Duplex = client.makeBidiStreamRequest(
-    CONNECT_PATH,
-    (message: AgentMessage) => Buffer.from(encodeAgentMessage(message)),
-    (bytes: Buffer) => decodeBrokerMessage(bytes),
-    metadata,
-  );
-  const channel = client.getChannel();
-  const connectDeadline = new Date(Date.now() + (options.connectTimeoutMs ?? 5000));
+  const keepaliveMs = options.keepaliveMs ?? 10_000;
+  const reader = new FrameReader(maxBytes);
+  const messageListeners: Array<(message: BrokerMessage) => void> = [];
   const closeListeners: Array<(error?: RpcError) => void> = [];
+  const readyWaiters: Array<{ resolve: () => void; reject: (error: RpcError) => void }> = [];
+  let connected = false;
+  let connectError: RpcError | undefined;
   let closed = false;
   let closeError: RpcError | undefined;
+  let tlsError: Error | undefined;
+  let session: ClientHttp2Session | undefined;
+  let request: ClientHttp2Stream | undefined;
+  /** Messages sent before the connection was up, written once the request is open. */
+  let pending: Uint8Array[] = [];
+  let tornDown = false;
+  let socketClosed = false;
+  let sessionClosed = true;
   let markReleased: () => void = () => {};
   const released = new Promise<void>((resolve) => markReleased = resolve);
+  let keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  let pingTimer: ReturnType<typeof setTimeout> | undefined;
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** Adds the TLS handshake's own error, which grpc-js reports only as "connection failed". */
-  const withTls = (details: string) =>
-    tlsError && !details.includes(tlsError.message)
-      ? `${details} (TLS: ${tlsError.message})`
-      : details;
-  /**
-   * Closes the channel once that is clean in grpc-js 1.14: after the resolver's
-   * pending result (delivered on an immediate; a channel closed before it starts
-   * connecting again, for good) and, when the connection is still being set up,
-   * after that ends (READY or failed), for at most {@linkcode RELEASE_WAIT_MS}
-   * and never past the connect deadline.
-   */
-  const release = () => {
-    const closeSoon = () =>
-      setImmediate(() => {
-        client.close();
-        markReleased();
-      });
-    try {
-      const state = channel.getConnectivityState(false);
-      const until = Math.min(connectDeadline.getTime(), Date.now() + RELEASE_WAIT_MS);
-      if (state !== grpc.connectivityState.CONNECTING || Date.now() >= until) closeSoon();
-      else channel.watchConnectivityState(state, until, closeSoon);
-    } catch {
-      closeSoon();
+  const unreachable = (why: string) =>
+    new RpcError(
+      RpcStatus.UNAVAILABLE,
+      `broker at ${options.address} not reachable: ${
+        tlsError ? `TLS handshake failed: ${tlsError.message}` : why
+      }`,
+    );
+  const settleReady = () => {
+    for (const waiter of readyWaiters.splice(0)) {
+      if (connected) waiter.resolve();
+      else waiter.reject(connectError!);
     }
   };
-  const finish = (error?: RpcError) => {
-    if (closed) return;
+  const maybeReleased = () => {
+    if (socketClosed && tcpClosed && sessionClosed) {
+      clearTimeout(flushTimer);
+      markReleased();
+    }
+  };
+  const stopTimers = () => {
+    clearTimeout(connectTimer);
+    clearTimeout(keepaliveTimer);
+    clearTimeout(pingTimer);
+  };
+
+  /**
+   * Closes the connection without GOAWAY (module doc): with `endStream`, the
+   * request stream is ended first and the socket ended (FIN) once that frame
+   * is out; otherwise the socket is destroyed at once.
+   */
+  const teardown = (endStream: boolean) => {
+    stopTimers();
+    if (tornDown) return;
+    tornDown = true;
+    if (!endStream || !request || request.writableEnded || request.destroyed) {
+      socket.destroy();
+      return;
+    }
+    flushTimer = setTimeout(() => socket.destroy(), CLOSE_FLUSH_MS);
+    // END_STREAM is handed to nghttp2 on 'finish' and written to the socket
+    // on a later turn; the FIN goes after it (socket.end flushes first).
+    request.end(() => setImmediate(() => socket.end(() => socket.destroy())));
+  };
+
+  /** Ends the stream once: `error` undefined is a clean end (status OK or close()). */
+  const finish = (error: RpcError | undefined, endStream: boolean) => {
+    if (closed) {
+      teardown(endStream);
+      return;
+    }
     closed = true;
     closeError = error;
-    release();
+    if (!connected && !connectError) {
+      connectError = error && error.code === RpcStatus.UNAVAILABLE
+        ? error
+        : unreachable("the stream was closed before it connected");
+    }
+    teardown(endStream);
+    settleReady();
     for (const listener of closeListeners.splice(0)) listener(error);
   };
-  call.on("error", (error: grpc.ServiceError) => {
-    finish(
-      new RpcError(error.code ?? RpcStatus.UNKNOWN, withTls(error.details || error.message)),
-    );
+  /** Adds the TLS handshake's own error when the failure came from it. */
+  const lost = (why: string) =>
+    connected ? new RpcError(RpcStatus.UNAVAILABLE, why) : unreachable(why);
+
+  // The socket: opened here, kept here, destroyed here (module doc).
+  // With TLS the TCP socket is opened here too and handed to node:tls: a TLS socket
+  // that opened its own TCP connection left it open when destroyed after a failed
+  // handshake (Deno 2.9.6; the broker never saw the agent go).
+  const tcp: Socket = netConnect({ host, port });
+  const socket: Socket | TLSSocket = options.tls
+    ? tlsConnect({ ...tlsOptions(host, port, options.tls), socket: tcp })
+    : tcp;
+  let tcpClosed = false;
+  tcp.on("close", () => {
+    tcpClosed = true;
+    maybeReleased();
   });
-  call.on("end", () => finish());
-  call.on("status", (status: grpc.StatusObject) => {
-    if (status.code !== grpc.status.OK) {
-      finish(new RpcError(status.code, withTls(status.details)));
+  if (socket !== tcp) {
+    tcp.on("error", (error: Error) => finish(lost(error.message), false));
+    socket.on("close", () => tcp.destroy());
+  }
+  const connectTimer = setTimeout(
+    () => finish(unreachable("Failed to connect before the deadline"), false),
+    options.connectTimeoutMs ?? 5000,
+  );
+  socket.on("error", (error: Error) => {
+    if (options.tls && !connected && !tlsError && !(error as { syscall?: string }).syscall) {
+      tlsError = new Error(describeTlsError(error), { cause: error });
     }
+    finish(lost(error.message), false);
   });
+  let peerEnded = false;
+  socket.on("end", () => peerEnded = true);
+  socket.on("close", () => {
+    socketClosed = true;
+    if (!closed) finish(lost("the connection to the broker was closed"), false);
+    stopTimers();
+    maybeReleased();
+  });
+  socket.once(options.tls ? "secureConnect" : "connect", () => {
+    if (tornDown) return;
+    startSession();
+  });
+
+  const authority = options.tls?.serverName ?? options.address;
+
+  function startSession() {
+    sessionClosed = false;
+    const url = `${options.tls ? "https" : "http"}://${
+      isIP(host) === 6 ? `[${host}]` : host
+    }:${port}`;
+    const h2 = http2Connect(url, {
+      createConnection: () => socket,
+      settings: { enablePush: false },
+    });
+    session = h2;
+    h2.on("error", (error: Error) => finish(lost(`HTTP/2: ${error.message}`), false));
+    h2.on("close", () => {
+      sessionClosed = true;
+      maybeReleased();
+    });
+    // A broker restarting gracefully sends GOAWAY and then ends this stream with
+    // its status; nothing to do until then.
+    h2.on("goaway", () => {});
+    h2.once("remoteSettings", () => {
+      if (closed) return;
+      connected = true;
+      clearTimeout(connectTimer);
+      settleReady();
+      scheduleKeepalive();
+    });
+    const headers: Record<string, string> = {
+      ":method": "POST",
+      ":scheme": options.tls ? "https" : "http",
+      ":authority": authority,
+      ":path": CONNECT_PATH,
+      "content-type": "application/grpc",
+      "te": "trailers",
+      "grpc-accept-encoding": "identity",
+      "user-agent": USER_AGENT,
+    };
+    if (options.token) headers[TOKEN_METADATA_KEY] = `Bearer ${options.token}`;
+    const req = h2.request(headers, { endStream: false });
+    request = req;
+    for (const frame of pending) req.write(frame);
+    pending = [];
+    let gotStatus = false;
+    req.on("response", (responseHeaders: HeaderMap) => {
+      const httpStatus = Number(responseHeaders[":status"]);
+      if (httpStatus !== 200) {
+        gotStatus = true;
+        return finish(statusOfHttp(httpStatus), false);
+      }
+      // Trailers-only: the status is in the headers (an error before any message).
+      const status = statusOf(responseHeaders);
+      if (status !== undefined) {
+        gotStatus = true;
+        finish(status ?? undefined, false);
+      }
+    });
+    req.on("data", (chunk: Uint8Array) => {
+      if (closed) return;
+      const { messages, error } = reader.push(chunk);
+      for (const bytes of messages) {
+        let message: BrokerMessage;
+        try {
+          message = decodeBrokerMessage(bytes);
+        } catch (decodeError) {
+          return finish(
+            new RpcError(
+              RpcStatus.INTERNAL,
+              `the broker sent a message that is not a monitoring.v1.BrokerMessage: ${
+                (decodeError as Error).message
+              }`,
+            ),
+            false,
+          );
+        }
+        for (const listener of messageListeners) listener(message);
+        if (closed) return;
+      }
+      if (error) finish(error, false);
+    });
+    req.on("trailers", (trailers: HeaderMap) => {
+      gotStatus = true;
+      const status = statusOf(trailers);
+      if (status === undefined) {
+        finish(
+          new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a status"),
+          false,
+        );
+      } else finish(status ?? undefined, false);
+    });
+    req.on("error", (error: Error) => {
+      if (!gotStatus) finish(lost(`stream error: ${error.message}`), false);
+    });
+    req.on("close", () => {
+      if (closed || gotStatus) return;
+      const code = req.rstCode;
+      // Closed together with the connection, or by the broker alone: told apart once the
+      // socket's own events of the same read have run.
+      setTimeout(() => {
+        if (closed) return;
+        if (peerEnded || socket.destroyed) {
+          finish(lost("the connection to the broker was closed"), false);
+        } else if (code === undefined || code === 0) {
+          finish(
+            new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a grpc-status"),
+            false,
+          );
+        } else finish(statusOfReset(code), false);
+      }, 0);
+    });
+  }
+
+  /** One ping per period; no answer within KEEPALIVE_TIMEOUT_MS ends the stream UNAVAILABLE. */
+  function scheduleKeepalive() {
+    keepaliveTimer = setTimeout(() => {
+      if (closed || !session) return;
+      pingTimer = setTimeout(() => {
+        finish(
+          new RpcError(
+            RpcStatus.UNAVAILABLE,
+            `keepalive: the broker at ${options.address} did not answer a ping within ${KEEPALIVE_TIMEOUT_MS} ms`,
+          ),
+          false,
+        );
+      }, KEEPALIVE_TIMEOUT_MS);
+      try {
+        session.ping((error: Error | null) => {
+          clearTimeout(pingTimer);
+          if (closed) return;
+          if (error) finish(lost(`keepalive ping failed: ${error.message}`), false);
+          else scheduleKeepalive();
+        });
+      } catch (error) {
+        clearTimeout(pingTimer);
+        finish(lost(`keepalive ping failed: ${(error as Error).message}`), false);
+      }
+    }, keepaliveMs);
+  }
 
   return {
     get closed() {
@@ -240,57 +432,42 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     },
     send(message) {
       if (closed) return false;
+      const bytes = encodeAgentMessage(message);
+      if (bytes.length > maxBytes) {
+        finish(
+          new RpcError(
+            RpcStatus.RESOURCE_EXHAUSTED,
+            `Sent message larger than max (${bytes.length} vs. ${maxBytes})`,
+          ),
+          true,
+        );
+        return false;
+      }
+      if (!request) {
+        pending.push(frameMessage(bytes));
+        return true;
+      }
       try {
-        call.write(message);
+        request.write(frameMessage(bytes));
         return true;
       } catch {
         return false;
       }
     },
     onMessage(listener) {
-      call.on("data", (data: BrokerMessage) => listener(data));
+      messageListeners.push(listener);
     },
     onClose(listener) {
       if (closed) listener(closeError);
       else closeListeners.push(listener);
     },
     ready() {
-      // Watched here rather than through client.waitForReady: that one asks the channel for
-      // its state with tryToConnect (`getConnectivityState(true)`) whenever the state
-      // changes, including the change to SHUTDOWN made by close(), which starts the closed
-      // channel resolving and connecting again (grpc-js 1.14), and its subchannel then
-      // keeps backoff and pool timers running after the stream has ended.
-      const deadline = connectDeadline;
-      const unreachable = (why: string) =>
-        new RpcError(
-          RpcStatus.UNAVAILABLE,
-          `broker at ${options.address} not reachable: ${
-            tlsError ? `TLS handshake failed: ${tlsError.message}` : why
-          }`,
-        );
-      return new Promise((resolve, reject) => {
-        const check = (error?: Error) => {
-          if (closed) return reject(unreachable("the stream was closed before it connected"));
-          if (error) return reject(unreachable("Failed to connect before the deadline"));
-          let state: grpc.connectivityState;
-          try {
-            state = channel.getConnectivityState(true);
-            if (state === grpc.connectivityState.READY) return resolve();
-            if (state === grpc.connectivityState.SHUTDOWN) throw new Error("closed");
-            channel.watchConnectivityState(state, deadline, check);
-          } catch {
-            reject(unreachable("The channel has been closed"));
-          }
-        };
-        check();
-      });
+      if (connected) return Promise.resolve();
+      if (connectError) return Promise.reject(connectError);
+      return new Promise((resolve, reject) => readyWaiters.push({ resolve, reject }));
     },
     close() {
-      if (closed) return;
-      try {
-        call.cancel();
-      } catch { /* already ended */ }
-      finish();
+      finish(undefined, true);
     },
     released() {
       return released;

@@ -1,9 +1,12 @@
 /**
- * A precompiled protobuf codec of the agent's side of `proto/monitoring.proto`:
- * encodes `AgentMessage`, decodes `BrokerMessage`. The agent uses it instead
- * of loading the .proto file with `@grpc/proto-loader` at start (protobufjs
- * and the parsed schema cost about 5.6 MiB of the agent's memory and most of
- * its start-up time spent in gRPC).
+ * A precompiled protobuf codec of `proto/monitoring.proto`: the agent's side
+ * encodes `AgentMessage` and decodes `BrokerMessage`, the broker's side
+ * (services/rpc/server.ts) decodes `AgentMessage` and encodes
+ * `BrokerMessage`. The agent uses it instead of loading the .proto file with
+ * `@grpc/proto-loader` at start (protobufjs and the parsed schema cost about
+ * 5.6 MiB of the agent's memory and most of its start-up time spent in
+ * gRPC); the broker because it runs per message (it was protobufjs's
+ * decoder, its object conversion and the oneof clean-up per batch).
  *
  * The .proto file stays the one source of the protocol: `codec_test.ts`
  * checks this codec against protobufjs loading that file, message by
@@ -25,8 +28,11 @@
 import type {
   Ack,
   AgentMessage,
+  Batch,
   BrokerMessage,
   Close,
+  CommandResult,
+  Hello,
   Welcome,
   WireAlert,
   WireCommand,
@@ -45,9 +51,34 @@ const FIXED32 = 5;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** A growable byte buffer with the protobuf primitives. */
+/** Bytes of the slabs that encoded messages are cut from. */
+const SLAB_BYTES = 16 * 1024;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
+
+/**
+ * `n` fresh bytes. Cut from a shared slab: allocating a small Uint8Array
+ * costs about 1 µs in Deno (its own ArrayBuffer), about as much as encoding
+ * an ack. A slab is never written again once cut, so views stay valid.
+ */
+function allocate(n: number): Uint8Array {
+  if (n > SLAB_BYTES / 4) return new Uint8Array(n);
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += n;
+  return out;
+}
+
+/**
+ * A growable byte buffer with the protobuf primitives. One is reused by
+ * every encode (encoding is synchronous); {@linkcode Writer.finish} copies
+ * the result out.
+ */
 class Writer {
-  #buf = new Uint8Array(256);
+  #buf = new Uint8Array(1024);
   #view = new DataView(this.#buf.buffer);
   length = 0;
 
@@ -95,39 +126,89 @@ class Writer {
 
   string(field: number, value: string) {
     if (!value) return;
-    this.bytes(field, encoder.encode(value));
-  }
-
-  bytes(field: number, value: Uint8Array) {
     this.tag(field, BYTES);
-    this.varint(value.length);
-    this.#room(value.length);
-    this.#buf.set(value, this.length);
-    this.length += value.length;
+    if (value.length <= 32) {
+      // Short ASCII (metric names, ids): written without a TextEncoder call.
+      let ascii = true;
+      for (let i = 0; i < value.length; i++) {
+        if (value.charCodeAt(i) >= 0x80) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) {
+        this.varint(value.length);
+        this.#room(value.length);
+        for (let i = 0; i < value.length; i++) this.#buf[this.length++] = value.charCodeAt(i);
+        return;
+      }
+    }
+    const bytes = encoder.encode(value);
+    this.varint(bytes.length);
+    this.#room(bytes.length);
+    this.#buf.set(bytes, this.length);
+    this.length += bytes.length;
   }
 
-  /** A nested message, always written (an empty message still selects a oneof case). */
+  /**
+   * A nested message, always written (an empty message still selects a oneof
+   * case), in place: one byte is kept for its length, and the body moved
+   * when the length needs more.
+   */
   message(field: number, write: (w: Writer) => void) {
-    const inner = new Writer();
-    write(inner);
-    this.bytes(field, inner.finish());
+    this.tag(field, BYTES);
+    this.#room(1);
+    const at = this.length++;
+    write(this);
+    const length = this.length - at - 1;
+    if (length < 0x80) {
+      this.#buf[at] = length;
+      return;
+    }
+    let size = 1;
+    for (let v = length; v >= 0x80; v = Math.floor(v / 0x80)) size++;
+    this.#room(size - 1);
+    this.#buf.copyWithin(at + size, at + 1, this.length);
+    this.length = at;
+    this.varint(length);
+    this.length = at + size + length;
   }
 
+  /** Starts a new message (the writer is shared). */
+  reset(): this {
+    this.length = 0;
+    return this;
+  }
+
+  /** A copy of what was written. */
   finish(): Uint8Array {
-    return this.#buf.subarray(0, this.length);
+    const out = allocate(this.length);
+    out.set(this.#buf.subarray(0, this.length));
+    return out;
   }
 }
+
+/** The writer every encode uses (see {@linkcode Writer}). */
+const shared = new Writer();
 
 /** Reads protobuf primitives from `bytes`; every failure names what it was reading. */
 class Reader {
   #pos: number;
   #end: number;
   #view: DataView;
+  /** Where {@linkcode Reader.enter} went (names and indexes), for error messages only. */
+  #path: Array<string | number> = [];
 
-  constructor(readonly buf: Uint8Array, start = 0, end = buf.length, readonly what = "message") {
+  constructor(
+    readonly buf: Uint8Array,
+    start = 0,
+    end = buf.length,
+    readonly what = "message",
+    view?: DataView,
+  ) {
     this.#pos = start;
     this.#end = end;
-    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.#view = view ?? new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   get done(): boolean {
@@ -135,7 +216,32 @@ class Reader {
   }
 
   #fail(why: string): never {
-    throw new Error(`${this.what}: ${why} at byte ${this.#pos}`);
+    let where = this.what;
+    for (const part of this.#path) where += typeof part === "number" ? `[${part}]` : `.${part}`;
+    throw new Error(`${where}: ${why} at byte ${this.#pos}`);
+  }
+
+  /**
+   * Reads a length-delimited field's length and reads inside it until
+   * {@linkcode Reader.exit} (same reader: no allocation per nested message).
+   * `name` and `index` name it in errors. Returns the outer end for exit.
+   */
+  enter(name: string, index?: number): number {
+    const length = this.varint();
+    const outer = this.#end;
+    if (this.#pos + length > outer) this.#fail("length-delimited field runs past the end");
+    this.#end = this.#pos + length;
+    this.#path.push(name);
+    if (index !== undefined) this.#path.push(index);
+    return outer;
+  }
+
+  /** Leaves what {@linkcode Reader.enter} entered (skipping what was not read). */
+  exit(outer: number, indexed = false) {
+    this.#pos = this.#end;
+    this.#end = outer;
+    this.#path.pop();
+    if (indexed) this.#path.pop();
   }
 
   varint(): number {
@@ -169,6 +275,17 @@ class Reader {
 
   string(): string {
     const [start, end] = this.span();
+    if (end - start <= 32) {
+      // Short ASCII (metric names, ids): without a TextDecoder call.
+      let ascii = "";
+      let i = start;
+      for (; i < end; i++) {
+        const byte = this.buf[i];
+        if (byte >= 0x80) break;
+        ascii += String.fromCharCode(byte);
+      }
+      if (i === end) return ascii;
+    }
     try {
       return decoder.decode(this.buf.subarray(start, end));
     } catch {
@@ -179,7 +296,7 @@ class Reader {
   /** A nested message's reader. */
   nested(what: string): Reader {
     const [start, end] = this.span();
-    return new Reader(this.buf, start, end, `${this.what}.${what}`);
+    return new Reader(this.buf, start, end, `${this.what}.${what}`, this.#view);
   }
 
   skip(wire: number) {
@@ -201,6 +318,12 @@ class Reader {
       default:
         this.#fail(`unsupported wire type ${wire}`);
     }
+  }
+
+  /** Skips the field of `tag` (its number and wire type), checking the number. */
+  skipField(tag: number) {
+    if (tag < 8) this.#fail("field number 0");
+    this.skip(tag % 8);
   }
 
   /** Calls `field(number, wire)` for each field; `field` returns false to skip it. */
@@ -242,7 +365,7 @@ function writeAlert(w: Writer, alert: WireAlert) {
 
 /** Encodes an `AgentMessage` (exactly one of `hello`, `batch`, `result`). */
 export function encodeAgentMessage(message: AgentMessage): Uint8Array {
-  const w = new Writer();
+  const w = shared.reset();
   if (message.hello) {
     const hello = message.hello;
     w.message(1, (m) => {
@@ -330,6 +453,203 @@ export function decodeBrokerMessage(bytes: Uint8Array): BrokerMessage {
         out = {
           close: readScalars<Close>(r.nested("close"), { reason: "" }, {
             1: ["reason", "string"],
+          }),
+        };
+        break;
+    }
+    return true;
+  });
+  return out;
+}
+
+// The broker's side: decodes `AgentMessage`, encodes `BrokerMessage` (services/rpc/server.ts).
+
+/**
+ * `BrokerMessage{ack{seq}}`, the message sent per batch, written directly:
+ * tag 2, length, then (unless seq is 0, the default) tag 1 and the varint.
+ */
+function encodeAck(seq: number): Uint8Array {
+  if (!Number.isSafeInteger(seq) || seq < 0) {
+    throw new RangeError(`ack.seq: expected an unsigned integer, found ${seq}`);
+  }
+  if (seq === 0) {
+    const empty = allocate(2);
+    empty[0] = 2 * 8 + BYTES;
+    empty[1] = 0;
+    return empty;
+  }
+  let size = 1;
+  for (let v = seq; v >= 0x80; v = Math.floor(v / 0x80)) size++;
+  const out = allocate(3 + size);
+  out[0] = 2 * 8 + BYTES;
+  out[1] = 1 + size;
+  out[2] = 1 * 8 + VARINT;
+  let at = 3;
+  let v = seq;
+  while (v >= 0x80) {
+    out[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  out[at] = v;
+  return out;
+}
+
+/** Encodes a `BrokerMessage` (exactly one of `welcome`, `ack`, `command`, `close`). */
+export function encodeBrokerMessage(message: BrokerMessage): Uint8Array {
+  if (message.ack) return encodeAck(message.ack.seq);
+  const w = shared.reset();
+  if (message.welcome) {
+    const welcome = message.welcome;
+    w.message(1, (m) => {
+      m.string(1, welcome.broker_version);
+      m.uint(2, welcome.max_batch_samples);
+    });
+  } else if (message.command) {
+    const command = message.command;
+    w.message(3, (m) => {
+      m.string(1, command.command_id);
+      m.string(2, command.command_type);
+      m.string(3, command.args_json);
+      m.double(4, command.timestamp);
+    });
+  } else if (message.close) {
+    const close = message.close;
+    w.message(4, (m) => m.string(1, close.reason));
+  } else {
+    throw new TypeError("BrokerMessage: expected one of welcome, ack, command, close");
+  }
+  return w.finish();
+}
+
+/**
+ * One `map<string, double>` entry (entered) into `into`: a missing key is
+ * "", a missing value 0, as protobufjs.
+ */
+function readMapEntry(r: Reader, into: Record<string, number>) {
+  let key = "";
+  let value = 0;
+  while (!r.done) {
+    const tag = r.varint();
+    if (tag === 1 * 8 + BYTES) key = r.string();
+    else if (tag === 2 * 8 + FIXED64) value = r.double();
+    else r.skipField(tag);
+  }
+  into[key] = value;
+}
+
+/** One Sample (entered): the message read per sample, without closures or nested readers. */
+function readSample(r: Reader): WireSample {
+  const metrics: Record<string, number> = {};
+  const counters: Record<string, number> = {};
+  const sample = { timestamp: 0, metrics, counters, interval: 0, keepalive: 0 };
+  let entries = 0;
+  while (!r.done) {
+    const tag = r.varint();
+    switch (tag) {
+      case 1 * 8 + FIXED64:
+        sample.timestamp = r.double();
+        break;
+      case 2 * 8 + BYTES:
+      case 3 * 8 + BYTES: {
+        const metric = tag === 2 * 8 + BYTES;
+        const outer = r.enter(metric ? "metrics" : "counters", entries++);
+        readMapEntry(r, metric ? metrics : counters);
+        r.exit(outer, true);
+        break;
+      }
+      case 4 * 8 + FIXED64:
+        sample.interval = r.double();
+        break;
+      case 5 * 8 + FIXED64:
+        sample.keepalive = r.double();
+        break;
+      default:
+        r.skipField(tag);
+    }
+  }
+  return sample;
+}
+
+function readAlert(r: Reader): WireAlert {
+  return readScalars<WireAlert>(r, {
+    metric: "",
+    value: 0,
+    threshold: 0,
+    state: "",
+    timestamp: 0,
+  }, {
+    1: ["metric", "string"],
+    2: ["value", "double"],
+    3: ["threshold", "double"],
+    4: ["state", "string"],
+    5: ["timestamp", "double"],
+  });
+}
+
+/** A Batch (entered). */
+function readBatch(r: Reader): Batch {
+  const batch: Batch = { seq: 0, samples: [], alerts: [] };
+  while (!r.done) {
+    const tag = r.varint();
+    if (tag === 1 * 8 + VARINT) batch.seq = r.varint();
+    else if (tag === 2 * 8 + BYTES) {
+      const outer = r.enter("samples", batch.samples.length);
+      batch.samples.push(readSample(r));
+      r.exit(outer, true);
+    } else if (tag === 3 * 8 + BYTES) {
+      batch.alerts.push(readAlert(r.nested(`alerts[${batch.alerts.length}]`)));
+    } else r.skipField(tag);
+  }
+  return batch;
+}
+
+/**
+ * Decodes an `AgentMessage` (the broker's side); throws naming the field
+ * when the bytes are not one. Shapes as proto-loader gives them, see the
+ * module's description; bytes with no case set decode to `{}`.
+ */
+export function decodeAgentMessage(bytes: Uint8Array): AgentMessage {
+  const r = new Reader(bytes, 0, bytes.length, "AgentMessage");
+  let out: AgentMessage = {};
+  r.fields((number, wire) => {
+    if (wire !== BYTES || number < 1 || number > 3) return false;
+    // A oneof: the last case on the wire wins, as in protobufjs.
+    switch (number) {
+      case 1:
+        out = {
+          hello: readScalars<Hello>(r.nested("hello"), {
+            agent_id: "",
+            hostname: "",
+            version: "",
+            token: "",
+            instance_id: "",
+          }, {
+            1: ["agent_id", "string"],
+            2: ["hostname", "string"],
+            3: ["version", "string"],
+            4: ["token", "string"],
+            5: ["instance_id", "string"],
+          }),
+        };
+        break;
+      case 2: {
+        const outer = r.enter("batch");
+        out = { batch: readBatch(r) };
+        r.exit(outer);
+        break;
+      }
+      case 3:
+        out = {
+          result: readScalars<CommandResult>(r.nested("result"), {
+            command_id: "",
+            status: "",
+            output_json: "",
+            timestamp: 0,
+          }, {
+            1: ["command_id", "string"],
+            2: ["status", "string"],
+            3: ["output_json", "string"],
+            4: ["timestamp", "double"],
           }),
         };
         break;

@@ -270,15 +270,7 @@ Deno.test("rpc: one connection gets at most maxStreamsPerConnection streams at o
   }
 });
 
-Deno.test({
-  name: "rpc: connecting to a closed port fails with UNAVAILABLE naming the address",
-  // After a refused connection grpc-js keeps unref'd timers of its own (subchannel
-  // BackoffTimeout and the SubchannelPool cleanup interval) that expire by themselves
-  // within seconds and cannot be cancelled from outside (Deno counts timers under both
-  // sanitizers). Every other rpc test runs with both sanitizers on.
-  sanitizeOps: false,
-  sanitizeResources: false,
-}, async () => {
+Deno.test("rpc: connecting to a closed port fails with UNAVAILABLE naming the address", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();

@@ -8,7 +8,14 @@ import * as grpc from "@grpc/grpc-js";
 import "./grpc_log.ts";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { getLogger } from "../common/log.ts";
-import { stripOneof } from "./oneof.ts";
+import { Buffer } from "node:buffer";
+import {
+  CONNECT_PATH,
+  decodeAgentMessage,
+  decodeBrokerMessage,
+  encodeAgentMessage,
+  encodeBrokerMessage,
+} from "./codec.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./limits.ts";
 
 export { DEFAULT_MAX_MESSAGE_BYTES };
@@ -113,30 +120,36 @@ function isUndecodable(data: unknown): data is Undecodable {
 }
 
 /**
- * The Monitoring service whose request decoder does not throw: grpc-js would
- * end such a stream INTERNAL "Error deserializing request"; the stream gets
- * INVALID_ARGUMENT saying what was expected instead (see GrpcServerStream).
+ * The Monitoring service on the precompiled codec (codec.ts; no .proto file
+ * parsed, no protobufjs per message). Its request decoder does not throw:
+ * grpc-js would end such a stream INTERNAL "Error deserializing request"; the
+ * stream gets INVALID_ARGUMENT saying what was expected instead (see
+ * GrpcServerStream).
  */
-async function agentService(): Promise<grpc.ServiceDefinition> {
-  // Loaded here, not at import: the agent imports this folder but never parses the .proto file.
-  const { monitoringService } = await import("./proto.ts");
-  const service = monitoringService().service;
-  return Object.fromEntries(
-    Object.entries(service).map(([name, method]) => [name, {
-      ...method,
-      requestDeserialize: (bytes: Uint8Array) => {
-        try {
-          return method.requestDeserialize(bytes as Buffer);
-        } catch (error) {
-          const reason = error instanceof Error ? error.message : String(error);
-          return {
-            [UNDECODABLE]:
-              `expected a monitoring.v1.AgentMessage (protobuf), found ${bytes.length} bytes that do not decode: ${reason}`,
-          } satisfies Undecodable;
-        }
-      },
-    }]),
-  );
+function agentService(): grpc.ServiceDefinition {
+  const connect: grpc.MethodDefinition<AgentMessage | Undecodable, BrokerMessage> = {
+    path: CONNECT_PATH,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (message) => Buffer.from(encodeAgentMessage(message as AgentMessage)),
+    requestDeserialize: (bytes: Buffer) => {
+      try {
+        return decodeAgentMessage(bytes);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        return {
+          [UNDECODABLE]:
+            `expected a monitoring.v1.AgentMessage (protobuf), found ${bytes.length} bytes that do not decode: ${reason}`,
+        } satisfies Undecodable;
+      }
+    },
+    responseSerialize: (message) => {
+      const bytes = encodeBrokerMessage(message);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+    responseDeserialize: (bytes: Buffer) => decodeBrokerMessage(bytes),
+  };
+  return { Connect: connect } as grpc.ServiceDefinition;
 }
 
 class GrpcServerStream implements ServerStream {
@@ -196,7 +209,8 @@ class GrpcServerStream implements ServerStream {
 
   onMessage(listener: (message: AgentMessage) => void): void {
     this.#call.on("data", (data: unknown) => {
-      if (!isUndecodable(data)) listener(stripOneof<AgentMessage>(data));
+      // Decoded by codec.ts in the shapes of messages.ts (no oneof bookkeeping to strip).
+      if (!isUndecodable(data)) listener(data as AgentMessage);
     });
   }
 
@@ -263,7 +277,7 @@ function bindProblem(error: Error): string {
 
 /** Starts the gRPC server and resolves once it listens. */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
-  const service = await agentService();
+  const service = agentService();
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxBytes,
@@ -299,7 +313,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const credentials = options.tls
     ? new TlsServerCredentials(options.tls)
     : grpc.ServerCredentials.createInsecure();
-  return new Promise((resolve, reject) => {
+  return await new Promise((resolve, reject) => {
     server.bindAsync(options.listen, credentials, (error, port) => {
       if (error) {
         reject(

@@ -21,6 +21,7 @@ import {
   YAML_ENV_VARS,
 } from "../common/permissions.ts";
 import { flagValues } from "../config/flags.ts";
+import { dialAddress } from "../common/net.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
 import { agentPluginPermissions } from "../plugin_loader/permissions.ts";
 import type { PluginPermissions } from "../plugin_loader/types.ts";
@@ -224,7 +225,7 @@ export function analysisPermissionSet(settings: DeploymentSettings): PermissionS
 export function dashboardUrl(settings: DeploymentSettings): string | undefined {
   const http = settings.analysis?.http;
   if (!http) return undefined;
-  const shown = http.replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
+  const shown = dialAddress(http);
   return `${settings.analysis?.tls ? "https" : "http"}://${shown}/`;
 }
 

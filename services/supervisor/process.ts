@@ -7,14 +7,14 @@
  * @module
  */
 import { forEachLine } from "../common/lines.ts";
+import { READY_LINE, servingLine } from "../common/cli.ts";
 import {
   type RestartDecision,
   RestartPolicy,
   type RestartPolicyOptions,
 } from "./restart_policy.ts";
 
-/** The line a supervised service prints on stdout when it is ready (services/common/cli.ts). */
-export const READY_LINE = "monitor:ready";
+export { READY_LINE };
 
 /** A program and its arguments. */
 export interface ServiceCommand {
@@ -126,6 +126,7 @@ export class ManagedService {
   #stopRequested = false;
   #timedOut = false;
   #generation = 0;
+  #serving = new Map<string, string>();
 
   constructor(name: string, command: ServiceCommand, options: ManagedServiceOptions) {
     this.name = name;
@@ -146,6 +147,14 @@ export class ManagedService {
   /** Pid of the running child, if any. */
   get pid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  /**
+   * The URL the running process said it serves `what` at
+   * (`monitor:serving <what> <url>`, services/common/cli.ts), if it did.
+   */
+  serving(what: string): string | undefined {
+    return this.#serving.get(what);
   }
 
   /** The command the next start uses. */
@@ -237,6 +246,7 @@ export class ManagedService {
     const generation = ++this.#generation;
     this.#state = "starting";
     this.#timedOut = false;
+    this.#serving.clear();
     let child: ChildHandle;
     try {
       child = this.#spawn(this.#command);
@@ -278,9 +288,10 @@ export class ManagedService {
   async #read(stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr", generation: number) {
     const emit = (text: string) => {
       const line = text.endsWith("\r") ? text.slice(0, -1) : text;
-      if (which === "stdout" && line === READY_LINE && generation === this.#generation) {
-        this.#onReady(generation);
-        return;
+      if (which === "stdout" && generation === this.#generation) {
+        if (line === READY_LINE) return this.#onReady(generation);
+        const serving = servingLine(line);
+        if (serving) return void this.#serving.set(serving.what, serving.url);
       }
       this.#reporter.line(this.name, which, line);
     };

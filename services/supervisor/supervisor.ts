@@ -70,6 +70,10 @@ export class Supervisor {
   #replicas: ManagedService[] = [];
   #stopping = false;
   #pinned: PluginNeeds[] | undefined;
+  /** The pins could not be read back (the store was unreachable): pinned again before the next configuration write. */
+  #pinsPending = false;
+  /** The last pin attempt failed that way and no retry delay has passed since. */
+  #pinJustFailed = false;
   #pinChild: ChildHandle | undefined;
   #relaunch: ((reason: string) => void) | undefined;
   /** Agent configurations monitor.yaml wants that the store does not have yet (id -> config). */
@@ -190,8 +194,16 @@ export class Supervisor {
     }
     if (allReady && !this.#stopping) {
       this.#output.say("info", "all services ready");
-      const url = dashboardUrl(this.#deployment(plan));
-      if (url) this.#output.say("info", `dashboard: ${url}`);
+      // What the analysis bound, not what monitor.yaml asked for (the port may be taken).
+      const served = this.#services.get("analysis")?.serving("dashboard");
+      const wanted = dashboardUrl(this.#deployment(plan));
+      if (served) this.#output.say("info", `dashboard: ${served}`);
+      else if (wanted) {
+        this.#output.say(
+          "warn",
+          `no dashboard: the analysis did not serve ${wanted} (its log above says why)`,
+        );
+      }
     }
     return allReady && !this.#stopping;
   }
@@ -229,27 +241,34 @@ export class Supervisor {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     if (this.#stopping || !this.#store) return false;
-    if (this.#pendingAgents.size === 0 && this.#pendingDeletes.size === 0) return true;
+    if (this.#pinsPending) {
+      // Pins first, as at start: a configuration that uses a plugin must find its pin.
+      if (!this.#pinJustFailed) await this.#pin(this.#plan);
+      if (this.#stopping) return false;
+      if (this.#pinsPending) {
+        this.#retryLater(
+          `cannot pin URL plugins (${Object.keys(this.#plan.plugins).join(", ")}) yet: ` +
+            `the store did not answer`,
+        );
+        return false;
+      }
+      await this.#refreshAgentPermissions();
+    }
+    if (this.#pendingAgents.size === 0 && this.#pendingDeletes.size === 0) {
+      this.#retried();
+      return true;
+    }
     const put = Object.fromEntries(this.#pendingAgents);
     const deleted = [...this.#pendingDeletes];
     try {
       await this.#writeAgents(put, deleted);
     } catch (error) {
       if (this.#stopping) return false;
-      this.#retryAttempts++;
-      const delay = Math.min(
-        this.#retryInitialMs * 2 ** (this.#retryAttempts - 1),
-        this.#retryMaxMs,
-      );
-      this.#output.say(
-        this.#retryAttempts === 1 ? "error" : "warn",
+      this.#retryLater(
         `cannot write agent configuration (${this.pendingAgentConfigs.join(", ")}): ${
           errorMessage(error)
-        }; the store keeps its old values until then; keeping the desired state and retrying in ${
-          delay / 1000
-        } s (attempt ${this.#retryAttempts})`,
+        }; the store keeps its old values until then`,
       );
-      this.#retryTimer = setTimeout(() => void this.#reconcileAgents(), delay);
       return false;
     }
     // Only what is still wanted as written leaves the pending set (an edit may have come since).
@@ -257,19 +276,55 @@ export class Supervisor {
       if (this.#pendingAgents.get(id) === config) this.#pendingAgents.delete(id);
     }
     for (const id of deleted) if (!this.#pendingAgents.has(id)) this.#pendingDeletes.delete(id);
-    if (this.#retryAttempts > 0) {
-      this.#output.say(
-        "info",
-        `agent configuration is in the store now (after ${this.#retryAttempts} failed attempt${
-          this.#retryAttempts === 1 ? "" : "s"
-        })`,
-      );
-      this.#retryAttempts = 0;
-    }
+    this.#retried();
     if (this.#pendingAgents.size > 0 || this.#pendingDeletes.size > 0) {
       return await this.#writePending();
     }
     return true;
+  }
+
+  /** Says why the store write failed and tries again later (0.5 s doubling up to 30 s). */
+  #retryLater(why: string) {
+    this.#retryAttempts++;
+    const delay = Math.min(this.#retryInitialMs * 2 ** (this.#retryAttempts - 1), this.#retryMaxMs);
+    this.#output.say(
+      this.#retryAttempts === 1 ? "error" : "warn",
+      `${why}; keeping the desired state and retrying in ${
+        delay / 1000
+      } s (attempt ${this.#retryAttempts})`,
+    );
+    this.#retryTimer = setTimeout(() => {
+      this.#pinJustFailed = false;
+      void this.#reconcileAgents();
+    }, delay);
+  }
+
+  /** After failed attempts: says that the store has everything now. */
+  #retried() {
+    if (this.#retryAttempts === 0) return;
+    this.#output.say(
+      "info",
+      `agent configuration is in the store now (after ${this.#retryAttempts} failed attempt${
+        this.#retryAttempts === 1 ? "" : "s"
+      })`,
+    );
+    this.#retryAttempts = 0;
+  }
+
+  /**
+   * The pins name every module host an agent's plugins import from, which
+   * its `--allow-net` lists: a running agent whose command changed with the
+   * pins is restarted to get them.
+   */
+  async #refreshAgentPermissions() {
+    const agent = this.#services.get("agent");
+    if (!agent || this.#stopping) return;
+    const command = serviceCommand("agent", this.#deployment(this.#plan));
+    if (formatCommand(command) === formatCommand(agent.command)) return;
+    agent.setCommand(command);
+    if (agent.state === "stopped") return;
+    this.#output.say("info", "restarting agent (the pins name the hosts its plugins load from)");
+    await agent.restart();
   }
 
   async #writeAgents(agents: Record<string, unknown>, deleted: string[]) {
@@ -297,6 +352,7 @@ export class Supervisor {
     const names = Object.keys(plan.plugins);
     if (names.length === 0) {
       this.#pinned = undefined;
+      this.#pinsPending = false;
       return;
     }
     const command = pinCommand(plan.deployment);
@@ -341,9 +397,17 @@ export class Supervisor {
           ? { url: pin.url, permissions: pin.permissions, modules: pin.modules }
           : plan.deployment.plugins[i];
       });
+      this.#pinsPending = false;
     } catch (error) {
-      this.#output.say("warn", `cannot read the pins: ${errorMessage(error)}`);
+      this.#output.say(
+        "warn",
+        `cannot read the pins: ${
+          errorMessage(error)
+        }; pinning again before the next agent configuration write`,
+      );
       this.#pinned = undefined;
+      this.#pinsPending = true;
+      this.#pinJustFailed = true;
     }
     if (exitCode !== undefined && exitCode !== 0) {
       const which = failed.length > 0 ? ` for ${failed.join(", ")}` : "";

@@ -6,9 +6,17 @@
  * @module
  */
 import { checkAgentId } from "../common/ids.ts";
-import { ConfigError, type ConfigIssue } from "../config/issues.ts";
+import { ConfigError, type ConfigIssue } from "./issues.ts";
 import { type Store, storeKeys } from "../store/mod.ts";
-import { validateAgentConfigValue } from "./config_check.ts";
+import { validateAgentConfig } from "./agent_config.ts";
+
+/**
+ * Validates an agent configuration the way the agent will when it reads it
+ * from the store; returns its issues (none when valid).
+ */
+function validateAgentConfigValue(value: unknown): ConfigIssue[] {
+  return validateAgentConfig(value, "").issues;
+}
 
 /** An agent's configuration as the admin API shows it. */
 export interface ConfigView {
