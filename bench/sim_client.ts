@@ -15,6 +15,8 @@ const SIM = fileURLToPath(new URL("./agent_sim.ts", import.meta.url));
 
 /** A running simulator process. */
 export interface AgentSim {
+  /** The simulator's process id (its CPU time is reported by scenario 8). */
+  readonly pid: number;
   /** Sends one request and resolves its answer; rejects with the simulator's error. */
   request(op: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>>;
   /** Closes every stream and waits for the process to exit (killed after 5 s); idempotent. */
@@ -55,6 +57,7 @@ export function startAgentSim(): AgentSim {
   };
 
   return {
+    pid: child.pid,
     request(op, timeoutMs) {
       const result = queue.then(() => exchange(op, timeoutMs));
       queue = result.catch(() => {});
