@@ -206,7 +206,9 @@ async function fleetRun(
       let total = 0;
       for (const target of steps) {
         // More simulator processes as the fleet grows (file descriptors per process).
-        while (sims.length < Math.ceil(target / AGENTS_PER_SIM)) sims.push(startAgentSim());
+        while (sims.length < Math.ceil(target / AGENTS_PER_SIM)) {
+          sims.push(startAgentSim(ctx.fleet?.cpuProfDir));
+        }
         const more = target - total;
         const share = Math.ceil(more / sims.length);
         let connected = 0;
