@@ -214,17 +214,21 @@ async function fleetRun(
         let connected = 0;
         let failed = 0;
         let movedOn = 0;
+        let retried = 0;
         const answers = await Promise.all(sims.map((sim, i) => {
           const count = Math.max(0, Math.min(share, more - i * share));
-          return count === 0 ? Promise.resolve({ agents: 0, failed: 0, movedOn: 0 }) : sim.request(
-            { op: "connect", addresses, count, prefix: `f${brokerCount}-${target}-${i}` },
-            600_000,
-          );
+          return count === 0
+            ? Promise.resolve({ agents: 0, failed: 0, movedOn: 0, retried: 0 })
+            : sim.request(
+              { op: "connect", addresses, count, prefix: `f${brokerCount}-${target}-${i}` },
+              600_000,
+            );
         }));
         for (const a of answers) {
           connected += Number(a.agents);
           failed += Number(a.failed);
           movedOn = Math.max(movedOn, Number(a.movedOn));
+          retried += Number(a.retried ?? 0);
         }
         total = target;
         // Warm-up (new streams, the brokers' producers, the consumer's fetch loop), not measured.
@@ -319,7 +323,7 @@ async function fleetRun(
             Math.round(lastP50)
           }), sim late ${behind}, broker CPU ${result.cpu.join("/")} %, RSS ${
             result.rssMiB.join("/")
-          } MiB, simulators ${simCpu} % (${sims.length}), runner (Kafka mock, consumer) ${runnerCpu} %, moved on ${movedOn} → ${
+          } MiB, simulators ${simCpu} % (${sims.length}), runner (Kafka mock, consumer) ${runnerCpu} %, moved on ${movedOn}, connections retried ${retried} → ${
             why || "ok"
           }`,
         );
