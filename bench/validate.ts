@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { checkMonitorConfig } from "../services/config/monitor_config.ts";
+import { checkMonitorConfig } from "../services/config/monitor_yaml.ts";
 import { type BenchContext, median, type Row, type Scenario } from "./support.ts";
 
 /** A monitor.yaml with `n` unknown top-level keys. */

@@ -9,11 +9,10 @@
  * can crash the process the agent runs in (nghttp2 assertion, exit 134, or
  * exit 139; denoland/deno#36788), i.e. this test process.
  *
- * While the broker is down, grpc-js keeps unref'd timers of its own
- * (subchannel backoff, pool cleanup) that expire by themselves and cannot be
- * cancelled from outside, so these tests run without the op/resource
- * sanitizers (as services/rpc/rpc_test.ts's refused-connection test does).
- * Everything the tests open is closed in `finally`.
+ * The op/resource sanitizers are on: the agent's stream client
+ * (services/rpc/client.ts, on node:http2) leaves no timer or connection
+ * behind when the broker goes away. Everything the tests open is closed in
+ * `finally`.
  */
 import assert from "node:assert/strict";
 import { startAgent } from "../services/agent/mod.ts";
@@ -43,8 +42,6 @@ async function startConfiguredAgent(
 Deno.test({
   name:
     "agent: broker restart mid-stream loses no acknowledged sample; buffered samples arrive in order",
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, async () => {
   const backend = await embeddedStore();
   const port = freePort();
@@ -114,8 +111,6 @@ Deno.test({
 
 Deno.test({
   name: "agent: beyond the buffer bound the oldest batches are dropped and counted",
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, async () => {
   const backend = await embeddedStore();
   const address = `127.0.0.1:${freePort()}`;
@@ -154,8 +149,6 @@ Deno.test({
 Deno.test({
   name:
     "agent: batches coalesced while disconnected are split to the broker's announced limit; a batch refused three times is dropped and counted",
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, async () => {
   const backend = await embeddedStore();
   const address = `127.0.0.1:${freePort()}`;

@@ -8,11 +8,8 @@
  * refuses RESOURCE_EXHAUSTED and the agent lands on another broker.
  *
  * The agents run in this process (the real agent library: pipeline, buffer,
- * broker link with failover). While a broker is down, grpc-js keeps unref'd
- * timers of its own (subchannel backoff) that cannot be cancelled from
- * outside, so these tests run without the op/resource sanitizers, like
- * tests/agent_broker_restart_test.ts; everything opened is closed in
- * `finally`. Agents stop before the brokers: a broker's graceful shutdown
+ * broker link with failover), with the op/resource sanitizers on; everything
+ * opened is closed in `finally`. Agents stop before the brokers: a broker's graceful shutdown
  * sends its connections a GOAWAY, which on Deno 2.9.6 can abort the process
  * the agents run in (denoland/deno#36788).
  */
@@ -254,8 +251,6 @@ async function command(
 Deno.test({
   name:
     "broker fleet: agents spread over three brokers by id; commands reach one agent on each broker and all; every broker shows the fleet",
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, () =>
   withFleet([[], [], []], async (fleet) => {
     const ids = idsSpreadOver(fleet.addresses, 2, "fl");
@@ -316,8 +311,6 @@ Deno.test({
 Deno.test({
   name:
     "broker fleet: a broker killed with SIGKILL: its agents move to the others, no sample is lost, commands still answered",
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, () =>
   withFleet([[], [], []], async (fleet) => {
     const ids = idsSpreadOver(fleet.addresses, 2, "kf");
@@ -390,8 +383,6 @@ Deno.test({
 Deno.test({
   name:
     "broker fleet: a broker at its stream ceiling refuses RESOURCE_EXHAUSTED and the agent lands on another broker; a second process with a connected agent's id is refused on the other broker too",
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, () =>
   withFleet([["--max-streams", "1"], []], async (fleet) => {
     const [full] = fleet.addresses;

@@ -18,7 +18,7 @@ import { readBrokerSecurity, securityWarnings } from "../services/broker/securit
 import type { CommonFlags } from "../services/common/cli.ts";
 import { readSecret } from "../services/common/secrets.ts";
 import { formatIssue } from "../services/config/issues.ts";
-import { checkMonitorConfig } from "../services/config/monitor_config.ts";
+import { checkMonitorConfig } from "../services/config/monitor_yaml.ts";
 import { resolveServiceSettings } from "../services/config/service_settings.ts";
 import {
   type AgentStream,

@@ -210,3 +210,36 @@ Deno.test("embedded store: shares its file with the embedded bus; reopening keep
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("embedded store: watchFiles false polls; another connection's commit reaches a watch, bad options are refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
+  const settings = settingsIn(dir);
+  const writer = await openStore(settings);
+  // The agent's way (services/agent/permissions.ts AGENT_STORE_OPTIONS), with a shorter poll.
+  const quiet = await openStore(settings, { embedded: { watchFiles: false, pollIntervalMs: 100 } });
+  const bus = await openBus({ backend: "embedded", brokers: [], path: settings.path });
+  const seen: WatchEvent[] = [];
+  const watcher = await quiet.watch("/monitor/config/", {}, (event) => {
+    seen.push(event);
+  });
+  try {
+    await bus.publish("monitoring-data", [{ key: "a", value: "{}" }]);
+    const revision = await writer.put("/monitor/config/web-1", '{"interval": 1}');
+    await waitUntil(() => seen.length > 0, WAIT_MS, "the polled watch to see the commit");
+    assert.deepEqual(
+      seen.map((e) => [e.type, e.key, e.type === "put" ? e.value : undefined, e.revision]),
+      [["put", "/monitor/config/web-1", '{"interval": 1}', revision]],
+    );
+    await assert.rejects(
+      openEmbeddedStore(settings, { watchFiles: "no" as unknown as boolean }),
+      (error: Error) =>
+        error instanceof TypeError && /watchFiles must be true or false/.test(error.message),
+    );
+  } finally {
+    await watcher.close();
+    await bus.close();
+    await quiet.close();
+    await writer.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -8,7 +8,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { DEFAULT_AGENT_CONFIG_JSON } from "../services/config/mod.ts";
-import { checkMonitorConfig } from "../services/config/monitor_config.ts";
+import { checkMonitorConfig } from "../services/config/monitor_yaml.ts";
 import { MAX_NESTING_DEPTH } from "../services/config/yaml_source.ts";
 import { validateFileArgument, validatePermissions } from "../services/config/permissions.ts";
 import { nestedDocument, unknownKeysDocument } from "../bench/validate.ts";

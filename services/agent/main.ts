@@ -22,6 +22,7 @@ import { describeCommands } from "./commands.ts";
 import { type AgentOptions, runOnce, startAgent } from "./agent.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { readAgentSecurity } from "./security.ts";
+import { AGENT_STORE_OPTIONS } from "./permissions.ts";
 
 /** Default broker address. */
 export const DEFAULT_BROKER: string = MONITOR_DEFAULTS.broker.listen;
@@ -122,7 +123,7 @@ async function main() {
   if (flags.test && flags.once) {
     throw new Error("--test and --once: expected one of them, found both");
   }
-  const store = await openStore(settings.store);
+  const store = await openStore(settings.store, AGENT_STORE_OPTIONS);
   const options: AgentOptions = {
     agentId: id,
     store,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { flagOverrides, flagValues, SERVICE_FLAG_KEYS, withOverrides } from "./flags.ts";
 import { ConfigError } from "./issues.ts";
-import { checkMonitorConfig, resolveConfig } from "./monitor_config.ts";
+import { checkMonitorConfig, resolveConfig } from "./monitor_yaml.ts";
 
 Deno.test("flags: both spellings, the last one wins, other arguments are passed over", () => {
   const values = flagValues(

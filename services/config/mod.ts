@@ -11,22 +11,29 @@ export {
   brokerReplicas,
   type BrokerTlsConfig,
   type BusConfig,
-  checkMonitorConfig,
+  checkMonitorSource,
   configPath,
   databasePath,
-  loadMonitorConfig,
+  EMPTY_SOURCE,
   type LocalAgentConfig,
   MONITOR_DEFAULTS,
   MONITOR_KEYS,
   type MonitorCheck,
   type MonitorConfig,
-  parseMonitorConfig,
   type ParseOptions,
   resolveMonitorValue,
+  resolveWithoutFile,
   stateDirPath,
   type StoreConfig,
   type UrlPluginConfig,
 } from "./monitor_config.ts";
+export {
+  checkMonitorConfig,
+  loadMonitorConfig,
+  parseMonitorConfig,
+  resolveConfig,
+  type ResolveOptions,
+} from "./monitor_yaml.ts";
 export { agentConfigDocument, monitorConfigDocument, renderMonitorConfig } from "./render.ts";
 export { runValidate, type ValidateHooks, type ValidateOutput } from "./validate_main.ts";
 export {

@@ -53,7 +53,7 @@ import {
   specVersion,
 } from "./plugin_spec.ts";
 import { type FlagOverride, overrideAt, withOverrides } from "./flags.ts";
-import { parseYamlSource } from "./yaml_source.ts";
+import type { YamlSource } from "./yaml_source.ts";
 import { MONITOR_DEFAULTS } from "./defaults.ts";
 
 /** File name of the shared SQLite database in the state directory. */
@@ -252,7 +252,7 @@ export interface MonitorConfig {
   };
 }
 
-/** Options of {@linkcode parseMonitorConfig}. */
+/** Options of the checks (`checkMonitorConfig`, {@linkcode checkMonitorSource}, ...). */
 export interface ParseOptions {
   /** Default of `agent.id` (default: `Deno.hostname()`, or `localhost` without permission). */
   hostname?: string;
@@ -265,7 +265,7 @@ export interface ParseOptions {
   flags?: readonly FlagOverride[];
 }
 
-/** Outcome of {@linkcode checkMonitorConfig}: a config when there are no issues. */
+/** Outcome of {@linkcode checkMonitorSource} (and `checkMonitorConfig`): a config when there are no issues. */
 export interface MonitorCheck {
   config?: MonitorConfig;
   /** The document as parsed (before defaults), when it is valid YAML. */
@@ -769,7 +769,7 @@ function checkAgents(
 
 /**
  * Validates a plain monitor.yaml value (already parsed) and resolves it.
- * Issues carry key paths but no positions; prefer {@linkcode checkMonitorConfig}.
+ * Issues carry key paths but no positions; prefer {@linkcode checkMonitorSource}.
  * @param value the document's value (`null`/`undefined` for an empty file)
  * @param options defaults that depend on the machine
  */
@@ -834,18 +834,28 @@ function isKeyIssue(issue: ConfigIssue & { anchor?: string }): boolean {
   }
 }
 
+/** The source of an empty monitor.yaml (what npm:yaml makes of ""), without parsing anything. */
+export const EMPTY_SOURCE: YamlSource = Object.freeze({
+  value: null,
+  syntaxIssues: [],
+  locate: () => undefined,
+});
+
 /**
- * Parses and validates monitor.yaml text without throwing.
- * @param text the YAML text
+ * Validates a parsed monitor.yaml without throwing: the check of
+ * `checkMonitorConfig` (services/config/monitor_yaml.ts, which parses the
+ * text with npm:yaml) on its {@linkcode YamlSource}, or on
+ * {@linkcode EMPTY_SOURCE} for the defaults and the flags alone (no YAML
+ * parser loaded: the agent's case).
+ * @param source the parsed document, its syntax issues and the positions of its keys
  * @param file the file name used in messages (and, without `options.dir`, for relative paths)
  * @param options defaults that depend on the machine
  */
-export function checkMonitorConfig(
-  text: string,
+export function checkMonitorSource(
+  source: YamlSource,
   file: string,
   options: ParseOptions = {},
 ): MonitorCheck {
-  const source = parseYamlSource(text);
   if (source.syntaxIssues.length > 0) return { issues: source.syntaxIssues };
   const flags = options.flags ?? [];
   const { config, issues } = resolveMonitorValue(withOverrides(source.value, flags), {
@@ -881,79 +891,27 @@ export function checkMonitorConfig(
     : { document: source.value, issues: located };
 }
 
-/**
- * Parses and validates monitor.yaml text (pure: reads nothing).
- * @param text the YAML text
- * @param file the file name used in messages
- * @param options defaults that depend on the machine
- * @throws ConfigError listing every issue, each with line and column
- */
-export function parseMonitorConfig(
-  text: string,
-  file: string,
-  options: ParseOptions = {},
-): MonitorConfig {
-  const { config, issues } = checkMonitorConfig(text, file, options);
-  if (!config) throw monitorConfigError(issues, file);
-  return config;
-}
-
 /** The error of a check's issues: the file's, unless every issue is a flag's. */
 export function monitorConfigError(issues: ConfigIssue[], file?: string): ConfigError {
   const fromFlags = issues.every((i) => i.path.startsWith("--"));
   return new ConfigError(issues, fromFlags ? undefined : file);
 }
 
-/** Options of {@linkcode resolveConfig}. */
-export interface ResolveOptions extends ParseOptions {
-  /** The monitor.yaml to read; none: the defaults and the flags alone. */
-  file?: string;
-  /** Base of relative paths without a file (default: the current folder). */
-  cwd?: string;
-}
-
 /**
- * THE resolution of a process's configuration: monitor.yaml (when given)
- * with the command-line flags written at their key paths, validated once
- * and every default filled in. Relative paths of the file are relative to
- * its folder; without a file, to `cwd`.
+ * The configuration without a monitor.yaml: the defaults with the
+ * command-line flags written at their key paths (`resolveConfig` without a
+ * file; no YAML parser loaded). Relative paths are relative to `cwd`.
  * @throws ConfigError listing every issue (flag issues name the flag)
  */
-export async function resolveConfig(options: ResolveOptions = {}): Promise<MonitorConfig> {
-  const { file, cwd, ...parse } = options;
-  if (file !== undefined) return await loadMonitorConfig(file, parse);
+export function resolveWithoutFile(
+  options: ParseOptions & { cwd?: string } = {},
+): MonitorConfig {
+  const { cwd, ...parse } = options;
   const dir = resolve(cwd ?? Deno.cwd());
-  const { config, issues } = checkMonitorConfig("", "(command line)", { dir, ...parse });
+  const { config, issues } = checkMonitorSource(EMPTY_SOURCE, "(command line)", { dir, ...parse });
   if (!config) throw monitorConfigError(issues);
   delete config.source.file;
   return config;
-}
-
-/**
- * Reads, parses and validates a monitor.yaml.
- * @param path the file; relative paths in it are relative to its folder
- * @param options defaults that depend on the machine
- * @throws ConfigError listing every issue (or naming the file when it cannot be read)
- */
-export async function loadMonitorConfig(
-  path: string,
-  options: ParseOptions = {},
-): Promise<MonitorConfig> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
-      ? "no permission to read it"
-      : error instanceof Error
-      ? error.message
-      : String(error);
-    const issue: ConfigIssue = { path: "", expected: "a readable monitor.yaml", found: reason };
-    throw new ConfigError([issue], path);
-  }
-  return parseMonitorConfig(text, path, { dir: resolve(dirname(path)), ...options });
 }
 
 /** Absolute (when `source.dir` is) path of a file named in the config, e.g. `broker.sink`. */

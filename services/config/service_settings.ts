@@ -17,11 +17,10 @@ import type { StoreSettings } from "../store/types.ts";
 import { type FlagOverride, overrideAt, serviceFlagOverrides } from "./flags.ts";
 import { ConfigError, describeValue } from "./issues.ts";
 import {
-  checkMonitorConfig,
   databasePath,
   type MonitorConfig,
   monitorConfigError,
-  resolveConfig,
+  resolveWithoutFile,
   stateDirPath,
 } from "./monitor_config.ts";
 
@@ -66,6 +65,8 @@ async function readChecked(
   }
   // The full schema check (line:column, key path, did-you-mean), as `deno task validate`
   // and the supervisor do. The hostname is not needed (agent.id is read as written).
+  // npm:yaml is loaded only here: a process without a monitor.yaml never loads it.
+  const { checkMonitorConfig } = await import("./monitor_yaml.ts");
   const { issues, document, config } = checkMonitorConfig(text, path, {
     hostname: "localhost",
     dir: dirname(path),
@@ -101,7 +102,7 @@ export async function resolveServiceSettings(
   let document: Record<string, unknown> = {};
   let config: MonitorConfig;
   if (configFile) ({ document, config } = await readChecked(configFile, overrides));
-  else config = await resolveConfig({ cwd, flags: overrides, hostname: "localhost" });
+  else config = resolveWithoutFile({ cwd, flags: overrides, hostname: "localhost" });
   const own = document[service];
   const path = databasePath(config);
   return {

@@ -8,7 +8,8 @@
  */
 import { Command, CommanderError } from "commander";
 import { ConfigError, formatIssue } from "./issues.ts";
-import { loadMonitorConfig, type MonitorConfig } from "./monitor_config.ts";
+import type { MonitorConfig } from "./monitor_config.ts";
+import { loadMonitorConfig } from "./monitor_yaml.ts";
 import { renderMonitorConfig } from "./render.ts";
 
 /** Extra outputs another module can plug into the validate command. */

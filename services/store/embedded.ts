@@ -77,6 +77,15 @@ export interface EmbeddedStoreOptions {
    * event, and the poll period where files cannot be watched (ms). Default 50.
    */
   pollIntervalMs?: number;
+  /**
+   * Follow the database's file events (inotify) to see other processes'
+   * commits within about 5 ms (default true). `false`: only poll every
+   * `pollIntervalMs`, e.g. 1000 for a process that must stay quiet although
+   * other processes commit to the same file all the time (the agent beside
+   * the embedded bus: every commit of the broker woke it, about 5 times a
+   * second), at the cost of up to that long to see a change.
+   */
+  watchFiles?: boolean;
 }
 
 /** Defaults of {@linkcode EmbeddedStoreOptions}. */
@@ -86,6 +95,7 @@ export const EMBEDDED_DEFAULTS: Readonly<Required<EmbeddedStoreOptions>> = Objec
   compactIntervalMs: 5000,
   reapIntervalMs: 250,
   pollIntervalMs: 50,
+  watchFiles: true,
 });
 
 /** Events read per query by a watcher. */
@@ -94,7 +104,10 @@ const WATCH_BATCH = 256;
 const REAP_IDLE_MS = 10_000;
 /** An idle watcher re-checks at least this often, besides change notifications (ms). */
 const WATCH_RECHECK_MS = 2000;
-/** The same while the notifier follows file events (it polls as a backstop itself). */
+/**
+ * The same while the notifier follows file events (it polls as a backstop
+ * itself), or polls on its own by choice ({@linkcode EmbeddedStoreOptions.watchFiles} false).
+ */
 const WATCH_RECHECK_WATCHED_MS = 10_000;
 
 const SCHEMA = `
@@ -162,6 +175,14 @@ function positive(value: number | undefined, fallback: number, name: string): nu
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
     throw new TypeError(`embedded store: ${name} must be a number >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+function flag(value: boolean | undefined, fallback: boolean, name: string): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`embedded store: ${name} must be true or false, got ${String(value)}`);
   }
   return value;
 }
@@ -430,7 +451,9 @@ class EmbeddedWatcher implements Watcher {
       if (!this.#dirty) {
         this.#wake = new AbortController();
         await sleep(
-          this.engine.notifier.watchingFiles ? WATCH_RECHECK_WATCHED_MS : WATCH_RECHECK_MS,
+          this.engine.notifier.watchingFiles || !this.engine.options.watchFiles
+            ? WATCH_RECHECK_WATCHED_MS
+            : WATCH_RECHECK_MS,
           this.#wake.signal,
         );
         this.#wake = undefined;
@@ -855,6 +878,7 @@ export function openEmbeddedStore(
         5,
         positive(options.pollIntervalMs, EMBEDDED_DEFAULTS.pollIntervalMs, "pollIntervalMs"),
       ),
+      watchFiles: flag(options.watchFiles, EMBEDDED_DEFAULTS.watchFiles, "watchFiles"),
     };
   } catch (error) {
     return Promise.reject(error);
@@ -869,7 +893,7 @@ export function openEmbeddedStore(
     });
     immediateTransaction(db, () => db!.exec(SCHEMA));
     notifier = new ChangeNotifier(path, resolved.pollIntervalMs, {
-      watchFiles: true,
+      watchFiles: resolved.watchFiles,
       // Watchers read the change log: only a new revision (or compaction) is news to them.
       relevant:
         "SELECT group_concat(value, ',') AS v FROM store_meta WHERE name IN ('revision', 'compacted')",

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Store, StoreSettings } from "./types.ts";
+import type { EmbeddedStoreOptions } from "./embedded.ts";
 
 export * from "./types.ts";
 export { DEFAULT_STORE_PREFIX, type StoreKeys, storeKeys } from "./keys.ts";
@@ -18,19 +19,30 @@ export {
 } from "./permissions.ts";
 export { DEFAULT_CONNECT_TIMEOUT_MS } from "./common.ts";
 
+export type { EmbeddedStoreOptions };
+
+/** Tuning of a process's store, per backend (not part of monitor.yaml). */
+export interface OpenStoreOptions {
+  /** Used when `settings.backend` is `embedded` (e.g. `watchFiles: false` for a quiet process). */
+  embedded?: EmbeddedStoreOptions;
+}
+
 /**
  * Opens the backend chosen by `settings.backend`. An unreachable backend
  * fails with {@linkcode StoreUnavailableError} naming the endpoint within
  * `connectTimeoutMs` (default 5 s).
  */
-export async function openStore(settings: StoreSettings): Promise<Store> {
+export async function openStore(
+  settings: StoreSettings,
+  options: OpenStoreOptions = {},
+): Promise<Store> {
   if (typeof settings !== "object" || settings === null) {
     throw new TypeError("store settings: expected an object");
   }
   switch (settings.backend) {
     case "embedded": {
       const { openEmbeddedStore } = await import("./embedded.ts");
-      return await openEmbeddedStore(settings);
+      return await openEmbeddedStore(settings, options.embedded);
     }
     case "etcd": {
       // Loaded on demand so that processes on the embedded store never load etcd3.

@@ -9,11 +9,10 @@ import {
   brokerReplicas,
   configPath,
   databasePath,
-  loadMonitorConfig,
   type MonitorConfig,
-  parseMonitorConfig,
   stateDirPath,
 } from "../config/monitor_config.ts";
+import { loadMonitorConfig, parseMonitorConfig } from "../config/monitor_yaml.ts";
 import type { DeploymentSettings, PluginNeeds } from "./commands.ts";
 import type { SupervisorPlan } from "./plan.ts";
 

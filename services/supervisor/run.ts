@@ -19,7 +19,7 @@ import { errorMessage } from "../common/log.ts";
 import { environmentEditor } from "../console/permissions.ts";
 import { configFlag, flagOverrides, type FlagService } from "../config/flags.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
-import { resolveConfig } from "../config/monitor_config.ts";
+import { resolveConfig } from "../config/monitor_yaml.ts";
 import { STANDALONE_NAMES, standaloneCommand } from "./commands.ts";
 import { runInForeground } from "./foreground.ts";
 import { planFromConfig } from "./from_config.ts";
