@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { type AgentStream, openAgentStream } from "../services/rpc/agent_mod.ts";
+import { type AgentStream, openAgentStream, RpcStatus } from "../services/rpc/agent_mod.ts";
 import { preferenceOrder } from "../services/agent/broker_choice.ts";
 import { sleep, waitUntil } from "../services/common/async.ts";
 import { lines, percentile, randomMetrics } from "./support.ts";
@@ -35,6 +35,8 @@ interface SimAgent {
   inflight: Map<number, { samples: number; at: number }>;
   welcomed: boolean;
   closed: boolean;
+  /** Connection attempts repeated after an UNAVAILABLE failure before the Welcome. */
+  connectRetries: number;
   /** Called on each ack (throughput mode refills the window). */
   onAck?: (samples: number) => void;
 }
@@ -43,6 +45,10 @@ interface SimAgent {
 let addresses: string[] = [];
 /** Agents refused by a broker before their Welcome that moved on to the next. */
 let movedOn = 0;
+/** Connections that failed UNAVAILABLE before their Welcome and were tried again. */
+let retried = 0;
+/** Tries per agent after an UNAVAILABLE failure before the Welcome. */
+const CONNECT_RETRIES = 3;
 
 const agents: SimAgent[] = [];
 let acked = { batches: 0, samples: 0 };
@@ -67,6 +73,7 @@ function open(id: string): SimAgent {
     inflight: new Map(),
     welcomed: false,
     closed: false,
+    connectRetries: 0,
   };
   attach(agent, preferenceOrder(id, addresses), 0);
   return agent;
@@ -105,6 +112,17 @@ function attach(agent: SimAgent, order: string[], attempt: number) {
       attach(agent, order, attempt + 1);
       return;
     }
+    if (
+      !agent.welcomed && error?.code === RpcStatus.UNAVAILABLE &&
+      agent.connectRetries < CONNECT_RETRIES
+    ) {
+      // The connection failed before the Welcome (e.g. reset in a burst of connections):
+      // try the order again after a jittered pause, as an agent reconnects with backoff.
+      agent.connectRetries++;
+      retried++;
+      setTimeout(() => attach(agent, order, 0), 250 + Math.random() * 750);
+      return;
+    }
     agent.closed = true;
     if (error) console.error(`agent_sim: stream of ${id} ended: ${error.message}`);
   });
@@ -126,7 +144,7 @@ async function connect(count: number, prefix: string): Promise<Record<string, un
     `Welcome on ${count} streams`,
   );
   const failed = fresh.filter((a) => a.closed).length;
-  return { agents: agents.length, failed, movedOn, ms: performance.now() - started };
+  return { agents: agents.length, failed, movedOn, retried, ms: performance.now() - started };
 }
 
 function live(): SimAgent[] {

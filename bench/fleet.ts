@@ -140,6 +140,10 @@ interface StepResult {
   cpu: number[];
   /** Broker RSS (MiB) per broker at the end of the step. */
   rssMiB: number[];
+  /** CPU of all simulator processes together, % of one core. */
+  simCpu: number;
+  /** CPU of this runner process (the Kafka mock through FFI and the counting consumer), % of one core. */
+  runnerCpu: number;
   /** No loss, no crash, every agent connected. */
   ok: boolean;
   /** And p99 sample → Kafka ≤ 1 s. */
@@ -202,23 +206,29 @@ async function fleetRun(
       let total = 0;
       for (const target of steps) {
         // More simulator processes as the fleet grows (file descriptors per process).
-        while (sims.length < Math.ceil(target / AGENTS_PER_SIM)) sims.push(startAgentSim());
+        while (sims.length < Math.ceil(target / AGENTS_PER_SIM)) {
+          sims.push(startAgentSim(ctx.fleet?.cpuProfDir));
+        }
         const more = target - total;
         const share = Math.ceil(more / sims.length);
         let connected = 0;
         let failed = 0;
         let movedOn = 0;
+        let retried = 0;
         const answers = await Promise.all(sims.map((sim, i) => {
           const count = Math.max(0, Math.min(share, more - i * share));
-          return count === 0 ? Promise.resolve({ agents: 0, failed: 0, movedOn: 0 }) : sim.request(
-            { op: "connect", addresses, count, prefix: `f${brokerCount}-${target}-${i}` },
-            600_000,
-          );
+          return count === 0
+            ? Promise.resolve({ agents: 0, failed: 0, movedOn: 0, retried: 0 })
+            : sim.request(
+              { op: "connect", addresses, count, prefix: `f${brokerCount}-${target}-${i}` },
+              600_000,
+            );
         }));
         for (const a of answers) {
           connected += Number(a.agents);
           failed += Number(a.failed);
           movedOn = Math.max(movedOn, Number(a.movedOn));
+          retried += Number(a.retried ?? 0);
         }
         total = target;
         // Warm-up (new streams, the brokers' producers, the consumer's fetch loop), not measured.
@@ -226,9 +236,13 @@ async function fleetRun(
           sims.map((sim) => sim.request({ op: "rate", ms: warmUpMs, perSecond: 1 }, 180_000)),
         );
         await sleep(1000);
-        const before = await Promise.all(
-          brokers.map((b) => procUsage(b.child.pid).catch(() => undefined)),
-        );
+        const usage = () =>
+          Promise.all(
+            [...brokers.map((b) => b.child.pid), ...sims.map((sim) => sim.pid), Deno.pid].map((
+              pid,
+            ) => procUsage(pid).catch(() => undefined)),
+          );
+        const before = await usage();
         const from = Date.now() / 1000;
         const t0 = performance.now();
         const rates = await Promise.all(
@@ -238,9 +252,13 @@ async function fleetRun(
         );
         const to = Date.now() / 1000;
         const elapsedS = (performance.now() - t0) / 1000;
-        const after = await Promise.all(
-          brokers.map((b) => procUsage(b.child.pid).catch(() => undefined)),
-        );
+        const after = await usage();
+        const cpuOf = (i: number) =>
+          before[i] && after[i]
+            ? Math.round((after[i]!.cpuSeconds - before[i]!.cpuSeconds) / elapsedS * 100)
+            : NaN;
+        const simCpu = sims.reduce((sum, _, j) => sum + cpuOf(brokers.length + j), 0);
+        const runnerCpu = cpuOf(brokers.length + sims.length);
         const sent = rates.reduce((n, r) => n + Number(r.sent), 0);
         const acked = rates.reduce((n, r) => n + Number(r.acked), 0);
         try {
@@ -285,12 +303,12 @@ async function fleetRun(
           firstThirdP50: firstP50,
           lastThirdP50: lastP50,
           crashed,
-          cpu: brokers.map((_, i) =>
-            before[i] && after[i]
-              ? Math.round((after[i]!.cpuSeconds - before[i]!.cpuSeconds) / elapsedS * 100)
-              : NaN
+          cpu: brokers.map((_, i) => cpuOf(i)),
+          rssMiB: after.slice(0, brokers.length).map((u) =>
+            u ? Math.round(u.rssBytes / 1048576) : NaN
           ),
-          rssMiB: after.map((u) => u ? Math.round(u.rssBytes / 1048576) : NaN),
+          simCpu,
+          runnerCpu,
           ok: why === "",
           fast: why === "" && slow === "",
           why: why || slow,
@@ -305,7 +323,9 @@ async function fleetRun(
             Math.round(lastP50)
           }), sim late ${behind}, broker CPU ${result.cpu.join("/")} %, RSS ${
             result.rssMiB.join("/")
-          } MiB, moved on ${movedOn} → ${why || "ok"}`,
+          } MiB, simulators ${simCpu} % (${sims.length}), runner (Kafka mock, consumer) ${runnerCpu} %, moved on ${movedOn}, connections retried ${retried} → ${
+            why || "ok"
+          }`,
         );
         arrivals.clear();
         if (!result.ok) break;
@@ -398,9 +418,11 @@ async function run(ctx: BenchContext): Promise<Row[]> {
           Math.round(r.p50)
         }/${Math.round(r.p99)} ms; ${r.consumed}/${r.sent} consumed; ${
           Math.round(rate)
-        } samples/s per broker; broker CPU ${r.cpu.join("/")} % of a core, RSS ${
+        } samples/s per broker; broker CPU ${r.cpu.join("/")} % of a core (${
+          Math.round(rate / (r.cpu.reduce((a, b) => a + b, 0) / r.cpu.length / 100))
+        } samples per broker CPU-second), RSS ${
           r.rssMiB.join("/")
-        } MiB`,
+        } MiB; simulators ${r.simCpu} %, runner (Kafka mock, consumer) ${r.runnerCpu} %`,
       });
     }
   }

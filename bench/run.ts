@@ -84,7 +84,10 @@ function parseFlags(args: string[]): Flags {
     .option("--fleet-brokers <counts>", "scenario 8: broker counts to run (default 1,2,4)")
     .option("--fleet-agents <sizes>", "scenario 8: fleet sizes to step through, e.g. 2000,4000")
     .option("--fleet-step <seconds>", "scenario 8: seconds measured per step (default 15)")
-    .option("--cpu-prof <dir>", "scenario 8: write each broker's V8 CPU profile into <dir>")
+    .option(
+      "--cpu-prof <dir>",
+      "scenario 8: write the V8 CPU profile of each broker and simulator into <dir>",
+    )
     .exitOverride()
     .showHelpAfterError();
   try {

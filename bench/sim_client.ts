@@ -15,6 +15,8 @@ const SIM = fileURLToPath(new URL("./agent_sim.ts", import.meta.url));
 
 /** A running simulator process. */
 export interface AgentSim {
+  /** The simulator's process id (its CPU time is reported by scenario 8). */
+  readonly pid: number;
   /** Sends one request and resolves its answer; rejects with the simulator's error. */
   request(op: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>>;
   /** Closes every stream and waits for the process to exit (killed after 5 s); idempotent. */
@@ -24,13 +26,15 @@ export interface AgentSim {
 /**
  * Starts the simulator process (before the broker, to overlap start-ups);
  * `connect` requests name the broker's address, which must be on 127.0.0.1.
+ * With `cpuProfDir`, it writes its V8 CPU profile there when it exits.
  */
-export function startAgentSim(): AgentSim {
+export function startAgentSim(cpuProfDir?: string): AgentSim {
   const p = agentPermissions({ broker: "127.0.0.1", metrics: [] });
   const child = new Deno.Command("deno", {
     args: [
       "run",
       "--no-prompt",
+      ...(cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : []),
       // Only the lists a gRPC client needs (an empty one gives no flag at all).
       ...permissionFlags({ read: p.read, write: [], net: p.net, env: p.env }),
       SIM,
@@ -55,6 +59,7 @@ export function startAgentSim(): AgentSim {
   };
 
   return {
+    pid: child.pid,
     request(op, timeoutMs) {
       const result = queue.then(() => exchange(op, timeoutMs));
       queue = result.catch(() => {});

@@ -34,6 +34,18 @@ import { TlsServerCredentials, TlsWatch } from "./server_tls.ts";
  */
 export const DEFAULT_MAX_STREAMS_PER_CONNECTION = 16;
 
+/**
+ * The broker's keep-alive ping period per connection (ms). It only finds
+ * agents whose host vanished without closing the connection (a killed agent
+ * process closes it at once); agents find a dead broker with their own pings
+ * (services/rpc/client.ts, every 10 s). Each ping costs the broker a socket
+ * write and a read per agent: at 10 s they were about a tenth of its
+ * per-sample writes with agents sending every second (bench scenario 8).
+ */
+export const SERVER_KEEPALIVE_MS = 30_000;
+/** How long the broker waits for the answer to its ping before it drops the connection (ms). */
+export const SERVER_KEEPALIVE_TIMEOUT_MS = 5_000;
+
 /** One agent's stream as seen by the broker. */
 export interface ServerStream {
   /** Peer address, e.g. `ipv4:127.0.0.1:53422`. */
@@ -284,8 +296,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     "grpc.max_send_message_length": maxBytes,
     "grpc.max_concurrent_streams": options.maxStreamsPerConnection ??
       DEFAULT_MAX_STREAMS_PER_CONNECTION,
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_time_ms": SERVER_KEEPALIVE_MS,
+    "grpc.keepalive_timeout_ms": SERVER_KEEPALIVE_TIMEOUT_MS,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 5_000,
   });
