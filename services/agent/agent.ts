@@ -24,6 +24,7 @@ import { BrokerLink } from "./stream.ts";
 import { createUrlPluginLoader } from "./url_plugins.ts";
 import { PLUGIN_CACHE_DIR } from "../plugin_loader/permissions.ts";
 import { AGENT_VERSION } from "./version.ts";
+import { Ticker, type TickerTask } from "./ticker.ts";
 import { keepAliveSeconds } from "../../plugins/duplicate_filter/mod.ts";
 
 /** Options of {@linkcode startAgent}. */
@@ -120,7 +121,10 @@ class Agent implements AgentHandle, CommandTarget {
   #watcher: ConfigWatcher | undefined;
   #config: ConfigState | undefined;
   #pendingAlerts: WireAlert[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The one timer of the collection and the heartbeat's refresh (ticker.ts). */
+  #ticker = new Ticker();
+  #collectTask: TickerTask;
+  #ticking = false;
   #lastTickAt = 0;
   #collecting: Promise<unknown> = Promise.resolve();
   #last: LastSample | undefined;
@@ -136,6 +140,7 @@ class Agent implements AgentHandle, CommandTarget {
     const problem = checkAgentId(this.agentId);
     if (problem) throw new TypeError(problem);
     this.#log = options.log ?? getLogger(`agent ${this.agentId}`);
+    this.#collectTask = this.#ticker.task(() => this.#tick());
     this.#collector = createCollector(options.metricsSource ?? "auto");
     this.#pipeline = new Pipeline({
       agentId: this.agentId,
@@ -174,6 +179,7 @@ class Agent implements AgentHandle, CommandTarget {
       key: storeKeys(options.prefix ?? DEFAULT_STORE_PREFIX).heartbeat(this.agentId),
       snapshot: () => this.heartbeat(),
       log: this.#log.child("heartbeat"),
+      ticker: this.#ticker,
     });
   }
 
@@ -230,6 +236,7 @@ class Agent implements AgentHandle, CommandTarget {
       await this.#watcher?.close();
       await this.#pipeline.close();
       await this.#collector.close();
+      this.#ticker.close();
       if (this.#options.ownsStore) await this.#options.store.close();
     }
   }
@@ -289,20 +296,28 @@ class Agent implements AgentHandle, CommandTarget {
   /** Schedules the next collection `interval` after the previous one (now when overdue). */
   #schedule() {
     if (this.#stopped || !this.#config) return;
-    clearTimeout(this.#timer);
     const intervalMs = this.#config.config.interval * 1000;
     const due = this.#lastTickAt === 0 ? Date.now() + intervalMs : this.#lastTickAt + intervalMs;
-    this.#timer = setTimeout(() => this.#tick(), Math.max(0, due - Date.now()));
+    this.#collectTask.at(due);
   }
 
+  /**
+   * One collection. The next one is armed at once for `interval` after this
+   * one began (so that the heartbeat, seeing it, waits for that wake-up), and
+   * again when this one ends (now, if it overran the interval; a wake-up
+   * during it waits for it).
+   */
   async #tick() {
-    this.#timer = undefined;
-    if (this.#stopped) return;
+    if (this.#stopped || this.#ticking) return;
+    this.#ticking = true;
     this.#lastTickAt = Date.now();
+    this.#schedule();
     try {
       await this.#collectAndSend(true);
     } catch (error) {
       this.#log.error(`collection failed: ${errorMessage(error)}`);
+    } finally {
+      this.#ticking = false;
     }
     this.#schedule();
   }
@@ -506,8 +521,7 @@ class Agent implements AgentHandle, CommandTarget {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#collectTask.cancel();
     await this.#collecting;
     const flushMs = this.#options.flushMs ?? 3000;
     if (this.#buffer.size > 0 && this.#link.connected) {
@@ -527,6 +541,7 @@ class Agent implements AgentHandle, CommandTarget {
     await this.#heartbeat.stop();
     await this.#pipeline.close();
     await this.#collector.close();
+    this.#ticker.close();
     if (this.#options.ownsStore) await this.#options.store.close();
     this.#log.info(`agent ${this.agentId} stopped`);
   }

@@ -1,7 +1,8 @@
 /**
  * The agent's heartbeat: `<prefix>/heartbeat/<agent-id>` on a lease (TTL from
  * the configuration, default 10 s). The key exists while the agent lives; its
- * JSON value says how it is doing. Rewritten every TTL/2 (fresh timestamp)
+ * JSON value says how it is doing. Rewritten every TTL/2 (fresh timestamp;
+ * up to TTL/8 earlier to share the agent's collection wake-up, {@linkcode Ticker})
  * and soon after any state change; the lease is re-granted when the TTL
  * changes and revoked on stop.
  *
@@ -9,6 +10,7 @@
  */
 import { errorMessage, type Logger } from "../common/log.ts";
 import type { Lease, Store } from "../store/types.ts";
+import { Ticker, type TickerTask } from "./ticker.ts";
 
 /** The heartbeat's JSON value. */
 export interface HeartbeatValue {
@@ -39,6 +41,12 @@ export interface HeartbeatOptions {
   /** Builds the current value. */
   snapshot(): HeartbeatValue;
   log: Logger;
+  /**
+   * The agent's one timer: the refresh every TTL/2 may run up to a quarter
+   * of that early to share the collection's wake-up (default: a ticker of
+   * its own, i.e. a timer of its own).
+   */
+  ticker?: Ticker;
 }
 
 /** Writes the heartbeat on a lease. */
@@ -46,7 +54,8 @@ export class Heartbeat {
   #options: HeartbeatOptions;
   #lease: Lease | undefined;
   #ttl = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ownTicker: Ticker | undefined;
+  #refresh: TickerTask;
   #soon: ReturnType<typeof setTimeout> | undefined;
   #writing: Promise<void> = Promise.resolve();
   #stopped = false;
@@ -56,6 +65,11 @@ export class Heartbeat {
   /** @param options store, key, value builder */
   constructor(options: HeartbeatOptions) {
     this.#options = options;
+    if (!options.ticker) this.#ownTicker = new Ticker();
+    this.#refresh = (options.ticker ?? this.#ownTicker!).task(() => {
+      if (!this.#lease) void this.setTtl(this.#ttl || 10);
+      else void this.write();
+    });
   }
 
   /** Why the last write failed, while it keeps failing. */
@@ -114,7 +128,7 @@ export class Heartbeat {
 
   async #write(): Promise<void> {
     if (this.#stopped) return;
-    clearTimeout(this.#timer);
+    this.#refresh.cancel();
     const lease = this.#lease;
     if (!lease) {
       this.#schedule(1000);
@@ -134,17 +148,14 @@ export class Heartbeat {
       }
       this.#lastError = message;
     }
-    this.#schedule(Math.max(500, (this.#ttl * 1000) / 2));
+    const period = Math.max(500, (this.#ttl * 1000) / 2);
+    this.#schedule(period, period / 4);
   }
 
-  #schedule(ms: number) {
+  /** The next refresh in `ms`, or up to `slackMs` earlier when the agent wakes up anyway. */
+  #schedule(ms: number, slackMs = 0) {
     if (this.#stopped) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (!this.#lease) void this.setTtl(this.#ttl || 10);
-      else void this.write();
-    }, ms);
+    this.#refresh.in(ms, slackMs);
   }
 
   /** Asks for a write soon (coalesces bursts of state changes). */
@@ -163,7 +174,8 @@ export class Heartbeat {
    */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#refresh.cancel();
+    this.#ownTicker?.close();
     clearTimeout(this.#soon);
     this.#soon = undefined;
     await this.#writing.catch(() => {});
