@@ -1,6 +1,6 @@
 /**
  * The `kafka` Bus backend, through `npm:kafkajs` (the only module that
- * imports it).
+ * imports it, with its fix kafkajs_patch.ts).
  *
  * - Publish: one `send` per batch (kafkajs sends one Produce request per
  *   partition leader), `acks: -1` (all in-sync replicas), keyed by the
@@ -18,12 +18,14 @@
  *   to auto-creation, verified through metadata.
  * - kafkajs's own log lines go to the `bus/kafka` logger at warn level.
  *
- * Note: kafkajs's request queue schedules `setTimeout(fn, throttledUntil -
+ * Note: kafkajs 2.2.4's request queue schedules `setTimeout(fn, throttledUntil -
  * Date.now())` with `throttledUntil = -1` after every response even when
- * nothing waits, which makes Deno print a `TimeoutNegativeWarning` once per
- * process. Timers clamp the delay to 1 ms, so it is harmless: loading this
- * module drops that one warning ({@linkcode silenceKafkajsTimeoutWarning});
- * every other process warning is printed as before.
+ * nothing waits: a timer loop of about 1 ms per Kafka connection for ever
+ * (tulios/kafkajs#1556), and a `TimeoutNegativeWarning` printed by Deno once
+ * per process. kafkajs_patch.ts (imported here) stops the loop; loading this
+ * module also drops that one warning ({@linkcode silenceKafkajsTimeoutWarning})
+ * should another path of kafkajs arm such a timer; every other process
+ * warning is printed as before.
  *
  * @module
  */
@@ -37,6 +39,7 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
+import "./kafkajs_patch.ts";
 import process from "node:process";
 import { sleep } from "../common/async.ts";
 import { errorMessage, getLogger } from "../common/log.ts";
