@@ -8,7 +8,8 @@
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
 import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
-import type { OpenStoreOptions } from "../store/mod.ts";
+import type { OpenStoreOptions, StoreSettings } from "../store/mod.ts";
+import { type StorePermissions, storePermissions } from "../store/permissions.ts";
 import { PROC_READER_PROGRAM } from "./proc_reader.ts";
 
 /** The variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
@@ -51,8 +52,8 @@ export interface AgentPermissionInput {
  *   /proc itself without --allow-all) and `df` (disk);
  * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
  *   files. No gRPC environment variables: the agent's stream client is
- *   written on node:http2 (services/rpc/client.ts) and reads none; the etcd
- *   store's permissions add those its grpc-js reads.
+ *   written on node:http2 (services/rpc/client.ts) and reads none, and its
+ *   etcd store uses the HTTP gateway ({@linkcode agentStorePermissions}).
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
   const metrics = input.metrics ?? METRIC_NAMES;
@@ -135,7 +136,32 @@ export function agentPermissionFlags(input: AgentPermissionInput): string[] {
  * agent twice for nothing (about a quarter of its CPU at a 1 s interval;
  * README.md, Performance). A configuration change then applies within about
  * a second instead of 5 ms.
+ *
+ * On etcd it uses etcd's HTTP/JSON gateway (services/store/etcd_http.ts)
+ * instead of the etcd3 package: no grpc-js, protobufjs or `rpc.proto` parsed
+ * at start (README.md, Performance), and so no proto directory to read and
+ * no GRPC_* variables ({@linkcode agentStorePermissions}).
  */
 export const AGENT_STORE_OPTIONS: Readonly<OpenStoreOptions> = Object.freeze({
   embedded: Object.freeze({ watchFiles: false, pollIntervalMs: 1000 }),
+  etcd: Object.freeze({ client: "http" as const }),
 });
+
+/**
+ * The store permissions of the agent process: those of `settings` opened
+ * the agent's way ({@linkcode AGENT_STORE_OPTIONS}).
+ *
+ * ```ts
+ * import { agentStorePermissions } from "./permissions.ts";
+ * agentStorePermissions({ backend: "etcd", endpoints: ["10.0.0.5:2379"], prefix: "/monitor", path: "" });
+ * // { read: [], write: [], net: ["10.0.0.5:2379"], env: [] }
+ * ```
+ */
+export function agentStorePermissions(settings: StoreSettings): StorePermissions {
+  return storePermissions(settings, AGENT_STORE_OPTIONS);
+}
+
+/** {@linkcode agentStorePermissions} as `deno run` flags. */
+export function agentStorePermissionFlags(settings: StoreSettings): string[] {
+  return permissionFlags(agentStorePermissions(settings));
+}
