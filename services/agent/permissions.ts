@@ -10,6 +10,7 @@ import { METRIC_NAMES } from "../common/messages.ts";
 import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
 import type { OpenStoreOptions } from "../store/mod.ts";
 import { PROC_READER_PROGRAM } from "./proc_reader.ts";
+import type { Ticker } from "./ticker.ts";
 
 /** The variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
 export { YAML_ENV_VARS };
@@ -127,15 +128,31 @@ export function agentPermissionFlags(input: AgentPermissionInput): string[] {
   return flags;
 }
 
+/** The embedded store's poll period in the agent process (ms). */
+export const AGENT_STORE_POLL_MS = 1000;
+
 /**
  * How the agent process opens its store (beside monitor.yaml's `store:`).
- * On the embedded backend it polls `PRAGMA data_version` once a second
- * instead of following the SQLite file's events: the broker's bus commits to
- * the same file about five times a second per agent, and each commit woke the
- * agent twice for nothing (about a quarter of its CPU at a 1 s interval;
- * README.md, Performance). A configuration change then applies within about
- * a second instead of 5 ms.
+ * On the embedded backend it polls `PRAGMA data_version` every
+ * {@linkcode AGENT_STORE_POLL_MS} instead of following the SQLite file's
+ * events: the broker's bus commits to the same file about five times a second
+ * per agent, and each commit woke the agent twice for nothing (about a quarter
+ * of its CPU at a 1 s interval; README.md, Performance). A configuration change
+ * then applies within about a second instead of 5 ms. With `ticker` (the
+ * agent's, `AgentOptions.ticker`) the poll runs on it, up to a period early, so that it shares the collection's wake-up instead of a timer of its
+ * own.
  */
-export const AGENT_STORE_OPTIONS: Readonly<OpenStoreOptions> = Object.freeze({
-  embedded: Object.freeze({ watchFiles: false, pollIntervalMs: 1000 }),
-});
+export function agentStoreOptions(ticker?: Ticker): OpenStoreOptions {
+  const poll = ticker
+    ? (check: () => void, periodMs: number) => {
+      // Up to a whole period early: it falls into step with the collection at its first wake-up.
+      const task = ticker.task(() => {
+        task.in(periodMs, periodMs);
+        check();
+      });
+      task.in(periodMs, periodMs);
+      return () => task.cancel();
+    }
+    : undefined;
+  return { embedded: { watchFiles: false, pollIntervalMs: AGENT_STORE_POLL_MS, poll } };
+}
