@@ -10,8 +10,9 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import {
-  AGENT_STORE_OPTIONS,
+  AGENT_ETCD_OPTIONS,
   agentPermissionFlags,
+  agentStoreOptions,
   agentStorePermissionFlags,
   agentStorePermissions,
 } from "../services/agent/permissions.ts";
@@ -39,8 +40,9 @@ Deno.test("agent on etcd: its module graph holds no etcd3, grpc-js or protobufjs
   const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as Graph;
   const modules = new Map(graph.modules.map((m) => [m.specifier, m]));
   // openStore imports services/store/etcd.ts (etcd3) only for the etcd3 client, which the
-  // agent does not ask for (AGENT_STORE_OPTIONS); every other import is followed.
-  assert.equal(AGENT_STORE_OPTIONS.etcd?.client, "http");
+  // agent does not ask for (AGENT_ETCD_OPTIONS); every other import is followed.
+  assert.equal(AGENT_ETCD_OPTIONS.client, "http");
+  assert.equal(agentStoreOptions().etcd, AGENT_ETCD_OPTIONS);
   const etcd3Store = new URL("../services/store/etcd.ts", import.meta.url).href;
   const reached = new Set<string>();
   const walk = (specifier: string) => {
@@ -67,7 +69,7 @@ Deno.test("agent on etcd: a subprocess with only the agent's permissions runs, f
     prefix: "/monitor",
     path: "",
   };
-  const store = await openStore(settings, AGENT_STORE_OPTIONS);
+  const store = await openStore(settings, agentStoreOptions());
   const lines: string[] = [];
   let child: Deno.ChildProcess | undefined;
   let pumps: Promise<unknown> | undefined;

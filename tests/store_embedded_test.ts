@@ -216,7 +216,7 @@ Deno.test("embedded store: watchFiles false polls; another connection's commit r
   const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
   const settings = settingsIn(dir);
   const writer = await openStore(settings);
-  // The agent's way (services/agent/permissions.ts AGENT_STORE_OPTIONS), with a shorter poll.
+  // The agent's way (services/agent/permissions.ts agentStoreOptions), with a shorter poll.
   const quiet = await openStore(settings, { embedded: { watchFiles: false, pollIntervalMs: 100 } });
   const bus = await openBus({ backend: "embedded", brokers: [], path: settings.path });
   const seen: WatchEvent[] = [];
@@ -239,6 +239,52 @@ Deno.test("embedded store: watchFiles false polls; another connection's commit r
   } finally {
     await watcher.close();
     await bus.close();
+    await quiet.close();
+    await writer.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("embedded store: with a poll hook the change checks run on the caller's timer", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
+  const settings = settingsIn(dir);
+  const writer = await openStore(settings);
+  const polls: Array<{ check: () => void; periodMs: number; stopped: boolean }> = [];
+  const quiet = await openStore(settings, {
+    embedded: {
+      watchFiles: false,
+      pollIntervalMs: 700,
+      poll: (check, periodMs) => {
+        const entry = { check, periodMs, stopped: false };
+        polls.push(entry);
+        return () => entry.stopped = true;
+      },
+    },
+  });
+  const seen: string[] = [];
+  const watcher = await quiet.watch("/monitor/config/", {}, (event) => {
+    seen.push(event.key);
+  });
+  try {
+    // Checking started with the first watch, on the hook, at the period asked for.
+    assert.equal(polls.length, 1);
+    assert.equal(polls[0].periodMs, 700);
+    await writer.put("/monitor/config/web-1", "{}");
+    // Nothing of its own polls: the watch sees the commit only once the caller checks
+    // (the watcher's own re-check every 10 s is far off).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(seen, []);
+    polls[0].check();
+    await waitUntil(() => seen.length > 0, WAIT_MS, "the watch to see the commit after check()");
+    assert.deepEqual(seen, ["/monitor/config/web-1"]);
+    await assert.rejects(
+      openEmbeddedStore(settings, { poll: 5 as unknown as () => () => void }),
+      (error: Error) => error instanceof TypeError && /poll must be a function/.test(error.message),
+    );
+  } finally {
+    await watcher.close();
+    // The last listener gone: the hook's stop was called.
+    assert.equal(polls[0]?.stopped, true);
     await quiet.close();
     await writer.close();
     await Deno.remove(dir, { recursive: true });

@@ -63,6 +63,12 @@ export interface AgentOptions {
   stateDir?: string;
   /** Loads URL plugins (default: the plugin loader with the pins from the store); see url_plugins.ts. */
   loadUrlPlugin?: UrlPluginLoader;
+  /**
+   * The timer the collection and the heartbeat share (ticker.ts), e.g. with
+   * the embedded store's poll (`agentStoreOptions(ticker)`); default: one of
+   * its own. Closed when the agent stops.
+   */
+  ticker?: Ticker;
   /** Apply the configuration's log_level to the process-wide logger (default true). */
   applyLogLevel?: boolean;
   log?: Logger;
@@ -122,7 +128,7 @@ class Agent implements AgentHandle, CommandTarget {
   #config: ConfigState | undefined;
   #pendingAlerts: WireAlert[] = [];
   /** The one timer of the collection and the heartbeat's refresh (ticker.ts). */
-  #ticker = new Ticker();
+  #ticker: Ticker;
   #collectTask: TickerTask;
   #ticking = false;
   #lastTickAt = 0;
@@ -140,6 +146,7 @@ class Agent implements AgentHandle, CommandTarget {
     const problem = checkAgentId(this.agentId);
     if (problem) throw new TypeError(problem);
     this.#log = options.log ?? getLogger(`agent ${this.agentId}`);
+    this.#ticker = options.ticker ?? new Ticker();
     this.#collectTask = this.#ticker.task(() => this.#tick());
     this.#collector = createCollector(options.metricsSource ?? "auto");
     this.#pipeline = new Pipeline({

@@ -22,7 +22,8 @@ import { describeCommands } from "./commands.ts";
 import { type AgentOptions, runOnce, startAgent } from "./agent.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { readAgentSecurity } from "./security.ts";
-import { AGENT_STORE_OPTIONS } from "./permissions.ts";
+import { agentStoreOptions } from "./permissions.ts";
+import { Ticker } from "./ticker.ts";
 
 /** Default broker address. */
 export const DEFAULT_BROKER: string = MONITOR_DEFAULTS.broker.listen;
@@ -123,7 +124,9 @@ async function main() {
   if (flags.test && flags.once) {
     throw new Error("--test and --once: expected one of them, found both");
   }
-  const store = await openStore(settings.store, AGENT_STORE_OPTIONS);
+  // One timer for the collection, the heartbeat and the embedded store's poll.
+  const ticker = new Ticker();
+  const store = await openStore(settings.store, agentStoreOptions(ticker));
   const options: AgentOptions = {
     agentId: id,
     store,
@@ -134,6 +137,7 @@ async function main() {
     tls: security.tls,
     token: security.token?.value,
     metricsSource: source as MetricsSource | "auto",
+    ticker,
     log: id ? log : undefined,
   };
   if (flags.test || flags.once) Deno.exit(await oneShot(flags.test ? "test" : "once", options));

@@ -8,9 +8,10 @@
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
 import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
-import type { OpenStoreOptions, StoreSettings } from "../store/mod.ts";
+import type { EtcdClientOptions, OpenStoreOptions, StoreSettings } from "../store/mod.ts";
 import { type StorePermissions, storePermissions } from "../store/permissions.ts";
 import { PROC_READER_PROGRAM } from "./proc_reader.ts";
+import type { Ticker } from "./ticker.ts";
 
 /** The variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
 export { YAML_ENV_VARS };
@@ -128,28 +129,49 @@ export function agentPermissionFlags(input: AgentPermissionInput): string[] {
   return flags;
 }
 
+/** The embedded store's poll period in the agent process (ms). */
+export const AGENT_STORE_POLL_MS = 1000;
+
 /**
  * How the agent process opens its store (beside monitor.yaml's `store:`).
- * On the embedded backend it polls `PRAGMA data_version` once a second
- * instead of following the SQLite file's events: the broker's bus commits to
- * the same file about five times a second per agent, and each commit woke the
- * agent twice for nothing (about a quarter of its CPU at a 1 s interval;
- * README.md, Performance). A configuration change then applies within about
- * a second instead of 5 ms.
- *
- * On etcd it uses etcd's HTTP/JSON gateway (services/store/etcd_http.ts)
+ * On the embedded backend it polls `PRAGMA data_version` every
+ * {@linkcode AGENT_STORE_POLL_MS} instead of following the SQLite file's
+ * events: the broker's bus commits to the same file about five times a second
+ * per agent, and each commit woke the agent twice for nothing (about a quarter
+ * of its CPU at a 1 s interval; README.md, Performance). A configuration change
+ * then applies within about a second instead of 5 ms. With `ticker` (the
+ * agent's, `AgentOptions.ticker`) the poll runs on it, up to a period early, so that it shares the collection's wake-up instead of a timer of its
+ * own. On etcd it uses etcd's HTTP/JSON gateway ({@linkcode AGENT_ETCD_OPTIONS}).
+ */
+export function agentStoreOptions(ticker?: Ticker): OpenStoreOptions {
+  const poll = ticker
+    ? (check: () => void, periodMs: number) => {
+      // Up to a whole period early: it falls into step with the collection at its first wake-up.
+      const task = ticker.task(() => {
+        task.in(periodMs, periodMs);
+        check();
+      });
+      task.in(periodMs, periodMs);
+      return () => task.cancel();
+    }
+    : undefined;
+  return {
+    embedded: { watchFiles: false, pollIntervalMs: AGENT_STORE_POLL_MS, poll },
+    etcd: AGENT_ETCD_OPTIONS,
+  };
+}
+
+/**
+ * The agent's etcd client: etcd's HTTP/JSON gateway (services/store/etcd_http.ts)
  * instead of the etcd3 package: no grpc-js, protobufjs or `rpc.proto` parsed
  * at start (README.md, Performance), and so no proto directory to read and
  * no GRPC_* variables ({@linkcode agentStorePermissions}).
  */
-export const AGENT_STORE_OPTIONS: Readonly<OpenStoreOptions> = Object.freeze({
-  embedded: Object.freeze({ watchFiles: false, pollIntervalMs: 1000 }),
-  etcd: Object.freeze({ client: "http" as const }),
-});
+export const AGENT_ETCD_OPTIONS: Readonly<EtcdClientOptions> = Object.freeze({ client: "http" });
 
 /**
  * The store permissions of the agent process: those of `settings` opened
- * the agent's way ({@linkcode AGENT_STORE_OPTIONS}).
+ * the agent's way ({@linkcode agentStoreOptions}).
  *
  * ```ts
  * import { agentStorePermissions } from "./permissions.ts";
@@ -158,7 +180,7 @@ export const AGENT_STORE_OPTIONS: Readonly<OpenStoreOptions> = Object.freeze({
  * ```
  */
 export function agentStorePermissions(settings: StoreSettings): StorePermissions {
-  return storePermissions(settings, AGENT_STORE_OPTIONS);
+  return storePermissions(settings, { etcd: AGENT_ETCD_OPTIONS });
 }
 
 /** {@linkcode agentStorePermissions} as `deno run` flags. */

@@ -135,3 +135,20 @@ Deno.test("ticker: an overdue task runs at the next turn, after the others of th
   assert.equal(ticker.wakeUps, 2);
   ticker.close();
 });
+
+Deno.test("ticker: a task with a whole period of slack falls into step with another at its first wake-up", () => {
+  const clock = new FakeClock();
+  const ticker = new Ticker(clock);
+  // The embedded store's poll (agentStoreOptions): armed first, every 1 s, up to 1 s early.
+  const poll = periodic(ticker, clock, 1000, 1000);
+  clock.advance(100);
+  // The collection, armed 100 ms later, every 1 s.
+  const collect = periodic(ticker, clock, 1000);
+  clock.advance(10_000);
+  assert.equal(collect.runs.length, 10);
+  // The poll's own wake-up at 1000, then it ran with the collection at 1100 and kept in step.
+  assert.deepEqual(poll.runs.slice(0, 3), [1000, 1100, 2100]);
+  assert.deepEqual(poll.runs.slice(1).map((t, i) => t - 100 - collect.runs[i]), Array(10).fill(0));
+  assert.equal(ticker.wakeUps, 11);
+  ticker.close();
+});

@@ -62,6 +62,13 @@ export interface ChangeNotifierOptions {
    * embedded bus) then wake nobody. Default: every commit counts.
    */
   relevant?: string;
+  /**
+   * Runs the poll on the caller's timer instead of a `setInterval` of its own
+   * (so that a process with a timer of its own wakes once for both): called
+   * with the check and its period when checking starts (the first listener),
+   * returns a function that stops it (called when the last listener goes).
+   */
+  poll?: (check: () => void, periodMs: number) => () => void;
 }
 
 /** With file events: a backstop poll this often (ms), should an event be missed. */
@@ -82,6 +89,8 @@ export class ChangeNotifier {
   #db: DatabaseSync;
   #path: string;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #poll: ChangeNotifierOptions["poll"];
+  #stopPoll: (() => void) | undefined;
   #soon: ReturnType<typeof setTimeout> | undefined;
   #watcher: Deno.FsWatcher | undefined;
   #watchFiles: boolean;
@@ -99,6 +108,7 @@ export class ChangeNotifier {
     this.#db = openDatabase(path);
     this.#path = path;
     this.#watchFiles = options.watchFiles ?? false;
+    this.#poll = options.poll;
     this.#dataVersion = this.#db.prepare("PRAGMA data_version");
     this.#relevant = options.relevant ? this.#db.prepare(options.relevant) : undefined;
     this.#version = this.#read();
@@ -151,7 +161,7 @@ export class ChangeNotifier {
   }
 
   #ensureTimer() {
-    if (this.#timer !== undefined) return;
+    if (this.#timer !== undefined || this.#stopPoll !== undefined) return;
     let period = this.intervalMs;
     if (this.#watchFiles) {
       try {
@@ -164,7 +174,8 @@ export class ChangeNotifier {
         this.#watcher = undefined;
       }
     }
-    this.#timer = setInterval(() => this.#check(), period);
+    if (this.#poll) this.#stopPoll = this.#poll(() => this.#check(), period);
+    else this.#timer = setInterval(() => this.#check(), period);
   }
 
   async #follow(watcher: Deno.FsWatcher) {
@@ -185,10 +196,14 @@ export class ChangeNotifier {
       }
     } catch {
       // The watcher failed: the backstop poll becomes the only check, at the poll period.
-      if (this.#watcher === watcher && this.#timer !== undefined) {
+      if (this.#watcher === watcher && (this.#timer !== undefined || this.#stopPoll)) {
         this.#watcher = undefined;
-        clearInterval(this.#timer);
-        this.#timer = setInterval(() => this.#check(), this.intervalMs);
+        if (this.#timer !== undefined) clearInterval(this.#timer);
+        this.#timer = undefined;
+        this.#stopPoll?.();
+        this.#stopPoll = undefined;
+        if (this.#poll) this.#stopPoll = this.#poll(() => this.#check(), this.intervalMs);
+        else this.#timer = setInterval(() => this.#check(), this.intervalMs);
       }
     }
   }
@@ -196,6 +211,8 @@ export class ChangeNotifier {
   #stopTimer() {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#stopPoll?.();
+    this.#stopPoll = undefined;
     clearTimeout(this.#soon);
     this.#soon = undefined;
     const watcher = this.#watcher;

@@ -86,17 +86,29 @@ export interface EmbeddedStoreOptions {
    * second), at the cost of up to that long to see a change.
    */
   watchFiles?: boolean;
+  /**
+   * The poll on the caller's timer (see `ChangeNotifierOptions.poll` in
+   * services/common/sqlite.ts; the agent's ticker), instead of a
+   * `setInterval` of its own. Default none.
+   */
+  poll?: (check: () => void, periodMs: number) => () => void;
 }
 
-/** Defaults of {@linkcode EmbeddedStoreOptions}. */
-export const EMBEDDED_DEFAULTS: Readonly<Required<EmbeddedStoreOptions>> = Object.freeze({
-  historyRevisions: 10000,
-  historyMs: 10 * 60 * 1000,
-  compactIntervalMs: 5000,
-  reapIntervalMs: 250,
-  pollIntervalMs: 50,
-  watchFiles: true,
-});
+/** {@linkcode EmbeddedStoreOptions} with every default filled in (`poll` stays optional). */
+type ResolvedOptions =
+  & Required<Omit<EmbeddedStoreOptions, "poll">>
+  & Pick<EmbeddedStoreOptions, "poll">;
+
+/** Defaults of {@linkcode EmbeddedStoreOptions} (`poll`: none). */
+export const EMBEDDED_DEFAULTS: Readonly<Required<Omit<EmbeddedStoreOptions, "poll">>> = Object
+  .freeze({
+    historyRevisions: 10000,
+    historyMs: 10 * 60 * 1000,
+    compactIntervalMs: 5000,
+    reapIntervalMs: 250,
+    pollIntervalMs: 50,
+    watchFiles: true,
+  });
 
 /** Events read per query by a watcher. */
 const WATCH_BATCH = 256;
@@ -254,7 +266,7 @@ class Statements {
 /** The part of the backend that touches the database; shared by the store, its leases and watchers. */
 class Engine {
   readonly stmts: Statements;
-  readonly options: Required<EmbeddedStoreOptions>;
+  readonly options: ResolvedOptions;
   #lastCompactMs = 0;
   #prepared = new Map<string, StatementSync>();
 
@@ -262,7 +274,7 @@ class Engine {
     readonly db: DatabaseSync,
     readonly notifier: ChangeNotifier,
     readonly path: string,
-    options: Required<EmbeddedStoreOptions>,
+    options: ResolvedOptions,
   ) {
     this.options = options;
     this.stmts = new Statements(db);
@@ -856,7 +868,7 @@ export function openEmbeddedStore(
       ),
     );
   }
-  let resolved: Required<EmbeddedStoreOptions>;
+  let resolved: ResolvedOptions;
   try {
     resolved = {
       historyRevisions: positive(
@@ -880,6 +892,15 @@ export function openEmbeddedStore(
       ),
       watchFiles: flag(options.watchFiles, EMBEDDED_DEFAULTS.watchFiles, "watchFiles"),
     };
+    if (options.poll !== undefined) {
+      if (typeof options.poll !== "function") {
+        throw new TypeError(
+          `embedded store: poll must be a function (check, periodMs) => stop, got ${typeof options
+            .poll}`,
+        );
+      }
+      resolved.poll = options.poll;
+    }
   } catch (error) {
     return Promise.reject(error);
   }
@@ -894,6 +915,7 @@ export function openEmbeddedStore(
     immediateTransaction(db, () => db!.exec(SCHEMA));
     notifier = new ChangeNotifier(path, resolved.pollIntervalMs, {
       watchFiles: resolved.watchFiles,
+      poll: resolved.poll,
       // Watchers read the change log: only a new revision (or compaction) is news to them.
       relevant:
         "SELECT group_concat(value, ',') AS v FROM store_meta WHERE name IN ('revision', 'compacted')",
