@@ -245,7 +245,7 @@ Deno.test("embedded store: watchFiles false polls; another connection's commit r
   }
 });
 
-Deno.test("embedded store: with a poll hook the change checks run on the caller's timer", async () => {
+Deno.test("embedded store: with an every hook the change checks and keep-alives run on the caller's timer", async () => {
   const dir = await Deno.makeTempDir({ prefix: "store-embedded-" });
   const settings = settingsIn(dir);
   const writer = await openStore(settings);
@@ -254,7 +254,7 @@ Deno.test("embedded store: with a poll hook the change checks run on the caller'
     embedded: {
       watchFiles: false,
       pollIntervalMs: 700,
-      poll: (check, periodMs) => {
+      every: (check, periodMs) => {
         const entry = { check, periodMs, stopped: false };
         polls.push(entry);
         return () => entry.stopped = true;
@@ -277,9 +277,20 @@ Deno.test("embedded store: with a poll hook the change checks run on the caller'
     polls[0].check();
     await waitUntil(() => seen.length > 0, WAIT_MS, "the watch to see the commit after check()");
     assert.deepEqual(seen, ["/monitor/config/web-1"]);
+    // A lease's keep-alive too: every TTL/3 on the hook, stopped when it is revoked.
+    const lease = await quiet.lease(3);
+    assert.equal(polls.length, 2);
+    assert.equal(polls[1].periodMs, 1000);
+    await lease.put("/monitor/heartbeat/web-1", "{}");
+    polls[1].check(); // a keep-alive, as the caller's timer would run it
+    assert.equal((await writer.get("/monitor/heartbeat/web-1"))?.value, "{}");
+    await lease.revoke();
+    assert.equal(polls[1].stopped, true);
+    assert.equal(await writer.get("/monitor/heartbeat/web-1"), undefined);
     await assert.rejects(
-      openEmbeddedStore(settings, { poll: 5 as unknown as () => () => void }),
-      (error: Error) => error instanceof TypeError && /poll must be a function/.test(error.message),
+      openEmbeddedStore(settings, { every: 5 as unknown as () => () => void }),
+      (error: Error) =>
+        error instanceof TypeError && /every must be a function/.test(error.message),
     );
   } finally {
     await watcher.close();

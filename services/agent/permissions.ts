@@ -140,23 +140,26 @@ export const AGENT_STORE_POLL_MS = 1000;
  * per agent, and each commit woke the agent twice for nothing (about a quarter
  * of its CPU at a 1 s interval; README.md, Performance). A configuration change
  * then applies within about a second instead of 5 ms. With `ticker` (the
- * agent's, `AgentOptions.ticker`) the poll runs on it, up to a period early, so that it shares the collection's wake-up instead of a timer of its
- * own. On etcd it uses etcd's HTTP/JSON gateway ({@linkcode AGENT_ETCD_OPTIONS}).
+ * agent's, `AgentOptions.ticker`) the poll and the heartbeat lease's keep-alive
+ * run on it, at the last wake-up before they are due, so that they share the
+ * collection's wake-up instead of timers of their own. On etcd it uses etcd's
+ * HTTP/JSON gateway ({@linkcode AGENT_ETCD_OPTIONS}).
  */
 export function agentStoreOptions(ticker?: Ticker): OpenStoreOptions {
-  const poll = ticker
-    ? (check: () => void, periodMs: number) => {
-      // Up to a whole period early: it falls into step with the collection at its first wake-up.
+  const every = ticker
+    ? (work: () => void, periodMs: number) => {
+      // Up to a whole period early, i.e. at the last wake-up before it is due: it falls into
+      // step with the collection at its first wake-up.
       const task = ticker.task(() => {
         task.in(periodMs, periodMs);
-        check();
+        work();
       });
       task.in(periodMs, periodMs);
       return () => task.cancel();
     }
     : undefined;
   return {
-    embedded: { watchFiles: false, pollIntervalMs: AGENT_STORE_POLL_MS, poll },
+    embedded: { watchFiles: false, pollIntervalMs: AGENT_STORE_POLL_MS, every },
     etcd: AGENT_ETCD_OPTIONS,
   };
 }

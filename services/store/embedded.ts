@@ -87,20 +87,21 @@ export interface EmbeddedStoreOptions {
    */
   watchFiles?: boolean;
   /**
-   * The poll on the caller's timer (see `ChangeNotifierOptions.poll` in
-   * services/common/sqlite.ts; the agent's ticker), instead of a
-   * `setInterval` of its own. Default none.
+   * The store's periodic work on the caller's timer instead of `setInterval`s
+   * of its own (the agent's ticker): the change poll (`ChangeNotifierOptions.poll`
+   * in services/common/sqlite.ts) and each lease's keep-alive. Called with the
+   * work and its period; returns a function that stops it. Default none.
    */
-  poll?: (check: () => void, periodMs: number) => () => void;
+  every?: (work: () => void, periodMs: number) => () => void;
 }
 
 /** {@linkcode EmbeddedStoreOptions} with every default filled in (`poll` stays optional). */
 type ResolvedOptions =
-  & Required<Omit<EmbeddedStoreOptions, "poll">>
-  & Pick<EmbeddedStoreOptions, "poll">;
+  & Required<Omit<EmbeddedStoreOptions, "every">>
+  & Pick<EmbeddedStoreOptions, "every">;
 
-/** Defaults of {@linkcode EmbeddedStoreOptions} (`poll`: none). */
-export const EMBEDDED_DEFAULTS: Readonly<Required<Omit<EmbeddedStoreOptions, "poll">>> = Object
+/** Defaults of {@linkcode EmbeddedStoreOptions} (`every`: none). */
+export const EMBEDDED_DEFAULTS: Readonly<Required<Omit<EmbeddedStoreOptions, "every">>> = Object
   .freeze({
     historyRevisions: 10000,
     historyMs: 10 * 60 * 1000,
@@ -534,7 +535,7 @@ class EmbeddedLease implements Lease {
   #id: number;
   #keys = new Map<string, string>();
   #listeners: ((error: Error) => void)[] = [];
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopKeepAlive: (() => void) | undefined;
   #revoked = false;
 
   constructor(
@@ -544,7 +545,13 @@ class EmbeddedLease implements Lease {
     readonly onEnded: (lease: EmbeddedLease) => void,
   ) {
     this.#id = id;
-    this.#timer = setInterval(() => this.#keepAlive(), Math.max(100, (ttl * 1000) / 3));
+    const period = Math.max(100, (ttl * 1000) / 3);
+    if (engine.options.every) {
+      this.#stopKeepAlive = engine.options.every(() => this.#keepAlive(), period);
+    } else {
+      const timer = setInterval(() => this.#keepAlive(), period);
+      this.#stopKeepAlive = () => clearInterval(timer);
+    }
   }
 
   get id(): string {
@@ -626,8 +633,8 @@ class EmbeddedLease implements Lease {
   /** Stops the keep-alive (the lease then expires after its TTL). */
   stop() {
     this.#revoked = true;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopKeepAlive?.();
+    this.#stopKeepAlive = undefined;
     this.onEnded(this);
   }
 }
@@ -892,14 +899,14 @@ export function openEmbeddedStore(
       ),
       watchFiles: flag(options.watchFiles, EMBEDDED_DEFAULTS.watchFiles, "watchFiles"),
     };
-    if (options.poll !== undefined) {
-      if (typeof options.poll !== "function") {
+    if (options.every !== undefined) {
+      if (typeof options.every !== "function") {
         throw new TypeError(
-          `embedded store: poll must be a function (check, periodMs) => stop, got ${typeof options
-            .poll}`,
+          `embedded store: every must be a function (work, periodMs) => stop, got ${typeof options
+            .every}`,
         );
       }
-      resolved.poll = options.poll;
+      resolved.every = options.every;
     }
   } catch (error) {
     return Promise.reject(error);
@@ -915,7 +922,7 @@ export function openEmbeddedStore(
     immediateTransaction(db, () => db!.exec(SCHEMA));
     notifier = new ChangeNotifier(path, resolved.pollIntervalMs, {
       watchFiles: resolved.watchFiles,
-      poll: resolved.poll,
+      poll: resolved.every,
       // Watchers read the change log: only a new revision (or compaction) is news to them.
       relevant:
         "SELECT group_concat(value, ',') AS v FROM store_meta WHERE name IN ('revision', 'compacted')",
