@@ -9,10 +9,9 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { mergePermissionFlags } from "../services/common/permissions.ts";
-import { agentPermissionFlags } from "../services/agent/permissions.ts";
+import { agentPermissionFlags, agentStorePermissionFlags } from "../services/agent/permissions.ts";
 import type { MetricName } from "../services/common/messages.ts";
 import { DEFAULT_STORE_PREFIX } from "../services/store/keys.ts";
-import { storePermissionFlags } from "../services/store/permissions.ts";
 import { within } from "../services/common/async.ts";
 import { lines } from "./support.ts";
 
@@ -59,7 +58,7 @@ export function startAgentProcess(
     "run",
     ...mergePermissionFlags(
       agentPermissionFlags({ broker, metrics }),
-      storePermissionFlags(settings),
+      agentStorePermissionFlags(settings),
       // The state directory (plugin cache) as the agent task grants ./.monitor.
       [`--allow-read=${stateDir}`, `--allow-write=${stateDir}`],
     ),

@@ -81,9 +81,9 @@ function parseFlags(args: string[]): Flags {
     .option("--quick", "smaller loads and shorter runs (about a minute in total)")
     .option("--only <ids>", `run only these scenarios, comma-separated: ${ids.join(", ")}`)
     .option("--markdown", "also print the table as Markdown (for the README)")
-    .option("--fleet-brokers <counts>", "scenario 8: broker counts to run (default 1,2,4)")
+    .option("--fleet-brokers <counts>", "scenario 8: broker counts to run (default: 1,2,4)")
     .option("--fleet-agents <sizes>", "scenario 8: fleet sizes to step through, e.g. 2000,4000")
-    .option("--fleet-step <seconds>", "scenario 8: seconds measured per step (default 15)")
+    .option("--fleet-step <seconds>", "scenario 8: seconds measured per step (default: 15)")
     .option(
       "--cpu-prof <dir>",
       "scenario 8: write the V8 CPU profile of each broker and simulator into <dir>",

@@ -1,11 +1,13 @@
 /**
  * The agent against a real etcd (tests/harness/etcd.ts): the seed's
  * configuration put with `etcdctl` exactly as written, live changes and an
- * invalid config put with `etcdctl`, the heartbeat on an etcd lease.
+ * invalid config put with `etcdctl`, the heartbeat on an etcd lease. The
+ * store is opened the agent's way (agentStoreOptions(): the HTTP gateway client).
  */
 import assert from "node:assert/strict";
 import { startAgent } from "../services/agent/mod.ts";
 import { setLogLevel } from "../services/common/log.ts";
+import { agentStoreOptions } from "../services/agent/permissions.ts";
 import { openStore } from "../services/store/mod.ts";
 import { startEtcd } from "./harness/etcd.ts";
 import { MiniBroker, output, waitFor } from "./agent_support.ts";
@@ -22,7 +24,7 @@ Deno.test("agent (etcd): the seed's config put with etcdctl works; live changes;
     endpoints: [etcd.endpoint],
     prefix: "/monitor",
     path: "",
-  });
+  }, agentStoreOptions());
   const broker = await MiniBroker.start();
   let agent;
   try {

@@ -74,6 +74,7 @@ function spawnChild(settings: StoreSettings, args: string[]) {
     new URL("./harness/store_contract_child.ts", import.meta.url).pathname,
     args[0],
     JSON.stringify(settings),
+    "{}",
     ...args.slice(1),
   ]);
   return {

@@ -8,7 +8,8 @@
 import type { MetricName } from "../common/messages.ts";
 import { METRIC_NAMES } from "../common/messages.ts";
 import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
-import type { OpenStoreOptions } from "../store/mod.ts";
+import type { EtcdClientOptions, OpenStoreOptions, StoreSettings } from "../store/mod.ts";
+import { type StorePermissions, storePermissions } from "../store/permissions.ts";
 import { PROC_READER_PROGRAM } from "./proc_reader.ts";
 import type { Ticker } from "./ticker.ts";
 
@@ -52,8 +53,8 @@ export interface AgentPermissionInput {
  *   /proc itself without --allow-all) and `df` (disk);
  * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
  *   files. No gRPC environment variables: the agent's stream client is
- *   written on node:http2 (services/rpc/client.ts) and reads none; the etcd
- *   store's permissions add those its grpc-js reads.
+ *   written on node:http2 (services/rpc/client.ts) and reads none, and its
+ *   etcd store uses the HTTP gateway ({@linkcode agentStorePermissions}).
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
   const metrics = input.metrics ?? METRIC_NAMES;
@@ -141,7 +142,8 @@ export const AGENT_STORE_POLL_MS = 1000;
  * then applies within about a second instead of 5 ms. With `ticker` (the
  * agent's, `AgentOptions.ticker`) the poll and the heartbeat lease's keep-alive
  * run on it, at the last wake-up before they are due, so that they share the
- * collection's wake-up instead of timers of their own.
+ * collection's wake-up instead of timers of their own. On etcd it uses etcd's
+ * HTTP/JSON gateway ({@linkcode AGENT_ETCD_OPTIONS}).
  */
 export function agentStoreOptions(ticker?: Ticker): OpenStoreOptions {
   const every = ticker
@@ -156,5 +158,35 @@ export function agentStoreOptions(ticker?: Ticker): OpenStoreOptions {
       return () => task.cancel();
     }
     : undefined;
-  return { embedded: { watchFiles: false, pollIntervalMs: AGENT_STORE_POLL_MS, every } };
+  return {
+    embedded: { watchFiles: false, pollIntervalMs: AGENT_STORE_POLL_MS, every },
+    etcd: AGENT_ETCD_OPTIONS,
+  };
+}
+
+/**
+ * The agent's etcd client: etcd's HTTP/JSON gateway (services/store/etcd_http.ts)
+ * instead of the etcd3 package: no grpc-js, protobufjs or `rpc.proto` parsed
+ * at start (README.md, Performance), and so no proto directory to read and
+ * no GRPC_* variables ({@linkcode agentStorePermissions}).
+ */
+export const AGENT_ETCD_OPTIONS: Readonly<EtcdClientOptions> = Object.freeze({ client: "http" });
+
+/**
+ * The store permissions of the agent process: those of `settings` opened
+ * the agent's way ({@linkcode agentStoreOptions}).
+ *
+ * ```ts
+ * import { agentStorePermissions } from "./permissions.ts";
+ * agentStorePermissions({ backend: "etcd", endpoints: ["10.0.0.5:2379"], prefix: "/monitor", path: "" });
+ * // { read: [], write: [], net: ["10.0.0.5:2379"], env: [] }
+ * ```
+ */
+export function agentStorePermissions(settings: StoreSettings): StorePermissions {
+  return storePermissions(settings, { etcd: AGENT_ETCD_OPTIONS });
+}
+
+/** {@linkcode agentStorePermissions} as `deno run` flags. */
+export function agentStorePermissionFlags(settings: StoreSettings): string[] {
+  return permissionFlags(agentStorePermissions(settings));
 }

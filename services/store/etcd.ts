@@ -52,6 +52,13 @@ import {
   WatchDispatcher,
 } from "./common.ts";
 import {
+  endpointUrl,
+  etcdLabel,
+  FIRST_BACKOFF_MS,
+  MAX_BACKOFF_MS,
+  normalizeEndpoints,
+} from "./etcd_common.ts";
+import {
   type CasResult,
   type KeyValue,
   type Lease,
@@ -67,11 +74,6 @@ import {
 
 const log = getLogger("store/etcd");
 
-/** Longest pause between two retries of a call or two reconnects (ms). */
-const MAX_BACKOFF_MS = 1000;
-/** First pause before a retry or reconnect (ms). */
-const FIRST_BACKOFF_MS = 50;
-
 /**
  * After a failed connection attempt grpc-js keeps a reconnect backoff timer
  * (at most the max backoff plus 20 % jitter) that cannot be cancelled from
@@ -79,9 +81,6 @@ const FIRST_BACKOFF_MS = 50;
  * of the store outlives it.
  */
 const SETTLE_AFTER_FAILURE_MS = Math.ceil(MAX_BACKOFF_MS * 1.2) + 100;
-
-/** The endpoint forms accepted: `host:port`, `[v6]:port`, optionally with `http://` or `https://`. */
-const ENDPOINT_PATTERN = /^(https?:\/\/)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}\/?$/;
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 
@@ -157,26 +156,6 @@ function toKeyValue(kv: IKeyValue): KeyValue {
   return result;
 }
 
-function normalizeEndpoints(endpoints: unknown): string[] {
-  if (!Array.isArray(endpoints) || endpoints.length === 0) {
-    throw new TypeError(
-      `store.endpoints: the etcd backend needs at least one endpoint "host:port", got ${
-        JSON.stringify(endpoints) ?? String(endpoints)
-      }`,
-    );
-  }
-  return endpoints.map((e, i) => {
-    if (typeof e !== "string" || !ENDPOINT_PATTERN.test(e.trim())) {
-      throw new TypeError(
-        `store.endpoints[${i}]: expected "host:port" (optionally with http:// or https://), got ${
-          JSON.stringify(e) ?? String(e)
-        }`,
-      );
-    }
-    return e.trim().replace(/\/$/, "");
-  });
-}
-
 /** The etcd Store. Open it with {@linkcode openEtcdStore}. */
 export class EtcdStore implements Store {
   /** Always `"etcd"`. */
@@ -201,10 +180,10 @@ export class EtcdStore implements Store {
 
   /** Use {@linkcode openEtcdStore}. */
   constructor(endpoints: string[], callTimeoutMs: number) {
-    this.endpoint = `etcd at ${endpoints.map((e) => e.replace(/^https?:\/\//, "")).join(",")}`;
+    this.endpoint = etcdLabel(endpoints);
     this.callTimeoutMs = callTimeoutMs;
     this.#client = new PooledEtcd3({
-      hosts: endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
+      hosts: endpoints.map(endpointUrl),
       faultHandling: { global: passthrough, host: () => passthrough },
       grpcOptions: {
         "grpc.initial_reconnect_backoff_ms": 100,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Store, StoreSettings } from "./types.ts";
+import type { EtcdClientOptions, Store, StoreSettings } from "./types.ts";
 import type { EmbeddedStoreOptions } from "./embedded.ts";
 
 export * from "./types.ts";
@@ -25,6 +25,8 @@ export type { EmbeddedStoreOptions };
 export interface OpenStoreOptions {
   /** Used when `settings.backend` is `embedded` (e.g. `watchFiles: false` for a quiet process). */
   embedded?: EmbeddedStoreOptions;
+  /** Used when `settings.backend` is `etcd`: which client (`{ client: "http" }` loads no etcd3). */
+  etcd?: EtcdClientOptions;
 }
 
 /**
@@ -45,7 +47,19 @@ export async function openStore(
       return await openEmbeddedStore(settings, options.embedded);
     }
     case "etcd": {
-      // Loaded on demand so that processes on the embedded store never load etcd3.
+      const client = options.etcd?.client ?? "etcd3";
+      if (client === "http") {
+        const { openEtcdHttpStore } = await import("./etcd_http.ts");
+        return await openEtcdHttpStore(settings);
+      }
+      if (client !== "etcd3") {
+        throw new TypeError(
+          `store options: etcd.client: expected "etcd3" or "http", got ${
+            JSON.stringify(client) ?? String(client)
+          }`,
+        );
+      }
+      // Loaded on demand so that processes on the embedded store (or the HTTP client) never load etcd3.
       const { openEtcdStore } = await import("./etcd.ts");
       return await openEtcdStore(settings);
     }

@@ -13,7 +13,7 @@ import {
   permissionFlags,
   type PermissionLists,
 } from "../common/permissions.ts";
-import type { StoreSettings } from "./types.ts";
+import type { EtcdClientOptions, StoreSettings } from "./types.ts";
 
 /** Environment variables grpc-js (under etcd3) reads when it is used (etcd backend). */
 export const ETCD_ENV_VARS: readonly string[] = Object.freeze([
@@ -40,19 +40,34 @@ export function etcd3ProtoDir(): string | undefined {
 export type StorePermissions = PermissionLists;
 
 /**
- * The permissions a process needs to open a store with `settings`:
- * etcd: network access to the endpoints, the variables grpc-js reads, and
- * read access to etcd3's proto directory ({@linkcode etcd3ProtoDir});
+ * The permissions a process needs to open a store with `settings` (and the
+ * same `options` it passes to `openStore`):
+ * etcd: network access to the endpoints; with the etcd3 client (the
+ * default) also the variables grpc-js reads and read access to etcd3's
+ * proto directory ({@linkcode etcd3ProtoDir}); with `etcd: { client: "http" }`
+ * nothing more;
  * embedded: read/write on the directory of the SQLite file (SQLite also
  * creates `-wal` and `-shm` files next to it).
+ *
+ * ```ts
+ * import { storePermissions } from "./permissions.ts";
+ * const settings = { backend: "etcd" as const, endpoints: ["10.0.0.5:2379"], prefix: "/monitor", path: "" };
+ * storePermissions(settings, { etcd: { client: "http" } });
+ * // { read: [], write: [], net: ["10.0.0.5:2379"], env: [] }
+ * ```
  */
-export function storePermissions(settings: StoreSettings): StorePermissions {
+export function storePermissions(
+  settings: StoreSettings,
+  options: { etcd?: EtcdClientOptions } = {},
+): StorePermissions {
   if (settings.backend === "etcd") {
+    const net = settings.endpoints.map(stripScheme);
+    if (options.etcd?.client === "http") return { read: [], write: [], net, env: [] };
     const proto = etcd3ProtoDir();
     return {
       read: proto === undefined ? [] : [proto],
       write: [],
-      net: settings.endpoints.map(stripScheme),
+      net,
       env: [...ETCD_ENV_VARS],
     };
   }
@@ -61,6 +76,9 @@ export function storePermissions(settings: StoreSettings): StorePermissions {
 }
 
 /** {@linkcode storePermissions} as `deno run` flags. */
-export function storePermissionFlags(settings: StoreSettings): string[] {
-  return permissionFlags(storePermissions(settings));
+export function storePermissionFlags(
+  settings: StoreSettings,
+  options: { etcd?: EtcdClientOptions } = {},
+): string[] {
+  return permissionFlags(storePermissions(settings, options));
 }

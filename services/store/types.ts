@@ -135,6 +135,19 @@ export interface StoreSettings {
   connectTimeoutMs?: number;
 }
 
+/**
+ * Which client a process uses for the etcd backend (a per-process choice,
+ * not part of monitor.yaml; both speak to the same etcd and behave the same):
+ * - `"etcd3"` (default): the etcd3 npm package over gRPC (grpc-js,
+ *   protobufjs, etcd's `rpc.proto` parsed at load);
+ * - `"http"`: etcd's built-in HTTP/JSON gateway through `fetch`
+ *   (services/store/etcd_http.ts): no client library, far cheaper to load.
+ */
+export interface EtcdClientOptions {
+  /** Default `"etcd3"`. */
+  client?: "etcd3" | "http";
+}
+
 /** Error raised when a backend cannot be reached; the message names the endpoint. */
 export class StoreUnavailableError extends Error {
   /**

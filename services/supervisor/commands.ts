@@ -9,7 +9,11 @@
  */
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { agentPermissions, agentRuntimeFlags } from "../agent/permissions.ts";
+import {
+  agentPermissions,
+  agentRuntimeFlags,
+  agentStorePermissions,
+} from "../agent/permissions.ts";
 import { analysisPermissions } from "../analysis/permissions.ts";
 import { brokerPermissions } from "../broker/permissions.ts";
 import { busPermissions } from "../bus/permissions.ts";
@@ -248,7 +252,7 @@ export function agentPermissionSet(settings: DeploymentSettings): PermissionSet 
     ? { env: ["*"], sys: ["loadavg"] }
     : {};
   // Read access to the state directory: the agent reads its configuration file relative to it.
-  return mergePermissions(own, storePermissions(settings.store), plugins, extra);
+  return mergePermissions(own, agentStorePermissions(settings.store), plugins, extra);
 }
 
 /** The permissions of one service: the one place that picks its builder. */

@@ -11,6 +11,7 @@ import { sleep, waitUntil, within } from "../../services/common/async.ts";
 import { DenoLineProcess } from "./line_process.ts";
 import {
   openStore,
+  type OpenStoreOptions,
   type Store,
   StoreCompactedError,
   type StoreSettings,
@@ -40,6 +41,8 @@ export interface StoreContractOptions {
   childPermissions(settings: StoreSettings): string[];
   /** Longest wait for an expected event (ms). Default 30000. */
   waitMs?: number;
+  /** How the suite's own `openStore` calls and its child processes open the store (e.g. the etcd client). */
+  openOptions?: OpenStoreOptions;
 }
 
 const CHILD = fileURLToPath(new URL("./store_contract_child.ts", import.meta.url));
@@ -473,6 +476,7 @@ export function storeContract(
     const child = new Child(options.childPermissions(settings), [
       "put",
       JSON.stringify(settings),
+      JSON.stringify(options.openOptions ?? {}),
       p,
       "25",
     ]);
@@ -506,6 +510,7 @@ export function storeContract(
       const child = new Child(options.childPermissions(settings), [
         "lease",
         JSON.stringify(settings),
+        JSON.stringify(options.openOptions ?? {}),
         key,
         "1",
       ]);
@@ -575,7 +580,7 @@ export function storeContract(
     try {
       const timeout = settings.connectTimeoutMs ?? 5000;
       await within(
-        assert.rejects(openStore(settings), (error: unknown) => {
+        assert.rejects(openStore(settings, options.openOptions), (error: unknown) => {
           assert.ok(error instanceof StoreUnavailableError, `got ${error}`);
           assert.ok(error.message.includes(endpoint), `"${error.message}" names ${endpoint}`);
           assert.ok(error.endpoint.includes(endpoint));

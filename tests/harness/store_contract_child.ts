@@ -2,7 +2,8 @@
  * Subprocess used by the Store contract suite (see store_contract.ts) to act as
  * another process on the same store. Not part of the product.
  *
- * Usage: `deno run <permissions> store_contract_child.ts <mode> <settings-json> ...`
+ * Usage: `deno run <permissions> store_contract_child.ts <mode> <settings-json> <open-options-json> ...`
+ * (`<open-options-json>`: the second argument of `openStore`, e.g. `{"etcd":{"client":"http"}}`)
  * - `put <prefix> <count>`: puts `<prefix>k-<i>` = `v-<i>` for i < count, one
  *   after the other, then prints `done <last revision>`.
  * - `lease <key> <ttl>`: grants a lease, puts `<key>` = `alive` through it and
@@ -11,13 +12,14 @@
  *
  * @module
  */
-import { openStore } from "../../services/store/mod.ts";
+import { openStore, type OpenStoreOptions } from "../../services/store/mod.ts";
 import type { StoreSettings } from "../../services/store/types.ts";
 
 async function main(args: string[]): Promise<void> {
-  const [mode, settingsJson, ...rest] = args;
+  const [mode, settingsJson, optionsJson, ...rest] = args;
   const settings = JSON.parse(settingsJson ?? "null") as StoreSettings;
-  const store = await openStore(settings);
+  const options = JSON.parse(optionsJson ?? "{}") as OpenStoreOptions;
+  const store = await openStore(settings, options);
   try {
     if (mode === "put") {
       const [prefix, countText] = rest;
