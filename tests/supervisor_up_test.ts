@@ -148,6 +148,36 @@ Deno.test("deno task up: a dashboard port already taken is said, not a URL that 
   }
 });
 
+for (const victim of ["supervisor", "launcher"] as const) {
+  Deno.test(`deno task up: its ${victim} killed with SIGKILL leaves no service running`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "sup-orphan-" });
+    const file = join(dir, "monitor.yaml");
+    const [port, adminPort] = freePorts(2);
+    await Deno.writeTextFile(file, monitorYaml(join(dir, "state"), port, adminPort));
+    const up = new ServiceProcess("up", ["task", "up", "--config", file], { command: "deno" });
+    let children: Awaited<ReturnType<typeof descendants>> = [];
+    try {
+      await up.waitForLine(/supervisor: all services ready/, WAIT_MS, "all services ready");
+      const services = ["broker", "analysis", "agent"].map((s) => readyPid(up, s)!);
+      children = await descendants(up.child.pid);
+      const script = victim === "supervisor"
+        ? "services/supervisor/supervise.ts"
+        : "services/supervisor/main.ts";
+      const target = children.find((p) => p.args.includes(script));
+      assert.ok(target, `the ${victim} process among ${JSON.stringify(children)}`);
+      Deno.kill(target.pid, "SIGKILL");
+      // Services check their parent every PARENT_CHECK_MS (5 s); the supervisor stops them in order.
+      await waitUntil(
+        () => services.every((pid) => !alive(pid)),
+        30_000,
+        `every service gone after the ${victim}'s SIGKILL`,
+      );
+    } finally {
+      await cleanUp(up, children, dir);
+    }
+  });
+}
+
 Deno.test("deno task up: starts all three services with scoped permissions and applies edits live", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "sup-up-" });
   const stateDir = join(dir, "state");

@@ -143,13 +143,47 @@ export function onShutdownSignal(stop: (signal: string) => void): () => void {
   return () => handlers.forEach((remove) => remove());
 }
 
+/** How often a supervised process checks that its parent still runs (ms). */
+export const PARENT_CHECK_MS = 5000;
+
+/**
+ * Calls `gone(pid)` once when this process's parent has exited: the
+ * process is then re-parented, so `Deno.ppid` changes (no permission
+ * needed). A supervisor killed with SIGKILL thus leaves no service running
+ * for long. One unref'd timer; returns a function that stops watching.
+ *
+ * @example
+ * ```ts
+ * import { onParentExit } from "./cli.ts";
+ *
+ * const stop = onParentExit((pid) => console.error(`parent ${pid} is gone`));
+ * stop();
+ * ```
+ */
+export function onParentExit(
+  gone: (pid: number) => void,
+  everyMs: number = PARENT_CHECK_MS,
+): () => void {
+  const parent = Deno.ppid;
+  const timer = setInterval(() => {
+    if (Deno.ppid === parent) return;
+    clearInterval(timer);
+    gone(parent);
+  }, everyMs);
+  Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
+}
+
 /** Options of {@linkcode stopOnShutdown}. */
 export interface ShutdownOptions {
   /** Where an error while stopping is logged (`stopping: <message>`). */
   log: { error(message: string): void };
   /** Why a signal stops the service (default: `received <signal>`). */
   reason?: (signal: string) => string;
-  /** Under the supervisor: print the `monitor:ready` line once the handlers are set. */
+  /**
+   * Under the supervisor: print the `monitor:ready` line once the handlers
+   * are set, and stop when the supervisor's process is gone.
+   */
   supervised?: boolean;
 }
 
@@ -157,7 +191,9 @@ export interface ShutdownOptions {
  * The end of every service's main: `stop(why)` runs once, on SIGINT or
  * SIGTERM or when the returned function is called (a console closed); an
  * error while stopping is logged, then the process exits with 0. Under the
- * supervisor, the ready line is printed once the signal handlers are set.
+ * supervisor, the ready line is printed once the signal handlers are set, and
+ * the service stops by itself when the supervisor's process is gone
+ * ({@linkcode onParentExit}).
  *
  * @example
  * ```ts
@@ -190,7 +226,10 @@ export function stopOnShutdown(
   };
   const reason = options.reason ?? ((signal: string) => `received ${signal}`);
   onShutdownSignal((signal) => void shutdown(reason(signal)));
-  if (options.supervised) announceReady();
+  if (options.supervised) {
+    onParentExit((pid) => void shutdown(`the supervisor (pid ${pid}) is gone`));
+    announceReady();
+  }
   return shutdown;
 }
 

@@ -11,6 +11,7 @@
  * @module
  */
 import { join } from "node:path";
+import { onParentExit } from "../common/cli.ts";
 import { errorMessage, isLogFormat } from "../common/log.ts";
 import { readSecret } from "../common/secrets.ts";
 import { ConfigError, formatIssue } from "../config/issues.ts";
@@ -102,6 +103,10 @@ export async function supervise(args: string[]): Promise<number> {
     relaunch = true;
     resolveStop(why);
   });
+  // `deno task up` killed with SIGKILL: stop the services in order rather than leave them running.
+  const stopWatchingParent = onParentExit((pid) =>
+    resolveStop(`deno task up (pid ${pid}) is gone`)
+  );
 
   const started = supervisor.start().catch((error) => {
     output.say("error", errorMessage(error));
@@ -144,6 +149,7 @@ export async function supervise(args: string[]): Promise<number> {
   const clean = await supervisor.stop();
   await started.catch(() => {});
   handlers.forEach((remove) => remove());
+  stopWatchingParent();
   lock.release();
   if (relaunch) return RELAUNCH_EXIT_CODE;
   output.say("info", clean ? "all services stopped" : "stopped, but not every service cleanly");
