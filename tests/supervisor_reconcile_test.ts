@@ -65,6 +65,16 @@ function supervisorFor(file: string, text: string, lines: string[]): Supervisor 
   });
 }
 
+/** The supervisor said that the store has the desired state after failed attempts. */
+function assertRecovered(lines: string[]) {
+  assert.ok(
+    lines.some((l) =>
+      /agent configuration is in the store now \(after \d+ failed attempts?\)/.test(l)
+    ),
+    lines.join("\n"),
+  );
+}
+
 Deno.test("supervisor: an edit made while etcd is down is kept and written once etcd is back", async () => {
   const etcd = await startEtcd();
   const dir = await Deno.makeTempDir({ prefix: "monitor-reconcile-" });
@@ -113,12 +123,7 @@ agents:
       "the desired configuration in etcd",
     );
     assert.equal(await interval(), 7);
-    assert.ok(
-      lines.some((l) =>
-        /agent configuration is in the store now \(after \d+ failed attempts?\)/.test(l)
-      ),
-      lines.join("\n"),
-    );
+    assertRecovered(lines);
   } finally {
     await supervisor.stop();
     await etcd.stop();
@@ -237,12 +242,7 @@ plugins:
       pin.mod < config!.mod,
       `the pin (revision ${pin.mod}) is written before the configuration (revision ${config!.mod})`,
     );
-    assert.ok(
-      lines.some((l) =>
-        /agent configuration is in the store now \(after \d+ failed attempts?\)/.test(l)
-      ),
-      lines.join("\n"),
-    );
+    assertRecovered(lines);
   } finally {
     await supervisor.stop();
     await etcd.stop();
