@@ -314,7 +314,7 @@ function watchAnswer(res: IWatchResponse): WatchAnswer {
     canceled: res.canceled,
     compactRevision: Number(res.compact_revision),
     cancelReason: res.cancel_reason,
-    headerRevision: Number(res.header.revision),
+    headerRevision: Number(res.header?.revision ?? 0),
     events: res.events.map((event): WatchEvent => {
       const revision = Number(event.kv.mod_revision);
       const key = event.kv.key.toString("utf8");
