@@ -14,8 +14,8 @@
  * receives a GOAWAY (denoland/deno#36788), and older agents may still run on
  * it. A connection error (a peer breaking the protocol) therefore closes the
  * transport without a GOAWAY frame ({@linkcode H2Handler.onError} says why),
- * and a stream ends with its trailers (END_STREAM), followed by RST_STREAM
- * NO_ERROR only when the peer had not ended its side (RFC 9113 §8.1).
+ * and a stream ends with its trailers (END_STREAM) alone: no RST_STREAM
+ * after them (see `#endWith`); DATA the peer still sends is dropped.
  *
  * ## What is sent per message
  *
@@ -166,8 +166,7 @@ export class H2Stream {
   /**
    * Ends this side with headers carrying END_STREAM: the trailers, or the
    * whole response when no headers were sent (a trailers-only response).
-   * Resets the stream NO_ERROR afterwards when the peer has not ended its
-   * side, so it stops sending.
+   * What the peer sends afterwards is dropped.
    */
   end(fields: ReadonlyArray<readonly [string, string]>): void {
     if (this.localEnded) return;
@@ -431,11 +430,11 @@ export class H2Connection {
 
   #endWith(stream: H2Stream, block: Uint8Array) {
     this.sendHeaders(stream.id, block, true);
-    if (!stream.remoteEnded) {
-      // RFC 9113 §8.1: the response is complete; the peer may stop sending.
-      this.#queue(frame(FrameType.RST_STREAM, 0, stream.id, u32(ErrorCode.NO_ERROR)));
-      stream.remoteEnded = true;
-    }
+    // No RST_STREAM NO_ERROR after it (RFC 9113 §8.1 allows one when the peer has not ended
+    // its side): Deno 2.9's node:http2 client, reading it in the same packet as the status
+    // and destroying its socket from the status handler, sometimes never closed its session
+    // (an agent's stop() then waited for ever). Whatever the peer still sends is dropped.
+    stream.remoteEnded = true;
     this.#forget(stream);
   }
 

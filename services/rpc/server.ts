@@ -111,6 +111,14 @@ export interface RpcServerOptions {
    * its own connection; a client opening more waits for a free one.
    */
   maxStreamsPerConnection?: number;
+  /**
+   * Keep-alive: a connection silent this long is pinged (ms, default
+   * {@linkcode SERVER_KEEPALIVE_MS}); one whose ping stays unanswered for
+   * `keepaliveTimeoutMs` (default {@linkcode SERVER_KEEPALIVE_TIMEOUT_MS}) is closed.
+   */
+  keepaliveMs?: number;
+  /** See `keepaliveMs`. */
+  keepaliveTimeoutMs?: number;
   /** Called for each new agent stream. */
   onStream(stream: ServerStream): void;
   /**
@@ -364,7 +372,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   let closing = false;
 
   /** Ends a connection's socket once it carries no stream (used when closing). */
-  const endIfIdle = (socket: Socket, conn: H2Connection) => {
+  const endIfIdle = (conn: H2Connection) => {
     if (conn.streamCount === 0) conn.close("the broker is shutting down");
   };
 
@@ -420,7 +428,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
         streams.add(stream);
         stream.onClose(() => {
           streams.delete(stream);
-          if (closing) endIfIdle(socket, conn);
+          if (closing) endIfIdle(conn);
         });
         options.onStream(stream);
       },
@@ -448,13 +456,15 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     server = createNetServer((socket: Socket) => accept(socket, undefined));
   }
 
+  const keepaliveMs = options.keepaliveMs ?? SERVER_KEEPALIVE_MS;
+  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? SERVER_KEEPALIVE_TIMEOUT_MS;
   let clock = performance.now();
   const sweep = setInterval(() => {
     clock = performance.now();
     for (const conn of connections.values()) {
-      conn.keepalive(clock, SERVER_KEEPALIVE_MS, SERVER_KEEPALIVE_TIMEOUT_MS);
+      conn.keepalive(clock, keepaliveMs, keepaliveTimeoutMs);
     }
-  }, KEEPALIVE_SWEEP_MS);
+  }, Math.min(KEEPALIVE_SWEEP_MS, keepaliveMs / 4, keepaliveTimeoutMs / 4));
 
   const { host, port } = splitHostPort(options.listen, "listen address");
   try {
@@ -482,7 +492,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       closed ??= (async () => {
         closing = true;
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const [socket, conn] of connections) endIfIdle(socket, conn);
+        for (const conn of connections.values()) endIfIdle(conn);
         const deadline = Date.now() + graceMs;
         while (streams.size > 0 && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, 20));

@@ -21,6 +21,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import "./etcd_grpc_log.ts";
 import {
   Etcd3,
   EtcdLeaseInvalidError,
