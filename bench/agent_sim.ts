@@ -1,8 +1,19 @@
 /**
  * Simulated agents for the benchmarks, run as a subprocess so that they do
  * not share the broker's event loop: many agents per process, each over its
- * own real gRPC stream (`services/rpc`), saying Hello like an agent, sending
- * batches and answering commands at once.
+ * own TCP connection with one gRPC bidirectional stream on it, saying Hello
+ * like an agent, sending batches and answering commands at once.
+ *
+ * The load generator is cheap, as h2load or ghz are, so that the machine's
+ * cores go to the system under test: each agent's connection is a minimal
+ * HTTP/2 client written on `Deno.connect` (bench/h2_call.ts, frames in
+ * bench/h2_frames.ts; the request headers pre-encoded once) and messages
+ * are encoded with the agent's precompiled codec (services/rpc/codec.ts).
+ * The broker sees what real agents send: one connection and one `Connect`
+ * stream per agent with the agent client's headers, a batch per agent per
+ * send, a keep-alive PING every 10 s; nothing is batched across agents.
+ * (Before, each simulated agent ran the agent's own node:http2 client,
+ * services/rpc/client.ts: about 12 % of a core per 1,000 agents.)
  *
  * Driven by JSON lines on stdin, answering one JSON line on stdout per
  * request:
@@ -15,6 +26,7 @@
  *   unacknowledged for D ms; counts acknowledged batches and samples.
  * - `{"op":"rate","ms":D,"perSecond":R}`: every agent sends R batches of one sample per second,
  *   spread evenly; counts sent and acknowledged batches.
+ * - `{"op":"stats"}`: live streams, commands answered, agents moved on, connections retried.
  * - `{"op":"close"}`: closes every stream and exits.
  *
  * Sample timestamps are the send time (Unix seconds), so a consumer can
@@ -22,20 +34,38 @@
  *
  * @module
  */
-import { type AgentStream, openAgentStream, RpcStatus } from "../services/rpc/agent_mod.ts";
+import type { AgentMessage } from "../services/rpc/messages.ts";
+import { CONNECT_PATH, decodeBrokerMessage, encodeAgentMessage } from "../services/rpc/codec.ts";
 import { preferenceOrder } from "../services/agent/broker_choice.ts";
+import { splitHostPort } from "../services/common/net.ts";
 import { sleep, waitUntil } from "../services/common/async.ts";
+import { type CallEnd, H2Call, requestHeaderBlock } from "./h2_call.ts";
 import { lines, percentile, randomMetrics } from "./support.ts";
+
+/** How long a connection may take to get the broker's HTTP/2 SETTINGS (ms). */
+const CONNECT_TIMEOUT_MS = 30_000;
+/** Bytes read from a connection at a time (acks are 17 bytes with their frame). */
+const READ_BUFFER_BYTES = 8192;
+
+/** One agent's connection: the call's protocol state and the socket under it. */
+interface Link {
+  call: H2Call;
+  conn?: Deno.TcpConn;
+  /** Bytes the call wrote while the socket was connecting or busy writing. */
+  queue: Uint8Array[];
+  writing: boolean;
+  closed: boolean;
+}
 
 interface SimAgent {
   id: string;
-  stream: AgentStream;
+  link: Link;
   seq: number;
   /** Unacknowledged batches: seq -> sample count and send time (performance.now()). */
   inflight: Map<number, { samples: number; at: number }>;
   welcomed: boolean;
   closed: boolean;
-  /** Connection attempts repeated after an UNAVAILABLE failure before the Welcome. */
+  /** Connection attempts repeated after a connection failure before the Welcome. */
   connectRetries: number;
   /** Called on each ack (throughput mode refills the window). */
   onAck?: (samples: number) => void;
@@ -45,9 +75,9 @@ interface SimAgent {
 let addresses: string[] = [];
 /** Agents refused by a broker before their Welcome that moved on to the next. */
 let movedOn = 0;
-/** Connections that failed UNAVAILABLE before their Welcome and were tried again. */
+/** Connections that failed before their Welcome and were tried again. */
 let retried = 0;
-/** Tries per agent after an UNAVAILABLE failure before the Welcome. */
+/** Tries per agent after a connection failure before the Welcome. */
 const CONNECT_RETRIES = 3;
 
 const agents: SimAgent[] = [];
@@ -55,6 +85,12 @@ let acked = { batches: 0, samples: 0 };
 let commandsAnswered = 0;
 /** Send → ack times (ms) while a rate run records them. */
 let ackTimes: number[] | undefined;
+/** Request header blocks by broker address (encoded once). */
+const headerBlocks = new Map<string, Uint8Array>();
+
+function send(agent: SimAgent, message: AgentMessage): boolean {
+  return agent.link.call.send(encodeAgentMessage(message));
+}
 
 function sendBatch(agent: SimAgent, samples: number): boolean {
   const seq = ++agent.seq;
@@ -62,13 +98,107 @@ function sendBatch(agent: SimAgent, samples: number): boolean {
   const list = [];
   for (let i = 0; i < samples; i++) list.push({ timestamp: now, metrics: randomMetrics() });
   agent.inflight.set(seq, { samples, at: performance.now() });
-  return agent.stream.send({ batch: { seq, samples: list, alerts: [] } });
+  return send(agent, { batch: { seq, samples: list, alerts: [] } });
+}
+
+/** Writes the link's queued bytes in order, whole (a socket write may take only part). */
+async function pump(link: Link): Promise<void> {
+  if (link.writing || !link.conn) return;
+  link.writing = true;
+  try {
+    while (link.queue.length > 0 && !link.closed) {
+      let chunk = link.queue.length === 1 ? link.queue[0] : concat(link.queue);
+      link.queue = [];
+      while (chunk.length > 0) chunk = chunk.subarray(await link.conn.write(chunk));
+    }
+  } catch (error) {
+    if (!link.closed) link.call.connectionLost(`write failed: ${(error as Error).message}`);
+  } finally {
+    link.writing = false;
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function closeLink(link: Link) {
+  if (link.closed) return;
+  link.closed = true;
+  link.queue = [];
+  try {
+    link.conn?.close();
+  } catch { /* already closed */ }
+}
+
+/** Reads until the connection ends, handing every chunk to the call (which copies what it keeps). */
+async function readLoop(link: Link, conn: Deno.TcpConn): Promise<void> {
+  const buffer = new Uint8Array(READ_BUFFER_BYTES);
+  try {
+    while (!link.closed) {
+      const n = await conn.read(buffer);
+      if (n === null) return link.call.connectionLost("the broker closed the connection");
+      link.call.receive(buffer.subarray(0, n));
+    }
+  } catch (error) {
+    if (!link.closed) link.call.connectionLost(`read failed: ${(error as Error).message}`);
+  }
+}
+
+/** Opens a connection to `address` with one call on it (module doc). */
+function openLink(
+  address: string,
+  onMessage: (bytes: Uint8Array) => void,
+  onEnd: (end: CallEnd) => void,
+): Link {
+  let block = headerBlocks.get(address);
+  if (!block) headerBlocks.set(address, block = requestHeaderBlock(address, CONNECT_PATH));
+  const link: Link = {
+    call: undefined as unknown as H2Call,
+    queue: [],
+    writing: false,
+    closed: false,
+  };
+  link.call = new H2Call({
+    headerBlock: block,
+    write(bytes) {
+      if (link.closed) return;
+      link.queue.push(bytes);
+      void pump(link);
+    },
+    onMessage,
+    onEnd(end) {
+      closeLink(link);
+      onEnd(end);
+    },
+  });
+  link.call.start(performance.now());
+  const { host, port } = splitHostPort(address, "broker address");
+  Deno.connect({ hostname: host, port }).then((conn) => {
+    if (link.closed) {
+      conn.close();
+      return;
+    }
+    link.conn = conn;
+    conn.setNoDelay(true);
+    void pump(link);
+    void readLoop(link, conn);
+  }, (error: Error) => {
+    link.call.connectionLost(`broker at ${address} not reachable: ${error.message}`);
+  });
+  return link;
 }
 
 function open(id: string): SimAgent {
   const agent: SimAgent = {
     id,
-    stream: undefined as unknown as AgentStream,
+    link: undefined as unknown as Link,
     seq: 0,
     inflight: new Map(),
     welcomed: false,
@@ -82,9 +212,18 @@ function open(id: string): SimAgent {
 /** Opens the agent's stream to the `attempt`-th broker of its order. */
 function attach(agent: SimAgent, order: string[], attempt: number) {
   const { id } = agent;
-  const stream = openAgentStream({ address: order[attempt], connectTimeoutMs: 30_000 });
-  agent.stream = stream;
-  stream.onMessage((m) => {
+  const onMessage = (bytes: Uint8Array) => {
+    let m;
+    try {
+      m = decodeBrokerMessage(bytes);
+    } catch (error) {
+      agent.link.call.fail(
+        `the broker sent a message that is not a monitoring.v1.BrokerMessage: ${
+          (error as Error).message
+        }`,
+      );
+      return;
+    }
     if (m.welcome) agent.welcomed = true;
     else if (m.ack) {
       const sent = agent.inflight.get(m.ack.seq);
@@ -96,7 +235,7 @@ function attach(agent: SimAgent, order: string[], attempt: number) {
       agent.onAck?.(sent.samples);
     } else if (m.command) {
       commandsAnswered++;
-      stream.send({
+      send(agent, {
         result: {
           command_id: m.command.command_id,
           status: "ok",
@@ -105,17 +244,14 @@ function attach(agent: SimAgent, order: string[], attempt: number) {
         },
       });
     }
-  });
-  stream.onClose((error) => {
+  };
+  const onEnd = (end: CallEnd) => {
     if (!agent.welcomed && attempt + 1 < order.length) {
       movedOn++;
       attach(agent, order, attempt + 1);
       return;
     }
-    if (
-      !agent.welcomed && error?.code === RpcStatus.UNAVAILABLE &&
-      agent.connectRetries < CONNECT_RETRIES
-    ) {
+    if (!agent.welcomed && end.retryable && agent.connectRetries < CONNECT_RETRIES) {
       // The connection failed before the Welcome (e.g. reset in a burst of connections):
       // try the order again after a jittered pause, as an agent reconnects with backoff.
       agent.connectRetries++;
@@ -124,20 +260,33 @@ function attach(agent: SimAgent, order: string[], attempt: number) {
       return;
     }
     agent.closed = true;
-    if (error) console.error(`agent_sim: stream of ${id} ended: ${error.message}`);
-  });
-  stream.send({ hello: { agent_id: id, hostname: `${id}.bench`, version: "bench", token: "" } });
+    console.error(
+      `agent_sim: stream of ${id} to ${order[attempt]} ended: ${JSON.stringify(end.reason)}`,
+    );
+  };
+  agent.link = openLink(order[attempt], onMessage, onEnd);
+  send(agent, { hello: { agent_id: id, hostname: `${id}.bench`, version: "bench", token: "" } });
 }
+
+/** Connect timeouts and keep-alive pings of every connection, in one sweep a second. */
+setInterval(() => {
+  const now = performance.now();
+  for (const agent of agents) {
+    if (!agent.closed) agent.link.call.tick(now, CONNECT_TIMEOUT_MS);
+  }
+}, 1000);
 
 async function connect(count: number, prefix: string): Promise<Record<string, unknown>> {
   const started = performance.now();
   const fresh: SimAgent[] = [];
+  const first = agents.length;
   for (let i = 0; i < count; i++) {
-    fresh.push(open(`${prefix}-${agents.length + i}`));
+    const agent = open(`${prefix}-${first + i}`);
+    fresh.push(agent);
+    agents.push(agent);
     // Opening thousands at once starves the event loop; let Welcomes in now and then.
     if (i % 200 === 199) await sleep(5);
   }
-  agents.push(...fresh);
   await waitUntil(
     () => fresh.every((a) => a.welcomed || a.closed),
     60_000 + count * 10,
@@ -261,7 +410,7 @@ for await (const line of lines(Deno.stdin.readable)) {
         });
         break;
       case "stats":
-        reply({ ok: "stats", live: live().length, commandsAnswered });
+        reply({ ok: "stats", live: live().length, commandsAnswered, movedOn, retried });
         break;
       case "close":
         // Exits without cancelling stream by stream: the connection closes with the process.
@@ -278,3 +427,5 @@ for await (const line of lines(Deno.stdin.readable)) {
     reply({ error: `agent_sim: ${request.op} failed: ${String(error)}` });
   }
 }
+// Stdin closed (the runner is gone): the connections close with the process.
+Deno.exit(0);
