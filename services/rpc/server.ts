@@ -383,7 +383,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     }
     socket.setNoDelay(true);
     const peer = peerOf(socket) ?? "unknown peer";
-    const authorized = tlsSocket?.authorized === true;
+    // Only a certificate the handshake asked for (mTLS) and verified counts; without
+    // requestCert Deno's node:tls reports `authorized` true for a client that sent none.
+    const authorized = mutual && tlsSocket?.authorized === true;
     let peerName: string | undefined;
     if (authorized) {
       const cn = (tlsSocket!.getPeerCertificate() as { subject?: { CN?: string | string[] } })
