@@ -31,8 +31,10 @@ export const MONITOR_DEFAULTS = Object.freeze({
     replicas: 1,
     /**
      * Streams (agents) one broker process accepts (the broker's
-     * `DEFAULT_MAX_STREAMS`). Deno 2.9's node:http2 aborted a broker near
-     * 7,000 streams (issue 14); nothing was lost at 4,000.
+     * `DEFAULT_MAX_STREAMS`). Set when Deno 2.9's node:http2 aborted a broker
+     * near 7,000 streams (issue 14); the broker's own HTTP/2 server no longer
+     * runs on it. Kept where one broker holds p99 sample → Kafka far below 1 s
+     * on a 2-core machine (bench scenario 8: 97 ms at 4,000, 39 % of a core).
      */
     max_streams: 4000,
   }),
