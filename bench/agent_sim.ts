@@ -339,18 +339,21 @@ async function rate(ms: number, perSecond: number) {
   const periodMs = 1000 / perSecond;
   const tickMs = 10;
   const started = performance.now();
-  // Agent i sends at offset (i / n) * period within every period.
-  const next = running.map((_, i) => started + (i / running.length) * periodMs);
+  // Agent i sends at offset (i / n) * period within every period, so the send times are in
+  // agent order, round after round: the agents due are the run from `cursor` on, each sent
+  // at most once per tick (a tick costs what it sends, not a pass over every agent).
+  const n = running.length;
+  const next = running.map((_, i) => started + (i / n) * periodMs);
+  let cursor = 0;
   let behind = 0;
   while (performance.now() - started < ms) {
     const now = performance.now();
-    for (let i = 0; i < running.length; i++) {
-      if (next[i] <= now) {
-        if (now - next[i] > periodMs) behind++;
-        sendBatch(running[i], 1);
-        sent++;
-        next[i] += periodMs;
-      }
+    for (let k = 0; k < n && next[cursor] <= now; k++) {
+      if (now - next[cursor] > periodMs) behind++;
+      sendBatch(running[cursor], 1);
+      sent++;
+      next[cursor] += periodMs;
+      cursor = cursor + 1 === n ? 0 : cursor + 1;
     }
     await sleep(tickMs);
   }

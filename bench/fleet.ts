@@ -12,10 +12,13 @@
  * steps up per broker count until a sample is lost (not acknowledged or not
  * consumed within 30 s), an agent finds no broker with room, or a broker
  * process dies; the largest step with p99 sample → Kafka ≤ 1 s is reported
- * too. Each simulator process carries at most 1,000 agents: with 2,000 or
- * more in one process, the simulator itself fell behind on a busy 2-core
- * machine and the brokers dropped its connections (keep-alive pings
- * unanswered for 5 s).
+ * too. Each simulator process carries at most 2,500 agents (its own HTTP/2
+ * client, bench/h2_call.ts, costs about 5-7 % of a core per 1,000 agents,
+ * and each process about 1.5 % more for its event loop and timers, so fewer
+ * processes leave more of the machine to the brokers). With the agent's
+ * node:http2 client the simulators needed 1,000 per process: with 2,000 or
+ * more, one fell behind on a busy 2-core machine and the brokers dropped its
+ * connections (keep-alive pings unanswered for 5 s).
  *
  * @module
  */
@@ -46,7 +49,7 @@ import {
 const SCENARIO = "8 fleet";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Simulated agents per simulator process (each one a connection, i.e. a file descriptor). */
-const AGENTS_PER_SIM = 1000;
+const AGENTS_PER_SIM = 2500;
 
 interface BrokerProcess {
   address: string;
