@@ -33,12 +33,17 @@ export interface AgentProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `services/agent/main.ts --supervised` for agent `id`. */
+/**
+ * Starts `services/agent/main.ts --supervised` for agent `id`. With
+ * `cpuProfDir`, the agent writes its V8 CPU profile there when it exits
+ * (`deno run --cpu-prof`; read it with bench/cpuprof.ts).
+ */
 export function startAgentProcess(
   broker: string,
   id: string,
   store: AgentStoreSpec,
   metrics: readonly MetricName[],
+  cpuProfDir?: string,
 ): AgentProcess {
   const settings = store.backend === "embedded"
     ? {
@@ -56,6 +61,7 @@ export function startAgentProcess(
   const stateDir = store.backend === "embedded" ? store.dir : store.stateDir;
   const args = [
     "run",
+    ...(cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : []),
     ...mergePermissionFlags(
       agentPermissionFlags({ broker, metrics }),
       agentStorePermissionFlags(settings),

@@ -127,10 +127,16 @@ async function run(ctx: BenchContext): Promise<Row[]> {
     runs.push({
       label: "embedded",
       broker: brokerE,
-      agent: startAgentProcess(brokerE.address, "footprint-embedded", {
-        backend: "embedded",
-        dir,
-      }, metrics),
+      agent: startAgentProcess(
+        brokerE.address,
+        "footprint-embedded",
+        {
+          backend: "embedded",
+          dir,
+        },
+        metrics,
+        ctx.fleet?.cpuProfDir,
+      ),
       samples: 0,
     });
     etcd = await startEtcd().catch((error: Error) => {
@@ -145,11 +151,17 @@ async function run(ctx: BenchContext): Promise<Row[]> {
       runs.push({
         label: "etcd",
         broker: brokerX,
-        agent: startAgentProcess(brokerX.address, "footprint-etcd", {
-          backend: "etcd",
-          endpoint: etcd.endpoint,
-          stateDir: await ctx.tempDir("bench-footprint-etcd-"),
-        }, metrics),
+        agent: startAgentProcess(
+          brokerX.address,
+          "footprint-etcd",
+          {
+            backend: "etcd",
+            endpoint: etcd.endpoint,
+            stateDir: await ctx.tempDir("bench-footprint-etcd-"),
+          },
+          metrics,
+          ctx.fleet?.cpuProfDir,
+        ),
         samples: 0,
       });
     }

@@ -86,7 +86,7 @@ function parseFlags(args: string[]): Flags {
     .option("--fleet-step <seconds>", "scenario 8: seconds measured per step (default: 15)")
     .option(
       "--cpu-prof <dir>",
-      "scenario 8: write the V8 CPU profile of each broker and simulator into <dir>",
+      "scenario 5: write each agent's V8 CPU profile into <dir>; scenario 8: each broker's and simulator's",
     )
     .exitOverride()
     .showHelpAfterError();

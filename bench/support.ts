@@ -40,7 +40,7 @@ export interface FleetFlags {
   agents?: number[];
   /** Seconds measured per step. */
   stepS?: number;
-  /** Writes the V8 CPU profile (`deno run --cpu-prof`) of each broker and simulator process into this directory. */
+  /** Writes the V8 CPU profile (`deno run --cpu-prof`) of each agent (scenario 5), broker and simulator (scenario 8) process into this directory. */
   cpuProfDir?: string;
 }
 

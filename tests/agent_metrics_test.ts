@@ -2,10 +2,14 @@ import assert from "node:assert/strict";
 import os from "node:os";
 import { METRIC_NAMES, type MetricName } from "../services/common/messages.ts";
 import {
+  cpuTimes,
   createCollector,
+  memoryPercent,
   parseDf,
   parseDiskstats,
+  parseMeminfo,
   parseNetDev,
+  parseProcStatCpu,
   runCommand,
 } from "../services/agent/metrics.ts";
 import { parseReaderAnswer, ProcReader } from "../services/agent/proc_reader.ts";
@@ -64,7 +68,7 @@ Deno.test("metrics (native): only the metrics asked for are read; a busy cpu sho
   await collector.close();
 });
 
-Deno.test("metrics (native): one long-lived /proc reader asked only for the files needed, restarted if it dies; cpu and memory read no file", async () => {
+Deno.test("metrics (native): one long-lived /proc reader asked only for the files needed, in one request per collection, restarted if it dies", async () => {
   const asked: string[] = [];
   class RecordingReader extends ProcReader {
     override read(files: readonly string[]) {
@@ -91,19 +95,22 @@ Deno.test("metrics (native): one long-lived /proc reader asked only for the file
       assertInRange(sample.metrics, metrics);
       return [...asked];
     };
-    assert.deepEqual(await round(["cpu"]), [], "cpu alone reads no /proc file");
-    assert.deepEqual(await round(["cpu", "memory"]), []);
-    assert.equal(reader.starts, 0, "no reader started for cpu and memory");
+    assert.deepEqual(await round(["cpu"]), ["/proc/stat:1"], "cpu: the first line of /proc/stat");
+    assert.deepEqual(await round(["memory"]), ["/proc/meminfo:3"], "memory: no baseline to take");
+    assert.deepEqual(await round(["cpu", "memory"]), ["/proc/stat:1 /proc/meminfo:3"]);
+    assert.deepEqual(await round(["disk"]), [], "disk is df's");
     assert.deepEqual(await round(["net in"]), ["/proc/net/dev"]);
     assert.deepEqual(await round(["disk write"]), ["/proc/diskstats"]);
     assert.deepEqual(await round(["disk read", "net out"]), ["/proc/diskstats /proc/net/dev"]);
-    assert.deepEqual(await round([...METRIC_NAMES]), ["/proc/diskstats /proc/net/dev"]);
+    assert.deepEqual(await round([...METRIC_NAMES]), [
+      "/proc/stat:1 /proc/meminfo:3 /proc/diskstats /proc/net/dev",
+    ]);
     assert.deepEqual(started, ["df -kP /"], "df is the only process started per collection");
     // A configuration change reads the new baselines with one request too.
-    await collector.configure(["cpu"]);
+    await collector.configure(["memory"]);
     asked.length = 0;
     await collector.configure(["cpu", "disk read", "net in"]);
-    assert.deepEqual(asked, ["/proc/diskstats /proc/net/dev"]);
+    assert.deepEqual(asked, ["/proc/stat:1 /proc/diskstats /proc/net/dev"]);
     assert.equal(reader.starts, 1, "one reader process for every collection so far");
     // Killed between collections: the next collection starts a new one and loses nothing.
     const pid = reader.pid!;
@@ -139,6 +146,15 @@ Deno.test("proc reader: each file as cat prints it, a missing file named, the sa
       .output();
     assert.equal(version, new TextDecoder().decode(cat.stdout));
     await assert.rejects(() => reader.read(["relative/path"]), /not a plain absolute path/);
+    await assert.rejects(() => reader.read(["/proc/stat:0"]), /not a plain absolute path/);
+    // `:N`: the first N lines only, and a missing file named without its `:N`.
+    const [head, whole, gone] = await reader.read([
+      "/proc/self/status:2",
+      "/proc/self/status",
+      "/proc/no-such-file:1",
+    ]);
+    assert.equal(head, (whole as string).split("\n").slice(0, 2).map((l) => `${l}\n`).join(""));
+    assert.match(String(gone), /cannot read \/proc\/no-such-file$/);
     assert.equal(reader.starts, 1);
   } finally {
     await reader.close();
@@ -156,6 +172,40 @@ Deno.test("proc reader: answer parsing", () => {
     () => parseReaderAnswer("\x1eEOF\n\x1eEND\n", files),
     /answered 1 file\(s\) for 3 asked/,
   );
+  assert.match(
+    String(parseReaderAnswer("\x1eERR\n\x1eEND\n", ["/proc/stat:1"])[0]),
+    /cannot read \/proc\/stat$/,
+  );
+});
+
+Deno.test("metrics: cpu and memory from /proc/stat and /proc/meminfo agree with os.cpus() and Deno.systemMemoryInfo()", async () => {
+  assert.deepEqual(
+    parseProcStatCpu("cpu  100 5 30 800 7 2 9 0 0 0\ncpu0 50 2 15 400 3 1 4 0 0 0\n"),
+    { busy: 137, total: 937 },
+  );
+  assert.throws(() => parseProcStatCpu("intr 1 2 3\n"), /unexpected first line of \/proc\/stat/);
+  assert.equal(
+    parseMeminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 250 kB\n"),
+    75,
+  );
+  assert.throws(() => parseMeminfo("MemTotal: 1000 kB\nMemFree: 100 kB\n"), /MemAvailable/);
+  // The same figures as Deno's own readers on this machine.
+  const reader = new ProcReader();
+  try {
+    const [stat, meminfo] = await reader.read(["/proc/stat:1", "/proc/meminfo:3"]);
+    const info = Deno.systemMemoryInfo();
+    const memory = parseMeminfo(meminfo as string);
+    assert.ok(Math.abs(memory - memoryPercent(info)) < 2, `${memory} ~ ${memoryPercent(info)}`);
+    const fromProc = parseProcStatCpu(stat as string);
+    const fromOs = cpuTimes(os.cpus());
+    // os.cpus() gives ms, /proc/stat clock ticks (USER_HZ 100): the same busy share.
+    assert.ok(
+      Math.abs(fromProc.busy / fromProc.total - fromOs.busy / fromOs.total) < 0.01,
+      `${JSON.stringify(fromProc)} ~ ${JSON.stringify(fromOs)}`,
+    );
+  } finally {
+    await reader.close();
+  }
 });
 
 Deno.test("metrics (systeminformation): every metric of this machine, in range", async () => {
@@ -186,7 +236,7 @@ Deno.test("metrics: a missing permission is reported per metric, naming the flag
       new URL("../services/agent/metrics.ts", import.meta.url).href
     }";
      const c = createCollector("native");
-     await c.configure(["cpu", "disk", "disk read", "net in"]);
+     await c.configure(["cpu", "memory", "disk", "disk read", "net in"]);
      console.log(JSON.stringify(await c.collect()));
      await c.close();`,
   );
@@ -207,10 +257,11 @@ Deno.test("metrics: a missing permission is reported per metric, naming the flag
   assert.ok(output.success, new TextDecoder().decode(output.stderr));
   const collected = JSON.parse(text);
   assert.deepEqual(collected.metrics, {});
-  assert.match(collected.errors.cpu, /needs --allow-sys=cpus/);
+  assert.match(collected.errors.cpu, /needs --allow-run=awk/);
   assert.match(collected.errors.disk, /needs --allow-run=df/);
   assert.match(collected.errors["net in"], /needs --allow-run=awk/);
   assert.match(collected.errors["disk read"], /needs --allow-run=awk/);
+  assert.match(collected.errors.memory, /needs --allow-run=awk/);
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -3,16 +3,20 @@
  * read, so an agent asked for `cpu` pays for nothing else.
  *
  * Two sources:
- * - `native` (the default): `cpu` from `os.cpus()` times
- *   (`--allow-sys=cpus`), `memory` from `Deno.systemMemoryInfo()`
- *   (`--allow-sys=systemMemoryInfo`), `disk read`/`disk write` and
- *   `net in`/`net out` from `/proc/diskstats` and `/proc/net/dev` read through
- *   one long-lived `awk` child (proc_reader.ts, `--allow-run=awk`: Deno
- *   refuses to read `/proc` and `/sys` without `--allow-all`), started on the
- *   first read, asked only for the files the metrics need, restarted if it
- *   dies; `disk` from `df -kP /` (`--allow-run=df`). No process is started per
- *   collection for the /proc counters (a `cat` per collection was most of the
- *   agent's busy time at a 1 s interval).
+ * - `native` (the default): on Linux, `cpu` (the `cpu` line of `/proc/stat`),
+ *   `memory` (`/proc/meminfo`), `disk read`/`disk write` (`/proc/diskstats`)
+ *   and `net in`/`net out` (`/proc/net/dev`) read together, with one request
+ *   per collection, through one long-lived `awk` child (proc_reader.ts,
+ *   `--allow-run=awk`: Deno refuses to read `/proc` and `/sys` without
+ *   `--allow-all`), started on the first read, asked only for the files the
+ *   metrics need, restarted if it dies; `disk` from `df -kP /`
+ *   (`--allow-run=df`). No process is started per collection for the /proc
+ *   files (a `cat` per collection was most of the agent's busy time at a 1 s
+ *   interval), and `os.cpus()` and `Deno.systemMemoryInfo()` are not called
+ *   (they cost more CPU than the reader's round trip they now share: they
+ *   read /proc/cpuinfo and sysfs too). Elsewhere, `cpu` from `os.cpus()`
+ *   times (`--allow-sys=cpus`) and `memory` from `Deno.systemMemoryInfo()`
+ *   (`--allow-sys=systemMemoryInfo`); see {@linkcode nativeMetricAccess}.
  * - `systeminformation`: `cpu` from `currentLoad()` and `memory` from `mem()`
  *   of `npm:systeminformation`; the other metrics as in `native`. Importing it
  *   needs `--allow-env` (all variables: it copies `process.env` at load time)
@@ -36,7 +40,7 @@
 import type { MetricName } from "../common/messages.ts";
 import os from "node:os";
 import { errorMessage } from "../common/log.ts";
-import { ProcReader } from "./proc_reader.ts";
+import { PROC_READER_PROGRAM, ProcReader } from "./proc_reader.ts";
 
 /** Where metrics come from. */
 export type MetricsSource = "native" | "systeminformation";
@@ -96,15 +100,21 @@ const COUNTER_OF: Partial<Record<MetricName, CounterName>> = {
 /** Counters of each kind asked for, or why that kind could not be read. */
 type CounterReadings = Map<CounterName, Map<string, number> | Error>;
 
+/** What one {@linkcode RawReader.read} returns. */
+interface RawReadings {
+  counters: CounterReadings;
+  /** Memory in use, percent (when asked for), or why it could not be read. */
+  memory?: number | Error;
+}
+
 /** Reads the raw values behind each metric. Implemented per source. */
 interface RawReader {
   /**
-   * Cumulative counters of every kind in `kinds`, read together (one request
-   * to the /proc reader for the /proc files); cpu: `busy`, `total` (any unit).
+   * Cumulative counters of every kind in `kinds` and, with `memory`, the
+   * memory in use, read together (on Linux, one request to the /proc reader
+   * for every /proc file); cpu: `busy`, `total` (any unit).
    */
-  counters(kinds: ReadonlySet<CounterName>): Promise<CounterReadings>;
-  /** Memory in use, percent. */
-  memoryPercent(): Promise<number>;
+  read(kinds: ReadonlySet<CounterName>, memory: boolean): Promise<RawReadings>;
   /** Root filesystem in use, percent. */
   diskPercent(): Promise<number>;
 }
@@ -169,7 +179,7 @@ class Collector implements MetricsCollector {
     }
     const missing = new Set([...wanted].filter((kind) => !this.#baselines.has(kind)));
     if (missing.size === 0) return;
-    const readings = await this.#reader.counters(missing);
+    const readings = (await this.#reader.read(missing, false)).counters;
     const at = performance.now();
     for (const [kind, values] of readings) {
       // A failed kind is reported by collect(), which retries the baseline.
@@ -189,22 +199,27 @@ class Collector implements MetricsCollector {
 
     const readings = new Map<CounterName, CounterReading | Error>();
     const kinds = this.#counters();
-    if (kinds.size > 0) {
-      const read = await this.#reader.counters(kinds);
+    const wantMemory = this.#metrics.includes("memory");
+    let memory: number | Error | undefined;
+    if (kinds.size > 0 || wantMemory) {
+      const read = await this.#reader.read(kinds, wantMemory);
       const at = performance.now();
       for (const kind of kinds) {
-        const values = read.get(kind) ?? new Error(`no ${kind} counters were read`);
+        const values = read.counters.get(kind) ?? new Error(`no ${kind} counters were read`);
         readings.set(kind, values instanceof Error ? values : { at, values });
       }
+      memory = read.memory;
     }
     const timestamp = Date.now() / 1000;
     for (const metric of this.#metrics) {
       try {
         const kind = COUNTER_OF[metric];
         if (!kind) {
-          metrics[metric] = metric === "memory"
-            ? round(await this.#reader.memoryPercent())
-            : round(await this.#reader.diskPercent());
+          if (metric === "memory") {
+            if (memory === undefined) throw new Error("memory was not read");
+            if (memory instanceof Error) throw memory;
+            metrics.memory = round(memory);
+          } else metrics[metric] = round(await this.#reader.diskPercent());
           continue;
         }
         const reading = readings.get(kind)!;
@@ -301,6 +316,49 @@ export function memoryPercent(info: { total: number; available: number }): numbe
   return ((info.total - info.available) / info.total) * 100;
 }
 
+/**
+ * The busy and total times of every CPU from the aggregate `cpu` line of
+ * `/proc/stat` (its first line), counted as `os.cpus()` counts them: busy is
+ * user + nice + system + irq, total adds idle (iowait, softirq and steal are
+ * left out, as in Node's and Deno's `os.cpus()`); in clock ticks.
+ */
+export function parseProcStatCpu(text: string): { busy: number; total: number } {
+  const end = text.indexOf("\n");
+  const f = (end < 0 ? text : text.slice(0, end)).trim().split(/\s+/);
+  const [user, nice, system, idle, , irq] = f.slice(1, 7).map(Number);
+  if (f[0] !== "cpu" || ![user, nice, system, idle].every(Number.isFinite)) {
+    throw new Error(
+      `unexpected first line of /proc/stat: ${JSON.stringify(text.slice(0, 120))}`,
+    );
+  }
+  const busy = user + nice + system + (Number.isFinite(irq) ? irq : 0);
+  return { busy, total: busy + idle };
+}
+
+/**
+ * Memory in use, percent, from the first lines of `/proc/meminfo`
+ * (`MemTotal`, `MemAvailable`: Linux 3.14 or later): the same figure as
+ * {@linkcode memoryPercent} of `Deno.systemMemoryInfo()`, which reads them too.
+ */
+export function parseMeminfo(text: string): number {
+  const value = (key: string) => {
+    const at = text.indexOf(`${key}:`);
+    if (at < 0) return NaN;
+    const end = text.indexOf("\n", at);
+    return Number.parseInt(text.slice(at + key.length + 1, end < 0 ? undefined : end).trim());
+  };
+  const total = value("MemTotal");
+  const available = value("MemAvailable");
+  if (!Number.isFinite(total) || !Number.isFinite(available)) {
+    throw new Error(
+      `/proc/meminfo has no MemTotal and MemAvailable in its first lines (Linux 3.14 or later): ${
+        JSON.stringify(text.slice(0, 120))
+      }`,
+    );
+  }
+  return memoryPercent({ total, available });
+}
+
 /** Device names in `/proc/diskstats` that are not whole physical disks. */
 const VIRTUAL_DISK = /^(loop|ram|zram|dm-|md|sr|fd|nbd)\d*/;
 
@@ -372,51 +430,125 @@ function sysCall<T>(what: string, permission: string, fn: () => T): T {
   }
 }
 
-/** The /proc file behind each counter kind, read through the {@linkcode ProcReader}. */
-const PROC_FILES = { disk: "/proc/diskstats", net: "/proc/net/dev" } as const;
+/**
+ * The /proc file behind each reading of the native source on Linux, read
+ * through the {@linkcode ProcReader} (`:N`: only its first N lines).
+ */
+const PROC_FILES = {
+  cpu: "/proc/stat:1",
+  memory: "/proc/meminfo:3",
+  disk: "/proc/diskstats",
+  net: "/proc/net/dev",
+} as const;
+
+type ProcReading = keyof typeof PROC_FILES;
+
+/**
+ * Where the native source reads `metric` on `os` (default: this one): on
+ * Linux through the /proc reader ({@linkcode PROC_READER_PROGRAM}) but `disk`
+ * (`df`); elsewhere `cpu` and `memory` through Deno (`--allow-sys=cpus`,
+ * `systemMemoryInfo`). The agent's permission builder grants from this.
+ */
+export function nativeMetricAccess(
+  metric: MetricName,
+  os: string = Deno.build.os,
+): { run?: string; sys?: string } {
+  if (metric === "disk") return { run: "df" };
+  if (os === "linux") return { run: PROC_READER_PROGRAM };
+  if (metric === "cpu") return { sys: "cpus" };
+  if (metric === "memory") return { sys: "systemMemoryInfo" };
+  return {};
+}
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
 
+/** Parses one /proc text into its reading. */
+function parseProc(
+  what: ProcReading,
+  text: string,
+): Map<string, number> | number {
+  if (what === "cpu") {
+    const { busy, total } = parseProcStatCpu(text);
+    return new Map([["busy", busy], ["total", total]]);
+  }
+  if (what === "memory") return parseMeminfo(text);
+  return what === "disk" ? parseDiskstats(text) : parseNetDev(text);
+}
+
+/**
+ * cpu and memory through Deno where there is no /proc (`os.cpus()`,
+ * `Deno.systemMemoryInfo()`).
+ */
+function readThroughDeno(what: "cpu" | "memory"): Map<string, number> | number {
+  if (what === "memory") {
+    return memoryPercent(
+      sysCall("memory", "--allow-sys=systemMemoryInfo", () => Deno.systemMemoryInfo()),
+    );
+  }
+  const { busy, total } = cpuTimes(sysCall("cpu", "--allow-sys=cpus", () => os.cpus()));
+  return new Map([["busy", busy], ["total", total]]);
+}
+
 function nativeReader(run: CommandRunner, procReader: ProcReader): RawReader {
   return {
-    async counters(kinds) {
-      const out: CounterReadings = new Map();
-      if (kinds.has("cpu")) {
+    async read(kinds, memory) {
+      const wanted: ProcReading[] = [];
+      if (kinds.has("cpu")) wanted.push("cpu");
+      if (memory) wanted.push("memory");
+      if (kinds.has("disk")) wanted.push("disk");
+      if (kinds.has("net")) wanted.push("net");
+      const got = new Map<ProcReading, Map<string, number> | number | Error>();
+      if (Deno.build.os === "linux") {
+        // Everything in one request: one round trip to the reader per collection.
         try {
-          const { busy, total } = cpuTimes(sysCall("cpu", "--allow-sys=cpus", () => os.cpus()));
-          out.set("cpu", new Map([["busy", busy], ["total", total]]));
+          const texts = wanted.length > 0
+            ? await procReader.read(wanted.map((what) => PROC_FILES[what]))
+            : [];
+          wanted.forEach((what, i) => {
+            const text = texts[i];
+            try {
+              got.set(what, text instanceof Error ? text : parseProc(what, text));
+            } catch (error) {
+              got.set(what, asError(error));
+            }
+          });
         } catch (error) {
-          out.set("cpu", asError(error));
+          for (const what of wanted) got.set(what, asError(error));
+        }
+      } else {
+        for (const what of wanted) {
+          try {
+            got.set(
+              what,
+              what === "cpu" || what === "memory" ? readThroughDeno(what) : new Error(
+                "disk and network rates are read from /proc on Linux; use the systeminformation source elsewhere",
+              ),
+            );
+          } catch (error) {
+            got.set(what, asError(error));
+          }
         }
       }
-      const wanted = { disk: kinds.has("disk"), net: kinds.has("net") };
-      if (!wanted.disk && !wanted.net) return out;
-      const procKinds = (["disk", "net"] as const).filter((kind) => wanted[kind]);
-      try {
-        if (Deno.build.os !== "linux") {
-          throw new Error(
-            "disk and network rates are read from /proc on Linux; use the systeminformation source elsewhere",
-          );
-        }
-        const texts = await procReader.read(procKinds.map((kind) => PROC_FILES[kind]));
-        procKinds.forEach((kind, i) => {
-          const text = texts[i];
-          if (text instanceof Error) out.set(kind, text);
-          else out.set(kind, kind === "disk" ? parseDiskstats(text) : parseNetDev(text));
-        });
-      } catch (error) {
-        for (const kind of procKinds) out.set(kind, asError(error));
+      const counters: CounterReadings = new Map();
+      for (const kind of kinds) {
+        const value = got.get(kind);
+        counters.set(
+          kind,
+          value instanceof Map || value instanceof Error
+            ? value
+            : new Error(`no ${kind} counters were read`),
+        );
+      }
+      const out: RawReadings = { counters };
+      if (memory) {
+        const value = got.get("memory");
+        out.memory = typeof value === "number" || value instanceof Error
+          ? value
+          : new Error("memory was not read");
       }
       return out;
-    },
-    memoryPercent() {
-      return Promise.resolve(
-        memoryPercent(
-          sysCall("memory", "--allow-sys=systemMemoryInfo", () => Deno.systemMemoryInfo()),
-        ),
-      );
     },
     async diskPercent() {
       return parseDf(await runText(run, "df", ["-kP", "/"], "--allow-run=df"));
@@ -442,10 +574,21 @@ function systeminformationReader(native: RawReader): RawReader {
     return loaded;
   };
   return {
-    async counters(kinds) {
+    async read(kinds, memory) {
       const others = new Set([...kinds].filter((kind) => kind !== "cpu"));
-      const out = others.size > 0 ? await native.counters(others) : new Map() as CounterReadings;
-      if (!kinds.has("cpu")) return out;
+      const result: RawReadings = others.size > 0
+        ? await native.read(others, false)
+        : { counters: new Map() };
+      const out = result.counters;
+      if (memory) {
+        try {
+          const mem = await (await si()).mem();
+          result.memory = ((mem.total - mem.available) / mem.total) * 100;
+        } catch (error) {
+          result.memory = asError(error);
+        }
+      }
+      if (!kinds.has("cpu")) return result;
       try {
         const lib = await si();
         // currentLoad keeps its own baseline; expressed here as busy/total counters of 100.
@@ -457,11 +600,7 @@ function systeminformationReader(native: RawReader): RawReader {
       } catch (error) {
         out.set("cpu", asError(error));
       }
-      return out;
-    },
-    async memoryPercent() {
-      const mem = await (await si()).mem();
-      return ((mem.total - mem.available) / mem.total) * 100;
+      return result;
     },
     // fsStats, disksIO, networkStats and fsSize run shell pipelines and probe /sys with
     // fs.existsSync, which under Deno throws NotCapable from a callback (the process dies)

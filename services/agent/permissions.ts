@@ -10,7 +10,7 @@ import { METRIC_NAMES } from "../common/messages.ts";
 import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
 import type { EtcdClientOptions, OpenStoreOptions, StoreSettings } from "../store/mod.ts";
 import { type StorePermissions, storePermissions } from "../store/permissions.ts";
-import { PROC_READER_PROGRAM } from "./proc_reader.ts";
+import { nativeMetricAccess } from "./metrics.ts";
 import type { Ticker } from "./ticker.ts";
 
 /** The variables npm:yaml reads while parsing (needed with --config monitor.yaml). */
@@ -43,14 +43,24 @@ export interface AgentPermissionInput {
   metrics?: readonly MetricName[];
   /** Permissions declared by URL plugins (their Workers cannot exceed the agent's). */
   plugins?: Array<{ net?: string[]; read?: string[]; env?: string[] }>;
+  /**
+   * The metrics source (`auto`, `native` or `systeminformation`; default `auto`, i.e. `native`). `systeminformation`
+   * reads `cpu` and `memory` through Deno's `cpus` and `systemMemoryInfo`
+   * (the launcher adds what the package itself needs: every variable, `loadavg`).
+   */
+  metricsSource?: string;
+  /** The OS the agent runs on (default: this one's, `Deno.build.os`). */
+  os?: string;
 }
 
 /**
  * The agent's permissions with the `native` metrics source:
- * - `--allow-sys=hostname` (default id), `cpus` (cpu), `systemMemoryInfo` (memory);
- * - `--allow-run=awk` (disk read/write, net in/out: `/proc/diskstats`,
- *   `/proc/net/dev` through one long-lived reader child; Deno refuses to read
- *   /proc itself without --allow-all) and `df` (disk);
+ * - `--allow-sys=hostname` (default id);
+ * - on Linux `--allow-run=awk` (cpu, memory, disk read/write, net in/out:
+ *   `/proc/stat`, `/proc/meminfo`, `/proc/diskstats`, `/proc/net/dev` through
+ *   one long-lived reader child; Deno refuses to read /proc itself without
+ *   --allow-all), elsewhere `--allow-sys=cpus` (cpu) and `systemMemoryInfo`
+ *   (memory), as {@linkcode nativeMetricAccess} says; `--allow-run=df` (disk);
  * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
  *   files. No gRPC environment variables: the agent's stream client is
  *   written on node:http2 (services/rpc/client.ts) and reads none, and its
@@ -58,14 +68,19 @@ export interface AgentPermissionInput {
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {
   const metrics = input.metrics ?? METRIC_NAMES;
+  const viaDeno = input.metricsSource === "systeminformation"
+    ? { cpu: "cpus", memory: "systemMemoryInfo" } as Record<string, string>
+    : {};
   const sys = ["hostname"];
-  if (metrics.includes("cpu")) sys.push("cpus");
-  if (metrics.includes("memory")) sys.push("systemMemoryInfo");
   const run: string[] = [];
-  if (metrics.some((m) => m === "disk read" || m === "disk write" || m.startsWith("net "))) {
-    run.push(PROC_READER_PROGRAM);
+  // In METRIC_NAMES order, so that the lists read the same whatever order metrics came in.
+  for (const metric of METRIC_NAMES.filter((m) => metrics.includes(m))) {
+    const access = viaDeno[metric]
+      ? { sys: viaDeno[metric] }
+      : nativeMetricAccess(metric, input.os ?? Deno.build.os);
+    if (access.sys) sys.push(access.sys);
+    if (access.run) run.push(access.run);
   }
-  if (metrics.includes("disk")) run.push("df");
   const plugins = input.plugins ?? [];
   const unique = (list: string[]) => [...new Set(list)];
   return {
@@ -87,8 +102,8 @@ export function agentPermissions(input: AgentPermissionInput): AgentPermissions 
       ...(input.tokenEnv ? [input.tokenEnv] : []),
       ...plugins.flatMap((p) => p.env ?? []),
     ]),
-    sys,
-    run,
+    sys: unique(sys),
+    run: unique(run),
   };
 }
 

@@ -10,10 +10,12 @@
  * costs a pipe round trip.
  *
  * Protocol (the script is fixed, {@linkcode AWK_READER_SCRIPT}): one request
- * line of space-separated absolute paths; the answer is each file's lines,
- * each file followed by a marker line `\x1eEOF` (or `\x1eERR` when it could
- * not be opened), then `\x1eEND`. The marker byte (ASCII record separator)
- * never appears in the /proc files read.
+ * line of space-separated absolute paths, each optionally followed by `:N`
+ * to read only its first N lines (`/proc/stat:1`); the answer is each file's
+ * lines, each file followed by a marker line `\x1eEOF` (or `\x1eERR` when it
+ * could not be opened), then `\x1eEND`, written with one `write` (awk
+ * builds it first): one wake-up of the agent per answer. The marker byte
+ * (ASCII record separator) never appears in the /proc files read.
  *
  * If the child dies (killed, crashed) the pending read fails with the reason
  * and the next read starts a new one. A read that gets no answer within
@@ -40,13 +42,26 @@ export const PROC_READER_PROGRAM = "awk";
 const RS = "\x1e";
 
 /**
- * The reader's awk program: for each path of a request line, every line of
- * that file, then a marker line; `fflush()` so the answer leaves at once.
+ * The reader's awk program: for each `path[:N]` of a request line, the lines
+ * of that file (the first N with `:N`), then a marker line; the whole answer
+ * is built first and printed at once (`-W interactive` leaves stdout
+ * unbuffered: one print per line was one `write` per line), `fflush()` so
+ * that it leaves at once with other awks.
  */
-export const AWK_READER_SCRIPT =
-  `{ for (i = 1; i <= NF; i++) { while ((r = (getline line < $i)) > 0) print line; ` +
-  `if (r < 0) print "\\036ERR"; else print "\\036EOF"; close($i) } ` +
-  `print "\\036END"; fflush() }`;
+export const AWK_READER_SCRIPT = `{ o = ""; for (i = 1; i <= NF; i++) { ` +
+  `n = split($i, p, ":"); m = n > 1 ? p[2] + 0 : -1; c = 0; r = 1; ` +
+  `while (c != m && (r = (getline line < p[1])) > 0) { o = o line "\\n"; c++ } ` +
+  `o = o (r < 0 ? "\\036ERR\\n" : "\\036EOF\\n"); close(p[1]) } ` +
+  `printf "%s\\036END\\n", o; fflush() }`;
+
+/** A request item: an absolute path without spaces or `:`, optionally `:N` (first N lines). */
+const FILE_SPEC = /^\/[^\s:]+(?::[1-9]\d{0,5})?$/;
+
+/** The path of a request item (without its `:N`). */
+function pathOf(spec: string): string {
+  const colon = spec.indexOf(":");
+  return colon < 0 ? spec : spec.slice(0, colon);
+}
 
 /**
  * `-W interactive` makes mawk (Debian's awk) read its input line by line
@@ -62,26 +77,30 @@ export interface ProcReaderOptions {
 }
 
 /**
- * Splits one answer of the reader into the texts of the `count` files asked
- * for (each as `cat` would print it). A file that could not be read is an
- * Error naming it.
+ * Splits one answer of the reader into the texts of the files asked for
+ * (each as `cat` would print it, or its first N lines for `path:N`). A file
+ * that could not be read is an Error naming it.
  */
 export function parseReaderAnswer(
   answer: string,
   files: readonly string[],
 ): Array<string | Error> {
   const out: Array<string | Error> = [];
-  let current: string[] = [];
-  for (const line of answer.split("\n")) {
-    if (line.startsWith(RS)) {
-      const marker = line.slice(1);
-      if (marker === "END") break;
-      const file = files[out.length] ?? "?";
-      out.push(
-        marker === "EOF" ? current.map((l) => `${l}\n`).join("") : new Error(`cannot read ${file}`),
-      );
-      current = [];
-    } else current.push(line);
+  let at = 0;
+  while (at < answer.length) {
+    const marker = answer.indexOf(RS, at);
+    if (marker < 0) break;
+    const end = answer.indexOf("\n", marker);
+    const kind = answer.slice(marker + 1, end < 0 ? answer.length : end);
+    if (kind === "END") break;
+    const file = files[out.length];
+    out.push(
+      kind === "EOF"
+        ? answer.slice(at, marker)
+        : new Error(`cannot read ${file === undefined ? "?" : pathOf(file)}`),
+    );
+    if (end < 0) break;
+    at = end + 1;
   }
   if (out.length !== files.length) {
     throw new Error(
@@ -142,15 +161,20 @@ export class ProcReader {
   }
 
   /**
-   * Reads `files` (absolute paths without spaces); each result is the file's
+   * Reads `files` (absolute paths without spaces or `:`, each optionally
+   * followed by `:N` for its first N lines only); each result is the file's
    * text, or an Error when that file could not be opened. Rejects when the
    * child cannot be started (the message names `--allow-run=awk` when that
    * permission is missing) or died.
    */
   read(files: readonly string[]): Promise<Array<string | Error>> {
     for (const file of files) {
-      if (!file.startsWith("/") || /\s/.test(file)) {
-        return Promise.reject(new TypeError(`proc reader: not a plain absolute path: ${file}`));
+      if (!FILE_SPEC.test(file)) {
+        return Promise.reject(
+          new TypeError(
+            `proc reader: not a plain absolute path (optionally with :N lines): ${file}`,
+          ),
+        );
       }
     }
     const run = this.#queue.then(() => this.#readNow(files));

@@ -246,6 +246,7 @@ export function agentPermissionSet(settings: DeploymentSettings): PermissionSet 
     tlsFiles: settings.agent.tlsFiles,
     tokenFile: settings.agent.tokenFile,
     tokenEnv: settings.agent.tokenEnv,
+    metricsSource: settings.agent.metricsSource,
   });
   const plugins = agentPluginPermissions(settings.plugins, settings.stateDir);
   const extra: Partial<PermissionSet> = settings.agent.metricsSource === "systeminformation"
