@@ -14,7 +14,12 @@ import {
   type ResultMessage,
   type TopicNames,
 } from "../common/messages.ts";
-import { type RpcServer, RpcStatus, type ServerTlsOptions, startRpcServer } from "../rpc/mod.ts";
+import {
+  type RpcServer,
+  RpcStatus,
+  type ServerTlsOptions,
+  startRpcServer,
+} from "../rpc/server_mod.ts";
 import { MONITOR_DEFAULTS } from "../config/defaults.ts";
 import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";

@@ -4,7 +4,9 @@
  * and everything of agent_mod.ts (the agent's client, on `node:http2`, and
  * the message types). Neither loads a gRPC library: `@grpc/grpc-js` and
  * `@grpc/proto-loader` are imported only by this folder's tests (proto.ts,
- * as the reference client and schema they check against).
+ * as the reference client and schema they check against). The broker
+ * imports server_mod.ts (no client, no `node:http2`); the agent
+ * agent_mod.ts (no server).
  *
  * @module
  */

@@ -494,3 +494,33 @@ Deno.test("server: a request that is not gRPC gets an HTTP status (415 for anoth
     await server.close(1000);
   }
 });
+
+Deno.test("server: the broker's module graph holds no gRPC library and no node:http2 (etcd3's own, loaded only with the etcd store, aside)", async () => {
+  const main = new URL("../broker/main.ts", import.meta.url);
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", main.pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    modules: Array<{ specifier: string; dependencies?: Array<{ code?: { specifier: string } }> }>;
+  };
+  const modules = new Map(graph.modules.map((m) => [m.specifier, m]));
+  const etcdStore = new URL("../store/etcd.ts", import.meta.url).href;
+  const reached = new Set<string>();
+  const walk = (specifier: string) => {
+    if (reached.has(specifier) || specifier === etcdStore) return;
+    reached.add(specifier);
+    for (const dep of modules.get(specifier)?.dependencies ?? []) {
+      if (dep.code) walk(dep.code.specifier);
+    }
+  };
+  walk(main.href);
+  assert.ok(reached.has(new URL("./h2.ts", import.meta.url).href), "the walk reaches h2.ts");
+  assert.ok(reached.has("node:net"), "node builtins are in the graph");
+  assert.deepEqual(
+    [...reached].filter((s) => /@grpc\/|^node:http2$|rpc\/client\.ts$/.test(s)),
+    [],
+  );
+});
