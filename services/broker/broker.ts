@@ -52,7 +52,7 @@ export const COMMANDS_JOIN_WAIT_MS = 5000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 /**
  * Default most agent streams one broker process accepts (see
- * services/config/defaults.ts for why 4,000). Beyond the ceiling a new stream
+ * services/config/defaults.ts for why 5,000). Beyond the ceiling a new stream
  * is refused RESOURCE_EXHAUSTED and its agent goes to another broker.
  */
 export const DEFAULT_MAX_STREAMS: number = MONITOR_DEFAULTS.broker.max_streams;

@@ -31,12 +31,13 @@ export const MONITOR_DEFAULTS = Object.freeze({
     replicas: 1,
     /**
      * Streams (agents) one broker process accepts (the broker's
-     * `DEFAULT_MAX_STREAMS`). Set when Deno 2.9's node:http2 aborted a broker
-     * near 7,000 streams (issue 14); the broker's own HTTP/2 server no longer
-     * runs on it. Kept where one broker holds p99 sample → Kafka far below 1 s
-     * on a 2-core machine (bench scenario 8: 97 ms at 4,000, 39 % of a core).
+     * `DEFAULT_MAX_STREAMS`). It was 4,000 while Deno 2.9's node:http2, which
+     * aborted a broker near 7,000 streams (issue 14), ran the broker's
+     * server; on its own HTTP/2 server one broker holds 5,000 agents at p99
+     * sample → Kafka 92 ms and 40 % of a core on a 2-core machine (bench
+     * scenario 8), and two brokers take 10,000.
      */
-    max_streams: 4000,
+    max_streams: 5000,
   }),
   analysis: Object.freeze({
     group: "analysis",
