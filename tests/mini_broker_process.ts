@@ -26,7 +26,6 @@
  *
  * @module
  */
-import { GRPC_ENV_VARS, PROTO_FILE } from "../services/broker/permissions.ts";
 import type { Batch, CommandResult, Hello, WireSample } from "../services/rpc/mod.ts";
 import { ServiceProcess } from "./e2e_support.ts";
 
@@ -76,9 +75,7 @@ export class MiniBrokerProcess {
   ): Promise<MiniBrokerProcess> {
     const args = [
       "--no-prompt",
-      `--allow-read=${PROTO_FILE}`,
       `--allow-net=${listen}`,
-      `--allow-env=${GRPC_ENV_VARS.join(",")}`,
       SCRIPT,
       "--listen",
       listen,

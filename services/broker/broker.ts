@@ -14,7 +14,12 @@ import {
   type ResultMessage,
   type TopicNames,
 } from "../common/messages.ts";
-import { type RpcServer, RpcStatus, type ServerTlsOptions, startRpcServer } from "../rpc/mod.ts";
+import {
+  type RpcServer,
+  RpcStatus,
+  type ServerTlsOptions,
+  startRpcServer,
+} from "../rpc/server_mod.ts";
 import { MONITOR_DEFAULTS } from "../config/defaults.ts";
 import { DEFAULT_STORE_PREFIX } from "../store/keys.ts";
 import type { Store } from "../store/types.ts";
@@ -46,10 +51,9 @@ export const COMMANDS_JOIN_WAIT_MS = 5000;
 /** Default time an agent has to answer a command (ms). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 /**
- * Default most agent streams one broker process accepts. Deno 2.9's node:http2
- * aborted the broker process at about 7,000 streams (issue 14); nothing was
- * lost at 4,000. Beyond the ceiling a new stream is refused RESOURCE_EXHAUSTED
- * and its agent goes to another broker.
+ * Default most agent streams one broker process accepts (see
+ * services/config/defaults.ts for why 5,000). Beyond the ceiling a new stream
+ * is refused RESOURCE_EXHAUSTED and its agent goes to another broker.
  */
 export const DEFAULT_MAX_STREAMS: number = MONITOR_DEFAULTS.broker.max_streams;
 /** Seconds an agent refused at the ceiling is told to wait before trying this broker again. */

@@ -57,9 +57,7 @@ export { sanitizeMetricName } from "./prometheus.ts";
 export {
   brokerPermissionFlags,
   brokerPermissions,
-  GRPC_ENV_VARS,
   permissionFlags,
-  PROTO_FILE,
   type ServicePermissionInput,
   type ServicePermissions,
 } from "./permissions.ts";

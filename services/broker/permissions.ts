@@ -6,17 +6,11 @@
  * @module
  */
 import { dirname } from "node:path";
-import {
-  GRPC_ENV_VARS,
-  permissionFlags,
-  type PermissionLists,
-  YAML_ENV_VARS,
-} from "../common/permissions.ts";
+import { permissionFlags, type PermissionLists, YAML_ENV_VARS } from "../common/permissions.ts";
 import { CONSOLE_ENV_VARS } from "../console/permissions.ts";
-import { PROTO_FILE } from "../rpc/permissions.ts";
 
-/** The gRPC variables and the flag rendering, from services/common/permissions.ts. */
-export { GRPC_ENV_VARS, permissionFlags };
+/** The flag rendering, from services/common/permissions.ts. */
+export { permissionFlags };
 
 /** Permission lists of a service process (services/common/permissions.ts). */
 export type ServicePermissions = PermissionLists;
@@ -40,14 +34,15 @@ export interface ServicePermissionInput {
   secretEnv?: string[];
 }
 
-/** The protocol file the gRPC adapter loads at start (services/rpc/permissions.ts). */
-export { PROTO_FILE };
-
-/** The broker's own permissions (add the store's and the bus's). */
+/**
+ * The broker's own permissions (add the store's and the bus's). Its gRPC
+ * server (services/rpc/server.ts) loads no gRPC library and reads no file:
+ * no GRPC_* variables and no `.proto` file (the etcd store's builder adds
+ * what etcd3's grpc-js reads when that backend is used).
+ */
 export function brokerPermissions(input: ServicePermissionInput): ServicePermissions {
   return {
     read: [
-      PROTO_FILE,
       input.stateDir,
       ...(input.configFile ? [input.configFile] : []),
       ...(input.tlsFiles ?? []),
@@ -56,7 +51,6 @@ export function brokerPermissions(input: ServicePermissionInput): ServicePermiss
     write: [input.stateDir, ...(input.sink ? [dirname(input.sink)] : [])],
     net: [input.listen, input.admin].filter((a): a is string => a !== undefined),
     env: [
-      ...GRPC_ENV_VARS,
       ...CONSOLE_ENV_VARS,
       ...(input.configFile ? YAML_ENV_VARS : []),
       ...(input.secretEnv ?? []),

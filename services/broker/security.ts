@@ -21,7 +21,7 @@ import { hostOf, isLoopbackHost } from "../common/net.ts";
 import { readSecret, type Secret } from "../common/secrets.ts";
 import { configTlsReader } from "../config/security_settings.ts";
 import type { ServiceSettings } from "../config/service_settings.ts";
-import type { ServerTlsOptions } from "../rpc/mod.ts";
+import type { ServerTlsOptions } from "../rpc/server_mod.ts";
 
 /** Resolved security settings. */
 export interface BrokerSecurity {

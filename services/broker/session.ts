@@ -11,7 +11,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { Bus, OutgoingMessage } from "../bus/types.ts";
 import { errorMessage, type Logger } from "../common/log.ts";
 import type { AlertMessage, DataMessage, TopicNames } from "../common/messages.ts";
-import type { AgentMessage, Batch, ServerStream } from "../rpc/mod.ts";
+import type { AgentMessage, Batch, ServerStream } from "../rpc/server_mod.ts";
 import { RpcStatus } from "../rpc/status.ts";
 import type { Registry } from "./registry.ts";
 import type { ScopeStats } from "./stats.ts";

@@ -84,7 +84,7 @@ Deno.test("monitor.yaml: an empty file resolves to the embedded defaults", () =>
       command_timeout: 10,
       max_batch_samples: 1000,
       replicas: 1,
-      max_streams: 4000,
+      max_streams: 5000,
     });
     assert.deepEqual(config.analysis, {
       group: "analysis",
@@ -173,7 +173,7 @@ Deno.test("monitor.yaml: a full valid file resolves every key", () => {
     command_timeout: 2.5,
     max_batch_samples: 200,
     replicas: 1,
-    max_streams: 4000,
+    max_streams: 5000,
     tls: { cert: "b.pem", key: "b-key.pem", ca: "ca.pem", require_client_cert: true },
   });
   assert.deepEqual(config.analysis, {

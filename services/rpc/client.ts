@@ -1,7 +1,7 @@
 /**
  * The agent's end of the stream: a small gRPC client written directly on
- * `node:http2` (the agent loads no gRPC library; the broker's server stays on
- * grpc-js, server.ts). One bidirectional `Connect` stream per connection:
+ * `node:http2` (the agent loads no gRPC library; the broker's server is this
+ * folder's own HTTP/2 server, server.ts and h2.ts). One bidirectional `Connect` stream per connection:
  * POST {@linkcode CONNECT_PATH} with `content-type: application/grpc`,
  * `te: trailers`; each message is framed by framing.ts and encoded by the
  * precompiled codec (codec.ts); the status comes from the trailers, or from
@@ -13,7 +13,8 @@
  * session RECEIVES a GOAWAY (`find_stream_on_goaway_func: Assertion
  * 'stream->closed_next == NULL' failed`, denoland/deno#36788); no JavaScript
  * can catch it. grpc-js's client sends RST_STREAM then GOAWAY when it closes
- * its channel, so every agent that stopped could kill its broker. Here, by
+ * its channel, so every agent that stopped could kill a broker on node:http2
+ * (the broker no longer is, but an agent must not depend on that). Here, by
  * design:
  * - the TCP (or TLS) socket is opened by this module and handed to
  *   `node:http2` through `createConnection`; the reference is kept;

@@ -1,5 +1,5 @@
 /**
- * The agent's node:http2 client against the real grpc-js server
+ * The agent's node:http2 client against the broker's real server
  * (server.ts), through a TCP proxy that records the bytes the broker
  * receives so that the HTTP/2 frames the client sends can be checked
  * (client.ts: it never sends GOAWAY).

@@ -1,6 +1,6 @@
 /**
  * gRPC's message framing and status rules on HTTP/2, for the agent's client
- * (client.ts): the 5-byte message prefix (compressed flag, big-endian
+ * (client.ts) and the broker's server (server.ts): the 5-byte message prefix (compressed flag, big-endian
  * length), the status of a response from its headers or trailers, and the
  * status an HTTP status maps to. No I/O; internal to services/rpc.
  *
@@ -34,20 +34,25 @@ export interface FrameReadResult {
 }
 
 /**
- * Splits the response body into messages as DATA frames arrive, whatever
- * their boundaries. Refuses, like grpc-js, a compressed message (this
- * client accepts only `identity`: INTERNAL) and one over `maxBytes`
+ * Splits a request or response body into messages as DATA frames arrive,
+ * whatever their boundaries. Refuses, like grpc-js, a compressed message
+ * (both ends accept only `identity`: INTERNAL) and one over `maxBytes`
  * (RESOURCE_EXHAUSTED), as soon as its prefix arrives, before buffering it.
  */
 export class FrameReader {
   readonly #maxBytes: number;
+  readonly #receiver: string;
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #failed = false;
 
-  /** @param maxBytes largest message accepted */
-  constructor(maxBytes: number) {
+  /**
+   * @param maxBytes largest message accepted
+   * @param receiver who reads, for the error text (`this client`, `the broker`)
+   */
+  constructor(maxBytes: number, receiver = "this client") {
     this.#maxBytes = maxBytes;
+    this.#receiver = receiver;
   }
 
   /** True when data that is not a whole message is waiting. */
@@ -74,7 +79,7 @@ export class FrameReader {
           error: new RpcError(
             RpcStatus.INTERNAL,
             flag === 1
-              ? `received a compressed message, but this client accepts only grpc-encoding identity`
+              ? `received a compressed message, but ${this.#receiver} accepts only grpc-encoding identity`
               : `received a message with an invalid compressed flag ${flag} (expected 0)`,
           ),
         };

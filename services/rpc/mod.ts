@@ -1,9 +1,12 @@
 /**
  * The gRPC adapter for the agent <-> broker stream (`proto/monitoring.proto`):
- * the broker's server (on `@grpc/grpc-js`) and everything of agent_mod.ts
- * (the agent's client, on `node:http2`, and the message types). Only this
- * folder imports `@grpc/grpc-js` and `@grpc/proto-loader`; the agent imports
- * agent_mod.ts, which loads neither.
+ * the broker's server (server.ts, on this folder's own HTTP/2 server, h2.ts)
+ * and everything of agent_mod.ts (the agent's client, on `node:http2`, and
+ * the message types). Neither loads a gRPC library: `@grpc/grpc-js` and
+ * `@grpc/proto-loader` are imported only by this folder's tests (proto.ts,
+ * as the reference client and schema they check against). The broker
+ * imports server_mod.ts (no client, no `node:http2`); the agent
+ * agent_mod.ts (no server).
  *
  * @module
  */

@@ -3,11 +3,12 @@
  * turns refused handshakes and refused client certificates into clear
  * reasons. Internal to services/rpc.
  *
- * Two things found on Deno 2.9.6 with grpc-js 1.14.7 shape this file:
+ * Two things found on Deno 2.9.6 shape this file (first seen under grpc-js
+ * 1.14.7, whose server the broker used before server.ts):
  *
- * - `grpc.ServerCredentials.createSsl(null, ...)` falls back to the file named
- *   by `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` as the client-CA list, and Deno's
- *   node:tls server sends every certificate of `ca` in its own certificate
+ * - grpc-js's `ServerCredentials.createSsl(null, ...)` fell back to the file
+ *   named by `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` as the client-CA list, and
+ *   Deno's node:tls server sends every certificate of `ca` in its own certificate
  *   chain. With a system bundle there (≈ 140 certificates, 220 KB) the
  *   handshake message outgrows what clients accept and every TLS connection
  *   fails ("received corrupt message of type HandshakePayloadTooLarge" in
@@ -19,13 +20,13 @@
  *   asks for a certificate without refusing it, and every stream whose
  *   connection did not verify is ended with UNAUTHENTICATED and the reason
  *   (see {@linkcode TlsWatch.refusal}). The decision is the TLS layer's own
- *   verification (`socket.authorized`, read through grpc-js's public
- *   `getAuthContext()`); this file only describes it.
+ *   verification (`socket.authorized` of the node:tls socket); this file
+ *   only describes it.
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import type { TlsOptions } from "node:tls";
 import { pemBytes, type ServerTlsOptions } from "./tls.ts";
 
 /** Fields of a peer certificate used to describe a refusal (node:tls `PeerCertificate`). */
@@ -46,34 +47,27 @@ interface TlsSocketLike {
   once(event: "close", listener: () => void): void;
 }
 
-/** The events of grpc-js's http2 secure servers used here. */
+/** The events of the node:tls server used here. */
 interface SecureListener {
   on(event: "tlsClientError", listener: (error: Error, socket?: TlsSocketLike) => void): void;
   on(event: "secureConnection", listener: (socket: TlsSocketLike) => void): void;
 }
 
-/** Credentials carrying only what the caller configured (see the module doc). */
-export class TlsServerCredentials extends grpc.ServerCredentials {
-  /** @param tls certificate, key and, for mTLS, the client CA */
-  constructor(tls: ServerTlsOptions) {
-    const mutual = tls.requireClientCert === true;
-    if (mutual && !tls.ca) {
-      throw new Error("tls: requireClientCert needs ca, the CA client certificates must chain to");
-    }
-    super(
-      // Refusal happens per stream (see the module doc), hence rejectUnauthorized false.
-      { requestCert: mutual, rejectUnauthorized: !mutual },
-      {
-        cert: [Buffer.from(pemBytes(tls.cert))],
-        key: [Buffer.from(pemBytes(tls.key))],
-        ...(mutual && tls.ca ? { ca: Buffer.from(pemBytes(tls.ca)) } : {}),
-      },
-    );
+/** node:tls server options carrying only what the caller configured (see the module doc). */
+export function tlsServerOptions(tls: ServerTlsOptions): TlsOptions {
+  const mutual = tls.requireClientCert === true;
+  if (mutual && !tls.ca) {
+    throw new Error("tls: requireClientCert needs ca, the CA client certificates must chain to");
   }
-
-  override _equals(other: grpc.ServerCredentials): boolean {
-    return other === this;
-  }
+  return {
+    cert: Buffer.from(pemBytes(tls.cert)),
+    key: Buffer.from(pemBytes(tls.key)),
+    ...(mutual && tls.ca ? { ca: Buffer.from(pemBytes(tls.ca)) } : {}),
+    // Refusal happens per stream (see the module doc), hence rejectUnauthorized false.
+    requestCert: mutual,
+    rejectUnauthorized: !mutual,
+    ALPNProtocols: ["h2"],
+  };
 }
 
 function commonName(name: { CN?: string | string[] } | undefined): string {
@@ -108,7 +102,7 @@ export function describeRefusal(
   return `${who} does not verify against the broker's client CA${code ? ` (${code})` : ""}`;
 }
 
-/** Remembers why connections were refused, by peer (`address:port` as grpc-js names it). */
+/** Remembers why connections were refused, by peer (`address:port`, see {@linkcode peerOf}). */
 export class TlsWatch {
   readonly #refused = new Map<string, string>();
   readonly #report: (peer: string, reason: string) => void;
@@ -118,35 +112,25 @@ export class TlsWatch {
     this.#report = report;
   }
 
-  /**
-   * Subscribes to the listeners of `server` (call after it is bound). grpc-js
-   * has no public hook for handshake events, so this reaches its listener
-   * map (grpc-js is pinned); without it refusals are still enforced, only
-   * described less precisely.
-   */
-  watch(server: grpc.Server): void {
-    const listeners = (server as unknown as { http2Servers?: Map<SecureListener, unknown> })
-      .http2Servers;
-    if (!(listeners instanceof Map)) return;
-    for (const listener of listeners.keys()) {
-      listener.on("tlsClientError", (error, socket) => {
-        this.#report(peerOf(socket) ?? "a client", `TLS handshake failed: ${error.message}`);
-      });
-      listener.on("secureConnection", (socket) => {
-        if (socket.authorized !== false) return;
-        const peer = peerOf(socket);
-        if (!peer) return;
-        const code = socket.authorizationError;
-        this.#refused.set(
-          peer,
-          describeRefusal(
-            socket.getPeerCertificate?.(),
-            typeof code === "string" ? code : code?.message,
-          ),
-        );
-        socket.once("close", () => this.#refused.delete(peer));
-      });
-    }
+  /** Subscribes to the handshake events of the TLS `listener` (call before it listens). */
+  watch(listener: SecureListener): void {
+    listener.on("tlsClientError", (error, socket) => {
+      this.#report(peerOf(socket) ?? "a client", `TLS handshake failed: ${error.message}`);
+    });
+    listener.on("secureConnection", (socket) => {
+      if (socket.authorized !== false) return;
+      const peer = peerOf(socket);
+      if (!peer) return;
+      const code = socket.authorizationError;
+      this.#refused.set(
+        peer,
+        describeRefusal(
+          socket.getPeerCertificate?.(),
+          typeof code === "string" ? code : code?.message,
+        ),
+      );
+      socket.once("close", () => this.#refused.delete(peer));
+    });
   }
 
   /** Why the connection of `peer` has no verified client certificate. */
@@ -161,7 +145,13 @@ export class TlsWatch {
   }
 }
 
-function peerOf(socket: TlsSocketLike | undefined): string | undefined {
+/** A socket's peer as the server names it: `127.0.0.1:53422`, `[::1]:53422`. */
+export function peerOf(
+  socket: { remoteAddress?: string; remotePort?: number } | undefined,
+): string | undefined {
   if (!socket?.remoteAddress) return undefined;
-  return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+  const address = socket.remoteAddress.includes(":")
+    ? `[${socket.remoteAddress}]`
+    : socket.remoteAddress;
+  return socket.remotePort ? `${address}:${socket.remotePort}` : address;
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import "./etcd_grpc_log.ts";
 import {
   Etcd3,
   EtcdLeaseInvalidError,

@@ -16,7 +16,6 @@ import {
   supervisorCommand,
 } from "./mod.ts";
 import { describeCommands } from "./main.ts";
-import { PROTO_FILE } from "../broker/permissions.ts";
 import { agentRuntimeFlags } from "../agent/permissions.ts";
 import { DASHBOARD_WEB_DIR } from "../analysis/permissions.ts";
 
@@ -63,7 +62,9 @@ Deno.test("every service gets scoped permissions on the embedded backends", () =
   for (const name of SERVICE_NAMES) assertScoped(serviceCommand(name, plan.deployment).args, name);
   const broker = serviceCommand("broker", plan.deployment).args;
   assert.deepEqual(flagValue(broker, "net"), ["127.0.0.1:6001", "127.0.0.1:6002"]);
-  assert.deepEqual(flagValue(broker, "read"), [PROTO_FILE, "/var/lib/monitor", FILE]);
+  // No .proto file and no GRPC_* variables: the broker's gRPC server loads no gRPC library.
+  assert.deepEqual(flagValue(broker, "read"), ["/var/lib/monitor", FILE]);
+  assert.ok(!(flagValue(broker, "env") ?? []).some((name) => name.startsWith("GRPC_")));
   assert.deepEqual(flagValue(broker, "write"), ["/var/lib/monitor"]);
   assert.equal(flagValue(broker, "run"), undefined);
   // The hostname only: the default broker id of a broker on 0.0.0.0 is <hostname>:<port>.
