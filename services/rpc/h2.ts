@@ -7,6 +7,7 @@
  * sockets here: the owner feeds bytes in ({@linkcode H2Connection.receive}),
  * gives it a `write` function and runs keep-alive from one sweep
  * ({@linkcode H2Connection.keepalive}). Internal to services/rpc.
+ * Its frame code and constants also serve the client side (h2_client.ts).
  *
  * ## Invariant: this side never sends GOAWAY
  *
