@@ -409,7 +409,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
         socket.once("close", () => clearTimeout(timer));
       },
     }, {
-      onStream(h2, headers) {
+      onStream(h2, headers, endStream) {
         const refused = refusal(headers);
         if (refused) {
           h2.end(refused);
@@ -433,6 +433,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
           if (closing) endIfIdle(conn);
         });
         options.onStream(stream);
+        // A request without a body: the agent half-closed at once; the stream ends OK, as
+        // when it half-closes later.
+        if (endStream) stream.end();
       },
       onError(reason) {
         log.debug(`closed the HTTP/2 connection of ${peer}: ${reason}`);
@@ -457,6 +460,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   } else {
     server = createNetServer((socket: Socket) => accept(socket, undefined));
   }
+  /** Every accepted TCP socket (with TLS also those still in their handshake), for close(). */
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
 
   const keepaliveMs = options.keepaliveMs ?? SERVER_KEEPALIVE_MS;
   const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? SERVER_KEEPALIVE_TIMEOUT_MS;
@@ -503,7 +512,13 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
           stream.fail(RpcStatus.UNAVAILABLE, "broker shutting down");
         }
         for (const conn of connections.values()) conn.close("the broker is shutting down");
+        // Sockets still open a second later (a peer that does not answer the FIN, a TLS
+        // handshake that never finishes) are destroyed: server.close() waits for all of them.
+        const stragglers = setTimeout(() => {
+          for (const socket of sockets) socket.destroy();
+        }, 1000);
         await stopped;
+        clearTimeout(stragglers);
         clearInterval(sweep);
       })();
       return closed;

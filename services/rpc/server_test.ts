@@ -524,3 +524,44 @@ Deno.test("server: the broker's module graph holds no gRPC library and no node:h
     [],
   );
 });
+
+Deno.test("server: a request without a body ends OK at once; close() does not wait for a TLS handshake that never finishes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const pki = await makeTestPki(dir);
+    const read = (path: string) => Deno.readTextFileSync(path);
+    const { server, streams } = await ackingServer({
+      tls: { cert: read(pki.broker.cert), key: read(pki.broker.key) },
+      onTlsError: () => {},
+    });
+    const session = http2Connect(`https://localhost:${server.port}`, { ca: read(pki.ca) });
+    try {
+      const status = await within<string>(10_000, "trailers-only response", (d) => {
+        const req = session.request(
+          { ":method": "POST", ":path": CONNECT_PATH, "content-type": "application/grpc" },
+          { endStream: true },
+        );
+        req.on("response", (headers) => d(String(headers["grpc-status"])));
+        req.on("error", () => {});
+        req.resume();
+      });
+      assert.equal(status, "0");
+      assert.equal(streams.length, 1);
+      assert.equal(streams[0].closed, true);
+    } finally {
+      // The client's GOAWAY on close reaches the broker's own server, which handles it.
+      await new Promise<void>((resolve) => session.close(() => resolve()));
+    }
+    // A TCP connection that never starts its TLS handshake.
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      await within<void>(5000, "close() despite the pending handshake", (d) => {
+        server.close(200).then(d);
+      });
+    } finally {
+      silent.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
