@@ -7,7 +7,7 @@
  * The load generator is cheap, as h2load or ghz are, so that the machine's
  * cores go to the system under test: each agent's connection is a minimal
  * HTTP/2 client written on `Deno.connect` (bench/h2_call.ts, frames in
- * bench/h2_frames.ts; the request headers pre-encoded once) and messages
+ * services/rpc/h2_frames.ts; the request headers pre-encoded once) and messages
  * are encoded with the agent's precompiled codec (services/rpc/codec.ts).
  * The broker sees what real agents send: one connection and one `Connect`
  * stream per agent with the agent client's headers, a batch per agent per

@@ -5,6 +5,9 @@
  * {@linkcode H2Call.receive}, writes what the call gives its `write`
  * callback to the socket in order, and closes the socket once `onEnd` was
  * called. The call is always stream 1 of its connection.
+ * Frames are written and parsed by services/rpc/h2_frames.ts and the request's
+ * header block encoded by services/rpc/hpack.ts: the codec of the broker's
+ * server and of the agent's client.
  *
  * What it does, as RFC 9113 asks of a client:
  * - opens with the connection preface, SETTINGS (push disabled, a 1 MiB
@@ -60,6 +63,7 @@
  */
 import { FrameReader } from "../services/rpc/framing.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../services/rpc/limits.ts";
+import { encodeHeaders } from "../services/rpc/hpack.ts";
 import {
   CLIENT_PREFACE,
   DEFAULT_MAX_FRAME_SIZE,
@@ -72,7 +76,6 @@ import {
   FrameParser,
   FrameType,
   H2Error,
-  headerBlock,
   MAX_WINDOW,
   parseSettings,
   pingFrame,
@@ -84,7 +87,7 @@ import {
   unpadded,
   windowUpdateFrame,
   writeFrameHeader,
-} from "./h2_frames.ts";
+} from "../services/rpc/h2_frames.ts";
 
 /** The call's stream (the first a client opens). */
 export const STREAM_ID = 1;
@@ -118,7 +121,7 @@ export function requestHeaderBlock(authority: string, path: string, token?: stri
     ["user-agent", USER_AGENT],
   ];
   if (token) headers.push(["authorization", `Bearer ${token}`]);
-  return headerBlock(headers);
+  return encodeHeaders(headers);
 }
 
 /**

@@ -39,66 +39,27 @@
  * @module
  */
 import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
+import {
+  CLIENT_PREFACE as PREFACE,
+  DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_BYTES,
+  ErrorCode,
+  Flag,
+  frame,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_WINDOW,
+  Setting,
+  u32,
+} from "./h2_frames.ts";
 
-/** Frame types (RFC 9113 §6). */
-export const FrameType = {
-  DATA: 0x0,
-  HEADERS: 0x1,
-  PRIORITY: 0x2,
-  RST_STREAM: 0x3,
-  SETTINGS: 0x4,
-  PUSH_PROMISE: 0x5,
-  PING: 0x6,
-  GOAWAY: 0x7,
-  WINDOW_UPDATE: 0x8,
-  CONTINUATION: 0x9,
-} as const;
+export { ErrorCode, Flag, FrameType };
 
-/** Frame flags used here. */
-export const Flag = {
-  END_STREAM: 0x1,
-  ACK: 0x1,
-  END_HEADERS: 0x4,
-  PADDED: 0x8,
-  PRIORITY: 0x20,
-} as const;
-
-/** Error codes (RFC 9113 §7). */
-export const ErrorCode = {
-  NO_ERROR: 0x0,
-  PROTOCOL_ERROR: 0x1,
-  INTERNAL_ERROR: 0x2,
-  FLOW_CONTROL_ERROR: 0x3,
-  STREAM_CLOSED: 0x5,
-  FRAME_SIZE_ERROR: 0x6,
-  REFUSED_STREAM: 0x7,
-  CANCEL: 0x8,
-  COMPRESSION_ERROR: 0x9,
-} as const;
-
-/** SETTINGS identifiers (RFC 9113 §6.5.2). */
-export const Setting = {
-  HEADER_TABLE_SIZE: 0x1,
-  ENABLE_PUSH: 0x2,
-  MAX_CONCURRENT_STREAMS: 0x3,
-  INITIAL_WINDOW_SIZE: 0x4,
-  MAX_FRAME_SIZE: 0x5,
-  MAX_HEADER_LIST_SIZE: 0x6,
-} as const;
-
-/** The client connection preface (RFC 9113 §3.4). */
-export const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-export const FRAME_HEADER_BYTES = 9;
-/** Largest frame payload this side accepts (the protocol default; peers rarely send more). */
-export const MAX_FRAME_BYTES = 16_384;
 /** This side's receive window per stream and per connection (bytes). */
 export const RECEIVE_WINDOW = 1 << 20;
 /** Largest header block (HEADERS + CONTINUATION) accepted, encoded. */
 export const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
 /** SETTINGS_MAX_HEADER_LIST_SIZE announced and enforced (decoded, RFC counting). */
 export const MAX_HEADER_LIST_BYTES = 16 * 1024;
-/** Largest flow-control window (RFC 9113 §6.9.1). */
-export const MAX_WINDOW = 0x7fffffff;
 
 /** Where the connection's bytes go. */
 export interface H2Transport {
@@ -185,34 +146,6 @@ export class H2Stream {
     this.pending = [];
     this.connection.resetStream(this, code);
   }
-}
-
-/** One frame: the 9-byte header and its payload. */
-export function frame(
-  type: number,
-  flags: number,
-  streamId: number,
-  payload: Uint8Array,
-): Uint8Array {
-  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  out[0] = payload.length >>> 16;
-  out[1] = (payload.length >>> 8) & 0xff;
-  out[2] = payload.length & 0xff;
-  out[3] = type;
-  out[4] = flags;
-  out[5] = (streamId >>> 24) & 0x7f;
-  out[6] = (streamId >>> 16) & 0xff;
-  out[7] = (streamId >>> 8) & 0xff;
-  out[8] = streamId & 0xff;
-  out.set(payload, FRAME_HEADER_BYTES);
-  return out;
-}
-
-/** A 32-bit big-endian value (WINDOW_UPDATE, RST_STREAM payloads). */
-export function u32(value: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, value);
-  return out;
 }
 
 /** Thrown inside the frame loop for a connection error. */

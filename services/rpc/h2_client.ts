@@ -3,8 +3,9 @@
  * for the agent's gRPC client (client.ts): the connection preface, SETTINGS,
  * PING both ways, flow control both ways, the request's HEADERS and DATA,
  * the response's HEADERS (decoded by hpack.ts, Huffman and dynamic table
- * included), DATA, trailers, RST_STREAM and a peer's GOAWAY. Frame code and
- * constants are h2.ts's (the broker's server side). No timers and no
+ * included), DATA, trailers, RST_STREAM and a peer's GOAWAY. Frames are
+ * written and parsed by h2_frames.ts (the broker's server side, h2.ts, writes
+ * its frames with it too). No timers and no
  * sockets: the owner feeds bytes in ({@linkcode H2ClientConnection.receive})
  * and gives it a `write` function. Internal to services/rpc.
  *
@@ -27,20 +28,18 @@
  */
 import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
 import {
-  concat,
+  CLIENT_PREFACE,
+  DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_BYTES,
   Flag,
   frame,
-  FRAME_HEADER_BYTES,
+  FrameParser,
   FrameType,
-  MAX_FRAME_BYTES,
-  MAX_HEADER_BLOCK_BYTES,
-  MAX_HEADER_LIST_BYTES,
+  H2Error,
   MAX_WINDOW,
-  PREFACE,
-  RECEIVE_WINDOW,
   Setting,
   u32,
-} from "./h2.ts";
+} from "./h2_frames.ts";
+import { concat, MAX_HEADER_BLOCK_BYTES, MAX_HEADER_LIST_BYTES, RECEIVE_WINDOW } from "./h2.ts";
 
 /** The one stream's id (the first a client opens). */
 const STREAM_ID = 1;
@@ -73,7 +72,7 @@ export class H2ClientConnection {
   readonly #write: (bytes: Uint8Array) => void;
   readonly #events: H2ClientEvents;
   readonly #decoder = new HpackDecoder(4096);
-  #in: Uint8Array = new Uint8Array(0);
+  readonly #parser = new FrameParser(MAX_FRAME_BYTES);
   #out: Uint8Array[] = [];
   #flushQueued = false;
   #failed = false;
@@ -124,7 +123,7 @@ export class H2ClientConnection {
     put(0, Setting.ENABLE_PUSH, 0);
     put(1, Setting.INITIAL_WINDOW_SIZE, RECEIVE_WINDOW);
     put(2, Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_BYTES);
-    this.#queue(PREFACE);
+    this.#queue(CLIENT_PREFACE);
     this.#queue(frame(FrameType.SETTINGS, 0, 0, settings));
     this.#queue(frame(FrameType.WINDOW_UPDATE, 0, 0, u32(RECEIVE_WINDOW - 65_535)));
     const block = encodeHeaders(request);
@@ -178,31 +177,16 @@ export class H2ClientConnection {
     this.#write(out);
   }
 
-  /** Feeds received bytes; frames are handled synchronously, in order. */
+  /** Feeds received bytes (a chunk the owner no longer changes); frames are handled in order. */
   receive(chunk: Uint8Array): void {
     if (this.#failed) return;
-    const buffer = this.#in.length === 0 ? chunk : concat(this.#in, chunk);
     try {
-      let at = 0;
-      while (buffer.length - at >= FRAME_HEADER_BYTES && !this.#failed) {
-        const length = (buffer[at] << 16) | (buffer[at + 1] << 8) | buffer[at + 2];
-        if (length > MAX_FRAME_BYTES) {
-          throw new ConnectionError(
-            `FRAME_SIZE_ERROR: a frame of ${length} bytes (at most ${MAX_FRAME_BYTES})`,
-          );
-        }
-        if (buffer.length - at < FRAME_HEADER_BYTES + length) break;
-        const type = buffer[at + 3];
-        const flags = buffer[at + 4];
-        const streamId = ((buffer[at + 5] & 0x7f) << 24) | (buffer[at + 6] << 16) |
-          (buffer[at + 7] << 8) | buffer[at + 8];
-        const payload = buffer.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
-        at += FRAME_HEADER_BYTES + length;
-        this.#frame(type, flags, streamId, payload);
+      for (const f of this.#parser.push(chunk)) {
+        if (this.#failed) return;
+        this.#frame(f.type, f.flags, f.streamId, f.payload);
       }
-      this.#in = at === buffer.length ? new Uint8Array(0) : buffer.slice(at);
     } catch (error) {
-      if (!(error instanceof ConnectionError)) throw error;
+      if (!(error instanceof ConnectionError || error instanceof H2Error)) throw error;
       this.#failed = true;
       this.#out = [];
       this.#events.onError?.(error.message);

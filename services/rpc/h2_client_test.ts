@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { H2ClientConnection } from "./h2_client.ts";
-import { Flag, frame, FrameType, PREFACE, u32 } from "./h2.ts";
+import { CLIENT_PREFACE as PREFACE, Flag, frame, FrameType, u32 } from "./h2_frames.ts";
 import { encodeHeaders, type HeaderField } from "./hpack.ts";
 
 interface Seen {

@@ -1,21 +1,16 @@
 /**
- * The HTTP/2 (RFC 9113) frames and the HPACK (RFC 7541) header encoding that
- * the benchmark's simulated agents need, and nothing more: the client
- * connection preface, frame headers, SETTINGS, PING, WINDOW_UPDATE, HEADERS
- * and DATA frames, and a parser that splits received bytes into frames
- * whatever their boundaries. No I/O, no state beyond the parser's buffer;
- * the call built on it is h2_call.ts.
- *
- * Header blocks are encoded as HPACK "literal header field without
- * indexing, new name" (RFC 7541 6.2.2) with plain (not Huffman) strings:
- * valid for any decoder, leaves the peer's dynamic table alone, and lets a
- * call's block be encoded once and sent as it is on every connection.
+ * The HTTP/2 (RFC 9113) frame codec of the tree, with no I/O and no state
+ * beyond a parser's buffer: frame types, flags, settings and error codes,
+ * the client connection preface, frame headers and whole frames (SETTINGS,
+ * PING, WINDOW_UPDATE), and a parser that splits received bytes into frames
+ * whatever their boundaries. Used by the broker's server side (h2.ts), the
+ * agent's client side (h2_client.ts) and the benchmark's simulated agents
+ * (bench/h2_call.ts). Header blocks are hpack.ts's.
  *
  * ```ts
- * const block = headerBlock([[":method", "POST"], [":path", "/a.B/C"]]);
- * const bytes = frame(FrameType.HEADERS, Flag.END_HEADERS, 1, block);
+ * const bytes = frame(FrameType.PING, 0, 0, new Uint8Array(8));
  * const [parsed] = new FrameParser().push(bytes);
- * console.log(parsed.type === FrameType.HEADERS, parsed.payload.length === block.length); // true true
+ * console.log(parsed.type === FrameType.PING, parsed.payload.length); // true 8
  * ```
  *
  * @module
@@ -54,14 +49,17 @@ export const Setting = {
   MAX_HEADER_LIST_SIZE: 0x6,
 } as const;
 
-/** Error codes of RST_STREAM and GOAWAY (RFC 9113 7), the ones this client names. */
+/** Error codes of RST_STREAM and GOAWAY (RFC 9113 7), the ones named here. */
 export const ErrorCode = {
   NO_ERROR: 0x0,
   PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
   FLOW_CONTROL_ERROR: 0x3,
+  STREAM_CLOSED: 0x5,
   FRAME_SIZE_ERROR: 0x6,
   REFUSED_STREAM: 0x7,
   CANCEL: 0x8,
+  COMPRESSION_ERROR: 0x9,
 } as const;
 
 /** Bytes of a frame header: 24-bit length, type, flags, 31-bit stream id. */
@@ -70,7 +68,7 @@ export const FRAME_HEADER_BYTES = 9;
 export const DEFAULT_WINDOW = 65_535;
 /** Largest window (RFC 9113 6.9.1). */
 export const MAX_WINDOW = 2 ** 31 - 1;
-/** SETTINGS_MAX_FRAME_SIZE until the peer says otherwise, and the most this client accepts. */
+/** SETTINGS_MAX_FRAME_SIZE until the peer says otherwise, and the most this side accepts. */
 export const DEFAULT_MAX_FRAME_SIZE = 16_384;
 
 /** The client connection preface (RFC 9113 3.4), sent before the first SETTINGS. */
@@ -156,52 +154,11 @@ export function windowUpdateFrame(streamId: number, increment: number): Uint8Arr
   return frame(FrameType.WINDOW_UPDATE, 0, streamId, payload);
 }
 
-/**
- * An HPACK integer (RFC 7541 5.1) with an N-bit prefix; `high` holds the
- * first byte's bits above the prefix.
- */
-export function hpackInteger(value: number, prefixBits: number, high = 0): number[] {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return [high | value];
-  const out = [high | max];
-  let rest = value - max;
-  while (rest >= 128) {
-    out.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
+/** A 4-byte big-endian payload (WINDOW_UPDATE increments, RST_STREAM and GOAWAY codes). */
+export function u32(value: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, value);
   return out;
-}
-
-const encoder = new TextEncoder();
-
-function hpackString(text: string): number[] {
-  const bytes = encoder.encode(text);
-  return [...hpackInteger(bytes.length, 7, 0x00), ...bytes];
-}
-
-/**
- * A header block of literal fields without indexing, new names, no Huffman
- * coding (RFC 7541 6.2.2). Names must be lower case (RFC 9113 8.2.1) and the
- * pseudo-headers first (8.3); both are checked.
- */
-export function headerBlock(headers: ReadonlyArray<readonly [string, string]>): Uint8Array {
-  const out: number[] = [];
-  let regularSeen = false;
-  for (const [name, value] of headers) {
-    if (name !== name.toLowerCase()) {
-      throw new RangeError(
-        `header block: header names must be lower case, got ${JSON.stringify(name)}`,
-      );
-    }
-    if (name.startsWith(":")) {
-      if (regularSeen) {
-        throw new RangeError(`header block: pseudo-header ${name} after a regular header`);
-      }
-    } else regularSeen = true;
-    out.push(0x00, ...hpackString(name), ...hpackString(value));
-  }
-  return new Uint8Array(out);
 }
 
 /** One received frame; `payload` is valid only until the next push (copy what is kept). */
@@ -250,7 +207,7 @@ export class FrameParser {
       if (length > this.#maxFrameSize) {
         throw new H2Error(
           ErrorCode.FRAME_SIZE_ERROR,
-          `received a frame of ${length} bytes, over this client's SETTINGS_MAX_FRAME_SIZE ${this.#maxFrameSize}`,
+          `received a frame of ${length} bytes, over this side's SETTINGS_MAX_FRAME_SIZE ${this.#maxFrameSize}`,
         );
       }
       if (bytes.length - at < FRAME_HEADER_BYTES + length) break;
