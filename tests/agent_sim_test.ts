@@ -31,12 +31,18 @@ Deno.test("agent simulator on its own HTTP/2 client: Welcome, acks counted, a co
     try {
       const addresses = [a.broker.address, b.address];
       const count = 6;
-      const ids = Array.from({ length: count }, (_, i) => `simtest-${i}`);
-      const preferA = ids.filter((id) => preferenceOrder(id, addresses)[0] === addresses[0]);
-      assert.ok(preferA.length >= 2, `the test needs two agents preferring broker A: ${preferA}`);
+      // The brokers' ports are random, so which ids prefer A changes from run to run: take the
+      // first id prefix whose agents put at least two on A first (some are refused there).
+      const idsOf = (prefix: string) => Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+      const prefersA = (id: string) => preferenceOrder(id, addresses)[0] === addresses[0];
+      const prefix = Array.from({ length: 100 }, (_, k) => `simtest${k}`)
+        .find((p) => idsOf(p).filter(prefersA).length >= 2);
+      assert.ok(prefix, `no id prefix puts two of ${count} agents on broker A first`);
+      const ids = idsOf(prefix);
+      const preferA = ids.filter(prefersA);
 
       const connected = await sim.request(
-        { op: "connect", addresses, count, prefix: "simtest" },
+        { op: "connect", addresses, count, prefix },
         30_000,
       );
       assert.equal(connected.agents, count);

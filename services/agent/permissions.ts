@@ -63,7 +63,7 @@ export interface AgentPermissionInput {
  *   (memory), as {@linkcode nativeMetricAccess} says; `--allow-run=df` (disk);
  * - `--allow-net` to the broker, `--allow-read` of the config file and TLS
  *   files. No gRPC environment variables: the agent's stream client is
- *   written on node:http2 (services/rpc/client.ts) and reads none, and its
+ *   written on Deno.connect (services/rpc/client.ts) and reads none, and its
  *   etcd store uses the HTTP gateway ({@linkcode agentStorePermissions}).
  */
 export function agentPermissions(input: AgentPermissionInput): AgentPermissions {

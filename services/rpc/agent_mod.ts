@@ -1,6 +1,7 @@
 /**
  * The agent's entry point to the adapter for the agent <-> broker stream:
- * the client (a small gRPC client on `node:http2`, client.ts), the message
+ * the client (a small gRPC client on this folder's HTTP/2 layer over
+ * `Deno.connect`, client.ts and h2_client.ts), the message
  * types, status codes and TLS options. It never loads `@grpc/grpc-js`
  * (mod.ts adds the broker's server, which does), so the agent's module
  * graph holds no gRPC library.

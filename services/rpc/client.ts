@@ -1,52 +1,40 @@
 /**
- * The agent's end of the stream: a small gRPC client written directly on
- * `node:http2` (the agent loads no gRPC library; the broker's server is this
- * folder's own HTTP/2 server, server.ts and h2.ts). One bidirectional `Connect` stream per connection:
- * POST {@linkcode CONNECT_PATH} with `content-type: application/grpc`,
- * `te: trailers`; each message is framed by framing.ts and encoded by the
- * precompiled codec (codec.ts); the status comes from the trailers, or from
- * the headers of a trailers-only response, or from the HTTP status.
+ * The agent's end of the stream: a small gRPC client on this folder's own
+ * HTTP/2 layer (h2_client.ts, on h2.ts's frame code and hpack.ts) over
+ * `Deno.connect` / `Deno.connectTls` (ALPN `h2`): the agent loads no gRPC
+ * library and not `node:http2`. One bidirectional `Connect` stream per
+ * connection: POST {@linkcode CONNECT_PATH} with `content-type:
+ * application/grpc`, `te: trailers`; each message is framed by framing.ts
+ * and encoded by the precompiled codec (codec.ts); the status comes from the
+ * trailers, or from the headers of a trailers-only response, or from the
+ * HTTP status (all decoded with HPACK, Huffman and dynamic table included).
+ *
+ * Why not `node:http2`: one batch sent and its ack received cost the agent
+ * 0.6 ms of CPU through it, 0.17 ms on `Deno.connect` (README, Performance),
+ * and its import costs memory.
  *
  * ## Invariant: this client never sends an HTTP/2 GOAWAY
  *
  * Deno 2.9's `node:http2` (nghttp2) can abort the whole process when a
  * session RECEIVES a GOAWAY (`find_stream_on_goaway_func: Assertion
  * 'stream->closed_next == NULL' failed`, denoland/deno#36788); no JavaScript
- * can catch it. grpc-js's client sends RST_STREAM then GOAWAY when it closes
- * its channel, so every agent that stopped could kill a broker on node:http2
- * (the broker no longer is, but an agent must not depend on that). Here, by
- * design:
- * - the TCP (or TLS) socket is opened by this module and handed to
- *   `node:http2` through `createConnection`; the reference is kept;
- * - `session.close()` and `session.destroy()` are never called (both send
- *   GOAWAY while the socket is open);
- * - {@linkcode AgentStream.close} ends the request stream (END_STREAM),
- *   lets `node:http2` hand that frame to the socket, then ends (FIN) and
- *   destroys THE SOCKET: after FIN nothing more can reach the broker, and a
- *   session whose socket is gone closes without writing anything;
+ * can catch it, and a broker may run on it (older versions did). Here:
+ * - h2_client.ts has no way to write a GOAWAY;
+ * - {@linkcode AgentStream.close} ends the request stream (an empty DATA
+ *   frame with END_STREAM), and once that is written closes the socket's
+ *   write side (FIN) and then the socket;
  * - when the broker ends the stream (trailers, trailers-only response,
- *   RST_STREAM) or the link fails, the socket is destroyed at once, which
- *   also means a GOAWAY the broker sends later (a graceful restart) never
- *   reaches this side's nghttp2 with a closed stream in it.
+ *   RST_STREAM), breaks the protocol, or the link fails, the socket is
+ *   closed at once.
  *
  * Checked by client_test.ts, which reads the bytes the broker receives
  * through a TCP proxy and parses the HTTP/2 frame headers: no frame of type
  * 0x7 (GOAWAY) after close(), after the broker ends the stream, after a
  * refused message (and a grpc-js client closing its channel does send one
- * there). What Deno 2.9.6's node:http2 client writes, read the same way
- * after a stream was opened: `session.close()` GOAWAY; `session.destroy()`
- * GOAWAY then RST_STREAM; `stream.close(NGHTTP2_CANCEL)` an empty DATA with
- * END_STREAM then RST_STREAM; destroying the socket nothing more.
+ * there).
  *
  * @module
  */
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect as http2Connect,
-} from "node:http2";
-import { connect as netConnect, isIP, type Socket } from "node:net";
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { splitHostPort } from "../common/net.ts";
 import type { AgentMessage, BrokerMessage } from "./messages.ts";
 import { CONNECT_PATH, decodeBrokerMessage, encodeAgentMessage } from "./codec.ts";
@@ -61,6 +49,8 @@ import {
   statusOfHttp,
   statusOfReset,
 } from "./framing.ts";
+import { H2ClientConnection } from "./h2_client.ts";
+import type { HeaderField } from "./hpack.ts";
 
 /** Options of {@linkcode openAgentStream}. */
 export interface AgentStreamOptions {
@@ -106,41 +96,58 @@ export const KEEPALIVE_TIMEOUT_MS = 5000;
 const CLOSE_FLUSH_MS = 1000;
 
 /** `user-agent` of the agent's requests. */
-const USER_AGENT = "monitor-agent-rpc/1 (node:http2)";
+const USER_AGENT = "monitor-agent-rpc/2 (deno)";
+
+/** Size of the buffer each socket read fills (bytes). */
+const READ_BYTES = 64 * 1024;
 
 /**
- * The TLS client's error with what to check. Deno reports an expired and an
- * untrusted broker certificate alike (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
- * "unable to verify the first certificate"), so the hint names both.
+ * Deno's `connectTls` takes the name to check (and send as SNI) apart from
+ * the address it connects to through this symbol (Deno 2.x, marked
+ * unstable); `agent.tls.server_name` uses it.
  */
-export function describeTlsError(error: Error): string {
-  const code = (error as { code?: unknown }).code;
-  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
-    return `${error.message} (connect by a name or address the certificate lists, or set the expected name with agent.tls.server_name / --tls-server-name)`;
+const SERVER_NAME = Symbol.for("unstableServerName");
+
+/**
+ * The TLS client's error with what to check (rustls's words, as Deno
+ * reports them: `invalid peer certificate: UnknownIssuer`, `... Expired`,
+ * `... certificate not valid for name ...`). `expectedName` is the name the
+ * certificate was checked against.
+ */
+export function describeTlsError(error: Error, expectedName?: string): string {
+  const message = error.message;
+  if (/NotValidForName|not valid for name/i.test(message)) {
+    return `${message} (the certificate does not name ${
+      expectedName ?? "the address"
+    }: connect by a name or address the certificate lists, or set the expected name with agent.tls.server_name / --tls-server-name)`;
   }
   if (
-    typeof code === "string" &&
-    /CERT|VERIFY|ISSUER|SELF_SIGNED|EXPIRED|UNTRUSTED/.test(code)
+    /invalid peer certificate|UnknownIssuer|Expired|BadSignature|CERT|VERIFY|ISSUER/i.test(message)
   ) {
-    return `${error.message} [${code}]: the broker's certificate is not trusted: it has expired, or is not signed by the CA in agent.tls.ca (or, without it, the system roots)`;
+    return `${message}: the broker's certificate is not trusted: it has expired, or is not signed by the CA in agent.tls.ca (or, without it, the system roots)`;
   }
-  return error.message;
+  return message;
 }
 
-/**
- * TLS options of the connection. A DNS name is sent as SNI and checked
- * against the certificate; an IP address is checked against the
- * certificate's IP subject alternative names (Deno's node:tls refuses an IP
- * address as `servername`). `serverName` overrides both.
- */
-function tlsOptions(host: string, port: number, tls: ClientTlsOptions): ConnectionOptions {
-  const options: ConnectionOptions = { host, port, ALPNProtocols: ["h2"] };
-  if (tls.serverName) options.servername = tls.serverName;
-  else if (isIP(host) === 0) options.servername = host;
-  if (tls.ca) options.ca = tls.ca;
-  if (tls.cert) options.cert = tls.cert;
-  if (tls.key) options.key = tls.key;
-  return options;
+/** Opens the TCP or TLS connection (ALPN h2; the client certificate for mTLS). */
+function dial(host: string, port: number, tls: ClientTlsOptions | undefined): Promise<Deno.Conn> {
+  if (!tls) return Deno.connect({ hostname: host, port });
+  const options: Deno.ConnectTlsOptions & { cert?: string; key?: string; [SERVER_NAME]?: string } =
+    { hostname: host, port, alpnProtocols: ["h2"] };
+  if (tls.ca) options.caCerts = [tls.ca];
+  if (tls.cert && tls.key) {
+    options.cert = tls.cert;
+    options.key = tls.key;
+  }
+  if (tls.serverName) options[SERVER_NAME] = tls.serverName;
+  return Deno.connectTls(options);
+}
+
+/** Header fields as a map (a repeated name keeps its first value; names are lower case). */
+function headerMap(fields: HeaderField[]): HeaderMap {
+  const map: HeaderMap = {};
+  for (const [name, value] of fields) if (!(name in map)) map[name] = value;
+  return map;
 }
 
 /**
@@ -171,18 +178,21 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
   let closed = false;
   let closeError: RpcError | undefined;
   let tlsError: Error | undefined;
-  let session: ClientHttp2Session | undefined;
-  let request: ClientHttp2Stream | undefined;
-  /** Messages sent before the connection was up, written once the request is open. */
-  let pending: Uint8Array[] = [];
+  let conn: Deno.Conn | undefined;
+  let connClosed = false;
   let tornDown = false;
-  let socketClosed = false;
-  let sessionClosed = true;
+  /** The preface and the request's HEADERS were queued (the socket is up). */
+  let started = false;
+  /** Messages sent before that, queued behind them once it is. */
+  let pending: Uint8Array[] = [];
   let markReleased: () => void = () => {};
   const released = new Promise<void>((resolve) => markReleased = resolve);
   let keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
   let pingTimer: ReturnType<typeof setTimeout> | undefined;
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Socket writes, one after the other. */
+  let writing: Promise<void> = Promise.resolve();
+  let reading: Promise<void> = Promise.resolve();
 
   const unreachable = (why: string) =>
     new RpcError(
@@ -197,35 +207,42 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
       else waiter.reject(connectError!);
     }
   };
-  const maybeReleased = () => {
-    if (socketClosed && tcpClosed && sessionClosed) {
-      clearTimeout(flushTimer);
-      markReleased();
-    }
-  };
   const stopTimers = () => {
     clearTimeout(connectTimer);
     clearTimeout(keepaliveTimer);
     clearTimeout(pingTimer);
   };
+  /** Closes the socket once; released() resolves when its reads and writes are over. */
+  const closeConn = () => {
+    clearTimeout(flushTimer);
+    if (connClosed) return;
+    connClosed = true;
+    if (!conn) return; // dialing: closed when the dial settles
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+    Promise.allSettled([reading, writing]).then(() => markReleased());
+  };
 
   /**
    * Closes the connection without GOAWAY (module doc): with `endStream`, the
-   * request stream is ended first and the socket ended (FIN) once that frame
-   * is out; otherwise the socket is destroyed at once.
+   * request stream is ended first (DATA with END_STREAM) and the socket's
+   * write side closed (FIN) once that frame is out; otherwise the socket is
+   * closed at once.
    */
   const teardown = (endStream: boolean) => {
     stopTimers();
     if (tornDown) return;
     tornDown = true;
-    if (!endStream || !request || request.writableEnded || request.destroyed) {
-      socket.destroy();
+    if (!endStream || !conn || !started || h2.localEnded || h2.remoteEnded) {
+      closeConn();
       return;
     }
-    flushTimer = setTimeout(() => socket.destroy(), CLOSE_FLUSH_MS);
-    // END_STREAM is handed to nghttp2 on 'finish' and written to the socket
-    // on a later turn; the FIN goes after it (socket.end flushes first).
-    request.end(() => setImmediate(() => socket.end(() => socket.destroy())));
+    flushTimer = setTimeout(closeConn, CLOSE_FLUSH_MS);
+    h2.end();
+    h2.flush();
+    const socket = conn;
+    writing = writing.then(() => socket.closeWrite()).catch(() => {}).then(closeConn);
   };
 
   /** Ends the stream once: `error` undefined is a clean end (status OK or close()). */
@@ -245,107 +262,71 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
     settleReady();
     for (const listener of closeListeners.splice(0)) listener(error);
   };
-  /** Adds the TLS handshake's own error when the failure came from it. */
   const lost = (why: string) =>
     connected ? new RpcError(RpcStatus.UNAVAILABLE, why) : unreachable(why);
 
-  // The socket: opened here, kept here, destroyed here (module doc).
-  // With TLS the TCP socket is opened here too and handed to node:tls: a TLS socket
-  // that opened its own TCP connection left it open when destroyed after a failed
-  // handshake (Deno 2.9.6; the broker never saw the agent go).
-  const tcp: Socket = netConnect({ host, port });
-  const socket: Socket | TLSSocket = options.tls
-    ? tlsConnect({ ...tlsOptions(host, port, options.tls), socket: tcp })
-    : tcp;
-  let tcpClosed = false;
-  tcp.on("close", () => {
-    tcpClosed = true;
-    maybeReleased();
-  });
-  if (socket !== tcp) {
-    tcp.on("error", (error: Error) => finish(lost(error.message), false));
-    socket.on("close", () => tcp.destroy());
-  }
   const connectTimer = setTimeout(
     () => finish(unreachable("Failed to connect before the deadline"), false),
     options.connectTimeoutMs ?? 5000,
   );
-  socket.on("error", (error: Error) => {
-    if (options.tls && !connected && !tlsError && !(error as { syscall?: string }).syscall) {
-      tlsError = new Error(describeTlsError(error), { cause: error });
-    }
-    finish(lost(error.message), false);
-  });
-  let peerEnded = false;
-  socket.on("end", () => peerEnded = true);
-  socket.on("close", () => {
-    socketClosed = true;
-    if (!closed) finish(lost("the connection to the broker was closed"), false);
-    stopTimers();
-    maybeReleased();
-  });
-  socket.once(options.tls ? "secureConnect" : "connect", () => {
-    if (tornDown) return;
-    startSession();
-  });
 
   const authority = options.tls?.serverName ?? options.address;
+  const request: Array<[string, string]> = [
+    [":method", "POST"],
+    [":scheme", options.tls ? "https" : "http"],
+    [":authority", authority],
+    [":path", CONNECT_PATH],
+    ["content-type", "application/grpc"],
+    ["te", "trailers"],
+    ["grpc-accept-encoding", "identity"],
+    ["user-agent", USER_AGENT],
+  ];
+  if (options.token) request.push([TOKEN_METADATA_KEY, `Bearer ${options.token}`]);
 
-  function startSession() {
-    sessionClosed = false;
-    const url = `${options.tls ? "https" : "http"}://${
-      isIP(host) === 6 ? `[${host}]` : host
-    }:${port}`;
-    const h2 = http2Connect(url, {
-      createConnection: () => socket,
-      settings: { enablePush: false },
+  /** Hands bytes to the socket, in order. */
+  const write = (bytes: Uint8Array) => {
+    const socket = conn;
+    if (!socket || connClosed) return;
+    writing = writing.then(async () => {
+      if (connClosed) return;
+      let at = 0;
+      while (at < bytes.length) at += await socket.write(bytes.subarray(at));
+    }).catch((error: Error) => {
+      if (!connClosed) finish(lost(error.message), false);
     });
-    session = h2;
-    h2.on("error", (error: Error) => finish(lost(`HTTP/2: ${error.message}`), false));
-    h2.on("close", () => {
-      sessionClosed = true;
-      maybeReleased();
-    });
-    // A broker restarting gracefully sends GOAWAY and then ends this stream with
-    // its status; nothing to do until then.
-    h2.on("goaway", () => {});
-    h2.once("remoteSettings", () => {
+  };
+
+  const h2 = new H2ClientConnection(write, {
+    onSettings() {
       if (closed) return;
       connected = true;
       clearTimeout(connectTimer);
       settleReady();
       scheduleKeepalive();
-    });
-    const headers: Record<string, string> = {
-      ":method": "POST",
-      ":scheme": options.tls ? "https" : "http",
-      ":authority": authority,
-      ":path": CONNECT_PATH,
-      "content-type": "application/grpc",
-      "te": "trailers",
-      "grpc-accept-encoding": "identity",
-      "user-agent": USER_AGENT,
-    };
-    if (options.token) headers[TOKEN_METADATA_KEY] = `Bearer ${options.token}`;
-    const req = h2.request(headers, { endStream: false });
-    request = req;
-    for (const frame of pending) req.write(frame);
-    pending = [];
-    let gotStatus = false;
-    req.on("response", (responseHeaders: HeaderMap) => {
-      const httpStatus = Number(responseHeaders[":status"]);
-      if (httpStatus !== 200) {
-        gotStatus = true;
-        return finish(statusOfHttp(httpStatus), false);
+    },
+    onHeaders(fields, endStream, trailers) {
+      if (closed) return;
+      const headers = headerMap(fields);
+      if (!trailers) {
+        const httpStatus = Number(headers[":status"]);
+        if (httpStatus !== 200) return finish(statusOfHttp(httpStatus), false);
       }
-      // Trailers-only: the status is in the headers (an error before any message).
-      const status = statusOf(responseHeaders);
-      if (status !== undefined) {
-        gotStatus = true;
-        finish(status ?? undefined, false);
+      const status = statusOf(headers);
+      if (status !== undefined) return finish(status ?? undefined, false);
+      if (trailers) {
+        return finish(
+          new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a status"),
+          false,
+        );
       }
-    });
-    req.on("data", (chunk: Uint8Array) => {
+      if (endStream) {
+        finish(
+          new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a grpc-status"),
+          false,
+        );
+      }
+    },
+    onData(chunk) {
       if (closed) return;
       const { messages, error } = reader.push(chunk);
       for (const bytes of messages) {
@@ -367,43 +348,80 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
         if (closed) return;
       }
       if (error) finish(error, false);
-    });
-    req.on("trailers", (trailers: HeaderMap) => {
-      gotStatus = true;
-      const status = statusOf(trailers);
-      if (status === undefined) {
-        finish(
-          new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a status"),
-          false,
+    },
+    onEnd() {
+      finish(
+        new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a grpc-status"),
+        false,
+      );
+    },
+    onReset(code) {
+      finish(statusOfReset(code), false);
+    },
+    onPingAck() {
+      if (pingTimer === undefined || closed) return;
+      clearTimeout(pingTimer);
+      pingTimer = undefined;
+      scheduleKeepalive();
+    },
+    // A broker restarting gracefully sends GOAWAY and then ends this stream with its status.
+    onGoaway() {},
+    onError(reason) {
+      finish(lost(`HTTP/2: ${reason}`), false);
+    },
+  });
+
+  /** Reads until the broker closes the connection or this side closes the socket. */
+  const readLoop = async (socket: Deno.Conn) => {
+    const buffer = new Uint8Array(READ_BYTES);
+    try {
+      while (!connClosed) {
+        const n = await socket.read(buffer);
+        if (n === null) break;
+        // A copy: DATA payloads are kept by the FrameReader until their message is whole.
+        h2.receive(buffer.slice(0, n));
+      }
+    } catch (error) {
+      if (!connClosed) return finish(lost((error as Error).message), false);
+    }
+    if (!closed) finish(lost("the connection to the broker was closed"), false);
+    closeConn();
+  };
+
+  const dialing = dial(host, port, options.tls).then(async (socket) => {
+    conn = socket;
+    if (connClosed) {
+      connClosed = false;
+      return closeConn();
+    }
+    if (options.tls) {
+      try {
+        await (socket as Deno.TlsConn).handshake();
+      } catch (error) {
+        if (connClosed) return;
+        tlsError = new Error(
+          describeTlsError(error as Error, options.tls.serverName ?? host),
+          { cause: error },
         );
-      } else finish(status ?? undefined, false);
-    });
-    req.on("error", (error: Error) => {
-      if (!gotStatus) finish(lost(`stream error: ${error.message}`), false);
-    });
-    req.on("close", () => {
-      if (closed || gotStatus) return;
-      const code = req.rstCode;
-      // Closed together with the connection, or by the broker alone: told apart once the
-      // socket's own events of the same read have run.
-      setTimeout(() => {
-        if (closed) return;
-        if (peerEnded || socket.destroyed) {
-          finish(lost("the connection to the broker was closed"), false);
-        } else if (code === undefined || code === 0) {
-          finish(
-            new RpcError(RpcStatus.UNKNOWN, "the broker ended the stream without a grpc-status"),
-            false,
-          );
-        } else finish(statusOfReset(code), false);
-      }, 0);
-    });
-  }
+        return finish(lost((error as Error).message), false);
+      }
+      if (connClosed) return;
+    }
+    reading = readLoop(socket);
+    h2.start(request);
+    started = true;
+    for (const bytes of pending) h2.send(bytes);
+    pending = [];
+  }, (error: Error) => {
+    finish(lost(error.message), false);
+    markReleased();
+  });
+  dialing.catch(() => {});
 
   /** One ping per period; no answer within KEEPALIVE_TIMEOUT_MS ends the stream UNAVAILABLE. */
   function scheduleKeepalive() {
     keepaliveTimer = setTimeout(() => {
-      if (closed || !session) return;
+      if (closed) return;
       pingTimer = setTimeout(() => {
         finish(
           new RpcError(
@@ -413,17 +431,7 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
           false,
         );
       }, KEEPALIVE_TIMEOUT_MS);
-      try {
-        session.ping((error: Error | null) => {
-          clearTimeout(pingTimer);
-          if (closed) return;
-          if (error) finish(lost(`keepalive ping failed: ${error.message}`), false);
-          else scheduleKeepalive();
-        });
-      } catch (error) {
-        clearTimeout(pingTimer);
-        finish(lost(`keepalive ping failed: ${(error as Error).message}`), false);
-      }
+      h2.ping();
     }, keepaliveMs);
   }
 
@@ -444,16 +452,9 @@ export function openAgentStream(options: AgentStreamOptions): AgentStream {
         );
         return false;
       }
-      if (!request) {
-        pending.push(frameMessage(bytes));
-        return true;
-      }
-      try {
-        request.write(frameMessage(bytes));
-        return true;
-      } catch {
-        return false;
-      }
+      if (started) h2.send(frameMessage(bytes));
+      else pending.push(frameMessage(bytes));
+      return true;
     },
     onMessage(listener) {
       messageListeners.push(listener);

@@ -1,6 +1,6 @@
 /**
- * The agent's node:http2 client against the broker's real server
- * (server.ts), through a TCP proxy that records the bytes the broker
+ * The agent's client (client.ts on h2_client.ts, over Deno.connect) against
+ * the broker's real server (server.ts) and a bare node:http2 server, through a TCP proxy that records the bytes the broker
  * receives so that the HTTP/2 frames the client sends can be checked
  * (client.ts: it never sends GOAWAY).
  */
@@ -351,7 +351,7 @@ Deno.test("client: sends no GOAWAY on close(), when the broker ends the stream, 
   }
 });
 
-Deno.test("client: the agent's module graph holds no gRPC library (etcd3's own, loaded only with the etcd store, aside)", async () => {
+Deno.test("client: the agent's module graph holds no gRPC library (etcd3's own, loaded only with the etcd store, aside) and no node:http2", async () => {
   const main = new URL("../agent/main.ts", import.meta.url);
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", main.pathname],
@@ -380,7 +380,14 @@ Deno.test("client: the agent's module graph holds no gRPC library (etcd3's own, 
     reached.has(new URL("./client.ts", import.meta.url).href),
     "the walk reaches client.ts",
   );
-  assert.deepEqual([...reached].filter((s) => /@grpc\/|rpc\/server\.ts/.test(s)), []);
+  assert.ok(
+    reached.has(new URL("./h2_client.ts", import.meta.url).href),
+    "the walk reaches h2_client.ts",
+  );
+  assert.deepEqual(
+    [...reached].filter((s) => /@grpc\/|rpc\/server\.ts|^node:http2$/.test(s)),
+    [],
+  );
 });
 
 Deno.test("client: against a bare HTTP/2 server: an HTTP status maps to its gRPC status, a compressed message is refused INTERNAL, an end without grpc-status is UNKNOWN", async () => {

@@ -7,6 +7,7 @@
  * sockets here: the owner feeds bytes in ({@linkcode H2Connection.receive}),
  * gives it a `write` function and runs keep-alive from one sweep
  * ({@linkcode H2Connection.keepalive}). Internal to services/rpc.
+ * Its frame code and constants also serve the client side (h2_client.ts).
  *
  * ## Invariant: this side never sends GOAWAY
  *
@@ -76,7 +77,7 @@ export const ErrorCode = {
 } as const;
 
 /** SETTINGS identifiers (RFC 9113 §6.5.2). */
-const Setting = {
+export const Setting = {
   HEADER_TABLE_SIZE: 0x1,
   ENABLE_PUSH: 0x2,
   MAX_CONCURRENT_STREAMS: 0x3,
@@ -86,17 +87,18 @@ const Setting = {
 } as const;
 
 /** The client connection preface (RFC 9113 §3.4). */
-const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-const FRAME_HEADER_BYTES = 9;
+export const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+export const FRAME_HEADER_BYTES = 9;
 /** Largest frame payload this side accepts (the protocol default; peers rarely send more). */
-const MAX_FRAME_BYTES = 16_384;
+export const MAX_FRAME_BYTES = 16_384;
 /** This side's receive window per stream and per connection (bytes). */
 export const RECEIVE_WINDOW = 1 << 20;
 /** Largest header block (HEADERS + CONTINUATION) accepted, encoded. */
-const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
+export const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
 /** SETTINGS_MAX_HEADER_LIST_SIZE announced and enforced (decoded, RFC counting). */
 export const MAX_HEADER_LIST_BYTES = 16 * 1024;
-const MAX_WINDOW = 0x7fffffff;
+/** Largest flow-control window (RFC 9113 §6.9.1). */
+export const MAX_WINDOW = 0x7fffffff;
 
 /** Where the connection's bytes go. */
 export interface H2Transport {
@@ -185,7 +187,13 @@ export class H2Stream {
   }
 }
 
-function frame(type: number, flags: number, streamId: number, payload: Uint8Array): Uint8Array {
+/** One frame: the 9-byte header and its payload. */
+export function frame(
+  type: number,
+  flags: number,
+  streamId: number,
+  payload: Uint8Array,
+): Uint8Array {
   const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
   out[0] = payload.length >>> 16;
   out[1] = (payload.length >>> 8) & 0xff;
@@ -200,7 +208,8 @@ function frame(type: number, flags: number, streamId: number, payload: Uint8Arra
   return out;
 }
 
-function u32(value: number): Uint8Array {
+/** A 32-bit big-endian value (WINDOW_UPDATE, RST_STREAM payloads). */
+export function u32(value: number): Uint8Array {
   const out = new Uint8Array(4);
   new DataView(out.buffer).setUint32(0, value);
   return out;
