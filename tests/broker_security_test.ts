@@ -152,6 +152,10 @@ Deno.test("mTLS: only agents with a certificate of the configured CA get a strea
       const good = await attempt(address, clientTls(pki.ca, pki.agent));
       assert.equal(good.identity, "true/agent-1/-", String(good.error));
       assert.deepEqual(refusals, []);
+      // The client certificate together with agent.tls.server_name (Deno's TLS gets both).
+      const named = await attempt(address, clientTls(pki.ca, pki.agent, "localhost"));
+      assert.equal(named.identity, "true/agent-1/-", String(named.error));
+      assert.deepEqual(refusals, []);
 
       const none = await attempt(address, clientTls(pki.ca));
       assert.equal(none.error?.code, RpcStatus.UNAUTHENTICATED);
