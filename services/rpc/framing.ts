@@ -131,7 +131,7 @@ export class FrameReader {
   }
 }
 
-/** Response headers or trailers as node:http2 gives them. */
+/** Response headers or trailers by name (client.ts builds it from the decoded fields). */
 export type HeaderMap = Record<string, string | string[] | number | undefined>;
 
 function one(headers: HeaderMap, name: string): string | undefined {
