@@ -20,6 +20,7 @@
  * @module
  */
 import { errorMessage, type Logger } from "../common/log.ts";
+import { concurrencyLimit } from "../common/limit.ts";
 import {
   type Lease,
   type Store,
@@ -31,6 +32,16 @@ import {
 
 /** Seconds a broker's keys outlive it (its lease's TTL). */
 export const FLEET_LEASE_TTL_S = 10;
+
+/**
+ * Session-key writes a broker has in flight at most. Thousands of agents
+ * connecting at once (a broker's start, another broker's loss) would
+ * otherwise be thousands of concurrent store calls, a stream storm on the
+ * store client's one HTTP/2 connection (the storms Deno's HTTP/2 layer
+ * handles worst, denoland/deno#36788); limited, they wait in a queue, each
+ * agent's own writes still in order.
+ */
+export const SESSION_WRITES_IN_FLIGHT = 64;
 
 /** `<prefix>/brokers/<broker-id>`: a live broker. */
 export interface BrokerRecord {
@@ -116,6 +127,8 @@ export class Fleet {
   #watchers: Watcher[] = [];
   /** Store operations per agent, in order (a put and the delete after it never cross). */
   #ops = new Map<string, Promise<void>>();
+  /** At most SESSION_WRITES_IN_FLIGHT of those run at once. */
+  #limited = concurrencyLimit(SESSION_WRITES_IN_FLIGHT);
   #closed = false;
   #quiet = false;
   #record: BrokerRecord;
@@ -220,7 +233,7 @@ export class Fleet {
   #queue(agentId: string, op: () => Promise<void>): Promise<void> {
     if (this.#closed || this.#quiet) return Promise.resolve();
     const previous = this.#ops.get(agentId) ?? Promise.resolve();
-    const next = previous.then(op).catch((error) => {
+    const next = previous.then(() => this.#limited(op)).catch((error) => {
       if (!this.#closed) {
         this.#options.log.warn(
           `session key of agent ${agentId}: ${errorMessage(error)} (the fleet view may lag)`,
