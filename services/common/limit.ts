@@ -29,13 +29,17 @@ export function concurrencyLimit(max: number): Limited {
   }
   let running = 0;
   const waiting: Array<() => void> = [];
+  // A finished call hands its slot straight to the first waiter (running stays
+  // the same), so a call made between the hand-over and the waiter's start
+  // cannot take the slot too.
   const release = () => {
-    running--;
-    waiting.shift()?.();
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
   };
   return async <T>(fn: () => Promise<T>): Promise<T> => {
     if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
+    else running++;
     try {
       return await fn();
     } finally {

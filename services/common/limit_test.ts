@@ -30,3 +30,30 @@ Deno.test("concurrencyLimit: a limit that is not an integer >= 1 is refused, nam
     assert.throws(() => concurrencyLimit(bad), /expected an integer >= 1, got/);
   }
 });
+
+Deno.test("concurrencyLimit: a call made while a finished call hands its slot to a waiter waits too", async () => {
+  // The new call comes a few microtasks after the first call's end, whichever
+  // tick that falls on relative to the waiter's start.
+  for (let ticks = 0; ticks < 6; ticks++) {
+    const limited = concurrencyLimit(1);
+    let running = 0;
+    let most = 0;
+    const calls: Promise<void>[] = [];
+    const work = (then?: () => void) =>
+      limited(async () => {
+        running++;
+        most = Math.max(most, running);
+        await Promise.resolve();
+        running--;
+        if (then) {
+          let p = Promise.resolve();
+          for (let i = 0; i < ticks; i++) p = p.then(() => {});
+          calls.push(p.then(() => work()));
+        }
+      });
+    calls.push(work(() => {}), work());
+    while (calls.length < 3) await new Promise((resolve) => setTimeout(resolve, 1));
+    await Promise.all(calls);
+    assert.equal(most, 1, `${ticks} ticks after the first call's end`);
+  }
+});
