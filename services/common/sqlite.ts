@@ -181,6 +181,8 @@ export class ChangeNotifier {
   async #follow(watcher: Deno.FsWatcher) {
     try {
       for await (const event of watcher) {
+        // Events already buffered when the watch was stopped arrive after it: arm nothing then.
+        if (this.#watcher !== watcher) break;
         if (event.kind === "access" || this.#soon !== undefined) continue;
         this.#soon = setTimeout(() => {
           if (this.#check() || this.#watcher !== watcher) {
